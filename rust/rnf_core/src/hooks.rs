@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! Netfilter address families, hooks and the stages (iptables tables) that
+//! rnf registers on them.
+//!
+//! A *hook point* is one `(family, hook, stage)` triple; there are
+//! [`NUM_HOOK_POINTS`] of them, numbered densely by [`hook_point_index`].
+
+/// Netfilter protocol family (`NFPROTO_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Family {
+    /// `NFPROTO_IPV4`.
+    Ipv4 = 2,
+    /// `NFPROTO_IPV6`.
+    Ipv6 = 10,
+}
+
+impl Family {
+    /// The family with the `NFPROTO_*` value `v`, if rnf handles it.
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            2 => Some(Self::Ipv4),
+            10 => Some(Self::Ipv6),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name: `"ipv4"` or `"ipv6"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ipv4 => "ipv4",
+            Self::Ipv6 => "ipv6",
+        }
+    }
+
+    /// Position of the family in [`FAMILIES`].
+    const fn ordinal(self) -> usize {
+        match self {
+            Self::Ipv4 => 0,
+            Self::Ipv6 => 1,
+        }
+    }
+}
+
+/// Netfilter hook of the inet families (`NF_INET_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Hook {
+    /// `NF_INET_PRE_ROUTING`.
+    PreRouting = 0,
+    /// `NF_INET_LOCAL_IN`.
+    LocalIn = 1,
+    /// `NF_INET_FORWARD`.
+    Forward = 2,
+    /// `NF_INET_LOCAL_OUT`.
+    LocalOut = 3,
+    /// `NF_INET_POST_ROUTING`.
+    PostRouting = 4,
+}
+
+impl Hook {
+    /// All hooks in packet-path (numeric) order.
+    pub const ALL: [Hook; 5] = [
+        Hook::PreRouting,
+        Hook::LocalIn,
+        Hook::Forward,
+        Hook::LocalOut,
+        Hook::PostRouting,
+    ];
+
+    /// The hook with the `NF_INET_*` value `v`.
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::PreRouting),
+            1 => Some(Self::LocalIn),
+            2 => Some(Self::Forward),
+            3 => Some(Self::LocalOut),
+            4 => Some(Self::PostRouting),
+            _ => None,
+        }
+    }
+
+    /// iptables chain name: `"PREROUTING"`, `"INPUT"`, `"FORWARD"`,
+    /// `"OUTPUT"` or `"POSTROUTING"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::PreRouting => "PREROUTING",
+            Self::LocalIn => "INPUT",
+            Self::Forward => "FORWARD",
+            Self::LocalOut => "OUTPUT",
+            Self::PostRouting => "POSTROUTING",
+        }
+    }
+}
+
+/// Processing stage: which iptables table a hook registration stands for.
+///
+/// NAT is split into destination NAT (on `PREROUTING` and `OUTPUT`) and
+/// source NAT (on `INPUT` and `POSTROUTING`) because the two run at different
+/// priorities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Stage {
+    /// The `raw` table (`NF_IP_PRI_RAW`, -300).
+    Raw = 0,
+    /// The `mangle` table (`NF_IP_PRI_MANGLE`, -150).
+    Mangle = 1,
+    /// Destination NAT (`NF_IP_PRI_NAT_DST`, -100).
+    NatDst = 2,
+    /// The `filter` table (`NF_IP_PRI_FILTER`, 0).
+    Filter = 3,
+    /// Source NAT (`NF_IP_PRI_NAT_SRC`, 100).
+    NatSrc = 4,
+}
+
+impl Stage {
+    /// All stages in priority order.
+    pub const ALL: [Stage; 5] = [
+        Stage::Raw,
+        Stage::Mangle,
+        Stage::NatDst,
+        Stage::Filter,
+        Stage::NatSrc,
+    ];
+
+    /// The stage with discriminant `v`.
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Raw),
+            1 => Some(Self::Mangle),
+            2 => Some(Self::NatDst),
+            3 => Some(Self::Filter),
+            4 => Some(Self::NatSrc),
+            _ => None,
+        }
+    }
+
+    /// Netfilter hook priority: the iptables `NF_IP_PRI_*` value (the
+    /// `NF_IP6_PRI_*` values are the same).
+    pub const fn priority(self) -> i32 {
+        match self {
+            Self::Raw => -300,
+            Self::Mangle => -150,
+            Self::NatDst => -100,
+            Self::Filter => 0,
+            Self::NatSrc => 100,
+        }
+    }
+
+    /// Name: `"raw"`, `"mangle"`, `"nat-dst"`, `"filter"` or `"nat-src"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Mangle => "mangle",
+            Self::NatDst => "nat-dst",
+            Self::Filter => "filter",
+            Self::NatSrc => "nat-src",
+        }
+    }
+}
+
+/// Families rnf registers hooks for, in index order.
+pub const FAMILIES: [Family; 2] = [Family::Ipv4, Family::Ipv6];
+
+/// The `(hook, stage)` pairs where iptables has a table, sorted by hook and
+/// then by priority. The same pairs are used for every family.
+pub const HOOK_STAGES: [(Hook, Stage); 14] = [
+    (Hook::PreRouting, Stage::Raw),
+    (Hook::PreRouting, Stage::Mangle),
+    (Hook::PreRouting, Stage::NatDst),
+    (Hook::LocalIn, Stage::Mangle),
+    (Hook::LocalIn, Stage::Filter),
+    (Hook::LocalIn, Stage::NatSrc),
+    (Hook::Forward, Stage::Mangle),
+    (Hook::Forward, Stage::Filter),
+    (Hook::LocalOut, Stage::Raw),
+    (Hook::LocalOut, Stage::Mangle),
+    (Hook::LocalOut, Stage::NatDst),
+    (Hook::LocalOut, Stage::Filter),
+    (Hook::PostRouting, Stage::Mangle),
+    (Hook::PostRouting, Stage::NatSrc),
+];
+
+/// Number of hook points: every family times every entry of [`HOOK_STAGES`].
+pub const NUM_HOOK_POINTS: usize = FAMILIES.len() * HOOK_STAGES.len();
+
+/// Dense index `0..NUM_HOOK_POINTS` of a hook point: family-major, then in
+/// [`HOOK_STAGES`] order. `None` if iptables has no such table on the hook.
+pub const fn hook_point_index(family: Family, hook: Hook, stage: Stage) -> Option<usize> {
+    let mut rest: &[(Hook, Stage)] = &HOOK_STAGES;
+    let mut i = 0;
+    while let [(h, s), tail @ ..] = rest {
+        if *h as u8 == hook as u8 && *s as u8 == stage as u8 {
+            return Some(family.ordinal() * HOOK_STAGES.len() + i);
+        }
+        rest = tail;
+        i += 1;
+    }
+    None
+}
+
+/// The hook point with dense index `index`; the inverse of
+/// [`hook_point_index`].
+pub const fn hook_point(index: usize) -> Option<(Family, Hook, Stage)> {
+    let family = match index / HOOK_STAGES.len() {
+        0 => Family::Ipv4,
+        1 => Family::Ipv6,
+        _ => return None,
+    };
+    let mut n = index % HOOK_STAGES.len();
+    let mut rest: &[(Hook, Stage)] = &HOOK_STAGES;
+    while let [(h, s), tail @ ..] = rest {
+        if n == 0 {
+            return Some((family, *h, *s));
+        }
+        rest = tail;
+        n -= 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_stages_distinct_and_sorted() {
+        assert_eq!(NUM_HOOK_POINTS, 28);
+        for (i, a) in HOOK_STAGES.iter().enumerate() {
+            for b in &HOOK_STAGES[i + 1..] {
+                assert_ne!(a, b, "duplicate entry");
+            }
+        }
+        for w in HOOK_STAGES.windows(2) {
+            let (h0, s0) = w[0];
+            let (h1, s1) = w[1];
+            assert!(
+                (h0 as u8, s0.priority()) < (h1 as u8, s1.priority()),
+                "not sorted at {:?} / {:?}",
+                w[0],
+                w[1]
+            );
+        }
+    }
+
+    #[test]
+    fn hook_stages_match_iptables_tables() {
+        let has = |h, s| HOOK_STAGES.contains(&(h, s));
+        // raw: PREROUTING, OUTPUT
+        for h in Hook::ALL {
+            assert_eq!(
+                has(h, Stage::Raw),
+                matches!(h, Hook::PreRouting | Hook::LocalOut)
+            );
+            assert!(has(h, Stage::Mangle));
+            assert_eq!(
+                has(h, Stage::NatDst),
+                matches!(h, Hook::PreRouting | Hook::LocalOut)
+            );
+            assert_eq!(
+                has(h, Stage::NatSrc),
+                matches!(h, Hook::LocalIn | Hook::PostRouting)
+            );
+            assert_eq!(
+                has(h, Stage::Filter),
+                matches!(h, Hook::LocalIn | Hook::Forward | Hook::LocalOut)
+            );
+        }
+    }
+
+    #[test]
+    fn index_round_trip() {
+        assert_eq!(FAMILIES[0].ordinal(), 0);
+        assert_eq!(FAMILIES[1].ordinal(), 1);
+        for i in 0..NUM_HOOK_POINTS {
+            let (f, h, s) = hook_point(i).expect("in range");
+            assert_eq!(hook_point_index(f, h, s), Some(i));
+        }
+        assert_eq!(hook_point(NUM_HOOK_POINTS), None);
+        assert_eq!(
+            hook_point_index(Family::Ipv4, Hook::PreRouting, Stage::Raw),
+            Some(0)
+        );
+        assert_eq!(
+            hook_point_index(Family::Ipv6, Hook::PreRouting, Stage::Raw),
+            Some(14)
+        );
+        assert_eq!(
+            hook_point_index(Family::Ipv4, Hook::Forward, Stage::Raw),
+            None
+        );
+        assert_eq!(
+            hook_point_index(Family::Ipv6, Hook::PostRouting, Stage::NatSrc),
+            Some(27)
+        );
+    }
+
+    #[test]
+    fn enum_values_and_names() {
+        assert_eq!(Family::Ipv4 as u8, 2);
+        assert_eq!(Family::Ipv6 as u8, 10);
+        for f in FAMILIES {
+            assert_eq!(Family::from_u8(f as u8), Some(f));
+        }
+        assert_eq!(Family::from_u8(7), None);
+        assert_eq!(Family::Ipv6.name(), "ipv6");
+        for (n, h) in Hook::ALL.iter().enumerate() {
+            assert_eq!(*h as usize, n);
+            assert_eq!(Hook::from_u8(n as u8), Some(*h));
+        }
+        assert_eq!(Hook::from_u8(5), None);
+        assert_eq!(Hook::LocalIn.name(), "INPUT");
+        assert_eq!(Hook::LocalOut.name(), "OUTPUT");
+        let prios: [i32; 5] = Stage::ALL.map(Stage::priority);
+        assert_eq!(prios, [-300, -150, -100, 0, 100]);
+        for (n, s) in Stage::ALL.iter().enumerate() {
+            assert_eq!(Stage::from_u8(n as u8), Some(*s));
+        }
+        assert_eq!(Stage::from_u8(5), None);
+        assert_eq!(Stage::NatDst.name(), "nat-dst");
+    }
+}

@@ -1,1 +1,40 @@
-fn main() {}
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! `rnfctl`: command-line tool for the rnf kernel firewall.
+
+mod cli;
+mod error;
+mod nl;
+mod output;
+mod status;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Status(args) => status::run(args),
+    };
+    match result {
+        Ok(out) => {
+            let mut stdout = std::io::stdout().lock();
+            if stdout
+                .write_all(out.as_bytes())
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return ExitCode::from(error::EXIT_FAILURE);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rnfctl: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! Generic netlink transport: the socket, family resolution and
+//! request/acknowledgement exchanges. Encoding and decoding is done by
+//! `rnf_core`.
+
+use std::io;
+
+use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
+use rnf_core::netlink::{self, GenlMsgHdr, MsgKind, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use rnf_core::wire::AttrWriter;
+
+use crate::error::Error;
+
+/// Size of the buffer requests are encoded into.
+const REQUEST_BUF: usize = 8192;
+
+/// Where an exchange stands after a datagram.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// More datagrams are expected.
+    More,
+    /// The acknowledgement or end of dump arrived.
+    Finished,
+}
+
+/// Processes one received datagram of the exchange with sequence number
+/// `seq`: appends the generic netlink payload (genl header and attributes)
+/// of each reply message of type `family_id` to `replies`, and returns
+/// whether the exchange is over. Messages of other exchanges are ignored.
+/// An `NLMSG_ERROR` with a non-zero errno becomes [`Error::Kernel`].
+pub fn process_datagram(
+    op: &'static str,
+    datagram: &[u8],
+    family_id: u16,
+    seq: u32,
+    replies: &mut Vec<Vec<u8>>,
+) -> Result<Progress, Error> {
+    for msg in netlink::messages(datagram) {
+        let msg = msg.map_err(|e| Error::wire(op, e))?;
+        if msg.header.seq != seq {
+            continue;
+        }
+        match msg.kind().map_err(|e| Error::wire(op, e))? {
+            MsgKind::Error(e) | MsgKind::Done(e) => {
+                if e.is_ack() {
+                    return Ok(Progress::Finished);
+                }
+                return Err(Error::Kernel {
+                    op,
+                    errno: e.errno,
+                    ext_ack: e.ext_ack_msg.map(str::to_owned),
+                });
+            }
+            MsgKind::Control(ty) if ty == netlink::NLMSG_OVERRUN => {
+                return Err(Error::Protocol {
+                    op,
+                    detail: "netlink overrun: messages were lost".into(),
+                })
+            }
+            MsgKind::Control(_) => {}
+            MsgKind::Data(payload) if msg.header.ty == family_id => {
+                replies.push(payload.to_vec());
+            }
+            MsgKind::Data(_) => {
+                return Err(Error::Protocol {
+                    op,
+                    detail: format!("unexpected message type {}", msg.header.ty),
+                })
+            }
+        }
+    }
+    Ok(Progress::More)
+}
+
+/// A generic netlink socket connected to the kernel.
+pub struct GenlSocket {
+    sock: Socket,
+    seq: u32,
+    rx: Vec<u8>,
+}
+
+impl GenlSocket {
+    /// Opens and binds a `NETLINK_GENERIC` socket with extended acks
+    /// enabled.
+    pub fn open() -> Result<Self, Error> {
+        let io_err = |err| Error::Io {
+            op: "opening a generic netlink socket",
+            err,
+        };
+        let mut sock = Socket::new(NETLINK_GENERIC).map_err(io_err)?;
+        sock.bind_auto().map_err(io_err)?;
+        sock.connect(&SocketAddr::new(0, 0)).map_err(io_err)?;
+        // Extended acks carry the kernel's error text (Linux 4.12+); capped
+        // acks leave the echoed request out of error messages. Kernels
+        // without them still work, so failures are not fatal.
+        let _ = sock.set_ext_ack(true);
+        let _ = sock.set_cap_ack(true);
+        let seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(1);
+        Ok(Self {
+            sock,
+            seq,
+            rx: Vec::new(),
+        })
+    }
+
+    /// Looks up the id of the generic netlink family `name`.
+    /// [`Error::ModuleNotLoaded`] if the controller does not know it.
+    pub fn resolve_family(&mut self, name: &str) -> Result<u16, Error> {
+        const OP: &str = "looking up the generic netlink family";
+        let replies = self
+            .request(
+                OP,
+                netlink::GENL_ID_CTRL,
+                netlink::CTRL_CMD_GETFAMILY,
+                netlink::CTRL_VERSION,
+                0,
+                |w| w.put_str(netlink::CTRL_ATTR_FAMILY_NAME, name),
+            )
+            .map_err(|e| match e {
+                Error::Kernel { errno, .. } if errno == libc::ENOENT => Error::ModuleNotLoaded,
+                e => e,
+            })?;
+        let reply = replies.first().ok_or_else(|| Error::Protocol {
+            op: OP,
+            detail: "no reply from the generic netlink controller".into(),
+        })?;
+        let (_, attrs) = GenlMsgHdr::split(reply).map_err(|e| Error::wire(OP, e))?;
+        netlink::parse_family_id(attrs).map_err(|e| Error::wire(OP, e))
+    }
+
+    /// Sends a request (`NLM_F_REQUEST | NLM_F_ACK | extra_flags`) and
+    /// collects the replies until the acknowledgement. Each reply is the
+    /// payload after the netlink header (genl header and attributes).
+    pub fn request(
+        &mut self,
+        op: &'static str,
+        family_id: u16,
+        cmd: u8,
+        version: u8,
+        extra_flags: u16,
+        attrs: impl FnOnce(&mut AttrWriter<'_>),
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut buf = vec![0u8; REQUEST_BUF];
+        let len = netlink::encode_genl_request(
+            &mut buf,
+            family_id,
+            NLM_F_REQUEST | NLM_F_ACK | extra_flags,
+            seq,
+            cmd,
+            version,
+            attrs,
+        )
+        .map_err(|e| Error::wire(op, e))?;
+        let sent = self
+            .sock
+            .send(&buf[..len], 0)
+            .map_err(|err| Error::Io { op, err })?;
+        if sent != len {
+            return Err(Error::Io {
+                op,
+                err: io::Error::new(io::ErrorKind::WriteZero, "short netlink send"),
+            });
+        }
+        let mut replies = Vec::new();
+        loop {
+            self.recv_datagram(op)?;
+            if process_datagram(op, &self.rx, family_id, seq, &mut replies)? == Progress::Finished {
+                return Ok(replies);
+            }
+        }
+    }
+
+    /// Sends a dump request and collects the replies until `NLMSG_DONE`.
+    #[allow(dead_code)] // for the list/conntrack commands to come
+    pub fn dump(
+        &mut self,
+        op: &'static str,
+        family_id: u16,
+        cmd: u8,
+        version: u8,
+        attrs: impl FnOnce(&mut AttrWriter<'_>),
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        self.request(op, family_id, cmd, version, NLM_F_DUMP, attrs)
+    }
+
+    /// Receives one whole datagram into `self.rx`, however large.
+    fn recv_datagram(&mut self, op: &'static str) -> Result<(), Error> {
+        let io_err = |err| Error::Io { op, err };
+        loop {
+            self.rx.clear();
+            self.rx.reserve(64);
+            let size = match self
+                .sock
+                .recv(&mut self.rx, libc::MSG_PEEK | libc::MSG_TRUNC)
+            {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(e)),
+            };
+            self.rx.clear();
+            self.rx.reserve(size.max(64));
+            match self.sock.recv(&mut self.rx, 0) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rnf_core::netlink::{
+        NlMsgHdr, NLMSGERR_ATTR_MSG, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK_TLVS, NLM_F_CAPPED,
+    };
+
+    const FAMILY: u16 = 0x1c;
+
+    fn msg(ty: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut d = NlMsgHdr {
+            len: (16 + payload.len()) as u32,
+            ty,
+            flags,
+            seq,
+            pid: 0,
+        }
+        .to_bytes()
+        .to_vec();
+        d.extend_from_slice(payload);
+        while d.len() % 4 != 0 {
+            d.push(0);
+        }
+        d
+    }
+
+    /// A capped NLMSG_ERROR as the kernel sends it, optionally with an
+    /// ext-ack message.
+    fn error(errno: i32, seq: u32, ext_ack: Option<&str>) -> Vec<u8> {
+        let mut p = (-errno).to_ne_bytes().to_vec();
+        p.extend_from_slice(
+            &NlMsgHdr {
+                len: 24,
+                ty: FAMILY,
+                flags: NLM_F_REQUEST | NLM_F_ACK,
+                seq,
+                pid: 77,
+            }
+            .to_bytes(),
+        );
+        let mut flags = NLM_F_CAPPED;
+        if let Some(m) = ext_ack {
+            flags |= NLM_F_ACK_TLVS;
+            let mut tlv = [0u8; 128];
+            let mut w = AttrWriter::new(&mut tlv);
+            w.put_str(NLMSGERR_ATTR_MSG, m);
+            let n = w.finish().unwrap();
+            p.extend_from_slice(&tlv[..n]);
+        }
+        msg(NLMSG_ERROR, flags, seq, &p)
+    }
+
+    #[test]
+    fn reply_then_ack() {
+        let mut d = msg(FAMILY, 0, 5, &[1, 1, 0, 0, 8, 0, 1, 0, b'x', 0, 0, 0]);
+        d.extend(error(0, 5, None));
+        let mut replies = Vec::new();
+        assert_eq!(
+            process_datagram("status", &d, FAMILY, 5, &mut replies).unwrap(),
+            Progress::Finished
+        );
+        assert_eq!(replies, vec![vec![1, 1, 0, 0, 8, 0, 1, 0, b'x', 0, 0, 0]]);
+    }
+
+    #[test]
+    fn reply_without_ack_wants_more() {
+        let d = msg(FAMILY, 0, 5, &[1, 1, 0, 0]);
+        let mut replies = Vec::new();
+        assert_eq!(
+            process_datagram("status", &d, FAMILY, 5, &mut replies).unwrap(),
+            Progress::More
+        );
+        assert_eq!(replies.len(), 1);
+    }
+
+    #[test]
+    fn error_with_ext_ack() {
+        let d = error(libc::EINVAL, 9, Some("hook stats unavailable"));
+        let mut replies = Vec::new();
+        let e = process_datagram("status", &d, FAMILY, 9, &mut replies).unwrap_err();
+        match &e {
+            Error::Kernel { op, errno, ext_ack } => {
+                assert_eq!(*op, "status");
+                assert_eq!(*errno, libc::EINVAL);
+                assert_eq!(ext_ack.as_deref(), Some("hook stats unavailable"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            e.to_string(),
+            "status: Invalid argument (EINVAL): hook stats unavailable"
+        );
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn error_without_ext_ack() {
+        let d = error(libc::EPERM, 9, None);
+        let e = process_datagram("status", &d, FAMILY, 9, &mut Vec::new()).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Kernel {
+                errno: libc::EPERM,
+                ext_ack: None,
+                ..
+            }
+        ));
+        assert_eq!(e.exit_code(), 4);
+    }
+
+    #[test]
+    fn other_sequence_numbers_are_ignored() {
+        let mut d = error(libc::EINVAL, 8, None);
+        d.extend(msg(FAMILY, 0, 8, &[1, 1, 0, 0]));
+        let mut replies = Vec::new();
+        assert_eq!(
+            process_datagram("status", &d, FAMILY, 9, &mut replies).unwrap(),
+            Progress::More
+        );
+        assert!(replies.is_empty());
+    }
+
+    #[test]
+    fn done_ends_a_dump() {
+        let d = msg(NLMSG_DONE, netlink::NLM_F_MULTI, 3, &0i32.to_ne_bytes());
+        assert_eq!(
+            process_datagram("list", &d, FAMILY, 3, &mut Vec::new()).unwrap(),
+            Progress::Finished
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error() {
+        let e = process_datagram("status", &[1, 2, 3], FAMILY, 1, &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, Error::Protocol { .. }), "{e:?}");
+        let d = msg(0x99, 0, 1, &[]);
+        let e = process_datagram("status", &d, FAMILY, 1, &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "status: bad reply from the kernel: unexpected message type 153"
+        );
+    }
+
+    /// Opens a socket against the running kernel, or `None` where this
+    /// sandbox has no netlink (then the live tests have nothing to check).
+    fn live() -> Option<GenlSocket> {
+        match GenlSocket::open() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("skipping live netlink test: {e}");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn live_resolve_controller_family() {
+        let Some(mut s) = live() else { return };
+        assert_eq!(s.resolve_family("nlctrl").unwrap(), netlink::GENL_ID_CTRL);
+    }
+
+    #[test]
+    fn live_unknown_family_is_module_not_loaded() {
+        let Some(mut s) = live() else { return };
+        let e = s.resolve_family("rnfnosuchfam").unwrap_err();
+        assert!(matches!(e, Error::ModuleNotLoaded), "{e:?}");
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn live_kernel_error_carries_ext_ack() {
+        let Some(mut s) = live() else { return };
+        // Family names are limited to GENL_NAMSIZ - 1 = 15 bytes: the
+        // controller's policy rejects a longer one with an ext-ack message.
+        let e = s.resolve_family("a-family-name-too-long").unwrap_err();
+        let Error::Kernel { errno, ext_ack, .. } = &e else {
+            panic!("unexpected {e:?}")
+        };
+        assert_eq!(*errno, libc::EINVAL);
+        let msg = ext_ack.as_deref().expect("kernel sent an ext-ack message");
+        assert!(!msg.is_empty());
+        assert_eq!(
+            e.to_string(),
+            format!("looking up the generic netlink family: Invalid argument (EINVAL): {msg}")
+        );
+    }
+}

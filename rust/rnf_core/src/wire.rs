@@ -459,13 +459,13 @@ pub mod attr {
     pub const MAX: u16 = 4;
 }
 
-/// Attributes inside [`attr::HOOK_STATS`](attr::HOOK_STATS).
+/// Attributes inside [`attr::HOOK_STATS`].
 pub mod hook_stats {
     /// One hook point (nested [`hook_stat`](super::hook_stat) attributes).
     pub const ENTRY: u16 = 1;
 }
 
-/// Attributes inside a [`hook_stats::ENTRY`](hook_stats::ENTRY).
+/// Attributes inside a [`hook_stats::ENTRY`].
 pub mod hook_stat {
     /// [`Family`](crate::hooks::Family) (`u8`).
     pub const FAMILY: u16 = 1;

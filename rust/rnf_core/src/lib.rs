@@ -28,5 +28,4 @@ pub mod hooks;
 pub mod netlink;
 pub mod wire;
 
-/// Version of rnf, reported by the kernel module and by `rnfctl`.
-pub const VERSION: &str = "0.1.0";
+pub use wire::VERSION;

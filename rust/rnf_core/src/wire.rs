@@ -17,6 +17,9 @@
 
 use crate::hooks::{Family, Hook, Stage};
 
+/// Version of rnf, reported by the kernel module and by `rnfctl`.
+pub const VERSION: &str = "0.1.0";
+
 /// Attributes are aligned to this many bytes (`NLA_ALIGNTO`).
 pub const NLA_ALIGNTO: usize = 4;
 /// Size of an attribute header (`NLA_HDRLEN`).

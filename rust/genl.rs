@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Generic netlink: registering a family and answering its requests.
+//!
+//! Requests are validated by the kernel against the family's attribute
+//! policy (strictly: unknown attributes are refused) and, for commands
+//! marked admin-only, against CAP_NET_ADMIN in the namespace's user
+//! namespace, before a handler runs.
+
+use crate::net::Net;
+use crate::sys;
+use core::marker::PhantomData;
+use kernel::prelude::*;
+use kernel::str::CStr;
+use kernel::types::Opaque;
+
+/// The kind of an attribute in a policy (`NLA_*`).
+#[derive(Clone, Copy, Debug)]
+#[allow(dead_code)]
+pub enum AttrKind {
+    /// Must not appear in requests.
+    Reject,
+    /// `u8`.
+    U8,
+    /// `u16`.
+    U16,
+    /// `u32`.
+    U32,
+    /// `u64`.
+    U64,
+    /// `s32`.
+    S32,
+    /// A NUL-terminated string of at most this many bytes (0: no limit).
+    NulString(u16),
+    /// Opaque bytes, at most this many (0: no limit).
+    Binary(u16),
+    /// Nested attributes.
+    Nested,
+}
+
+/// One command of a family.
+#[derive(Clone, Copy, Debug)]
+pub struct Command {
+    /// The command number.
+    pub cmd: u8,
+    /// Only callers with CAP_NET_ADMIN over the request's namespace.
+    pub admin: bool,
+}
+
+/// A family's request handler.
+pub trait Handler: 'static {
+    /// Handles a validated request. An error becomes the netlink error
+    /// answer; set a message with [`Request::set_error`].
+    fn doit(req: &mut Request<'_>) -> Result;
+}
+
+/// A request being handled.
+pub struct Request<'a> {
+    info: *mut sys::genl_info,
+    maxattr: u16,
+    _life: PhantomData<&'a mut sys::genl_info>,
+}
+
+impl<'a> Request<'a> {
+    /// The command number.
+    pub fn cmd(&self) -> u8 {
+        // SAFETY: `info` and its `genlhdr` are valid for the request.
+        unsafe { (*(*self.info).genlhdr).cmd }
+    }
+
+    /// The caller's network namespace.
+    pub fn net(&self) -> &'a Net {
+        // SAFETY: `info` is valid; the namespace outlives the request (the
+        // requesting socket holds it).
+        unsafe { Net::from_raw(sys::rnf_genl_info_net(self.info)) }
+    }
+
+    /// The payload of attribute `ty`, if the request has it.
+    #[allow(dead_code)]
+    pub fn attr(&self, ty: u16) -> Option<&'a [u8]> {
+        if ty == 0 || ty > self.maxattr {
+            return None;
+        }
+        // SAFETY: the kernel parsed the request into `attrs`, an array of
+        // `maxattr + 1` entries, valid for the request.
+        let nla = unsafe { *(*self.info).attrs.add(usize::from(ty)) };
+        if nla.is_null() {
+            return None;
+        }
+        // SAFETY: `nla` points into the validated request message;
+        // `nla_len` covers the header and payload, both inside the message.
+        unsafe {
+            let len = usize::from((*nla).nla_len).checked_sub(core::mem::size_of::<sys::nlattr>())?;
+            let data = nla.cast::<u8>().add(core::mem::size_of::<sys::nlattr>());
+            Some(core::slice::from_raw_parts(data, len))
+        }
+    }
+
+    /// Sets the extended-ack message sent back with an error.
+    pub fn set_error(&mut self, msg: &'static CStr) {
+        // SAFETY: `info` is valid; `msg` lives forever, as extack requires.
+        unsafe { sys::rnf_extack_set_msg(self.info, msg.as_char_ptr()) }
+    }
+
+    /// Replies with command `cmd` and a payload of `len` bytes that `fill`
+    /// writes (netlink attributes, after the generic netlink header).
+    pub fn reply(&mut self, cmd: u8, len: usize, fill: impl FnOnce(&mut [u8]) -> Result) -> Result {
+        let put_len = u32::try_from(len).map_err(|_| EMSGSIZE)?;
+        // SAFETY: no preconditions; NULL on failure.
+        let skb = unsafe { sys::rnf_genlmsg_new(len) };
+        if skb.is_null() {
+            return Err(ENOMEM);
+        }
+        let result = (|| {
+            // SAFETY: `skb` is a fresh message; `info` and its family are
+            // valid for the request.
+            let hdr = unsafe {
+                sys::rnf_genlmsg_put_reply(skb, self.info, (*self.info).family.cast(), cmd)
+            };
+            if hdr.is_null() {
+                return Err(EMSGSIZE);
+            }
+            // SAFETY: `rnf_genlmsg_new(len)` left room for `len` payload
+            // bytes after the headers; `skb_put` returns them, and they are
+            // zeroed before being handed out as a slice.
+            let payload = unsafe {
+                let p = sys::skb_put(skb, put_len).cast::<u8>();
+                core::ptr::write_bytes(p, 0, len);
+                core::slice::from_raw_parts_mut(p, len)
+            };
+            fill(payload)?;
+            // SAFETY: `hdr` was returned by `genlmsg_put_reply` on `skb`.
+            unsafe { sys::rnf_genlmsg_end(skb, hdr) };
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                // SAFETY: `skb` is a complete message; `genlmsg_reply`
+                // consumes it whatever the outcome.
+                kernel::error::to_result(unsafe { sys::rnf_genlmsg_reply(skb, self.info) })
+            }
+            Err(e) => {
+                // SAFETY: `skb` is ours and not sent.
+                unsafe { sys::rnf_kfree_skb(skb) };
+                Err(e)
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn doit_callback<H: Handler>(
+    _skb: *mut sys::sk_buff,
+    info: *mut sys::genl_info,
+) -> kernel::ffi::c_int {
+    // SAFETY: the kernel passes a valid `info` whose family is ours.
+    let maxattr = unsafe { (*(*info).family).maxattr } as u16;
+    let mut req = Request {
+        info,
+        maxattr,
+        _life: PhantomData,
+    };
+    match H::doit(&mut req) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+fn policy_entry(kind: AttrKind) -> sys::nla_policy {
+    let mut p = sys::nla_policy::default();
+    let (ty, len) = match kind {
+        AttrKind::Reject => (sys::NLA_REJECT, 0),
+        AttrKind::U8 => (sys::NLA_U8, 0),
+        AttrKind::U16 => (sys::NLA_U16, 0),
+        AttrKind::U32 => (sys::NLA_U32, 0),
+        AttrKind::U64 => (sys::NLA_U64, 0),
+        AttrKind::S32 => (sys::NLA_S32, 0),
+        AttrKind::NulString(max) => (sys::NLA_NUL_STRING, max),
+        AttrKind::Binary(max) => (sys::NLA_BINARY, max),
+        AttrKind::Nested => (sys::NLA_NESTED, 0),
+    };
+    p.type_ = ty as u8;
+    p.len = len;
+    p
+}
+
+/// A registered generic netlink family.
+///
+/// # Invariants
+///
+/// `family` is registered with `genl_register_family` for the life of
+/// `self`, and points at `ops` and `policy`, which are never resized.
+pub struct Registration {
+    family: Pin<KBox<Opaque<sys::genl_family>>>,
+    _ops: KVec<sys::genl_ops>,
+    _policy: KVec<sys::nla_policy>,
+}
+
+// SAFETY: the family is kernel bookkeeping; unregistering works from any
+// thread.
+unsafe impl Send for Registration {}
+// SAFETY: `&Registration` exposes nothing.
+unsafe impl Sync for Registration {}
+
+impl Registration {
+    /// Registers family `name`. `policy[i]` is the policy of attribute `i`
+    /// (entry 0 is unused). Requests are handled by `H`, under the kernel's
+    /// generic netlink mutex (one at a time).
+    pub fn register<H: Handler>(
+        module: &'static ThisModule,
+        name: &CStr,
+        version: u32,
+        policy: &[AttrKind],
+        commands: &[Command],
+    ) -> Result<Self> {
+        let name = name.as_bytes();
+        let maxattr = u32::try_from(policy.len().saturating_sub(1)).map_err(|_| EINVAL)?;
+        let mut pol = KVec::with_capacity(policy.len(), GFP_KERNEL)?;
+        for kind in policy {
+            pol.push(policy_entry(*kind), GFP_KERNEL)?;
+        }
+        let mut ops = KVec::with_capacity(commands.len(), GFP_KERNEL)?;
+        for c in commands {
+            let mut op = sys::genl_ops::default();
+            op.cmd = c.cmd;
+            op.doit = Some(doit_callback::<H>);
+            op.policy = pol.as_ptr();
+            op.maxattr = maxattr;
+            op.flags = if c.admin { sys::GENL_UNS_ADMIN_PERM as u8 } else { 0 };
+            ops.push(op, GFP_KERNEL)?;
+        }
+
+        let family = KBox::pin(Opaque::new(sys::genl_family::default()), GFP_KERNEL)?;
+        // SAFETY: `family` is a fresh, pinned allocation nothing else sees.
+        let raw = unsafe { &mut *family.get() };
+        if name.len() >= raw.name.len() {
+            return Err(EINVAL);
+        }
+        for (dst, src) in raw.name.iter_mut().zip(name) {
+            *dst = *src as _;
+        }
+        raw.version = version;
+        raw.maxattr = maxattr;
+        raw.set_netnsok(1);
+        raw.policy = pol.as_ptr();
+        raw.ops = ops.as_ptr();
+        raw.n_ops = u8::try_from(ops.len()).map_err(|_| EINVAL)?;
+        // Every command gets strict validation.
+        raw.resv_start_op = 0;
+        raw.module = module.as_ptr().cast();
+        // SAFETY: `family`, `ops` and `pol` are heap allocations that stay
+        // put and alive until `genl_unregister_family` in `drop`.
+        kernel::error::to_result(unsafe { sys::genl_register_family(family.get()) })?;
+        // INVARIANT: registered above with pointers into `ops` and `pol`.
+        Ok(Self {
+            family,
+            _ops: ops,
+            _policy: pol,
+        })
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // SAFETY: registered (type invariant). Requests run under the genl
+        // mutex, which unregistering takes, so none is running afterwards.
+        unsafe { sys::genl_unregister_family(self.family.get()) };
+    }
+}

@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Netfilter hooks: `nf_hook_ops` registered in a network namespace, and the
+//! safe view of a packet and its hook state that a handler gets.
+
+use crate::net::Net;
+use crate::pernet::PreExit;
+use crate::skb::SkBuff;
+use crate::sys;
+use core::sync::atomic::{AtomicBool, Ordering};
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+/// What a hook decides for a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let the packet continue to the next hook.
+    Accept,
+    /// Drop the packet.
+    #[allow(dead_code)]
+    Drop,
+}
+
+impl Verdict {
+    fn to_raw(self) -> kernel::ffi::c_uint {
+        match self {
+            Verdict::Accept => sys::NF_ACCEPT,
+            Verdict::Drop => sys::NF_DROP,
+        }
+    }
+}
+
+/// Where to attach a hook: protocol family (`NFPROTO_*`), hook
+/// (`NF_INET_*`), priority, and a tag handed back to the handler.
+#[derive(Clone, Copy, Debug)]
+pub struct HookSpec {
+    /// `NFPROTO_IPV4` or `NFPROTO_IPV6`.
+    pub pf: u8,
+    /// `NF_INET_PRE_ROUTING` .. `NF_INET_POST_ROUTING`.
+    pub hooknum: u8,
+    /// Lower runs first (`NF_IP_PRI_*`).
+    pub priority: i32,
+    /// Passed to [`Handler::hook`] to tell the attachment points apart.
+    pub tag: u32,
+}
+
+/// The state netfilter passes with a packet (`struct nf_hook_state`).
+pub struct HookState<'a>(&'a sys::nf_hook_state);
+
+impl HookState<'_> {
+    /// The hook (`NF_INET_*`).
+    #[allow(dead_code)]
+    pub fn hook(&self) -> u8 {
+        self.0.hook
+    }
+
+    /// The protocol family (`NFPROTO_*`).
+    #[allow(dead_code)]
+    pub fn pf(&self) -> u8 {
+        self.0.pf
+    }
+}
+
+/// Code run for packets at the hooks of a [`Registration`].
+pub trait Handler: Send + Sync + 'static {
+    /// Decides the fate of `skb` at the attachment point tagged `tag`. Runs
+    /// in the packet path: under RCU, possibly in softirq, never sleeping.
+    fn hook(&self, tag: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict;
+}
+
+struct Slot<H> {
+    handler: *const H,
+    tag: u32,
+}
+
+unsafe extern "C" fn hook_callback<H: Handler>(
+    priv_: *mut kernel::ffi::c_void,
+    skb: *mut sys::sk_buff,
+    state: *const sys::nf_hook_state,
+) -> kernel::ffi::c_uint {
+    // SAFETY: `priv_` is the `Slot<H>` set up by `Registration::new`; slots
+    // and the handler outlive the registration plus a grace period, and
+    // netfilter runs hooks under RCU.
+    let slot = unsafe { &*priv_.cast::<Slot<H>>() };
+    // SAFETY: as above, the handler is kept alive by the registration's `Arc`.
+    let handler = unsafe { &*slot.handler };
+    // SAFETY: netfilter passes a valid skb that it owns for the call.
+    let skb = unsafe { SkBuff::from_raw(skb) };
+    // SAFETY: netfilter passes a valid state for the call.
+    let state = HookState(unsafe { &*state });
+    handler.hook(slot.tag, skb, &state).to_raw()
+}
+
+/// Hooks registered in one network namespace, all served by one handler.
+///
+/// # Invariants
+///
+/// While `registered` is true, `ops` is registered in `net`; each `ops[i]`
+/// has `priv` pointing at `slots[i]`, whose handler pointer is `handler`'s.
+/// `ops` and `slots` are never resized, so those pointers stay valid.
+pub struct Registration<H: Handler> {
+    net: *mut sys::net,
+    ops: KVec<sys::nf_hook_ops>,
+    // Referenced through `ops[i].priv` only.
+    #[allow(dead_code)]
+    slots: KVec<Slot<H>>,
+    handler: Arc<H>,
+    registered: AtomicBool,
+}
+
+// SAFETY: the raw pointers refer to data owned by `self` (slots, ops) or to
+// the namespace, which outlives the registration (it is owned by the
+// namespace's pernet data); unregistration is safe from any thread.
+unsafe impl<H: Handler> Send for Registration<H> {}
+// SAFETY: shared access only reads or uses an atomic flag.
+unsafe impl<H: Handler> Sync for Registration<H> {}
+
+impl<H: Handler> Registration<H> {
+    /// Registers one hook per spec in `net`, calling `handler`.
+    ///
+    /// The registration must not outlive `net`: keep it in the namespace's
+    /// pernet data ([`crate::pernet::NetData`]).
+    pub fn new(net: &Net, specs: &[HookSpec], handler: Arc<H>) -> Result<Self> {
+        let mut slots = KVec::with_capacity(specs.len(), GFP_KERNEL)?;
+        for spec in specs {
+            slots.push(
+                Slot {
+                    handler: &*handler as *const H,
+                    tag: spec.tag,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        let mut ops = KVec::with_capacity(specs.len(), GFP_KERNEL)?;
+        for (spec, slot) in specs.iter().zip(slots.iter()) {
+            let mut op = sys::nf_hook_ops::default();
+            op.hook = Some(hook_callback::<H>);
+            op.priv_ = (slot as *const Slot<H>).cast_mut().cast();
+            op.pf = spec.pf;
+            op.hooknum = u32::from(spec.hooknum);
+            op.priority = spec.priority;
+            ops.push(op, GFP_KERNEL)?;
+        }
+        let n = u32::try_from(ops.len()).map_err(|_| EINVAL)?;
+        // SAFETY: `ops` holds `n` initialised hook ops whose `priv` point at
+        // `slots`, all kept alive and unmoved until unregistration plus a
+        // grace period (see `unregister` and `Drop`).
+        kernel::error::to_result(unsafe {
+            sys::nf_register_net_hooks(net.as_ptr(), ops.as_ptr(), n)
+        })?;
+        // INVARIANT: registered above; pointers set up as documented.
+        Ok(Self {
+            net: net.as_ptr(),
+            ops,
+            slots,
+            handler,
+            registered: AtomicBool::new(true),
+        })
+    }
+
+    /// The handler the hooks call.
+    #[allow(dead_code)]
+    pub fn handler(&self) -> &Arc<H> {
+        &self.handler
+    }
+
+    /// The number of hooks.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    fn unregister_raw(&self) -> bool {
+        if !self.registered.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        // SAFETY: the hooks are registered in `net` (type invariant, and the
+        // flag was true); `ops` is the same array that was registered.
+        unsafe {
+            sys::nf_unregister_net_hooks(self.net, self.ops.as_ptr(), self.ops.len() as u32)
+        };
+        true
+    }
+
+    /// Unregisters the hooks while the namespace is going away. Handlers may
+    /// still be running; `grace` proves a grace period passes before `self`
+    /// is dropped.
+    pub fn unregister(&self, _grace: &PreExit) {
+        self.unregister_raw();
+    }
+}
+
+impl<H: Handler> Drop for Registration<H> {
+    fn drop(&mut self) {
+        if self.unregister_raw() {
+            // Not unregistered ahead of a grace period: wait here for
+            // handlers still running on other CPUs before freeing the slots.
+            // SAFETY: no preconditions; may sleep, which `drop` may.
+            unsafe { sys::synchronize_net() };
+        }
+    }
+}

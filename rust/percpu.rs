@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Per-CPU packet and byte counters.
+//!
+//! The packet path adds to the counter of the CPU it runs on, with no shared
+//! cache line and no lock; readers add the CPUs up. This is how iptables and
+//! nftables count.
+
+use crate::sys;
+use kernel::prelude::*;
+
+/// A packet and byte count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    /// Packets counted.
+    pub packets: u64,
+    /// Bytes counted.
+    pub bytes: u64,
+}
+
+/// An array of per-CPU counters.
+///
+/// # Invariants
+///
+/// `ptr` is a per-CPU allocation of `len` (> 0) `rnf_counter`s made by
+/// `rnf_counters_alloc`, owned by this value and freed when it is dropped.
+pub struct PerCpuCounters {
+    ptr: *mut sys::rnf_counter,
+    len: u32,
+}
+
+// SAFETY: the allocation is owned by the value and may be freed from any
+// thread.
+unsafe impl Send for PerCpuCounters {}
+// SAFETY: updates use `this_cpu` operations and reads use `READ_ONCE`, both
+// safe from any CPU at any time.
+unsafe impl Sync for PerCpuCounters {}
+
+impl PerCpuCounters {
+    /// Allocates `len` zeroed counters.
+    pub fn new(len: u32) -> Result<Self> {
+        // SAFETY: no preconditions; returns NULL on failure or if `len` is 0.
+        let ptr = unsafe { sys::rnf_counters_alloc(len) };
+        if ptr.is_null() {
+            return Err(ENOMEM);
+        }
+        // INVARIANT: `ptr` is a fresh allocation of `len` counters.
+        Ok(Self { ptr, len })
+    }
+
+    /// The number of counters.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Counts one packet of `bytes` bytes in counter `idx`, on this CPU.
+    /// An index out of range counts nothing.
+    #[inline]
+    pub fn add(&self, idx: u32, bytes: u64) {
+        if idx < self.len {
+            // SAFETY: `ptr` holds `len` counters (type invariant) and
+            // `idx < len`.
+            unsafe { sys::rnf_counter_add(self.ptr, idx, bytes) }
+        }
+    }
+
+    /// Counts one packet in counter `idx` as if on CPU `cpu`. For tests: it
+    /// is not atomic with respect to that CPU's own updates.
+    #[allow(dead_code)]
+    pub fn add_on_cpu(&self, idx: u32, cpu: u32, bytes: u64) {
+        // SAFETY: no preconditions.
+        let cpus = unsafe { sys::rnf_nr_possible_cpus() };
+        if idx < self.len && cpu < cpus {
+            // SAFETY: `ptr` holds `len` counters, `idx < len` and `cpu` is
+            // below `nr_cpu_ids`.
+            unsafe { sys::rnf_counter_add_on_cpu(self.ptr, idx, cpu, bytes) }
+        }
+    }
+
+    /// The sum over all CPUs of counter `idx` (zero if out of range).
+    pub fn sum(&self, idx: u32) -> Counter {
+        let mut out = sys::rnf_counter::default();
+        if idx < self.len {
+            // SAFETY: `ptr` holds `len` counters, `idx < len`, and `out` is a
+            // valid place to write.
+            unsafe { sys::rnf_counter_sum(self.ptr, idx, &mut out) }
+        }
+        Counter {
+            packets: out.packets,
+            bytes: out.bytes,
+        }
+    }
+
+    /// Resets counter `idx` on every CPU.
+    #[allow(dead_code)]
+    pub fn zero(&self, idx: u32) {
+        if idx < self.len {
+            // SAFETY: `ptr` holds `len` counters and `idx < len`.
+            unsafe { sys::rnf_counter_zero(self.ptr, idx) }
+        }
+    }
+}
+
+impl Drop for PerCpuCounters {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` was allocated by `rnf_counters_alloc` and is owned by
+        // `self` (type invariant); nothing uses it after this.
+        unsafe { sys::rnf_counters_free(self.ptr) }
+    }
+}

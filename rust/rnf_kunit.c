@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * rnf's KUnit suite. The cases are Rust functions (rust/kunit_tests.rs) that
+ * fail the running test through rnf_kunit_fail() when a check does not hold.
+ * The suite runs when the module is loaded into a kernel with KUnit.
+ */
+#include <kunit/test.h>
+
+void rnf_kunit_percpu_counters(void);
+void rnf_kunit_count_skb(void);
+void rnf_kunit_status_encoding(void);
+
+#define RNF_RUST_CASE(name)                                  \
+	static void name##_case(struct kunit *test)          \
+	{                                                    \
+		rnf_kunit_##name();                          \
+	}
+
+RNF_RUST_CASE(percpu_counters)
+RNF_RUST_CASE(count_skb)
+RNF_RUST_CASE(status_encoding)
+
+static struct kunit_case rnf_cases[] = {
+	KUNIT_CASE(percpu_counters_case),
+	KUNIT_CASE(count_skb_case),
+	KUNIT_CASE(status_encoding_case),
+	{}
+};
+
+static struct kunit_suite rnf_suite = {
+	.name = "rnf",
+	.test_cases = rnf_cases,
+};
+
+kunit_test_suite(rnf_suite);

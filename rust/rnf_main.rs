@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! rnf: a stateful firewall and NAT engine for Linux, in Rust.
+//!
+//! The crate root of `rnf.ko`. It has three layers:
+//! - the shared core (`hooks`, `wire`), the same sources Cargo builds and
+//!   tests on the host as `rnf-core`;
+//! - safe abstractions over the kernel APIs rnf uses (`sys`, `net`,
+//!   `netfilter`, `genl`, `pernet`, `percpu`, `skb`, `ktest`), the only
+//!   modules with `unsafe`;
+//! - the firewall, written against those (`firewall`, `control`).
+
+use kernel::prelude::*;
+
+// The shared core, included at the crate root so `crate::` paths inside it
+// mean the same here as in the `rnf-core` crate.
+#[allow(dead_code)]
+#[path = "rnf_core/src/hooks.rs"]
+pub mod hooks;
+#[allow(dead_code)]
+#[path = "rnf_core/src/wire.rs"]
+pub mod wire;
+
+mod genl;
+mod ktest;
+mod net;
+mod netfilter;
+mod percpu;
+mod pernet;
+mod skb;
+mod sys;
+
+mod control;
+mod firewall;
+#[cfg(CONFIG_KUNIT)]
+mod kunit_tests;
+
+/// The version reported to rnfctl.
+pub(crate) const VERSION: &str = wire::VERSION;
+
+module! {
+    type: Rnf,
+    name: "rnf",
+    author: "The rnf authors",
+    description: "rnf: stateful firewall and NAT in Rust",
+    license: "GPL",
+    alias: ["net-pf-16-proto-16-family-rnf"],
+}
+
+struct Rnf {
+    // Dropped in this order: first no more requests, then each namespace's
+    // hooks are unregistered and, after a grace period, its state freed.
+    _control: genl::Registration,
+    _pernet: pernet::Registration<firewall::NetState>,
+}
+
+impl kernel::Module for Rnf {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let pernet = pernet::Registration::<firewall::NetState>::register()?;
+        let control = control::register(module)?;
+        pr_info!("rnf {} loaded\n", VERSION);
+        Ok(Rnf {
+            _control: control,
+            _pernet: pernet,
+        })
+    }
+}
+
+impl Drop for Rnf {
+    fn drop(&mut self) {
+        pr_info!("rnf unloading\n");
+    }
+}

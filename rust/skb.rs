@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Socket buffers: the view of a packet that hooks get, and owned buffers.
+
+use crate::sys;
+use core::ptr::NonNull;
+use kernel::prelude::*;
+use kernel::types::Opaque;
+
+/// A socket buffer (`struct sk_buff`) borrowed from the kernel.
+#[repr(transparent)]
+pub struct SkBuff(Opaque<sys::sk_buff>);
+
+impl SkBuff {
+    /// Views a raw `sk_buff` pointer as an `SkBuff`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid `sk_buff` that is not freed during `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut sys::sk_buff) -> &'a SkBuff {
+        // SAFETY: `SkBuff` is a transparent wrapper of `sys::sk_buff`; the
+        // caller guarantees validity for `'a`.
+        unsafe { &*ptr.cast::<SkBuff>() }
+    }
+
+    fn raw(&self) -> *mut sys::sk_buff {
+        self.0.get()
+    }
+
+    /// The length of the packet data in bytes (linear and paged parts).
+    #[inline]
+    pub fn len(&self) -> u32 {
+        // SAFETY: `self` is a valid `sk_buff` (type invariant); `len` is a
+        // plain field.
+        unsafe { (*self.raw()).len }
+    }
+}
+
+/// An `sk_buff` owned by rnf, freed on drop.
+///
+/// # Invariants
+///
+/// `0` points to an `sk_buff` allocated by `__alloc_skb` and owned by this
+/// value.
+pub struct OwnedSkBuff(NonNull<sys::sk_buff>);
+
+// SAFETY: an owned `sk_buff` may be used and freed from any thread.
+unsafe impl Send for OwnedSkBuff {}
+
+impl OwnedSkBuff {
+    /// Allocates an empty buffer with room for `size` bytes of linear data.
+    #[allow(dead_code)]
+    pub fn alloc(size: u32) -> Result<Self> {
+        // SAFETY: no preconditions; returns NULL on failure.
+        let skb = unsafe {
+            sys::__alloc_skb(size, kernel::alloc::flags::GFP_KERNEL.as_raw(), 0, sys::NUMA_NO_NODE)
+        };
+        NonNull::new(skb).map(Self).ok_or(ENOMEM)
+    }
+
+    /// Appends `data` to the linear part.
+    #[allow(dead_code)]
+    pub fn put(&mut self, data: &[u8]) -> Result {
+        let len = u32::try_from(data.len()).map_err(|_| EINVAL)?;
+        // SAFETY: `self.0` is a valid skb (type invariant); `end`/`tail` are
+        // plain fields.
+        let room = unsafe {
+            let skb = self.0.as_ptr();
+            (*skb).end.wrapping_sub((*skb).tail)
+        };
+        if len > room {
+            return Err(ENOSPC);
+        }
+        // SAFETY: there is tailroom for `len` bytes (checked above), so
+        // `skb_put` returns a pointer to `len` writable bytes, which cannot
+        // overlap `data` (it was not part of the buffer).
+        unsafe {
+            let dst = sys::skb_put(self.0.as_ptr(), len).cast::<u8>();
+            core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len());
+        }
+        Ok(())
+    }
+}
+
+impl core::ops::Deref for OwnedSkBuff {
+    type Target = SkBuff;
+
+    fn deref(&self) -> &SkBuff {
+        // SAFETY: `self.0` is valid while `self` lives (type invariant).
+        unsafe { SkBuff::from_raw(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for OwnedSkBuff {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is owned by `self` (type invariant) and not used
+        // after this.
+        unsafe { sys::rnf_kfree_skb(self.0.as_ptr()) }
+    }
+}

@@ -90,7 +90,8 @@ impl<'a> Request<'a> {
         // SAFETY: `nla` points into the validated request message;
         // `nla_len` covers the header and payload, both inside the message.
         unsafe {
-            let len = usize::from((*nla).nla_len).checked_sub(core::mem::size_of::<sys::nlattr>())?;
+            let len =
+                usize::from((*nla).nla_len).checked_sub(core::mem::size_of::<sys::nlattr>())?;
             let data = nla.cast::<u8>().add(core::mem::size_of::<sys::nlattr>());
             Some(core::slice::from_raw_parts(data, len))
         }
@@ -225,7 +226,11 @@ impl Registration {
             op.doit = Some(doit_callback::<H>);
             op.policy = pol.as_ptr();
             op.maxattr = maxattr;
-            op.flags = if c.admin { sys::GENL_UNS_ADMIN_PERM as u8 } else { 0 };
+            op.flags = if c.admin {
+                sys::GENL_UNS_ADMIN_PERM as u8
+            } else {
+                0
+            };
             ops.push(op, GFP_KERNEL)?;
         }
 

@@ -25,7 +25,13 @@ pub extern "C" fn rnf_kunit_percpu_counters() {
     c.add(2, 100);
     c.add(2, 50);
     c.add_on_cpu(2, 0, 10);
-    check!(c.sum(2) == Counter { packets: 3, bytes: 160 });
+    check!(
+        c.sum(2)
+            == Counter {
+                packets: 3,
+                bytes: 160
+            }
+    );
     check!(c.sum(1) == Counter::default());
     // Out of range: counts nothing, reads zero.
     c.add(4, 1000);

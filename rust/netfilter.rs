@@ -175,9 +175,7 @@ impl<H: Handler> Registration<H> {
         }
         // SAFETY: the hooks are registered in `net` (type invariant, and the
         // flag was true); `ops` is the same array that was registered.
-        unsafe {
-            sys::nf_unregister_net_hooks(self.net, self.ops.as_ptr(), self.ops.len() as u32)
-        };
+        unsafe { sys::nf_unregister_net_hooks(self.net, self.ops.as_ptr(), self.ops.len() as u32) };
         true
     }
 

@@ -53,7 +53,12 @@ impl OwnedSkBuff {
     pub fn alloc(size: u32) -> Result<Self> {
         // SAFETY: no preconditions; returns NULL on failure.
         let skb = unsafe {
-            sys::__alloc_skb(size, kernel::alloc::flags::GFP_KERNEL.as_raw(), 0, sys::NUMA_NO_NODE)
+            sys::__alloc_skb(
+                size,
+                kernel::alloc::flags::GFP_KERNEL.as_raw(),
+                0,
+                sys::NUMA_NO_NODE,
+            )
         };
         NonNull::new(skb).map(Self).ok_or(ENOMEM)
     }

@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# rnf: a stateful firewall and NAT engine for Linux, in Rust.
+#
+#   make demo     build everything and run rnf in a VM on a real scenario
+#   make check    run every test; ends with "N passed, N failed"
+#
+#   make deps     install build and test dependencies (Debian 12, as root)
+#   make kernel   build (or reuse from the cache) the test kernel
+#   make module   build rnf.ko against KDIR (default: the test kernel)
+#   make rnfctl   build the CLI
+#   make vm       boot the test VM with a shell (interactive)
+#   make clean
+#
+# KDIR=/path/to/kernel/build builds rnf.ko against any kernel with
+# CONFIG_RUST. RNF_CACHE sets the kernel cache (default ~/.cache/rnf).
+
+SHELL := /bin/bash
+T := tools/testing
+
+# The test kernel, built once and cached; resolved (and built if missing)
+# only when a target needs it, and then only once.
+ifeq ($(origin KDIR),undefined)
+KDIR = $(eval KDIR := $(shell $(T)/kernel.sh))$(KDIR)
+endif
+
+MODULE_FLAGS := LLVM=1 $(if $(CLIPPY),CLIPPY=$(CLIPPY))
+
+.PHONY: all deps kernel module rnfctl demo check vm clean
+all: module rnfctl
+
+deps:
+	@$(T)/deps.sh
+
+kernel: deps
+	@$(T)/kernel.sh
+
+module:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) $(MODULE_FLAGS) modules
+
+rnfctl:
+	cargo build --locked -p rnfctl
+
+demo: deps
+	@$(MAKE) --no-print-directory module rnfctl
+	@$(T)/vm.sh $(T)/demo.sh
+
+check: deps
+	@$(T)/check.sh
+
+vm: deps
+	@$(T)/vm.sh
+
+clean:
+	rm -f rnf.ko rnf.mod rnf.mod.c modules.order Module.symvers
+	rm -f rust/*.o rust/*.d rust/ffi_generated.rs
+	find . -name '.*.cmd' -not -path './target/*' -delete
+	cargo clean

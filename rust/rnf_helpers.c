@@ -49,6 +49,11 @@ int rnf_genlmsg_reply(struct sk_buff *skb, struct genl_info *info)
 	return genlmsg_reply(skb, info);
 }
 
+struct sk_buff *rnf_alloc_skb(unsigned int size)
+{
+	return alloc_skb(size, GFP_KERNEL);
+}
+
 void rnf_kfree_skb(struct sk_buff *skb)
 {
 	kfree_skb(skb);

@@ -25,6 +25,7 @@ void *rnf_genlmsg_put_reply(struct sk_buff *skb, struct genl_info *info,
 			    const void *family, u8 cmd);
 void rnf_genlmsg_end(struct sk_buff *skb, void *hdr);
 int rnf_genlmsg_reply(struct sk_buff *skb, struct genl_info *info);
+struct sk_buff *rnf_alloc_skb(unsigned int size);
 void rnf_kfree_skb(struct sk_buff *skb);
 void rnf_extack_set_msg(struct genl_info *info, const char *msg);
 

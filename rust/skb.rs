@@ -40,7 +40,7 @@ impl SkBuff {
 ///
 /// # Invariants
 ///
-/// `0` points to an `sk_buff` allocated by `__alloc_skb` and owned by this
+/// `0` points to an `sk_buff` allocated by `alloc_skb` and owned by this
 /// value.
 pub struct OwnedSkBuff(NonNull<sys::sk_buff>);
 
@@ -52,14 +52,7 @@ impl OwnedSkBuff {
     #[allow(dead_code)]
     pub fn alloc(size: u32) -> Result<Self> {
         // SAFETY: no preconditions; returns NULL on failure.
-        let skb = unsafe {
-            sys::__alloc_skb(
-                size,
-                kernel::alloc::flags::GFP_KERNEL.as_raw(),
-                0,
-                sys::NUMA_NO_NODE,
-            )
-        };
+        let skb = unsafe { sys::rnf_alloc_skb(size) };
         NonNull::new(skb).map(Self).ok_or(ENOMEM)
     }
 

@@ -48,7 +48,7 @@ impl genl::Handler for Control {
             cmd::GET_STATUS => status(req),
             _ => {
                 req.set_error(c_str!("rnf: unknown command"));
-                Err(EOPNOTSUPP)
+                Err(crate::errno::eopnotsupp())
             }
         }
     }
@@ -71,7 +71,7 @@ fn status(req: &mut Request<'_>) -> Result {
         wire::encode_status(&mut w, crate::VERSION, cookie, state.hook_stats());
         match w.finish() {
             Ok(n) if n == len => Ok(()),
-            _ => Err(EMSGSIZE),
+            _ => Err(crate::errno::emsgsize()),
         }
     })
 }

@@ -82,7 +82,7 @@ impl NetState {
     /// The number of hooks registered.
     #[allow(dead_code)]
     pub fn hook_count(&self) -> usize {
-        self.hooks.len()
+        self.hooks.hook_count()
     }
 }
 

@@ -106,7 +106,7 @@ impl<'a> Request<'a> {
     /// Replies with command `cmd` and a payload of `len` bytes that `fill`
     /// writes (netlink attributes, after the generic netlink header).
     pub fn reply(&mut self, cmd: u8, len: usize, fill: impl FnOnce(&mut [u8]) -> Result) -> Result {
-        let put_len = u32::try_from(len).map_err(|_| EMSGSIZE)?;
+        let put_len = u32::try_from(len).map_err(|_| crate::errno::emsgsize())?;
         // SAFETY: no preconditions; NULL on failure.
         let skb = unsafe { sys::rnf_genlmsg_new(len) };
         if skb.is_null() {
@@ -119,7 +119,7 @@ impl<'a> Request<'a> {
                 sys::rnf_genlmsg_put_reply(skb, self.info, (*self.info).family.cast(), cmd)
             };
             if hdr.is_null() {
-                return Err(EMSGSIZE);
+                return Err(crate::errno::emsgsize());
             }
             // SAFETY: `rnf_genlmsg_new(len)` left room for `len` payload
             // bytes after the headers; `skb_put` returns them, and they are
@@ -149,6 +149,10 @@ impl<'a> Request<'a> {
     }
 }
 
+/// # Safety
+///
+/// Called by generic netlink only, with a valid `info` for one of this
+/// family's requests.
 unsafe extern "C" fn doit_callback<H: Handler>(
     _skb: *mut sys::sk_buff,
     info: *mut sys::genl_info,
@@ -221,15 +225,17 @@ impl Registration {
         }
         let mut ops = KVec::with_capacity(commands.len(), GFP_KERNEL)?;
         for c in commands {
-            let mut op = sys::genl_ops::default();
-            op.cmd = c.cmd;
-            op.doit = Some(doit_callback::<H>);
-            op.policy = pol.as_ptr();
-            op.maxattr = maxattr;
-            op.flags = if c.admin {
-                sys::GENL_UNS_ADMIN_PERM as u8
-            } else {
-                0
+            let op = sys::genl_ops {
+                cmd: c.cmd,
+                doit: Some(doit_callback::<H>),
+                policy: pol.as_ptr(),
+                maxattr,
+                flags: if c.admin {
+                    sys::GENL_UNS_ADMIN_PERM as u8
+                } else {
+                    0
+                },
+                ..Default::default()
             };
             ops.push(op, GFP_KERNEL)?;
         }

@@ -73,6 +73,10 @@ struct Slot<H> {
     tag: u32,
 }
 
+/// # Safety
+///
+/// Called by netfilter only, for a hook registered by [`Registration::new`],
+/// with a valid skb and state.
 unsafe extern "C" fn hook_callback<H: Handler>(
     priv_: *mut kernel::ffi::c_void,
     skb: *mut sys::sk_buff,
@@ -133,12 +137,14 @@ impl<H: Handler> Registration<H> {
         }
         let mut ops = KVec::with_capacity(specs.len(), GFP_KERNEL)?;
         for (spec, slot) in specs.iter().zip(slots.iter()) {
-            let mut op = sys::nf_hook_ops::default();
-            op.hook = Some(hook_callback::<H>);
-            op.priv_ = (slot as *const Slot<H>).cast_mut().cast();
-            op.pf = spec.pf;
-            op.hooknum = u32::from(spec.hooknum);
-            op.priority = spec.priority;
+            let op = sys::nf_hook_ops {
+                hook: Some(hook_callback::<H>),
+                priv_: (slot as *const Slot<H>).cast_mut().cast(),
+                pf: spec.pf,
+                hooknum: u32::from(spec.hooknum),
+                priority: spec.priority,
+                ..Default::default()
+            };
             ops.push(op, GFP_KERNEL)?;
         }
         let n = u32::try_from(ops.len()).map_err(|_| EINVAL)?;
@@ -165,7 +171,7 @@ impl<H: Handler> Registration<H> {
     }
 
     /// The number of hooks.
-    pub fn len(&self) -> usize {
+    pub fn hook_count(&self) -> usize {
         self.ops.len()
     }
 

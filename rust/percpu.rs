@@ -53,6 +53,11 @@ impl PerCpuCounters {
         self.len
     }
 
+    /// Never true: there is at least one counter (type invariant).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Counts one packet of `bytes` bytes in counter `idx`, on this CPU.
     /// An index out of range counts nothing.
     #[inline]

@@ -19,6 +19,12 @@ use kernel::types::Opaque;
 /// The id the kernel assigns to a pernet subsystem (`pernet_operations::id`).
 pub struct NetId(AtomicU32);
 
+impl Default for NetId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl NetId {
     /// An id not yet assigned; the kernel sets it at registration.
     pub const fn new() -> Self {
@@ -61,6 +67,10 @@ fn slot<T: NetData>(net: &Net) -> *mut *mut T {
     unsafe { sys::rnf_net_generic(net.as_ptr(), id).cast::<*mut T>() }
 }
 
+/// # Safety
+///
+/// Called by the kernel only, for a namespace being set up, after the
+/// subsystem's id was assigned.
 unsafe extern "C" fn init_callback<T: NetData>(net: *mut sys::net) -> kernel::ffi::c_int {
     // SAFETY: the kernel passes a live namespace being set up.
     let net = unsafe { Net::from_raw(net) };
@@ -75,6 +85,9 @@ unsafe extern "C" fn init_callback<T: NetData>(net: *mut sys::net) -> kernel::ff
     }
 }
 
+/// # Safety
+///
+/// Called by the kernel only, for a namespace being torn down.
 unsafe extern "C" fn pre_exit_callback<T: NetData>(net: *mut sys::net) {
     // SAFETY: the kernel passes a live namespace being torn down.
     let net = unsafe { Net::from_raw(net) };
@@ -83,6 +96,10 @@ unsafe extern "C" fn pre_exit_callback<T: NetData>(net: *mut sys::net) {
     }
 }
 
+/// # Safety
+///
+/// Called by the kernel only, for a namespace being torn down, a grace period
+/// after `pre_exit_callback`.
 unsafe extern "C" fn exit_callback<T: NetData>(net: *mut sys::net) {
     // SAFETY: the kernel passes a live namespace being torn down.
     let net = unsafe { Net::from_raw(net) };

@@ -2,7 +2,7 @@
 /*
  * C helpers for rnf: out-of-line versions of the static inline functions
  * and macros the Rust side needs. Nothing here has logic of its own; the
- * Rust abstractions in rust/*.rs wrap each of these with a safe interface.
+ * Rust abstractions in rust/ wrap each of these with a safe interface.
  */
 #ifndef RNF_HELPERS_H
 #define RNF_HELPERS_H

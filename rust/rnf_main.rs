@@ -21,19 +21,20 @@ pub mod hooks;
 #[path = "rnf_core/src/wire.rs"]
 pub mod wire;
 
-mod genl;
-mod ktest;
-mod net;
-mod netfilter;
-mod percpu;
-mod pernet;
-mod skb;
-mod sys;
+pub mod errno;
+pub mod genl;
+pub mod ktest;
+pub mod net;
+pub mod netfilter;
+pub mod percpu;
+pub mod pernet;
+pub mod skb;
+pub mod sys;
 
-mod control;
-mod firewall;
+pub mod control;
+pub mod firewall;
 #[cfg(CONFIG_KUNIT)]
-mod kunit_tests;
+pub mod kunit_tests;
 
 /// The version reported to rnfctl.
 pub(crate) const VERSION: &str = wire::VERSION;

@@ -34,6 +34,11 @@ impl SkBuff {
         // plain field.
         unsafe { (*self.raw()).len }
     }
+
+    /// Whether the packet has no data.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// An `sk_buff` owned by rnf, freed on drop.

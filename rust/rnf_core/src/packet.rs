@@ -1,0 +1,506 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! Parsing the headers of an IPv4 or IPv6 packet into [`PacketFacts`], the
+//! fields the rule evaluator matches on.
+//!
+//! The input starts at the network header. It needs to hold the headers
+//! only, not the whole packet: the kernel copies (or points at) the linear
+//! part it needs, and the lengths used for counters come from the IP header.
+//!
+//! The network layer must be complete and well formed, or [`parse`] returns
+//! a [`PacketError`]: a firewall cannot say anything about a packet whose
+//! addresses it cannot read. The transport layer is optional: a non-first
+//! fragment, an unknown protocol, or a transport header that is cut short
+//! gives facts without ports ([`L4::Absent`] or [`L4::Truncated`]), so that
+//! address rules still apply and port rules do not match.
+
+use crate::hooks::Family;
+
+/// IP protocol number of ICMP.
+pub const IPPROTO_ICMP: u8 = 1;
+/// IP protocol number of TCP.
+pub const IPPROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const IPPROTO_UDP: u8 = 17;
+/// IP protocol number of DCCP.
+pub const IPPROTO_DCCP: u8 = 33;
+/// IP protocol number of GRE.
+pub const IPPROTO_GRE: u8 = 47;
+/// IP protocol number of ESP.
+pub const IPPROTO_ESP: u8 = 50;
+/// IP protocol number of AH.
+pub const IPPROTO_AH: u8 = 51;
+/// IP protocol number of ICMPv6.
+pub const IPPROTO_ICMPV6: u8 = 58;
+/// IPv6 "no next header".
+pub const IPPROTO_NONE: u8 = 59;
+/// IP protocol number of SCTP.
+pub const IPPROTO_SCTP: u8 = 132;
+/// IP protocol number of UDP-Lite.
+pub const IPPROTO_UDPLITE: u8 = 136;
+
+/// IPv6 extension header: hop-by-hop options.
+const NEXTHDR_HOP: u8 = 0;
+/// IPv6 extension header: routing.
+const NEXTHDR_ROUTING: u8 = 43;
+/// IPv6 extension header: fragment.
+const NEXTHDR_FRAGMENT: u8 = 44;
+/// IPv6 extension header: destination options.
+const NEXTHDR_DEST: u8 = 60;
+
+/// Most IPv6 extension headers walked before giving up. Real packets carry a
+/// handful; the bound keeps the walk short on hostile input.
+pub const MAX_IPV6_EXT_HEADERS: usize = 16;
+
+/// TCP flag bits as in the TCP header's flags byte.
+pub mod tcp_flag {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+    /// URG.
+    pub const URG: u8 = 0x20;
+    /// ECE.
+    pub const ECE: u8 = 0x40;
+    /// CWR.
+    pub const CWR: u8 = 0x80;
+}
+
+/// Why a packet could not be parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketError {
+    /// The input is empty or its IP version is neither 4 nor 6.
+    BadVersion,
+    /// The input ends inside the IP header or an IPv6 extension header.
+    Truncated,
+    /// The IPv4 header length is below 20 bytes, or the total length is
+    /// shorter than the header.
+    BadHeaderLength,
+    /// More than [`MAX_IPV6_EXT_HEADERS`] IPv6 extension headers.
+    TooManyExtHeaders,
+}
+
+impl PacketError {
+    /// Short description in words.
+    pub const fn message(&self) -> &'static str {
+        match self {
+            Self::BadVersion => "not an IPv4 or IPv6 packet",
+            Self::Truncated => "packet ends inside its IP headers",
+            Self::BadHeaderLength => "bad IPv4 header or total length",
+            Self::TooManyExtHeaders => "too many IPv6 extension headers",
+        }
+    }
+}
+
+impl core::fmt::Display for PacketError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// What is known about the transport header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4 {
+    /// No transport header to look at: a non-first fragment, ESP, "no next
+    /// header", or a protocol rnf does not parse.
+    Absent,
+    /// The protocol has a header rnf parses, but the input ends inside it or
+    /// it is malformed (for example a TCP data offset below 5).
+    Truncated,
+    /// A protocol with 16-bit ports at the start of its header (UDP,
+    /// UDP-Lite, SCTP, DCCP).
+    Ports {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+    },
+    /// TCP.
+    Tcp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+        /// The flags byte ([`tcp_flag`] bits).
+        flags: u8,
+    },
+    /// ICMP for IPv4 or ICMPv6 for IPv6.
+    Icmp {
+        /// Message type.
+        ty: u8,
+        /// Message code.
+        code: u8,
+    },
+}
+
+/// The header fields of one packet that rules can match on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketFacts {
+    /// Address family.
+    pub family: Family,
+    /// Source address; an IPv4 address fills the first 4 bytes, the rest
+    /// is zero.
+    pub src: [u8; 16],
+    /// Destination address, laid out like [`src`](Self::src).
+    pub dst: [u8; 16],
+    /// Transport protocol: the IPv4 protocol field, or for IPv6 the next
+    /// header after the extension headers.
+    pub proto: u8,
+    /// Length of the packet from the start of the IP header, as the IP
+    /// header states it (IPv6: 40 + payload length).
+    pub total_len: u32,
+    /// Fragment offset in 8-byte units (0 for an unfragmented packet or a
+    /// first fragment).
+    pub frag_offset: u16,
+    /// Whether the packet is a fragment (IPv4: offset or MF set; IPv6: a
+    /// fragment header is present).
+    pub is_fragment: bool,
+    /// Offset of the transport header from the start of the input.
+    pub l4_offset: usize,
+    /// Transport header fields.
+    pub l4: L4,
+    /// Offset of the transport payload (after the TCP, UDP or ICMP header)
+    /// from the start of the input, if the transport header was parsed.
+    pub payload_offset: Option<usize>,
+}
+
+impl PacketFacts {
+    /// Whether this is a fragment other than the first: it has no
+    /// transport header.
+    pub const fn is_later_fragment(&self) -> bool {
+        self.frag_offset != 0
+    }
+
+    /// Source and destination port, if the transport protocol has ports.
+    pub const fn ports(&self) -> Option<(u16, u16)> {
+        match self.l4 {
+            L4::Ports { sport, dport } | L4::Tcp { sport, dport, .. } => Some((sport, dport)),
+            _ => None,
+        }
+    }
+
+    /// TCP flags, for TCP.
+    pub const fn tcp_flags(&self) -> Option<u8> {
+        match self.l4 {
+            L4::Tcp { flags, .. } => Some(flags),
+            _ => None,
+        }
+    }
+
+    /// ICMP (or ICMPv6) type and code.
+    pub const fn icmp(&self) -> Option<(u8, u8)> {
+        match self.l4 {
+            L4::Icmp { ty, code } => Some((ty, code)),
+            _ => None,
+        }
+    }
+}
+
+fn be16(buf: &[u8], at: usize) -> Option<u16> {
+    match buf.get(at..at.checked_add(2)?)? {
+        [a, b] => Some(u16::from_be_bytes([*a, *b])),
+        _ => None,
+    }
+}
+
+fn byte(buf: &[u8], at: usize) -> Option<u8> {
+    buf.get(at).copied()
+}
+
+/// Parses the packet in `buf`, which starts at the IP header.
+pub fn parse(buf: &[u8]) -> Result<PacketFacts, PacketError> {
+    match byte(buf, 0).map(|b| b >> 4) {
+        Some(4) => parse_ipv4(buf),
+        Some(6) => parse_ipv6(buf),
+        _ => Err(PacketError::BadVersion),
+    }
+}
+
+fn parse_ipv4(buf: &[u8]) -> Result<PacketFacts, PacketError> {
+    let hdr = buf.get(..20).ok_or(PacketError::Truncated)?;
+    let ihl = usize::from(byte(hdr, 0).unwrap_or(0) & 0x0f) * 4;
+    if ihl < 20 {
+        return Err(PacketError::BadHeaderLength);
+    }
+    if buf.len() < ihl {
+        return Err(PacketError::Truncated);
+    }
+    let total_len = be16(hdr, 2).unwrap_or(0);
+    if usize::from(total_len) < ihl {
+        return Err(PacketError::BadHeaderLength);
+    }
+    let frag = be16(hdr, 6).unwrap_or(0);
+    let frag_offset = frag & 0x1fff;
+    let more_fragments = frag & 0x2000 != 0;
+    let proto = byte(hdr, 9).unwrap_or(0);
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    if let (Some(s), Some(d), Some(sd), Some(dd)) = (
+        hdr.get(12..16),
+        hdr.get(16..20),
+        src.get_mut(..4),
+        dst.get_mut(..4),
+    ) {
+        sd.copy_from_slice(s);
+        dd.copy_from_slice(d);
+    }
+    // Bytes beyond the stated total length (link-layer padding) are not
+    // part of the packet.
+    let end = buf.len().min(usize::from(total_len));
+    let mut facts = PacketFacts {
+        family: Family::Ipv4,
+        src,
+        dst,
+        proto,
+        total_len: u32::from(total_len),
+        frag_offset,
+        is_fragment: frag_offset != 0 || more_fragments,
+        l4_offset: ihl,
+        l4: L4::Absent,
+        payload_offset: None,
+    };
+    if frag_offset == 0 {
+        let l4 = buf.get(ihl..end).unwrap_or(&[]);
+        let (l4, payload) = parse_l4(Family::Ipv4, proto, l4);
+        facts.l4 = l4;
+        facts.payload_offset = payload.map(|p| ihl + p);
+    }
+    Ok(facts)
+}
+
+fn parse_ipv6(buf: &[u8]) -> Result<PacketFacts, PacketError> {
+    let hdr = buf.get(..40).ok_or(PacketError::Truncated)?;
+    let payload_len = be16(hdr, 4).unwrap_or(0);
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    if let (Some(s), Some(d)) = (hdr.get(8..24), hdr.get(24..40)) {
+        src.copy_from_slice(s);
+        dst.copy_from_slice(d);
+    }
+    let total_len = 40 + u32::from(payload_len);
+    let end = buf.len().min(40 + usize::from(payload_len));
+    let mut next = byte(hdr, 6).unwrap_or(0);
+    let mut off = 40usize;
+    let mut frag_offset = 0u16;
+    let mut is_fragment = false;
+    let mut walked = 0;
+    loop {
+        let len = match next {
+            NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST => {
+                let l = byte(buf, off + 1).ok_or(PacketError::Truncated)?;
+                (usize::from(l) + 1) * 8
+            }
+            IPPROTO_AH => {
+                let l = byte(buf, off + 1).ok_or(PacketError::Truncated)?;
+                (usize::from(l) + 2) * 4
+            }
+            NEXTHDR_FRAGMENT => 8,
+            _ => break,
+        };
+        walked += 1;
+        if walked > MAX_IPV6_EXT_HEADERS {
+            return Err(PacketError::TooManyExtHeaders);
+        }
+        let ext = buf.get(off..off + len).ok_or(PacketError::Truncated)?;
+        let this = next;
+        next = byte(ext, 0).unwrap_or(0);
+        off += len;
+        if this == NEXTHDR_FRAGMENT {
+            is_fragment = true;
+            frag_offset = be16(ext, 2).unwrap_or(0) >> 3;
+            if frag_offset != 0 {
+                // Later fragments carry no further headers we can trust.
+                break;
+            }
+        }
+    }
+    let mut facts = PacketFacts {
+        family: Family::Ipv6,
+        src,
+        dst,
+        proto: next,
+        total_len,
+        frag_offset,
+        is_fragment,
+        l4_offset: off,
+        l4: L4::Absent,
+        payload_offset: None,
+    };
+    if frag_offset == 0 {
+        let l4 = buf.get(off..end).unwrap_or(&[]);
+        let (l4, payload) = parse_l4(Family::Ipv6, next, l4);
+        facts.l4 = l4;
+        facts.payload_offset = payload.map(|p| off + p);
+    }
+    Ok(facts)
+}
+
+/// Parses a transport header; returns its facts and the offset of its
+/// payload within `l4`.
+fn parse_l4(family: Family, proto: u8, l4: &[u8]) -> (L4, Option<usize>) {
+    let ports = || Some((be16(l4, 0)?, be16(l4, 2)?));
+    match (family, proto) {
+        (_, IPPROTO_TCP) => {
+            let (Some((sport, dport)), Some(doff), Some(flags)) = (ports(), byte(l4, 12), byte(l4, 13))
+            else {
+                return (L4::Truncated, None);
+            };
+            let hlen = usize::from(doff >> 4) * 4;
+            if hlen < 20 || l4.len() < 20 {
+                return (L4::Truncated, None);
+            }
+            // A header that claims more options than the input holds still
+            // has valid ports and flags; only the payload is out of reach.
+            let payload = (hlen <= l4.len()).then_some(hlen);
+            (
+                L4::Tcp {
+                    sport,
+                    dport,
+                    flags,
+                },
+                payload,
+            )
+        }
+        (_, IPPROTO_UDP | IPPROTO_UDPLITE) => match ports() {
+            Some((sport, dport)) if l4.len() >= 8 => (L4::Ports { sport, dport }, Some(8)),
+            _ => (L4::Truncated, None),
+        },
+        (_, IPPROTO_SCTP | IPPROTO_DCCP) => match ports() {
+            Some((sport, dport)) if l4.len() >= 12 => (L4::Ports { sport, dport }, Some(12)),
+            _ => (L4::Truncated, None),
+        },
+        (Family::Ipv4, IPPROTO_ICMP) | (Family::Ipv6, IPPROTO_ICMPV6) => {
+            match (byte(l4, 0), byte(l4, 1)) {
+                (Some(ty), Some(code)) if l4.len() >= 8 => (L4::Icmp { ty, code }, Some(8)),
+                _ => (L4::Truncated, None),
+            }
+        }
+        _ => (L4::Absent, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(proto: u8, l4: &[u8]) -> [u8; 64] {
+        let mut p = [0u8; 64];
+        p[0] = 0x45;
+        let total = (20 + l4.len()) as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p[9] = proto;
+        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[192, 168, 1, 2]);
+        p[20..20 + l4.len()].copy_from_slice(l4);
+        p
+    }
+
+    #[test]
+    fn ipv4_tcp() {
+        let mut tcp = [0u8; 20];
+        tcp[0..2].copy_from_slice(&1234u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = tcp_flag::SYN;
+        let p = v4(IPPROTO_TCP, &tcp);
+        let f = parse(&p).unwrap();
+        assert_eq!(f.family, Family::Ipv4);
+        assert_eq!(&f.src[..4], &[10, 0, 0, 1]);
+        assert_eq!(&f.src[4..], &[0; 12]);
+        assert_eq!(f.ports(), Some((1234, 80)));
+        assert_eq!(f.tcp_flags(), Some(tcp_flag::SYN));
+        assert_eq!(f.total_len, 40);
+        assert_eq!(f.payload_offset, Some(40));
+        // Cut inside the TCP header: facts without L4.
+        let f = parse(&p[..30]).unwrap();
+        assert_eq!(f.l4, L4::Truncated);
+        assert_eq!(f.ports(), None);
+        // Cut inside the IP header: error.
+        assert_eq!(parse(&p[..19]), Err(PacketError::Truncated));
+    }
+
+    #[test]
+    fn ipv4_later_fragment_has_no_ports() {
+        let mut p = v4(IPPROTO_UDP, &[0, 1, 0, 2, 0, 8, 0, 0]);
+        p[6..8].copy_from_slice(&(0x2000u16 | 3).to_be_bytes());
+        let f = parse(&p).unwrap();
+        assert!(f.is_fragment && f.is_later_fragment());
+        assert_eq!(f.frag_offset, 3);
+        assert_eq!(f.l4, L4::Absent);
+        // First fragment (MF set, offset 0) keeps its ports.
+        p[6..8].copy_from_slice(&0x2000u16.to_be_bytes());
+        let f = parse(&p).unwrap();
+        assert!(f.is_fragment && !f.is_later_fragment());
+        assert_eq!(f.ports(), Some((1, 2)));
+    }
+
+    #[test]
+    fn ipv4_bad_lengths() {
+        let mut p = v4(IPPROTO_UDP, &[0; 8]);
+        p[0] = 0x44;
+        assert_eq!(parse(&p), Err(PacketError::BadHeaderLength));
+        let mut p = v4(IPPROTO_UDP, &[0; 8]);
+        p[2..4].copy_from_slice(&19u16.to_be_bytes());
+        assert_eq!(parse(&p), Err(PacketError::BadHeaderLength));
+        assert_eq!(parse(&[]), Err(PacketError::BadVersion));
+        assert_eq!(parse(&[0x55; 40]), Err(PacketError::BadVersion));
+    }
+
+    #[test]
+    fn ipv6_ext_headers() {
+        let mut p = [0u8; 120];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&80u16.to_be_bytes());
+        p[6] = NEXTHDR_HOP;
+        p[8] = 0x20;
+        p[24] = 0xfe;
+        // hop-by-hop, 8 bytes, next = dest opts
+        p[40] = NEXTHDR_DEST;
+        p[41] = 0;
+        // dest opts, 16 bytes, next = fragment
+        p[48] = NEXTHDR_FRAGMENT;
+        p[49] = 1;
+        // fragment, next = AH, offset 0, M set
+        p[64] = IPPROTO_AH;
+        p[66..68].copy_from_slice(&1u16.to_be_bytes());
+        // AH with payload len 1 => (1+2)*4 = 12 bytes, next = ICMPv6
+        p[72] = IPPROTO_ICMPV6;
+        p[73] = 1;
+        p[84] = 128;
+        p[85] = 0;
+        let f = parse(&p).unwrap();
+        assert_eq!(f.family, Family::Ipv6);
+        assert_eq!(f.src[0], 0x20);
+        assert_eq!(f.dst[0], 0xfe);
+        assert_eq!(f.proto, IPPROTO_ICMPV6);
+        assert_eq!(f.l4_offset, 84);
+        assert!(f.is_fragment && !f.is_later_fragment());
+        assert_eq!(f.icmp(), Some((128, 0)));
+        assert_eq!(f.total_len, 120);
+        // Non-first fragment.
+        p[66..68].copy_from_slice(&(5u16 << 3).to_be_bytes());
+        let f = parse(&p).unwrap();
+        assert_eq!(f.proto, IPPROTO_AH);
+        assert_eq!(f.l4, L4::Absent);
+        assert_eq!(f.frag_offset, 5);
+        // Truncated inside the extension headers.
+        assert_eq!(parse(&p[..60]), Err(PacketError::Truncated));
+    }
+
+    #[test]
+    fn ipv6_too_many_ext_headers() {
+        let mut p = [0u8; 40 + 8 * 20];
+        p[0] = 0x60;
+        p[6] = NEXTHDR_DEST;
+        for i in 0..20 {
+            p[40 + 8 * i] = NEXTHDR_DEST;
+        }
+        assert_eq!(parse(&p), Err(PacketError::TooManyExtHeaders));
+    }
+}

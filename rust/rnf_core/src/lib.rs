@@ -26,6 +26,8 @@
 
 pub mod hooks;
 pub mod netlink;
+pub mod packet;
+pub mod rules;
 pub mod wire;
 
 pub use wire::VERSION;

@@ -202,6 +202,14 @@ impl PacketFacts {
     }
 }
 
+/// Copies `src` into the start of `dst`, as far as both reach.
+///
+/// Byte by byte rather than `copy_from_slice`, which has a panic path for
+/// unequal lengths that the kernel's objtool does not know as `noreturn`.
+pub(crate) fn copy_into(dst: &mut [u8], src: &[u8]) {
+    dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+}
+
 fn be16(buf: &[u8], at: usize) -> Option<u16> {
     match buf.get(at..at.checked_add(2)?)? {
         [a, b] => Some(u16::from_be_bytes([*a, *b])),
@@ -247,8 +255,8 @@ fn parse_ipv4(buf: &[u8]) -> Result<PacketFacts, PacketError> {
         src.get_mut(..4),
         dst.get_mut(..4),
     ) {
-        sd.copy_from_slice(s);
-        dd.copy_from_slice(d);
+        copy_into(sd, s);
+        copy_into(dd, d);
     }
     // Bytes beyond the stated total length (link-layer padding) are not
     // part of the packet.
@@ -280,8 +288,8 @@ fn parse_ipv6(buf: &[u8]) -> Result<PacketFacts, PacketError> {
     let mut src = [0u8; 16];
     let mut dst = [0u8; 16];
     if let (Some(s), Some(d)) = (hdr.get(8..24), hdr.get(24..40)) {
-        src.copy_from_slice(s);
-        dst.copy_from_slice(d);
+        copy_into(&mut src, s);
+        copy_into(&mut dst, d);
     }
     let total_len = 40 + u32::from(payload_len);
     let end = buf.len().min(40 + usize::from(payload_len));
@@ -347,7 +355,8 @@ fn parse_l4(family: Family, proto: u8, l4: &[u8]) -> (L4, Option<usize>) {
     let ports = || Some((be16(l4, 0)?, be16(l4, 2)?));
     match (family, proto) {
         (_, IPPROTO_TCP) => {
-            let (Some((sport, dport)), Some(doff), Some(flags)) = (ports(), byte(l4, 12), byte(l4, 13))
+            let (Some((sport, dport)), Some(doff), Some(flags)) =
+                (ports(), byte(l4, 12), byte(l4, 13))
             else {
                 return (L4::Truncated, None);
             };

@@ -3,9 +3,14 @@
 //! Core of rnf shared by the kernel module and the `rnfctl` tool.
 //!
 //! This crate is `no_std`, uses no `alloc` and has no dependencies. The
-//! kernel module includes `hooks.rs` and `wire.rs` directly with `#[path]`
-//! attributes at its crate root, so modules refer to each other only through
-//! `crate::hooks` and `crate::wire`.
+//! kernel module includes its modules (`hooks.rs`, `wire.rs`, `packet.rs`,
+//! `rules.rs`, `compile.rs`, `eval.rs`) directly with `#[path]` attributes
+//! at its crate root, so modules refer to each other only through
+//! `crate::<module>` paths.
+//!
+//! The rule engine: [`packet`] turns headers into facts, [`rules`] defines
+//! and validates rule blobs, [`compile`] turns a table's rule set into one
+//! flat buffer, and [`eval`] walks that buffer for a packet.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -24,6 +29,8 @@
     )
 )]
 
+pub mod compile;
+pub mod eval;
 pub mod hooks;
 pub mod netlink;
 pub mod packet;

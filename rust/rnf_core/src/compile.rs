@@ -1,0 +1,880 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! Compiling one table's rule set into a single flat buffer for the packet
+//! path.
+//!
+//! The kernel keeps rules as validated blobs (see [`crate::rules`]); after
+//! every change it compiles the whole table into one buffer, publishes it
+//! with a pointer swap, and [`crate::eval`] walks it for each packet. Like
+//! [`AttrWriter`](crate::wire::AttrWriter), compiling takes two passes over
+//! the same input so that nothing allocates: [`measure`] returns the size,
+//! the caller allocates it, and [`fill`] writes the buffer.
+//!
+//! Everything a rule set can get wrong is found here, before anything is
+//! published: invalid rules, duplicate or misnamed chains, jumps to chains
+//! that do not exist, loops through `jump`/`goto`, and jumps nested deeper
+//! than [`MAX_JUMP_DEPTH`]. The errors name the chain (and rule handle) at
+//! fault.
+//!
+//! # Layout (version [`layout::VERSION`])
+//!
+//! All integers little-endian, every offset from the start of the buffer
+//! (so the buffer can be copied or moved), every record 4-byte aligned.
+//!
+//! - Header, [`layout::HDR_LEN`] bytes: magic `"RNFc"`, layout version,
+//!   table, total length, chain and rule counts, the worst-case number of
+//!   records one evaluation visits, and per hook the offset of the built-in
+//!   chain's first record and of its end (policy) record (0 when the table
+//!   has no chain there).
+//! - Chain table: one [`layout::CHAIN_LEN`]-byte entry per chain, in input
+//!   order: name, first record, rule count, jump depth and worst-case
+//!   steps below it, hook and policy for built-in chains.
+//! - Records, chain after chain, each chain ending with an end record. A
+//!   rule record is a [`layout::REC_HDR`]-byte header (length, family,
+//!   protocol, action, a bit mask of the match sections that follow,
+//!   counter slot, handle, two action arguments: for `jump`/`goto` the
+//!   target chain's offset and index) followed by the match sections
+//!   present, in bit order, each with pre-computed fixed-size fields
+//!   (address and mask pairs, port ranges, NUL-padded interface names).
+//!
+//! Rules are evaluated linearly in this version; per-field lookup
+//! structures (issue 6) will come as a new layout version.
+
+use crate::hooks::{Family, Hook};
+use crate::packet::copy_into;
+use crate::rules::{
+    builtin_chain_hook, validate_chain_name, Action, Policy, RuleView, Table, MAX_CHAINS,
+    MAX_JUMP_DEPTH, MAX_RULES,
+};
+
+/// Constants of the compiled layout, shared with the evaluator.
+pub mod layout {
+    /// Magic bytes at offset 0.
+    pub const MAGIC: [u8; 4] = *b"RNFc";
+    /// Layout version at offset 4. Bumped whenever the layout changes.
+    pub const VERSION: u8 = 1;
+    /// Size of the header.
+    pub const HDR_LEN: usize = 64;
+    /// Header offset: table (`u8`).
+    pub const H_TABLE: usize = 5;
+    /// Header offset: total length (`u32`).
+    pub const H_TOTAL: usize = 8;
+    /// Header offset: number of chains (`u32`).
+    pub const H_CHAINS: usize = 12;
+    /// Header offset: number of rules (`u32`).
+    pub const H_RULES: usize = 16;
+    /// Header offset: most records one evaluation can visit (`u32`).
+    pub const H_MAX_STEPS: usize = 20;
+    /// Header offset: 5 × `u32`, per hook the first record of its built-in
+    /// chain, 0 if none.
+    pub const H_ENTRY: usize = 24;
+    /// Header offset: 5 × `u32`, per hook the end record of its built-in
+    /// chain, 0 if none.
+    pub const H_POLICY: usize = 44;
+
+    /// Size of a chain table entry.
+    pub const CHAIN_LEN: usize = 64;
+    /// Chain entry offset: name, NUL-padded (32 bytes).
+    pub const C_NAME: usize = 0;
+    /// Chain entry offset: first record (`u32`).
+    pub const C_START: usize = 32;
+    /// Chain entry offset: number of rules (`u32`).
+    pub const C_RULES: usize = 36;
+    /// Chain entry offset: deepest jump nesting below the chain (`u32`).
+    pub const C_DEPTH: usize = 40;
+    /// Chain entry offset: most records one pass through it visits (`u32`).
+    pub const C_STEPS: usize = 44;
+    /// Chain entry offset: hook of a built-in chain, [`NONE8`] for a user
+    /// chain (`u8`).
+    pub const C_HOOK: usize = 48;
+    /// Chain entry offset: policy of a built-in chain, [`NONE8`] for a
+    /// user chain (`u8`).
+    pub const C_POLICY: usize = 49;
+    /// Chain entry offset: compile-time scratch (`u8`, search state).
+    pub const C_STATE: usize = 50;
+    /// Chain entry offset: compile-time scratch (`u32`, search parent).
+    pub const C_PARENT: usize = 52;
+    /// Chain entry offset: compile-time scratch (`u32`, search cursor).
+    pub const C_CURSOR: usize = 56;
+    /// "None" in `u8` fields.
+    pub const NONE8: u8 = 0xff;
+
+    /// Size of a record header.
+    pub const REC_HDR: usize = 32;
+    /// Record offset: length including the header (`u32`).
+    pub const R_LEN: usize = 0;
+    /// Record offset: kind ([`KIND_RULE`] or [`KIND_END`]).
+    pub const R_KIND: usize = 4;
+    /// Record offset: family restriction (`u8`, 0 for both).
+    pub const R_FAMILY: usize = 5;
+    /// Record offset: protocol (`u8`, 0 for any).
+    pub const R_PROTO: usize = 6;
+    /// Record offset: action ([`action_kind`](crate::rules::action_kind)).
+    /// In an end record: `ACCEPT`/`DROP` (a built-in chain's policy) or
+    /// `RETURN` (end of a user chain).
+    pub const R_ACTION: usize = 7;
+    /// Record offset: match section bits (`u32`, `M_*`).
+    pub const R_MATCHES: usize = 8;
+    /// Record offset: counter slot (`u32`).
+    pub const R_COUNTER: usize = 12;
+    /// Record offset: rule handle (`u64`).
+    pub const R_HANDLE: usize = 16;
+    /// Record offset: first action argument (`u32`): target record offset
+    /// (jump, goto), reject kind, log level, mark value.
+    pub const R_ARG: usize = 24;
+    /// Record offset: second action argument (`u32`): target chain index
+    /// (jump, goto), mark operation.
+    pub const R_ARG2: usize = 28;
+
+    /// Record kind: a rule.
+    pub const KIND_RULE: u8 = 1;
+    /// Record kind: end of a chain.
+    pub const KIND_END: u8 = 2;
+
+    /// Section: source addresses (`u16` IPv4 count, `u16` IPv6 count, then
+    /// address and mask pairs: 8 bytes each for IPv4, 32 for IPv6).
+    pub const M_SADDR: u32 = 1 << 0;
+    /// Flag: source address match negated.
+    pub const M_SADDR_NEG: u32 = 1 << 1;
+    /// Section: destination addresses, like [`M_SADDR`].
+    pub const M_DADDR: u32 = 1 << 2;
+    /// Flag: destination address match negated.
+    pub const M_DADDR_NEG: u32 = 1 << 3;
+    /// Section: source ports (`u16` count, `u16` 0, then `u16` first and
+    /// last port per range).
+    pub const M_SPORT: u32 = 1 << 4;
+    /// Flag: source port match negated.
+    pub const M_SPORT_NEG: u32 = 1 << 5;
+    /// Section: destination ports, like [`M_SPORT`].
+    pub const M_DPORT: u32 = 1 << 6;
+    /// Flag: destination port match negated.
+    pub const M_DPORT_NEG: u32 = 1 << 7;
+    /// Section: TCP flags (`u8` mask, `u8` set, 2 bytes 0).
+    pub const M_TCP_FLAGS: u32 = 1 << 8;
+    /// Section: ICMP (`u8` type, `u8` code, `u8` 1 if the code counts, 0).
+    pub const M_ICMP: u32 = 1 << 9;
+    /// Section: input interface (`u8` length, 3 bytes 0, 16 name bytes).
+    pub const M_IIF: u32 = 1 << 10;
+    /// Flag: input interface match negated.
+    pub const M_IIF_NEG: u32 = 1 << 11;
+    /// Flag: input interface name is a prefix.
+    pub const M_IIF_PREFIX: u32 = 1 << 12;
+    /// Section: output interface, like [`M_IIF`].
+    pub const M_OIF: u32 = 1 << 13;
+    /// Flag: output interface match negated.
+    pub const M_OIF_NEG: u32 = 1 << 14;
+    /// Flag: output interface name is a prefix.
+    pub const M_OIF_PREFIX: u32 = 1 << 15;
+    /// Section: mark (`u32` value, `u32` mask).
+    pub const M_MARK: u32 = 1 << 16;
+    /// Flag: mark match negated.
+    pub const M_MARK_NEG: u32 = 1 << 17;
+    /// Section: uid (`u32`).
+    pub const M_UID: u32 = 1 << 18;
+    /// Section: gid (`u32`).
+    pub const M_GID: u32 = 1 << 19;
+    /// Section: payload text (`u16` length, `u16` 0, bytes, padding).
+    pub const M_PAYLOAD: u32 = 1 << 20;
+    /// Section: nth (`u32` N).
+    pub const M_NTH: u32 = 1 << 21;
+    /// Section: random (`u32` probability in units of 2^-31).
+    pub const M_RANDOM: u32 = 1 << 22;
+    /// Section: limit (`u32` rate, `u32` burst, `u8` unit, 3 bytes 0).
+    pub const M_LIMIT: u32 = 1 << 23;
+    /// Section: log prefix of a `log` action (`u16` length, `u16` 0,
+    /// bytes, padding); the level is in [`R_ARG`].
+    pub const M_LOG_PREFIX: u32 = 1 << 24;
+
+    /// Size of an interface section.
+    pub const IFACE_LEN: usize = 20;
+    /// Size of a limit section.
+    pub const LIMIT_LEN: usize = 12;
+}
+
+use layout::*;
+
+/// One chain of the rule set handed to the compiler.
+#[derive(Clone, Debug)]
+pub struct ChainSpec<'a, R> {
+    /// Name: a built-in chain's (`"INPUT"`, ...) or a user chain's.
+    pub name: &'a str,
+    /// Policy: required for a built-in chain, `None` for a user chain.
+    pub policy: Option<Policy>,
+    /// Counter slot for packets that meet a built-in chain's policy.
+    pub policy_counter: u32,
+    /// The rules, in order.
+    pub rules: R,
+}
+
+/// One rule handed to the compiler.
+#[derive(Clone, Copy, Debug)]
+pub struct RuleRef<'a> {
+    /// The rule's stable handle.
+    pub handle: u64,
+    /// Counter slot of the rule: the evaluator passes it to
+    /// [`EvalEnv`](crate::eval::EvalEnv) for the rule's counters and its
+    /// `limit` and `nth` state, so keeping the slot keeps them across
+    /// recompiles.
+    pub counter: u32,
+    /// The rule blob, as stored.
+    pub blob: &'a [u8],
+}
+
+/// Why a rule set does not compile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompileError<'a> {
+    /// The field at fault, for rule errors (see
+    /// [`RuleError`](crate::rules::RuleError)); `"chain"` or `"table"`
+    /// otherwise.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: &'static str,
+    /// The chain at fault, if any.
+    pub chain: Option<&'a str>,
+    /// The handle of the rule at fault, if any.
+    pub handle: Option<u64>,
+}
+
+impl core::fmt::Display for CompileError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if let Some(c) = self.chain {
+            write!(f, "chain '{c}'")?;
+            if let Some(h) = self.handle {
+                write!(f, " rule {h}")?;
+            }
+            f.write_str(": ")?;
+        }
+        f.write_str(self.message)
+    }
+}
+
+const fn err<'a>(
+    field: &'static str,
+    message: &'static str,
+    chain: Option<&'a str>,
+    handle: Option<u64>,
+) -> CompileError<'a> {
+    CompileError {
+        field,
+        message,
+        chain,
+        handle,
+    }
+}
+
+/// `n` rounded up to a multiple of 4, saturating.
+const fn align4(n: usize) -> usize {
+    match n.checked_add(3) {
+        Some(v) => v & !3,
+        None => usize::MAX & !3,
+    }
+}
+
+/// Size of the compiled record of a rule.
+fn record_len(v: &RuleView<'_>) -> usize {
+    let mut n = REC_HDR;
+    for list in [v.saddr, v.daddr].into_iter().flatten() {
+        n += 4;
+        for c in list.iter() {
+            n += match c.family {
+                Family::Ipv4 => 8,
+                Family::Ipv6 => 32,
+            };
+        }
+    }
+    for list in [v.sport, v.dport].into_iter().flatten() {
+        n += 4 + 4 * list.iter().count();
+    }
+    if v.tcp_flags.is_some() {
+        n += 4;
+    }
+    if v.icmp.is_some() {
+        n += 4;
+    }
+    n += IFACE_LEN * (usize::from(v.iif.is_some()) + usize::from(v.oif.is_some()));
+    if v.mark.is_some() {
+        n += 8;
+    }
+    n += 4 * (usize::from(v.uid.is_some()) + usize::from(v.gid.is_some()));
+    if let Some(p) = v.payload {
+        n += 4 + align4(p.len());
+    }
+    n += 4 * (usize::from(v.nth.is_some()) + usize::from(v.random.is_some()));
+    if v.limit.is_some() {
+        n += LIMIT_LEN;
+    }
+    if let Action::Log { prefix, .. } = v.action {
+        n += 4 + align4(prefix.len());
+    }
+    n
+}
+
+/// Checks a chain's name and policy against the table.
+fn check_chain<'a>(
+    table: Table,
+    name: &'a str,
+    policy: Option<Policy>,
+) -> Result<Option<Hook>, CompileError<'a>> {
+    if let Some(h) = table.builtin(name) {
+        if policy.is_none() {
+            return Err(err(
+                "policy",
+                "a built-in chain needs a policy (accept or drop)",
+                Some(name),
+                None,
+            ));
+        }
+        return Ok(Some(h));
+    }
+    if builtin_chain_hook(name).is_some() {
+        return Err(err(
+            "chain",
+            "the table has no such built-in chain",
+            Some(name),
+            None,
+        ));
+    }
+    validate_chain_name(name).map_err(|e| err(e.field, e.message, Some(name), None))?;
+    if policy.is_some() {
+        return Err(err(
+            "policy",
+            "only built-in chains have a policy",
+            Some(name),
+            None,
+        ));
+    }
+    Ok(None)
+}
+
+fn jump_target<'b>(a: &Action<'b>) -> Option<&'b str> {
+    match *a {
+        Action::Jump(t) | Action::Goto(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// Checks a whole table's rule set and returns the size of its compiled
+/// form. Loops and jump depth are checked by [`fill`], which needs the
+/// output buffer to do it without allocating.
+pub fn measure<'a, I, R>(table: Table, chains: I) -> Result<usize, CompileError<'a>>
+where
+    I: Iterator<Item = ChainSpec<'a, R>> + Clone,
+    R: Iterator<Item = RuleRef<'a>>,
+{
+    let mut n_chains = 0usize;
+    let mut n_rules = 0usize;
+    let mut size = HDR_LEN;
+    for (i, c) in chains.clone().enumerate() {
+        n_chains += 1;
+        if n_chains > MAX_CHAINS {
+            return Err(err(
+                "table",
+                "more than 1024 chains in one table",
+                None,
+                None,
+            ));
+        }
+        check_chain(table, c.name, c.policy)?;
+        if chains.clone().take(i).any(|d| d.name == c.name) {
+            return Err(err(
+                "chain",
+                "two chains have this name",
+                Some(c.name),
+                None,
+            ));
+        }
+        for r in c.rules {
+            n_rules += 1;
+            if n_rules > MAX_RULES {
+                return Err(err(
+                    "table",
+                    "more than 65536 rules in one table",
+                    None,
+                    None,
+                ));
+            }
+            let v = RuleView::decode(r.blob)
+                .map_err(|e| err(e.field, e.message, Some(c.name), Some(r.handle)))?;
+            if let Some(t) = jump_target(&v.action) {
+                if !chains.clone().any(|d| d.name == t) {
+                    return Err(err(
+                        "chain",
+                        "jump or goto to a chain that does not exist in this table",
+                        Some(c.name),
+                        Some(r.handle),
+                    ));
+                }
+            }
+            size = size.saturating_add(record_len(&v));
+        }
+        size = size.saturating_add(CHAIN_LEN + REC_HDR);
+    }
+    if u32::try_from(size).is_err() {
+        return Err(err("table", "the rule set is too large", None, None));
+    }
+    Ok(size)
+}
+
+/// Little-endian writes into the output; out-of-range writes are recorded
+/// rather than panicking (they cannot happen once [`measure`] sized it).
+struct Out<'b> {
+    buf: &'b mut [u8],
+    ok: bool,
+}
+
+impl Out<'_> {
+    fn bytes(&mut self, at: usize, b: &[u8]) {
+        match self.buf.get_mut(at..at.saturating_add(b.len())) {
+            Some(d) => copy_into(d, b),
+            None => self.ok = false,
+        }
+    }
+    fn u8(&mut self, at: usize, v: u8) {
+        self.bytes(at, &[v]);
+    }
+    fn u16(&mut self, at: usize, v: u16) {
+        self.bytes(at, &v.to_le_bytes());
+    }
+    fn u32(&mut self, at: usize, v: u32) {
+        self.bytes(at, &v.to_le_bytes());
+    }
+    fn u64(&mut self, at: usize, v: u64) {
+        self.bytes(at, &v.to_le_bytes());
+    }
+    fn get_u8(&self, at: usize) -> u8 {
+        self.buf.get(at).copied().unwrap_or(0)
+    }
+    fn get_u32(&self, at: usize) -> u32 {
+        rd_u32(self.buf, at).unwrap_or(0)
+    }
+}
+
+/// Reads a little-endian `u32` at `at`.
+pub(crate) fn rd_u32(buf: &[u8], at: usize) -> Option<u32> {
+    let b = buf.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(<[u8; 4]>::try_from(b).ok()?))
+}
+
+/// Reads a little-endian `u16` at `at`.
+pub(crate) fn rd_u16(buf: &[u8], at: usize) -> Option<u16> {
+    let b = buf.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes(<[u8; 2]>::try_from(b).ok()?))
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn chain_entry(i: usize) -> usize {
+    HDR_LEN + i * CHAIN_LEN
+}
+
+/// Index of the chain called `name` in the chain table being written.
+fn find_chain(out: &Out<'_>, n_chains: usize, name: &str) -> Option<usize> {
+    let n = name.as_bytes();
+    (0..n_chains).find(|&i| {
+        let at = chain_entry(i) + C_NAME;
+        match out.buf.get(at..at + 32) {
+            Some(stored) => {
+                stored.get(..n.len()) == Some(n) && stored.get(n.len()).copied() == Some(0)
+            }
+            None => false,
+        }
+    })
+}
+
+/// Writes the record of rule `v` at `at`; returns its length.
+fn write_record(
+    out: &mut Out<'_>,
+    at: usize,
+    v: &RuleView<'_>,
+    r: &RuleRef<'_>,
+    target: Option<(usize, usize)>,
+) -> usize {
+    let len = record_len(v);
+    out.u32(at + R_LEN, to_u32(len));
+    out.u8(at + R_KIND, KIND_RULE);
+    out.u8(at + R_FAMILY, v.family.map_or(0, |f| f as u8));
+    out.u8(at + R_PROTO, v.proto.unwrap_or(0));
+    out.u32(at + R_COUNTER, r.counter);
+    out.u64(at + R_HANDLE, r.handle);
+    let (kind, arg, arg2) = match v.action {
+        Action::Accept => (crate::rules::action_kind::ACCEPT, 0, 0),
+        Action::Drop => (crate::rules::action_kind::DROP, 0, 0),
+        Action::Reject(k) => (crate::rules::action_kind::REJECT, u32::from(k as u8), 0),
+        Action::Return => (crate::rules::action_kind::RETURN, 0, 0),
+        Action::Jump(_) | Action::Goto(_) => {
+            let (off, idx) = target.unwrap_or((0, 0));
+            let k = if matches!(v.action, Action::Jump(_)) {
+                crate::rules::action_kind::JUMP
+            } else {
+                crate::rules::action_kind::GOTO
+            };
+            (k, to_u32(off), to_u32(idx))
+        }
+        Action::Log { level, .. } => (crate::rules::action_kind::LOG, u32::from(level), 0),
+        Action::Mark { op, value } => (crate::rules::action_kind::MARK, value, u32::from(op as u8)),
+    };
+    out.u8(at + R_ACTION, kind);
+    out.u32(at + R_ARG, arg);
+    out.u32(at + R_ARG2, arg2);
+
+    let mut m = 0u32;
+    let mut p = at + REC_HDR;
+    for (list, bit, neg) in [
+        (v.saddr, M_SADDR, M_SADDR_NEG),
+        (v.daddr, M_DADDR, M_DADDR_NEG),
+    ] {
+        if let Some(l) = list {
+            m |= bit;
+            if l.negated {
+                m |= neg;
+            }
+            let n4 = l.iter().filter(|c| c.family == Family::Ipv4).count();
+            let n6 = l.iter().filter(|c| c.family == Family::Ipv6).count();
+            out.u16(p, u16::try_from(n4).unwrap_or(0));
+            out.u16(p + 2, u16::try_from(n6).unwrap_or(0));
+            p += 4;
+            for c in l.iter().filter(|c| c.family == Family::Ipv4) {
+                let mask = c.mask();
+                out.bytes(p, c.addr.get(..4).unwrap_or(&[]));
+                out.bytes(p + 4, mask.get(..4).unwrap_or(&[]));
+                p += 8;
+            }
+            for c in l.iter().filter(|c| c.family == Family::Ipv6) {
+                out.bytes(p, &c.addr);
+                out.bytes(p + 16, &c.mask());
+                p += 32;
+            }
+        }
+    }
+    for (list, bit, neg) in [
+        (v.sport, M_SPORT, M_SPORT_NEG),
+        (v.dport, M_DPORT, M_DPORT_NEG),
+    ] {
+        if let Some(l) = list {
+            m |= bit;
+            if l.negated {
+                m |= neg;
+            }
+            out.u16(p, u16::try_from(l.iter().count()).unwrap_or(0));
+            p += 4;
+            for r in l.iter() {
+                out.u16(p, r.lo);
+                out.u16(p + 2, r.hi);
+                p += 4;
+            }
+        }
+    }
+    if let Some(t) = v.tcp_flags {
+        m |= M_TCP_FLAGS;
+        out.u8(p, t.mask);
+        out.u8(p + 1, t.set);
+        p += 4;
+    }
+    if let Some(i) = v.icmp {
+        m |= M_ICMP;
+        out.u8(p, i.ty);
+        out.u8(p + 1, i.code.unwrap_or(0));
+        out.u8(p + 2, u8::from(i.code.is_some()));
+        p += 4;
+    }
+    for (iface, bit, neg, prefix) in [
+        (v.iif, M_IIF, M_IIF_NEG, M_IIF_PREFIX),
+        (v.oif, M_OIF, M_OIF_NEG, M_OIF_PREFIX),
+    ] {
+        if let Some(i) = iface {
+            m |= bit;
+            if i.negated {
+                m |= neg;
+            }
+            if i.prefix {
+                m |= prefix;
+            }
+            out.u8(p, u8::try_from(i.name.len()).unwrap_or(0));
+            out.bytes(p + 4, i.name.as_bytes());
+            p += IFACE_LEN;
+        }
+    }
+    if let Some(mk) = v.mark {
+        m |= M_MARK;
+        if mk.negated {
+            m |= M_MARK_NEG;
+        }
+        out.u32(p, mk.value);
+        out.u32(p + 4, mk.mask);
+        p += 8;
+    }
+    if let Some(u) = v.uid {
+        m |= M_UID;
+        out.u32(p, u);
+        p += 4;
+    }
+    if let Some(g) = v.gid {
+        m |= M_GID;
+        out.u32(p, g);
+        p += 4;
+    }
+    if let Some(pl) = v.payload {
+        m |= M_PAYLOAD;
+        out.u16(p, u16::try_from(pl.len()).unwrap_or(0));
+        out.bytes(p + 4, pl);
+        p += 4 + align4(pl.len());
+    }
+    if let Some(n) = v.nth {
+        m |= M_NTH;
+        out.u32(p, n);
+        p += 4;
+    }
+    if let Some(r) = v.random {
+        m |= M_RANDOM;
+        out.u32(p, r);
+        p += 4;
+    }
+    if let Some(l) = v.limit {
+        m |= M_LIMIT;
+        out.u32(p, l.rate);
+        out.u32(p + 4, l.burst);
+        out.u8(p + 8, l.unit as u8);
+        p += LIMIT_LEN;
+    }
+    if let Action::Log { prefix, .. } = v.action {
+        m |= M_LOG_PREFIX;
+        out.u16(p, u16::try_from(prefix.len()).unwrap_or(0));
+        out.bytes(p + 4, prefix.as_bytes());
+        p += 4 + align4(prefix.len());
+    }
+    out.u32(at + R_MATCHES, m);
+    if p != at + len {
+        out.ok = false;
+    }
+    len
+}
+
+fn write_end(out: &mut Out<'_>, at: usize, policy: Option<Policy>, counter: u32) {
+    out.u32(at + R_LEN, to_u32(REC_HDR));
+    out.u8(at + R_KIND, KIND_END);
+    let action = match policy {
+        Some(Policy::Accept) => crate::rules::action_kind::ACCEPT,
+        Some(Policy::Drop) => crate::rules::action_kind::DROP,
+        None => crate::rules::action_kind::RETURN,
+    };
+    out.u8(at + R_ACTION, action);
+    out.u32(at + R_COUNTER, counter);
+}
+
+const WHITE: u8 = 0;
+const GRAY: u8 = 1;
+const BLACK: u8 = 2;
+const NO_PARENT: u32 = u32::MAX;
+
+/// Compiles a whole table's rule set into `out`, which must hold at least
+/// [`measure`] bytes; returns the number of bytes written.
+///
+/// `chains` must yield the same chains and rules as it did for [`measure`].
+pub fn fill<'a, I, R>(table: Table, chains: I, out: &mut [u8]) -> Result<usize, CompileError<'a>>
+where
+    I: Iterator<Item = ChainSpec<'a, R>> + Clone,
+    R: Iterator<Item = RuleRef<'a>>,
+{
+    let size = measure(table, chains.clone())?;
+    let buf = out.get_mut(..size).ok_or(err(
+        "table",
+        "the output buffer is smaller than measured",
+        None,
+        None,
+    ))?;
+    buf.fill(0);
+    let mut out = Out { buf, ok: true };
+    let n_chains = chains.clone().count();
+    let rules_off = HDR_LEN + n_chains * CHAIN_LEN;
+
+    out.bytes(0, &MAGIC);
+    out.u8(4, VERSION);
+    out.u8(H_TABLE, table as u8);
+    out.u32(H_TOTAL, to_u32(size));
+    out.u32(H_CHAINS, to_u32(n_chains));
+
+    // Chain table first, so that jump targets can be resolved while the
+    // records are written.
+    let mut pos = rules_off;
+    let mut n_rules = 0usize;
+    for (i, c) in chains.clone().enumerate() {
+        let e = chain_entry(i);
+        let hook = table.builtin(c.name);
+        let start = pos;
+        out.bytes(e + C_NAME, c.name.as_bytes());
+        out.u32(e + C_START, to_u32(start));
+        out.u8(e + C_HOOK, hook.map_or(NONE8, |h| h as u8));
+        out.u8(e + C_POLICY, c.policy.map_or(NONE8, |p| p as u8));
+        let mut count = 0usize;
+        for r in c.rules {
+            count += 1;
+            if let Ok(v) = RuleView::decode(r.blob) {
+                pos += record_len(&v);
+            }
+        }
+        n_rules += count;
+        out.u32(e + C_RULES, to_u32(count));
+        if let Some(h) = hook {
+            out.u32(H_ENTRY + 4 * h as usize, to_u32(start));
+            out.u32(H_POLICY + 4 * h as usize, to_u32(pos));
+        }
+        pos += REC_HDR;
+    }
+    out.u32(H_RULES, to_u32(n_rules));
+
+    let mut pos = rules_off;
+    for c in chains.clone() {
+        for r in c.rules {
+            let Ok(v) = RuleView::decode(r.blob) else {
+                continue;
+            };
+            let target = jump_target(&v.action).and_then(|t| {
+                let i = find_chain(&out, n_chains, t)?;
+                Some((out.get_u32(chain_entry(i) + C_START) as usize, i))
+            });
+            pos += write_record(&mut out, pos, &v, &r, target);
+        }
+        write_end(&mut out, pos, c.policy, c.policy_counter);
+        pos += REC_HDR;
+    }
+    if !out.ok || pos != size {
+        return Err(err(
+            "table",
+            "internal error: compiled size differs from measured size",
+            None,
+            None,
+        ));
+    }
+
+    check_graph(&mut out, n_chains).map_err(|(i, message)| {
+        err(
+            "chain",
+            message,
+            chains.clone().nth(i).map(|c| c.name),
+            None,
+        )
+    })?;
+
+    let mut max_steps = 0u32;
+    for i in 0..n_chains {
+        let e = chain_entry(i);
+        if out.get_u8(e + C_HOOK) != NONE8 {
+            if out.get_u32(e + C_DEPTH) as usize > MAX_JUMP_DEPTH {
+                let name = chains.clone().nth(i).map(|c| c.name);
+                return Err(err(
+                    "chain",
+                    "jumps from this built-in chain nest deeper than 16 chains",
+                    name,
+                    None,
+                ));
+            }
+            max_steps = max_steps.max(out.get_u32(e + C_STEPS));
+        }
+    }
+    // Slack for the end record reached by a return from a chain entered
+    // with goto.
+    out.u32(H_MAX_STEPS, max_steps.saturating_add(2));
+    if !out.ok {
+        return Err(err("table", "internal error while compiling", None, None));
+    }
+    Ok(size)
+}
+
+/// Depth-first search over the chain graph, keeping its state in the chain
+/// table's scratch fields (no recursion, no allocation). Finds loops, and
+/// computes per chain the deepest jump nesting below it and the most
+/// records one pass through it can visit. Returns the index of the chain
+/// at fault.
+fn check_graph(out: &mut Out<'_>, n_chains: usize) -> Result<(), (usize, &'static str)> {
+    const LOOP: &str = "this chain can reach itself through jump or goto";
+    const CORRUPT: &str = "internal error: bad record while checking jumps";
+    for root in 0..n_chains {
+        if out.get_u8(chain_entry(root) + C_STATE) != WHITE {
+            continue;
+        }
+        enter(out, root, NO_PARENT);
+        let mut cur = root;
+        loop {
+            let e = chain_entry(cur);
+            let at = out.get_u32(e + C_CURSOR) as usize;
+            let kind = out.get_u8(at + R_KIND);
+            let len = out.get_u32(at + R_LEN) as usize;
+            if len < REC_HDR {
+                return Err((cur, CORRUPT));
+            }
+            if kind == KIND_END {
+                add_steps(out, e, 1);
+                out.u8(e + C_STATE, BLACK);
+                let parent = out.get_u32(e + C_PARENT);
+                if parent == NO_PARENT {
+                    break;
+                }
+                let p = parent as usize;
+                fold(out, p, cur);
+                cur = p;
+                continue;
+            }
+            let action = out.get_u8(at + R_ACTION);
+            let is_jump = action == crate::rules::action_kind::JUMP;
+            let is_goto = action == crate::rules::action_kind::GOTO;
+            if !is_jump && !is_goto {
+                add_steps(out, e, 1);
+                out.u32(e + C_CURSOR, to_u32(at + len));
+                continue;
+            }
+            let t = out.get_u32(at + R_ARG2) as usize;
+            if t >= n_chains {
+                return Err((cur, CORRUPT));
+            }
+            match out.get_u8(chain_entry(t) + C_STATE) {
+                GRAY => return Err((t, LOOP)),
+                BLACK => fold(out, cur, t),
+                _ => {
+                    enter(out, t, to_u32(cur));
+                    cur = t;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts visiting chain `i`.
+fn enter(out: &mut Out<'_>, i: usize, parent: u32) {
+    let e = chain_entry(i);
+    out.u8(e + C_STATE, GRAY);
+    out.u32(e + C_PARENT, parent);
+    let start = out.get_u32(e + C_START);
+    out.u32(e + C_CURSOR, start);
+    out.u32(e + C_DEPTH, 0);
+    out.u32(e + C_STEPS, 0);
+}
+
+fn add_steps(out: &mut Out<'_>, e: usize, n: u32) {
+    let s = out.get_u32(e + C_STEPS).saturating_add(n);
+    out.u32(e + C_STEPS, s);
+}
+
+/// Accounts for finished chain `child` in chain `p`, whose cursor is at the
+/// jump or goto that leads to it, and moves `p`'s cursor past that rule.
+fn fold(out: &mut Out<'_>, p: usize, child: usize) {
+    let pe = chain_entry(p);
+    let ce = chain_entry(child);
+    let at = out.get_u32(pe + C_CURSOR) as usize;
+    let is_jump = out.get_u8(at + R_ACTION) == crate::rules::action_kind::JUMP;
+    let child_depth = out.get_u32(ce + C_DEPTH);
+    let d = if is_jump {
+        child_depth.saturating_add(1)
+    } else {
+        child_depth
+    };
+    if d > out.get_u32(pe + C_DEPTH) {
+        out.u32(pe + C_DEPTH, d);
+    }
+    let s = out.get_u32(ce + C_STEPS).saturating_add(1);
+    add_steps(out, pe, s);
+    let len = out.get_u32(at + R_LEN) as usize;
+    out.u32(pe + C_CURSOR, to_u32(at + len));
+}

@@ -1,0 +1,562 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! Evaluating a packet against a compiled table (see [`crate::compile`]).
+//!
+//! Semantics are iptables': the rules of a chain are tried in order; the
+//! first matching rule with a terminal action decides; `log` and `mark`
+//! act and go on; `jump` remembers where to come back (a stack of
+//! [`MAX_JUMP_DEPTH`] entries, no allocation), `goto` does not; `return`
+//! or the end of a user chain comes back to the last `jump`, or, if there
+//! is none, applies the policy of the built-in chain the packet entered;
+//! the end of a built-in chain applies its policy.
+//!
+//! A rule's matches are tried in a fixed order, the same for every rule:
+//! family, protocol, addresses, ports, TCP flags, ICMP, interfaces, mark,
+//! uid, gid, then the ones that ask the kernel for more (payload) or change
+//! state (`nth`, `random`, `limit`, last), so that a `limit` spends tokens
+//! only on packets that match everything else. A match stops at the first
+//! part that fails.
+//!
+//! What needs the kernel (counters, token buckets, randomness, the payload,
+//! interface names, the mark, socket owner, logging) goes through
+//! [`EvalEnv`], which the kernel implements per packet.
+//!
+//! The evaluator trusts a buffer that [`fill`](crate::compile::fill)
+//! wrote, but never panics or loops forever on any other: a buffer that
+//! does not make sense drops the packet.
+
+use crate::compile::layout::*;
+use crate::compile::{rd_u16, rd_u32};
+use crate::hooks::{Family, Hook};
+use crate::packet::PacketFacts;
+use crate::rules::{
+    action_kind, Limit, LimitUnit, MarkOp, Policy, RejectKind, Table, MAX_JUMP_DEPTH,
+};
+
+/// What the evaluator needs from the kernel for one packet.
+///
+/// `counter` arguments are the slot the rule set's owner assigned to the
+/// rule (see [`RuleRef::counter`](crate::compile::RuleRef::counter)), so
+/// state keyed by them survives recompiles.
+pub trait EvalEnv {
+    /// A rule (or a built-in chain's policy) matched a packet of `bytes`
+    /// bytes: add to its counters.
+    fn count(&mut self, counter: u32, bytes: u32);
+    /// Whether the token bucket of the rule in slot `counter` has a token
+    /// for this packet (and take it).
+    fn limit_allows(&mut self, counter: u32, limit: &Limit) -> bool;
+    /// A random number, for `random`.
+    fn random_u32(&mut self) -> u32;
+    /// Counts a packet for the `nth` match of the rule in slot `counter`;
+    /// true for every `n`-th one.
+    fn nth_hit(&mut self, counter: u32, n: u32) -> bool;
+    /// Whether the transport payload contains `needle`. The payload may be
+    /// spread over several fragments of the packet buffer.
+    fn payload_contains(&mut self, needle: &[u8]) -> bool;
+    /// Name of the input interface, empty if none at this hook.
+    fn iif_name(&self) -> &[u8];
+    /// Name of the output interface, empty if none at this hook.
+    fn oif_name(&self) -> &[u8];
+    /// The packet's mark.
+    fn mark(&self) -> u32;
+    /// Sets the packet's mark.
+    fn set_mark(&mut self, mark: u32);
+    /// Owner uid of a locally generated packet's socket.
+    fn uid(&self) -> Option<u32>;
+    /// Owner gid of a locally generated packet's socket.
+    fn gid(&self) -> Option<u32>;
+    /// Logs the packet with a prefix at a syslog level (0 to 7).
+    fn log(&mut self, prefix: &[u8], level: u8);
+}
+
+/// The outcome of a table for a packet.
+///
+/// NAT and conntrack verdicts (translate, do not track) will be added as
+/// further variants when their actions are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Let the packet go on (`NF_ACCEPT`).
+    Accept,
+    /// Drop the packet (`NF_DROP`).
+    Drop,
+    /// Drop the packet and send the error (`NF_DROP` after sending it).
+    Reject(RejectKind),
+}
+
+/// Why a buffer is not a compiled table this evaluator can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// Shorter than its header or than the length it states.
+    Truncated,
+    /// Does not start with the magic bytes.
+    BadMagic,
+    /// Another layout version.
+    BadVersion(u8),
+    /// An unknown table.
+    BadTable,
+}
+
+/// A built-in or user chain of a compiled table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainInfo<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Hook of a built-in chain.
+    pub hook: Option<Hook>,
+    /// Policy of a built-in chain.
+    pub policy: Option<Policy>,
+    /// Number of rules.
+    pub rules: u32,
+    /// Deepest nesting of jumps below this chain.
+    pub depth: u32,
+}
+
+/// A compiled table whose header has been checked.
+#[derive(Clone, Copy, Debug)]
+pub struct CompiledTable<'a> {
+    buf: &'a [u8],
+    table: Table,
+}
+
+fn byte(buf: &[u8], at: usize) -> Option<u8> {
+    buf.get(at).copied()
+}
+
+impl<'a> CompiledTable<'a> {
+    /// Checks the header of `buf`.
+    pub fn new(buf: &'a [u8]) -> Result<Self, LayoutError> {
+        let hdr = buf.get(..HDR_LEN).ok_or(LayoutError::Truncated)?;
+        if hdr.get(..4) != Some(&MAGIC[..]) {
+            return Err(LayoutError::BadMagic);
+        }
+        let v = byte(hdr, 4).unwrap_or(0);
+        if v != VERSION {
+            return Err(LayoutError::BadVersion(v));
+        }
+        let table = byte(hdr, H_TABLE)
+            .and_then(Table::from_u8)
+            .ok_or(LayoutError::BadTable)?;
+        let total = rd_u32(hdr, H_TOTAL).ok_or(LayoutError::Truncated)? as usize;
+        let buf = buf.get(..total).ok_or(LayoutError::Truncated)?;
+        Ok(Self { buf, table })
+    }
+
+    /// The table.
+    pub const fn table(&self) -> Table {
+        self.table
+    }
+
+    /// The compiled bytes.
+    pub const fn bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// Number of chains.
+    pub fn n_chains(&self) -> usize {
+        rd_u32(self.buf, H_CHAINS).unwrap_or(0) as usize
+    }
+
+    /// Number of rules.
+    pub fn n_rules(&self) -> usize {
+        rd_u32(self.buf, H_RULES).unwrap_or(0) as usize
+    }
+
+    /// The `i`-th chain, in the order the compiler was given them.
+    pub fn chain(&self, i: usize) -> Option<ChainInfo<'a>> {
+        if i >= self.n_chains() {
+            return None;
+        }
+        let e = HDR_LEN.checked_add(i.checked_mul(CHAIN_LEN)?)?;
+        let entry = self.buf.get(e..e.checked_add(CHAIN_LEN)?)?;
+        let name = entry.get(C_NAME..C_NAME + 32)?;
+        let len = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+        let name = core::str::from_utf8(name.get(..len)?).ok()?;
+        Some(ChainInfo {
+            name,
+            hook: byte(entry, C_HOOK).and_then(Hook::from_u8),
+            policy: byte(entry, C_POLICY).and_then(Policy::from_u8),
+            rules: rd_u32(entry, C_RULES)?,
+            depth: rd_u32(entry, C_DEPTH)?,
+        })
+    }
+
+    /// Evaluates a packet that reached `hook`: the verdict of the table's
+    /// built-in chain there (accept if the table has none).
+    pub fn eval<E: EvalEnv + ?Sized>(
+        &self,
+        hook: Hook,
+        facts: &PacketFacts,
+        env: &mut E,
+    ) -> Verdict {
+        self.run(hook, facts, env).unwrap_or(Verdict::Drop)
+    }
+
+    /// [`eval`](Self::eval), with `None` for a buffer that does not make
+    /// sense.
+    fn run<E: EvalEnv + ?Sized>(
+        &self,
+        hook: Hook,
+        facts: &PacketFacts,
+        env: &mut E,
+    ) -> Option<Verdict> {
+        let h = hook as usize;
+        let entry = rd_u32(self.buf, H_ENTRY + 4 * h)? as usize;
+        if entry == 0 {
+            return Some(Verdict::Accept);
+        }
+        let policy_at = rd_u32(self.buf, H_POLICY + 4 * h)? as usize;
+        let max_steps = rd_u32(self.buf, H_MAX_STEPS)?;
+        let mut stack = [0usize; MAX_JUMP_DEPTH];
+        let mut sp = 0usize;
+        let mut pos = entry;
+        let mut steps = 0u32;
+        loop {
+            steps += 1;
+            if steps > max_steps {
+                return None;
+            }
+            let rest = self.buf.get(pos..)?;
+            let len = rd_u32(rest, R_LEN)? as usize;
+            if len < REC_HDR {
+                return None;
+            }
+            let rec = rest.get(..len)?;
+            let action = byte(rec, R_ACTION)?;
+            let counter = rd_u32(rec, R_COUNTER)?;
+            match byte(rec, R_KIND)? {
+                KIND_END => match action {
+                    action_kind::ACCEPT => {
+                        env.count(counter, facts.total_len);
+                        return Some(Verdict::Accept);
+                    }
+                    action_kind::DROP => {
+                        env.count(counter, facts.total_len);
+                        return Some(Verdict::Drop);
+                    }
+                    action_kind::RETURN => {
+                        pos = pop(&stack, &mut sp).unwrap_or(policy_at);
+                        continue;
+                    }
+                    _ => return None,
+                },
+                KIND_RULE => {}
+                _ => return None,
+            }
+            if !rule_matches(rec, facts, env)? {
+                pos = pos.checked_add(len)?;
+                continue;
+            }
+            env.count(counter, facts.total_len);
+            let arg = rd_u32(rec, R_ARG)?;
+            match action {
+                action_kind::ACCEPT => return Some(Verdict::Accept),
+                action_kind::DROP => return Some(Verdict::Drop),
+                action_kind::REJECT => {
+                    return RejectKind::from_u8(u8::try_from(arg).ok()?).map(Verdict::Reject)
+                }
+                action_kind::RETURN => pos = pop(&stack, &mut sp).unwrap_or(policy_at),
+                action_kind::JUMP => {
+                    let slot = stack.get_mut(sp)?;
+                    *slot = pos.checked_add(len)?;
+                    sp += 1;
+                    pos = arg as usize;
+                }
+                action_kind::GOTO => pos = arg as usize,
+                action_kind::LOG => {
+                    let m = rd_u32(rec, R_MATCHES)?;
+                    let prefix = if m & M_LOG_PREFIX != 0 {
+                        log_prefix(rec, m)?
+                    } else {
+                        &[]
+                    };
+                    env.log(prefix, u8::try_from(arg).ok()?);
+                    pos = pos.checked_add(len)?;
+                }
+                action_kind::MARK => {
+                    let op = MarkOp::from_u8(u8::try_from(rd_u32(rec, R_ARG2)?).ok()?)?;
+                    let new = op.apply(env.mark(), arg);
+                    env.set_mark(new);
+                    pos = pos.checked_add(len)?;
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+fn pop(stack: &[usize; MAX_JUMP_DEPTH], sp: &mut usize) -> Option<usize> {
+    let i = sp.checked_sub(1)?;
+    let v = stack.get(i).copied()?;
+    *sp = i;
+    Some(v)
+}
+
+/// Evaluates a packet that reached `hook` against a compiled table; a
+/// buffer that is not one drops the packet.
+pub fn eval<E: EvalEnv + ?Sized>(
+    compiled: &[u8],
+    hook: Hook,
+    facts: &PacketFacts,
+    env: &mut E,
+) -> Verdict {
+    match CompiledTable::new(compiled) {
+        Ok(t) => t.eval(hook, facts, env),
+        Err(_) => Verdict::Drop,
+    }
+}
+
+/// Reads the sections of a record in order.
+struct Sections<'r> {
+    rec: &'r [u8],
+    p: usize,
+}
+
+impl<'r> Sections<'r> {
+    fn u8_at(&self, off: usize) -> Option<u8> {
+        byte(self.rec, self.p.checked_add(off)?)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        let v = rd_u32(self.rec, self.p)?;
+        self.p = self.p.checked_add(4)?;
+        Some(v)
+    }
+    fn take(&mut self, n: usize) -> Option<&'r [u8]> {
+        let end = self.p.checked_add(n)?;
+        let s = self.rec.get(self.p..end)?;
+        self.p = end;
+        Some(s)
+    }
+    /// A length-prefixed byte string (`u16` length, `u16` 0, padded bytes).
+    fn text(&mut self) -> Option<&'r [u8]> {
+        let n = usize::from(rd_u16(self.rec, self.p)?);
+        self.p = self.p.checked_add(4)?;
+        let s = self.rec.get(self.p..self.p.checked_add(n)?)?;
+        self.p = self.p.checked_add(n.checked_add(3)? & !3)?;
+        Some(s)
+    }
+}
+
+/// Whether an address section matches; `None` if it is malformed.
+fn addr_matches(
+    s: &mut Sections<'_>,
+    family: Family,
+    addr: &[u8; 16],
+    negated: bool,
+) -> Option<bool> {
+    let n4 = usize::from(rd_u16(s.rec, s.p)?);
+    let n6 = usize::from(rd_u16(s.rec, s.p.checked_add(2)?)?);
+    s.p = s.p.checked_add(4)?;
+    let v4 = s.take(n4.checked_mul(8)?)?;
+    let v6 = s.take(n6.checked_mul(32)?)?;
+    let hit = match family {
+        Family::Ipv4 => v4.chunks_exact(8).any(|e| masked_eq(e, 4, addr)),
+        Family::Ipv6 => v6.chunks_exact(32).any(|e| masked_eq(e, 16, addr)),
+    };
+    Some(hit != negated)
+}
+
+fn masked_eq(entry: &[u8], n: usize, addr: &[u8]) -> bool {
+    let (net, mask) = (entry.get(..n), entry.get(n..2 * n));
+    match (net, mask) {
+        (Some(net), Some(mask)) => net
+            .iter()
+            .zip(mask)
+            .zip(addr)
+            .all(|((n, m), a)| a & m == *n),
+        _ => false,
+    }
+}
+
+/// Whether a port section matches `port`.
+fn ports_match(s: &mut Sections<'_>, port: u16, negated: bool) -> Option<bool> {
+    let n = usize::from(rd_u16(s.rec, s.p)?);
+    s.p = s.p.checked_add(4)?;
+    let ranges = s.take(n.checked_mul(4)?)?;
+    let hit = ranges.chunks_exact(4).any(|r| match r {
+        [a, b, c, d] => {
+            let lo = u16::from_le_bytes([*a, *b]);
+            let hi = u16::from_le_bytes([*c, *d]);
+            lo <= port && port <= hi
+        }
+        _ => false,
+    });
+    Some(hit != negated)
+}
+
+fn iface_matches(s: &mut Sections<'_>, ifname: &[u8], negated: bool, prefix: bool) -> Option<bool> {
+    let n = usize::from(s.u8_at(0)?);
+    let sec = s.take(IFACE_LEN)?;
+    let name = sec.get(4..4usize.checked_add(n)?)?;
+    let hit = if prefix {
+        ifname.starts_with(name)
+    } else {
+        ifname == name
+    };
+    Some(hit != negated)
+}
+
+fn log_prefix(rec: &[u8], m: u32) -> Option<&[u8]> {
+    let mut s = Sections { rec, p: REC_HDR };
+    skip_matches(&mut s, m)?;
+    s.text()
+}
+
+/// Moves past every match section of a record.
+fn skip_matches(s: &mut Sections<'_>, m: u32) -> Option<()> {
+    for bit in [M_SADDR, M_DADDR] {
+        if m & bit != 0 {
+            let n4 = usize::from(rd_u16(s.rec, s.p)?);
+            let n6 = usize::from(rd_u16(s.rec, s.p.checked_add(2)?)?);
+            s.take(4 + n4.checked_mul(8)? + n6.checked_mul(32)?)?;
+        }
+    }
+    for bit in [M_SPORT, M_DPORT] {
+        if m & bit != 0 {
+            let n = usize::from(rd_u16(s.rec, s.p)?);
+            s.take(4 + n.checked_mul(4)?)?;
+        }
+    }
+    let fixed = [
+        (M_TCP_FLAGS, 4),
+        (M_ICMP, 4),
+        (M_IIF, IFACE_LEN),
+        (M_OIF, IFACE_LEN),
+        (M_MARK, 8),
+        (M_UID, 4),
+        (M_GID, 4),
+    ];
+    for (bit, n) in fixed {
+        if m & bit != 0 {
+            s.take(n)?;
+        }
+    }
+    if m & M_PAYLOAD != 0 {
+        s.text()?;
+    }
+    for (bit, n) in [(M_NTH, 4), (M_RANDOM, 4), (M_LIMIT, LIMIT_LEN)] {
+        if m & bit != 0 {
+            s.take(n)?;
+        }
+    }
+    Some(())
+}
+
+/// Whether a rule record matches; `None` if it is malformed.
+fn rule_matches<E: EvalEnv + ?Sized>(rec: &[u8], facts: &PacketFacts, env: &mut E) -> Option<bool> {
+    let family = byte(rec, R_FAMILY)?;
+    if family != 0 && family != facts.family as u8 {
+        return Some(false);
+    }
+    let proto = byte(rec, R_PROTO)?;
+    if proto != 0 && proto != facts.proto {
+        return Some(false);
+    }
+    let m = rd_u32(rec, R_MATCHES)?;
+    let counter = rd_u32(rec, R_COUNTER)?;
+    let mut s = Sections { rec, p: REC_HDR };
+    if m & M_SADDR != 0 && !addr_matches(&mut s, facts.family, &facts.src, m & M_SADDR_NEG != 0)? {
+        return Some(false);
+    }
+    if m & M_DADDR != 0 && !addr_matches(&mut s, facts.family, &facts.dst, m & M_DADDR_NEG != 0)? {
+        return Some(false);
+    }
+    if m & (M_SPORT | M_DPORT) != 0 {
+        let Some((sport, dport)) = facts.ports() else {
+            return Some(false);
+        };
+        if m & M_SPORT != 0 && !ports_match(&mut s, sport, m & M_SPORT_NEG != 0)? {
+            return Some(false);
+        }
+        if m & M_DPORT != 0 && !ports_match(&mut s, dport, m & M_DPORT_NEG != 0)? {
+            return Some(false);
+        }
+    }
+    if m & M_TCP_FLAGS != 0 {
+        let Some(flags) = facts.tcp_flags() else {
+            return Some(false);
+        };
+        let (mask, set) = (s.u8_at(0)?, s.u8_at(1)?);
+        s.take(4)?;
+        if flags & mask != set {
+            return Some(false);
+        }
+    }
+    if m & M_ICMP != 0 {
+        let Some((ty, code)) = facts.icmp() else {
+            return Some(false);
+        };
+        let (t, c, has_code) = (s.u8_at(0)?, s.u8_at(1)?, s.u8_at(2)?);
+        s.take(4)?;
+        if t != ty || (has_code != 0 && c != code) {
+            return Some(false);
+        }
+    }
+    if m & M_IIF != 0
+        && !iface_matches(
+            &mut s,
+            env.iif_name(),
+            m & M_IIF_NEG != 0,
+            m & M_IIF_PREFIX != 0,
+        )?
+    {
+        return Some(false);
+    }
+    if m & M_OIF != 0
+        && !iface_matches(
+            &mut s,
+            env.oif_name(),
+            m & M_OIF_NEG != 0,
+            m & M_OIF_PREFIX != 0,
+        )?
+    {
+        return Some(false);
+    }
+    if m & M_MARK != 0 {
+        let value = s.u32()?;
+        let mask = s.u32()?;
+        if (env.mark() & mask == value) == (m & M_MARK_NEG != 0) {
+            return Some(false);
+        }
+    }
+    if m & M_UID != 0 {
+        let uid = s.u32()?;
+        if env.uid() != Some(uid) {
+            return Some(false);
+        }
+    }
+    if m & M_GID != 0 {
+        let gid = s.u32()?;
+        if env.gid() != Some(gid) {
+            return Some(false);
+        }
+    }
+    if m & M_PAYLOAD != 0 {
+        let needle = s.text()?;
+        if !env.payload_contains(needle) {
+            return Some(false);
+        }
+    }
+    if m & M_NTH != 0 {
+        let n = s.u32()?;
+        if !env.nth_hit(counter, n) {
+            return Some(false);
+        }
+    }
+    if m & M_RANDOM != 0 {
+        let p = s.u32()?;
+        if env.random_u32() & 0x7fff_ffff >= p {
+            return Some(false);
+        }
+    }
+    if m & M_LIMIT != 0 {
+        let rate = s.u32()?;
+        let burst = s.u32()?;
+        let unit = LimitUnit::from_u8(s.u8_at(0)?)?;
+        s.take(4)?;
+        let limit = Limit { rate, unit, burst };
+        if !env.limit_allows(counter, &limit) {
+            return Some(false);
+        }
+    }
+    Some(true)
+}

@@ -1,0 +1,689 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! The compiled evaluator against the reference interpreter on random rule
+//! sets and packets; compile-time checks (loops, depth, names); robustness
+//! of the evaluator on corrupt buffers.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use rnf_core::eval::{eval, CompiledTable, Verdict};
+use rnf_core::hooks::{Family, Hook};
+use rnf_core::packet::{PacketFacts, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L4};
+use rnf_core::rules::{
+    proto_has_ports, Cidr, IcmpMatch, Limit, LimitUnit, MarkMatch, MarkOp, Policy, PortRange,
+    RejectKind, Table, TcpFlagsMatch, RANDOM_ALWAYS,
+};
+
+const V4: [[u8; 4]; 4] = [
+    [10, 0, 0, 1],
+    [10, 0, 1, 2],
+    [10, 1, 0, 1],
+    [192, 168, 1, 1],
+];
+const V6: [[u8; 16]; 3] = [
+    [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+    [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+    [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+];
+const PORTS: [u16; 5] = [22, 53, 80, 443, 1500];
+const IFACES: [&str; 4] = ["eth0", "eth1", "wlan0", ""];
+const PAYLOADS: [&[u8]; 3] = [b"GET / HTTP/1.1", b"hello world", b""];
+const NEEDLES: [&[u8]; 3] = [b"GET", b"world", b"zzz"];
+const PROTOS: [u8; 5] = [IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, 47];
+
+fn addr16(v4: [u8; 4]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..4].copy_from_slice(&v4);
+    a
+}
+
+fn cidr() -> impl Strategy<Value = Cidr> {
+    prop_oneof![
+        (0..V4.len(), prop::sample::select(vec![0u8, 8, 16, 24, 32])).prop_map(|(i, p)| Cidr::new(
+            Family::Ipv4,
+            addr16(V4[i]),
+            p
+        )
+        .unwrap()),
+        (
+            0..V6.len(),
+            prop::sample::select(vec![0u8, 16, 32, 64, 128])
+        )
+            .prop_map(|(i, p)| Cidr::new(Family::Ipv6, V6[i], p).unwrap()),
+    ]
+}
+
+fn port_range() -> impl Strategy<Value = PortRange> {
+    prop_oneof![
+        prop::sample::select(PORTS.to_vec()).prop_map(|p| PortRange { lo: p, hi: p }),
+        (0..PORTS.len(), 0..PORTS.len()).prop_map(|(a, b)| {
+            let (lo, hi) = (PORTS[a.min(b)], PORTS[a.max(b)]);
+            PortRange { lo, hi }
+        }),
+    ]
+}
+
+fn opt<T: std::fmt::Debug + Clone + 'static>(
+    s: impl Strategy<Value = T> + 'static,
+) -> impl Strategy<Value = Option<T>> {
+    prop::option::weighted(0.2, s)
+}
+
+fn iface() -> impl Strategy<Value = (String, bool, bool)> {
+    (
+        prop::sample::select(vec!["eth0", "eth", "wlan0", "eth1"]),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(n, p, neg)| (n.to_string(), p, neg))
+}
+
+/// Matches of a rule, made consistent afterwards by `fix`.
+fn rule_matches() -> impl Strategy<Value = OwnedRule> {
+    let a = (
+        opt(prop::sample::select(vec![Family::Ipv4, Family::Ipv6])),
+        opt(prop::sample::select(PROTOS.to_vec())),
+        opt((any::<bool>(), prop::collection::vec(cidr(), 1..4))),
+        opt((any::<bool>(), prop::collection::vec(cidr(), 1..4))),
+        opt((any::<bool>(), prop::collection::vec(port_range(), 1..4))),
+        opt((any::<bool>(), prop::collection::vec(port_range(), 1..4))),
+        opt(iface()),
+        opt(iface()),
+    );
+    let b = (
+        opt(
+            (1u8..=0x3f, any::<u8>()).prop_map(|(mask, s)| TcpFlagsMatch {
+                mask,
+                set: s & mask,
+            }),
+        ),
+        opt((prop::sample::select(vec![0u8, 3, 8, 128]), opt(0u8..4))
+            .prop_map(|(ty, code)| IcmpMatch { ty, code })),
+        opt((
+            0u32..4,
+            prop::sample::select(vec![0xffu32, 1, u32::MAX]),
+            any::<bool>(),
+        )
+            .prop_map(|(v, mask, negated)| MarkMatch {
+                value: v & mask,
+                mask,
+                negated,
+            })),
+        opt((1u32..4, 1u32..4).prop_map(|(rate, burst)| Limit {
+            rate,
+            unit: LimitUnit::Second,
+            burst,
+        })),
+        opt(0u32..3),
+        opt(0u32..3),
+        opt(prop::sample::select(NEEDLES.to_vec()).prop_map(|n| n.to_vec())),
+        opt(prop::sample::select(vec![
+            0,
+            RANDOM_ALWAYS / 2,
+            RANDOM_ALWAYS,
+        ])),
+        opt(1u32..4),
+    );
+    (a, b).prop_map(
+        |(
+            (family, proto, saddr, daddr, sport, dport, iif, oif),
+            (tcp_flags, icmp, mark, limit, uid, gid, payload, random, nth),
+        )| OwnedRule {
+            family,
+            proto,
+            saddr,
+            daddr,
+            sport,
+            dport,
+            iif,
+            oif,
+            tcp_flags,
+            icmp,
+            mark,
+            limit,
+            uid,
+            gid,
+            payload,
+            random,
+            nth,
+            comment: None,
+            action: OwnedAction::Accept,
+        },
+    )
+}
+
+/// Drops the parts of a random rule that `validate` would refuse together.
+fn fix(mut r: OwnedRule) -> OwnedRule {
+    if let Some(f) = r.family {
+        for l in [&mut r.saddr, &mut r.daddr] {
+            if let Some((_, items)) = l {
+                items.retain(|c| c.family == f);
+                if items.is_empty() {
+                    *l = None;
+                }
+            }
+        }
+    }
+    if let Some(p) = r.proto {
+        if !proto_has_ports(p) {
+            r.sport = None;
+            r.dport = None;
+        }
+        if p != IPPROTO_TCP {
+            r.tcp_flags = None;
+        }
+        if p != IPPROTO_ICMP && p != IPPROTO_ICMPV6 {
+            r.icmp = None;
+        }
+    }
+    if matches!(r.action, OwnedAction::Reject(RejectKind::TcpReset)) && r.proto != Some(IPPROTO_TCP)
+    {
+        r.action = OwnedAction::Reject(RejectKind::PortUnreachable);
+    }
+    r
+}
+
+#[derive(Clone, Debug)]
+enum ActionChoice {
+    Fixed(OwnedAction),
+    Jump(usize),
+    Goto(usize),
+}
+
+fn action() -> impl Strategy<Value = ActionChoice> {
+    prop_oneof![
+        3 => Just(ActionChoice::Fixed(OwnedAction::Accept)),
+        3 => Just(ActionChoice::Fixed(OwnedAction::Drop)),
+        1 => prop::sample::select(RejectKind::ALL.to_vec())
+            .prop_map(|k| ActionChoice::Fixed(OwnedAction::Reject(k))),
+        2 => Just(ActionChoice::Fixed(OwnedAction::Return)),
+        3 => any::<usize>().prop_map(ActionChoice::Jump),
+        2 => any::<usize>().prop_map(ActionChoice::Goto),
+        2 => (prop::sample::select(vec!["", "IN ", "drop: "]), 0u8..8)
+            .prop_map(|(p, l)| ActionChoice::Fixed(OwnedAction::Log(p.to_string(), l))),
+        2 => (prop::sample::select(vec![MarkOp::Set, MarkOp::Xor, MarkOp::And, MarkOp::Or]), 0u32..4)
+            .prop_map(|(op, v)| ActionChoice::Fixed(OwnedAction::Mark(op, v))),
+    ]
+}
+
+/// A filter table: the three built-ins, then `n_user` user chains. Jumps
+/// and gotos go from a chain to a user chain after it (no loops) when
+/// `acyclic`, anywhere otherwise.
+fn rule_set(
+    n_user: std::ops::Range<usize>,
+    rules_per_chain: std::ops::Range<usize>,
+    acyclic: bool,
+) -> impl Strategy<Value = Vec<OwnedChain>> {
+    (n_user, any::<[bool; 3]>()).prop_flat_map(move |(n_user, policies)| {
+        let n = 3 + n_user;
+        prop::collection::vec(
+            prop::collection::vec((rule_matches(), action()), rules_per_chain.clone()),
+            n,
+        )
+        .prop_map(move |chains| {
+            let names: Vec<String> = ["INPUT", "FORWARD", "OUTPUT"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain((0..n_user).map(|i| format!("user{i}")))
+                .collect();
+            let mut counter = 0u32;
+            let mut handle = 100u64;
+            chains
+                .into_iter()
+                .enumerate()
+                .map(|(i, rules)| {
+                    let rules = rules
+                        .into_iter()
+                        .map(|(m, a)| {
+                            let target = |x: usize| -> Option<String> {
+                                let lo = if acyclic { (i + 1).max(3) } else { 3 };
+                                (lo < n).then(|| names[lo + x % (n - lo)].clone())
+                            };
+                            let action = match a {
+                                ActionChoice::Fixed(a) => a,
+                                ActionChoice::Jump(x) => {
+                                    target(x).map_or(OwnedAction::Drop, OwnedAction::Jump)
+                                }
+                                ActionChoice::Goto(x) => {
+                                    target(x).map_or(OwnedAction::Accept, OwnedAction::Goto)
+                                }
+                            };
+                            let r = fix(OwnedRule { action, ..m });
+                            counter += 1;
+                            handle += 1;
+                            (handle, counter, r.encode())
+                        })
+                        .collect();
+                    counter += 1;
+                    OwnedChain {
+                        name: names[i].clone(),
+                        policy: (i < 3).then(|| {
+                            if policies[i] {
+                                Policy::Accept
+                            } else {
+                                Policy::Drop
+                            }
+                        }),
+                        policy_counter: counter,
+                        rules,
+                    }
+                })
+                .collect()
+        })
+    })
+}
+
+fn packet() -> impl Strategy<Value = PacketFacts> {
+    (
+        any::<bool>(),
+        0usize..4,
+        0usize..4,
+        prop::sample::select(PROTOS.to_vec()),
+        0usize..PORTS.len(),
+        0usize..PORTS.len(),
+        any::<u8>(),
+        prop::sample::select(vec![0u8, 3, 8, 128]),
+        0u8..4,
+        20u32..1500,
+        0u8..8,
+    )
+        .prop_map(
+            |(v6, s, d, proto, sp, dp, flags, ty, code, total_len, l4kind)| {
+                let (family, src, dst) = if v6 {
+                    (Family::Ipv6, V6[s % 3], V6[d % 3])
+                } else {
+                    (Family::Ipv4, addr16(V4[s]), addr16(V4[d]))
+                };
+                let (sport, dport) = (PORTS[sp], PORTS[dp]);
+                let l4 = if l4kind == 0 {
+                    L4::Absent
+                } else if l4kind == 1 {
+                    L4::Truncated
+                } else {
+                    match proto {
+                        IPPROTO_TCP => L4::Tcp {
+                            sport,
+                            dport,
+                            flags,
+                        },
+                        IPPROTO_UDP => L4::Ports { sport, dport },
+                        IPPROTO_ICMP | IPPROTO_ICMPV6 => L4::Icmp { ty, code },
+                        _ => L4::Absent,
+                    }
+                };
+                PacketFacts {
+                    family,
+                    src,
+                    dst,
+                    proto,
+                    total_len,
+                    frag_offset: 0,
+                    is_fragment: false,
+                    l4_offset: 20,
+                    l4,
+                    payload_offset: None,
+                }
+            },
+        )
+}
+
+fn env() -> impl Strategy<Value = TestEnv> {
+    (
+        0usize..4,
+        0usize..4,
+        prop::sample::select(vec![0u32, 1, 2, 3, 0xff]),
+        opt(0u32..3),
+        opt(0u32..3),
+        0usize..3,
+        any::<u64>(),
+    )
+        .prop_map(|(i, o, mark, uid, gid, p, seed)| {
+            let mut e = TestEnv::new(seed);
+            e.iif = IFACES[i].as_bytes().to_vec();
+            e.oif = IFACES[o].as_bytes().to_vec();
+            e.mark = mark;
+            e.uid = uid;
+            e.gid = gid;
+            e.payload = PAYLOADS[p].to_vec();
+            e
+        })
+}
+
+/// Runs every packet through both interpreters with equal environments
+/// that live across packets (so nth and limit state carries over), and
+/// checks they agree on verdicts and on every call into the environment.
+fn agree(chains: &[OwnedChain], packets: &[(Hook, PacketFacts)], env: &TestEnv) {
+    let compiled = compile(Table::Filter, chains).expect("acyclic rule set compiles");
+    let table = CompiledTable::new(&compiled).expect("header");
+    let mut e_ref = env.clone();
+    let mut e_cmp = env.clone();
+    for (hook, f) in packets {
+        e_ref.mark = env.mark;
+        e_cmp.mark = env.mark;
+        e_ref.events.clear();
+        e_cmp.events.clear();
+        let want = ref_eval(chains, *hook, f, &mut e_ref);
+        let got = table.eval(*hook, f, &mut e_cmp);
+        assert_eq!(got, want, "verdict for {f:?} at {hook:?}");
+        assert_eq!(e_cmp.events, e_ref.events, "environment calls for {f:?}");
+        assert_eq!(e_cmp.mark, e_ref.mark);
+    }
+}
+
+fn hook() -> impl Strategy<Value = Hook> {
+    prop::sample::select(Hook::ALL.to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn compiled_agrees_with_reference_small(
+        chains in rule_set(0..5, 0..8, true),
+        packets in prop::collection::vec((hook(), packet()), 1..24),
+        env in env(),
+    ) {
+        agree(&chains, &packets, &env);
+    }
+
+    #[test]
+    fn loops_and_depth_are_refused_exactly_when_the_reference_says(
+        chains in rule_set(1..6, 0..5, false),
+    ) {
+        let got = compile(Table::Filter, &chains);
+        prop_assert_eq!(got.is_ok(), ref_graph_ok(&chains), "{:?}", got.err());
+        if let Err(e) = got {
+            let name = e.chain.expect("a loop names a chain");
+            prop_assert!(chains.iter().any(|c| c.name == name));
+        }
+    }
+
+    #[test]
+    fn corrupt_buffers_never_panic(
+        chains in rule_set(0..4, 0..6, true),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        packets in prop::collection::vec((hook(), packet()), 1..8),
+        env in env(),
+    ) {
+        let mut buf = compile(Table::Filter, &chains).unwrap();
+        for (i, b) in flips {
+            let i = i.index(buf.len());
+            buf[i] = b;
+        }
+        let mut e = env;
+        for (h, f) in &packets {
+            let _ = eval(&buf, *h, f, &mut e);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        mut buf in prop::collection::vec(any::<u8>(), 0..512),
+        f in packet(),
+        h in hook(),
+    ) {
+        // Give half of the cases a valid header so the walk gets further.
+        if buf.len() >= 64 && buf[0] & 1 == 0 {
+            buf[..4].copy_from_slice(b"RNFc");
+            buf[4] = 1;
+            buf[5] = 3;
+            let n = buf.len() as u32;
+            buf[8..12].copy_from_slice(&n.to_le_bytes());
+        }
+        let _ = eval(&buf, h, &f, &mut TestEnv::new(1));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    #[test]
+    fn compiled_agrees_with_reference_thousands_of_rules(
+        chains in rule_set(6..10, 250..400, true),
+        packets in prop::collection::vec((hook(), packet()), 50..100),
+        env in env(),
+    ) {
+        let n: usize = chains.iter().map(|c| c.rules.len()).sum();
+        prop_assert!(n >= 2000, "{} rules", n);
+        agree(&chains, &packets, &env);
+    }
+}
+
+// ---------------------------------------------------------------------
+// Hand-written cases.
+
+fn chain(name: &str, policy: Option<Policy>, rules: Vec<OwnedRule>) -> OwnedChain {
+    OwnedChain {
+        name: name.into(),
+        policy,
+        policy_counter: 999,
+        rules: rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as u64 + 1, i as u32 + 1, r.encode()))
+            .collect(),
+    }
+}
+
+fn rule(action: OwnedAction) -> OwnedRule {
+    OwnedRule {
+        action,
+        ..Default::default()
+    }
+}
+
+fn tcp_packet(dport: u16) -> PacketFacts {
+    PacketFacts {
+        family: Family::Ipv4,
+        src: addr16([10, 0, 0, 1]),
+        dst: addr16([10, 0, 0, 2]),
+        proto: IPPROTO_TCP,
+        total_len: 60,
+        frag_offset: 0,
+        is_fragment: false,
+        l4_offset: 20,
+        l4: L4::Tcp {
+            sport: 40000,
+            dport,
+            flags: 2,
+        },
+        payload_offset: Some(40),
+    }
+}
+
+#[test]
+fn jump_return_goto_and_policy() {
+    let port = |p: u16, a| OwnedRule {
+        proto: Some(IPPROTO_TCP),
+        dport: Some((false, vec![PortRange { lo: p, hi: p }])),
+        action: a,
+        ..Default::default()
+    };
+    let chains = vec![
+        chain(
+            "INPUT",
+            Some(Policy::Drop),
+            vec![
+                rule(OwnedAction::Jump("web".into())),
+                port(25, OwnedAction::Goto("mail".into())),
+                port(22, OwnedAction::Accept),
+            ],
+        ),
+        chain(
+            "web",
+            None,
+            vec![
+                port(80, OwnedAction::Accept),
+                port(443, OwnedAction::Reject(RejectKind::TcpReset)),
+                rule(OwnedAction::Return),
+            ],
+        ),
+        chain("mail", None, vec![rule(OwnedAction::Mark(MarkOp::Set, 7))]),
+    ];
+    let buf = compile(Table::Filter, &chains).unwrap();
+    let run = |p: u16| {
+        let mut e = TestEnv::new(1);
+        let v = eval(&buf, Hook::LocalIn, &tcp_packet(p), &mut e);
+        (v, e.mark)
+    };
+    assert_eq!(run(80), (Verdict::Accept, 0));
+    assert_eq!(run(443), (Verdict::Reject(RejectKind::TcpReset), 0));
+    assert_eq!(run(22), (Verdict::Accept, 0)); // back from web, then rule 3
+    assert_eq!(run(25), (Verdict::Drop, 7)); // goto mail, end of mail: policy
+    assert_eq!(run(9999), (Verdict::Drop, 0)); // policy
+                                               // No filter chain on PREROUTING: accept.
+    let mut e = TestEnv::new(1);
+    assert_eq!(
+        eval(&buf, Hook::PreRouting, &tcp_packet(1), &mut e),
+        Verdict::Accept
+    );
+    let t = CompiledTable::new(&buf).unwrap();
+    assert_eq!(t.n_chains(), 3);
+    assert_eq!(t.n_rules(), 7);
+    let c = t.chain(0).unwrap();
+    assert_eq!(c.name, "INPUT");
+    assert_eq!(c.hook, Some(Hook::LocalIn));
+    assert_eq!(c.policy, Some(Policy::Drop));
+    assert_eq!(c.depth, 1);
+    assert_eq!(t.chain(1).unwrap().hook, None);
+}
+
+#[test]
+fn counters_and_policy_counter() {
+    let chains = vec![chain(
+        "OUTPUT",
+        Some(Policy::Accept),
+        vec![rule(OwnedAction::Log("x".into(), 4))],
+    )];
+    let buf = compile(Table::Filter, &chains).unwrap();
+    let mut e = TestEnv::new(1);
+    assert_eq!(
+        eval(&buf, Hook::LocalOut, &tcp_packet(1), &mut e),
+        Verdict::Accept
+    );
+    assert_eq!(
+        e.events,
+        vec![
+            Event::Count(1, 60),
+            Event::Log(b"x".to_vec(), 4),
+            Event::Count(999, 60)
+        ]
+    );
+}
+
+#[test]
+fn depth_limit_is_exactly_sixteen() {
+    let build = |n: usize| {
+        let mut chains = vec![chain(
+            "INPUT",
+            Some(Policy::Accept),
+            vec![rule(OwnedAction::Jump("c0".into()))],
+        )];
+        for i in 0..n {
+            let next = if i + 1 < n {
+                rule(OwnedAction::Jump(format!("c{}", i + 1)))
+            } else {
+                rule(OwnedAction::Drop)
+            };
+            chains.push(chain(&format!("c{i}"), None, vec![next]));
+        }
+        chains
+    };
+    let ok = build(16);
+    let buf = compile(Table::Filter, &ok).unwrap();
+    let mut e = TestEnv::new(1);
+    assert_eq!(
+        eval(&buf, Hook::LocalIn, &tcp_packet(1), &mut e),
+        Verdict::Drop
+    );
+    let deep = build(17);
+    let e = compile(Table::Filter, &deep).unwrap_err();
+    assert_eq!(e.chain, Some("INPUT"));
+    assert!(e.message.contains("deeper than 16"), "{e}");
+}
+
+#[test]
+fn loops_name_the_chain() {
+    let chains = vec![
+        chain(
+            "INPUT",
+            Some(Policy::Accept),
+            vec![rule(OwnedAction::Jump("a".into()))],
+        ),
+        chain("a", None, vec![rule(OwnedAction::Goto("b".into()))]),
+        chain("b", None, vec![rule(OwnedAction::Jump("a".into()))]),
+    ];
+    let e = compile(Table::Filter, &chains).unwrap_err();
+    assert_eq!(e.chain, Some("a"));
+    assert_eq!(
+        e.to_string(),
+        "chain 'a': this chain can reach itself through jump or goto"
+    );
+}
+
+#[test]
+fn chain_set_errors() {
+    let c = |name: &str, p| chain(name, p, vec![]);
+    let cases: Vec<(Vec<OwnedChain>, &str)> = vec![
+        (vec![c("INPUT", None)], "a built-in chain needs a policy"),
+        (
+            vec![c("PREROUTING", Some(Policy::Accept))],
+            "the table has no such built-in chain",
+        ),
+        (
+            vec![c("x", Some(Policy::Accept))],
+            "only built-in chains have a policy",
+        ),
+        (
+            vec![c("x", None), c("x", None)],
+            "two chains have this name",
+        ),
+        (
+            vec![chain(
+                "INPUT",
+                Some(Policy::Accept),
+                vec![rule(OwnedAction::Jump("nope".into()))],
+            )],
+            "jump or goto to a chain that does not exist in this table",
+        ),
+        (vec![c("bad name", None)], "chain: a name has only letters"),
+    ];
+    for (chains, want) in cases {
+        let e = compile(Table::Filter, &chains).unwrap_err();
+        assert!(e.message.starts_with(want), "{e} / {want}");
+    }
+    // A bad rule blob names its chain and handle.
+    let chains = vec![OwnedChain {
+        name: "INPUT".into(),
+        policy: Some(Policy::Accept),
+        policy_counter: 0,
+        rules: vec![(42, 0, vec![1, 2, 3])],
+    }];
+    let e = compile(Table::Filter, &chains).unwrap_err();
+    assert_eq!((e.chain, e.handle), (Some("INPUT"), Some(42)));
+}
+
+#[test]
+fn empty_table_and_small_buffer() {
+    let buf = compile(Table::Nat, &[]).unwrap();
+    let mut e = TestEnv::new(1);
+    assert_eq!(
+        eval(&buf, Hook::PreRouting, &tcp_packet(1), &mut e),
+        Verdict::Accept
+    );
+    let chains = vec![chain("INPUT", Some(Policy::Drop), vec![])];
+    let n = rnf_core::compile::measure(Table::Filter, specs(&chains)).unwrap();
+    let mut small = vec![0u8; n - 1];
+    assert!(rnf_core::compile::fill(Table::Filter, specs(&chains), &mut small).is_err());
+    // A buffer from another layout version is refused, and drops.
+    let mut buf = compile(Table::Filter, &chains).unwrap();
+    buf[4] = 99;
+    assert!(CompiledTable::new(&buf).is_err());
+    let mut e = TestEnv::new(1);
+    assert_eq!(
+        eval(&buf, Hook::LocalIn, &tcp_packet(1), &mut e),
+        Verdict::Drop
+    );
+}

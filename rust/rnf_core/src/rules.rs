@@ -1758,6 +1758,31 @@ impl<'a> RuleView<'a> {
                 }
             }
         }
+        // Canonical form: a rule whose addresses are all of one family says
+        // so. Without it, `saddr ! 10.0.0.0/8` would match every IPv6
+        // packet, which nobody means; and requiring it makes every valid
+        // blob print and parse back to itself.
+        if self.family.is_none() {
+            let mut fams = self
+                .saddr
+                .iter()
+                .chain(self.daddr.iter())
+                .flat_map(|l| l.iter().map(|c| c.family));
+            if let Some(first) = fams.next() {
+                if fams.all(|f| f == first) {
+                    return Err(e(
+                        "family",
+                        "family: a rule whose addresses are all IPv4 or all IPv6 must say 'ip' or 'ip6'",
+                    ));
+                }
+            }
+        }
+        if self.icmp.is_some() && self.proto.is_none() {
+            return Err(e(
+                "icmp",
+                "icmp: an icmp type match needs proto icmp or icmpv6",
+            ));
+        }
         if let Some(p) = self.proto {
             if !proto_has_ports(p) {
                 if self.sport.is_some() {
@@ -1928,6 +1953,22 @@ mod tests {
             ..RuleSpec::new(Action::Drop)
         };
         assert_eq!(validate(&encode(&spec)).unwrap_err().field, "mark");
+
+        // Addresses of one family without 'ip'/'ip6'; icmp without proto.
+        let c4 = [v4([10, 0, 0, 0], 8)];
+        let spec = RuleSpec {
+            saddr: Some(ListSpec {
+                negated: true,
+                items: &c4,
+            }),
+            ..RuleSpec::new(Action::Drop)
+        };
+        assert_eq!(validate(&encode(&spec)).unwrap_err().field, "family");
+        let spec = RuleSpec {
+            icmp: Some(IcmpMatch { ty: 8, code: None }),
+            ..RuleSpec::new(Action::Drop)
+        };
+        assert_eq!(validate(&encode(&spec)).unwrap_err().field, "icmp");
 
         // No action at all.
         assert_eq!(validate(&[]).unwrap_err().field, "action");

@@ -166,6 +166,22 @@ fn fix(mut r: OwnedRule) -> OwnedRule {
             }
         }
     }
+    if r.family.is_none() {
+        let fams: Vec<Family> = r
+            .saddr
+            .iter()
+            .chain(r.daddr.iter())
+            .flat_map(|(_, l)| l.iter().map(|c| c.family))
+            .collect();
+        if let Some(first) = fams.first() {
+            if fams.iter().all(|f| f == first) {
+                r.family = Some(*first);
+            }
+        }
+    }
+    if r.icmp.is_some() && r.proto.is_none() {
+        r.proto = Some(IPPROTO_ICMP);
+    }
     if let Some(p) = r.proto {
         if !proto_has_ports(p) {
             r.sport = None;

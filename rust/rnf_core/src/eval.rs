@@ -211,10 +211,12 @@ impl<'a> CompiledTable<'a> {
         let mut pos = entry;
         let mut steps = 0u32;
         loop {
-            steps += 1;
-            if steps > max_steps {
+            // Bounded by the compiler's worst case, so that even a corrupt
+            // buffer whose jumps form a loop ends (in a drop).
+            if steps >= max_steps {
                 return None;
             }
+            steps += 1;
             let rest = self.buf.get(pos..)?;
             let len = rd_u32(rest, R_LEN)? as usize;
             if len < REC_HDR {

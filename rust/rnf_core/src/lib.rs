@@ -30,8 +30,12 @@
 )]
 
 pub mod compile;
+pub mod csum;
+pub mod ct;
+pub mod ct_tcp;
 pub mod eval;
 pub mod hooks;
+pub mod nat;
 pub mod netlink;
 pub mod packet;
 pub mod rules;

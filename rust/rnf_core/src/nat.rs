@@ -1,0 +1,1308 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! Network address translation without the kernel: the NAT kinds and where
+//! they apply, address/port ranges, choosing a clash-free tuple for a new
+//! flow, and rewriting a packet's headers in place with incremental
+//! checksum updates.
+//!
+//! This mirrors Linux's `net/netfilter/nf_nat_core.c` (tuple selection:
+//! `get_unique_tuple`, `find_best_ips_proto`, `nf_nat_l4proto_unique_tuple`)
+//! and `net/netfilter/nf_nat_proto.c` (header rewriting:
+//! `nf_nat_ipv4_manip_pkt`, `nf_nat_ipv6_manip_pkt`, the per-protocol
+//! `*_manip_pkt`, `nf_nat_icmp_reply_translation`). The kernel module
+//! keeps the conntrack table and the per-flow binding; it calls
+//! [`choose_tuple`] on a flow's first packet with a callback into that
+//! table, and [`manip_packet`] (or [`translate_icmp_error`]) on every
+//! packet after making the headers writable.
+//!
+//! # Packets
+//!
+//! A packet is a `&mut [u8]` starting at the IP header together with the
+//! [`PacketFacts`] that [`crate::packet::parse`] returned for the same
+//! bytes. The buffer must hold at least the IP headers and the complete
+//! transport header (for SCTP, the whole packet, because its CRC32c covers
+//! everything); when it does not, the rewrite fails with
+//! [`NatError::Truncated`] or [`NatError::NeedFullPacket`] before writing
+//! anything that would leave a checksum wrong.
+//!
+//! # Checksum offload
+//!
+//! `partial` says the skb is `CHECKSUM_PARTIAL` (see [`crate::csum`]).
+//! For `CHECKSUM_COMPLETE` the rewrite reports
+//! [`Rewrite::csum_delta`], the change of the one's-complement sum over
+//! all bytes from the IP header on: the kernel adds it to `skb->csum`.
+
+use crate::csum;
+use crate::hooks::{Family, Hook, Stage};
+use crate::packet::{
+    parse, PacketError, PacketFacts, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP,
+    IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
+};
+use crate::rules::action_kind;
+
+/// Most candidate ports tried in the first round of a port search, as
+/// Linux's `NF_NAT_MAX_ATTEMPTS`: the search runs in softirq, so it must
+/// not walk a whole 64k range when every port is in use.
+pub const MAX_ATTEMPTS: u32 = 128;
+
+/// The NAT actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatKind {
+    /// Source NAT to a given address range (`snat to`).
+    Snat,
+    /// Destination NAT to a given address range (`dnat to`).
+    Dnat,
+    /// Source NAT to the outgoing interface's address (`masquerade`).
+    Masquerade,
+    /// Destination NAT to the local host (`redirect`).
+    Redirect,
+}
+
+impl NatKind {
+    /// The kind for a rule's [`action_kind`] value, if it is a NAT action.
+    pub const fn from_action_kind(kind: u8) -> Option<Self> {
+        match kind {
+            action_kind::RESERVED_SNAT => Some(Self::Snat),
+            action_kind::RESERVED_DNAT => Some(Self::Dnat),
+            action_kind::RESERVED_MASQUERADE => Some(Self::Masquerade),
+            action_kind::RESERVED_REDIRECT => Some(Self::Redirect),
+            _ => None,
+        }
+    }
+
+    /// Which side of the tuple the action changes.
+    pub const fn manip(self) -> Manip {
+        match self {
+            Self::Snat | Self::Masquerade => Manip::Src,
+            Self::Dnat | Self::Redirect => Manip::Dst,
+        }
+    }
+
+    /// The NAT stage whose chains may hold the action.
+    pub const fn stage(self) -> Stage {
+        match self.manip() {
+            Manip::Src => Stage::NatSrc,
+            Manip::Dst => Stage::NatDst,
+        }
+    }
+
+    /// Whether the action may be used in the nat chain on `hook`, as
+    /// iptables allows: DNAT and REDIRECT in PREROUTING and OUTPUT, SNAT in
+    /// POSTROUTING and INPUT, MASQUERADE in POSTROUTING only (it needs the
+    /// outgoing interface).
+    pub const fn allowed_at(self, hook: Hook) -> bool {
+        match self {
+            Self::Dnat | Self::Redirect => matches!(hook, Hook::PreRouting | Hook::LocalOut),
+            Self::Snat => matches!(hook, Hook::PostRouting | Hook::LocalIn),
+            Self::Masquerade => matches!(hook, Hook::PostRouting),
+        }
+    }
+
+    /// Lower-case rule keyword.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Snat => "snat",
+            Self::Dnat => "dnat",
+            Self::Masquerade => "masquerade",
+            Self::Redirect => "redirect",
+        }
+    }
+}
+
+/// Which side of a packet a translation changes (Linux
+/// `enum nf_nat_manip_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Manip {
+    /// The source address and port.
+    Src,
+    /// The destination address and port.
+    Dst,
+}
+
+impl Manip {
+    /// The manip done at `hook` (Linux `HOOK2MANIP`): source NAT after
+    /// routing (POSTROUTING, INPUT), destination NAT before it
+    /// (PREROUTING, OUTPUT); none in FORWARD.
+    pub const fn for_hook(hook: Hook) -> Option<Self> {
+        match hook {
+            Hook::PostRouting | Hook::LocalIn => Some(Self::Src),
+            Hook::PreRouting | Hook::LocalOut => Some(Self::Dst),
+            Hook::Forward => None,
+        }
+    }
+
+    /// The other side.
+    pub const fn invert(self) -> Self {
+        match self {
+            Self::Src => Self::Dst,
+            Self::Dst => Self::Src,
+        }
+    }
+}
+
+/// Flags of a [`NatRange`]; the values are Linux's `NF_NAT_RANGE_*`.
+pub mod range_flag {
+    /// The range gives addresses to map to (otherwise addresses stay).
+    pub const MAP_IPS: u8 = 1 << 0;
+    /// The range gives ports (or ICMP ids) to map to.
+    pub const PROTO_SPECIFIED: u8 = 1 << 1;
+    /// `random`: never keep the original port; random offset.
+    pub const RANDOM: u8 = 1 << 2;
+    /// `persistent`: a client gets the same address whatever the
+    /// destination.
+    pub const PERSISTENT: u8 = 1 << 3;
+    /// `fully-random`: like [`RANDOM`]. (Linux 6.x draws a random search
+    /// offset for both; they differ only in older kernels.)
+    pub const FULLY_RANDOM: u8 = 1 << 4;
+    /// Either random flag (`NF_NAT_RANGE_PROTO_RANDOM_ALL`).
+    pub const RANDOM_ALL: u8 = RANDOM | FULLY_RANDOM;
+    /// All flags rnf knows.
+    pub const ALL: u8 = MAP_IPS | PROTO_SPECIFIED | RANDOM | PERSISTENT | FULLY_RANDOM;
+}
+
+/// Where a NAT action may map a flow: an inclusive address range and an
+/// inclusive port range (Linux `struct nf_nat_range2`).
+///
+/// Addresses are laid out like [`PacketFacts::src`]: an IPv4 address fills
+/// the first 4 bytes, the rest is zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatRange {
+    /// Address family of the addresses.
+    pub family: Family,
+    /// Lowest address (used with [`range_flag::MAP_IPS`]).
+    pub min_addr: [u8; 16],
+    /// Highest address.
+    pub max_addr: [u8; 16],
+    /// Lowest port or ICMP id (used with [`range_flag::PROTO_SPECIFIED`]).
+    pub min_port: u16,
+    /// Highest port or ICMP id.
+    pub max_port: u16,
+    /// [`range_flag`] bits.
+    pub flags: u8,
+}
+
+impl NatRange {
+    /// A range that maps nothing: addresses and ports stay as they are.
+    pub const fn empty(family: Family) -> Self {
+        Self {
+            family,
+            min_addr: [0; 16],
+            max_addr: [0; 16],
+            min_port: 0,
+            max_port: 0,
+            flags: 0,
+        }
+    }
+
+    /// A range of addresses `min..=max`, ports unchanged.
+    pub const fn addrs(family: Family, min: [u8; 16], max: [u8; 16]) -> Self {
+        Self {
+            family,
+            min_addr: min,
+            max_addr: max,
+            min_port: 0,
+            max_port: 0,
+            flags: range_flag::MAP_IPS,
+        }
+    }
+
+    /// The same range with ports `min..=max`.
+    pub const fn with_ports(mut self, min: u16, max: u16) -> Self {
+        self.min_port = min;
+        self.max_port = max;
+        self.flags |= range_flag::PROTO_SPECIFIED;
+        self
+    }
+
+    /// The same range with `flags` added.
+    pub const fn with_flags(mut self, flags: u8) -> Self {
+        self.flags |= flags;
+        self
+    }
+
+    /// Whether `flag` (a [`range_flag`] bit) is set.
+    pub const fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// The range an action actually uses, given the address the kernel
+    /// found for it: MASQUERADE maps to the outgoing interface's address
+    /// and REDIRECT to the incoming interface's (or loopback for local
+    /// traffic), keeping the rule's ports and flags, as
+    /// `nf_nat_masquerade_ipv4` and `nf_nat_redirect_ipv4` build their
+    /// `newrange`. SNAT and DNAT use the rule's range as it is.
+    pub const fn resolve(&self, kind: NatKind, local_addr: [u8; 16]) -> Self {
+        match kind {
+            NatKind::Snat | NatKind::Dnat => *self,
+            NatKind::Masquerade | NatKind::Redirect => {
+                let mut r = *self;
+                r.min_addr = local_addr;
+                r.max_addr = local_addr;
+                r.flags |= range_flag::MAP_IPS;
+                r
+            }
+        }
+    }
+
+    /// Whether `addr` lies in the address range (true when the range maps
+    /// no addresses).
+    pub fn contains_addr(&self, addr: &[u8; 16]) -> bool {
+        if !self.has(range_flag::MAP_IPS) {
+            return true;
+        }
+        let (lo, hi) = ordered(self.min_addr, self.max_addr);
+        let a = addr_value(self.family, addr);
+        addr_value(self.family, &lo) <= a && a <= addr_value(self.family, &hi)
+    }
+
+    /// Whether `port` lies in the port range (true when the range maps no
+    /// ports).
+    pub const fn contains_port(&self, port: u16) -> bool {
+        if !self.has(range_flag::PROTO_SPECIFIED) {
+            return true;
+        }
+        let (lo, hi) = if self.min_port <= self.max_port {
+            (self.min_port, self.max_port)
+        } else {
+            (self.max_port, self.min_port)
+        };
+        lo <= port && port <= hi
+    }
+}
+
+fn ordered(a: [u8; 16], b: [u8; 16]) -> ([u8; 16], [u8; 16]) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// An address and a port, the side of a tuple that a NAT changes.
+///
+/// For ICMP and ICMPv6 query messages `port` is the identifier, whichever
+/// side is changed: conntrack keeps the id in the source half of the tuple
+/// and Linux's `icmp_manip_pkt` writes `tuple->src.u.icmp.id` for both
+/// manip types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Address, laid out like [`PacketFacts::src`].
+    pub addr: [u8; 16],
+    /// Port (or ICMP id); ignored for protocols without one.
+    pub port: u16,
+}
+
+/// A connection tuple in one direction: what the NAT core needs of a
+/// conntrack tuple.
+///
+/// For ICMP and ICMPv6, `sport` is the query identifier and stays in
+/// `sport` when the tuple is inverted (as in conntrack); `dport` is free
+/// for the caller (conntrack keeps type and code there) and NAT leaves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    /// Address family.
+    pub family: Family,
+    /// Transport protocol.
+    pub proto: u8,
+    /// Source address, laid out like [`PacketFacts::src`].
+    pub src: [u8; 16],
+    /// Destination address.
+    pub dst: [u8; 16],
+    /// Source port, or ICMP id.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+impl Tuple {
+    /// Whether the protocol carries an ICMP query id instead of ports.
+    pub const fn is_icmp(&self) -> bool {
+        matches!(
+            (self.family, self.proto),
+            (Family::Ipv4, IPPROTO_ICMP) | (Family::Ipv6, IPPROTO_ICMPV6)
+        )
+    }
+
+    /// Whether the protocol has 16-bit ports that NAT can change.
+    pub const fn has_ports(&self) -> bool {
+        has_ports(self.proto)
+    }
+
+    /// The tuple of the other direction: addresses (and ports) swapped. An
+    /// ICMP id stays in `sport`.
+    pub const fn invert(&self) -> Self {
+        let (sport, dport) = if self.is_icmp() {
+            (self.sport, self.dport)
+        } else {
+            (self.dport, self.sport)
+        };
+        Self {
+            family: self.family,
+            proto: self.proto,
+            src: self.dst,
+            dst: self.src,
+            sport,
+            dport,
+        }
+    }
+
+    /// The side `manip` changes (for ICMP the port is the id).
+    pub const fn endpoint(&self, manip: Manip) -> Endpoint {
+        match manip {
+            Manip::Src => Endpoint {
+                addr: self.src,
+                port: self.sport,
+            },
+            Manip::Dst => Endpoint {
+                addr: self.dst,
+                port: if self.is_icmp() {
+                    self.sport
+                } else {
+                    self.dport
+                },
+            },
+        }
+    }
+
+    /// The key (port or ICMP id) that `manip` changes.
+    const fn key(&self, manip: Manip) -> u16 {
+        self.endpoint(manip).port
+    }
+
+    fn set_key(&mut self, manip: Manip, key: u16) {
+        match manip {
+            Manip::Dst if !self.is_icmp() => self.dport = key,
+            _ => self.sport = key,
+        }
+    }
+
+    fn set_addr(&mut self, manip: Manip, addr: [u8; 16]) {
+        match manip {
+            Manip::Src => self.src = addr,
+            Manip::Dst => self.dst = addr,
+        }
+    }
+}
+
+const fn has_ports(proto: u8) -> bool {
+    matches!(
+        proto,
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP | IPPROTO_DCCP
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Tuple selection
+// ---------------------------------------------------------------------------
+
+/// An address as a 128-bit number split in two halves (no `u128`: the
+/// kernel's compiler builtins do not provide all of its operations).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct AddrValue {
+    hi: u64,
+    lo: u64,
+}
+
+fn addr_value(family: Family, a: &[u8; 16]) -> AddrValue {
+    let mut hi = 0u64;
+    let mut lo = 0u64;
+    match family {
+        Family::Ipv4 => {
+            for b in a.iter().take(4) {
+                lo = (lo << 8) | u64::from(*b);
+            }
+        }
+        Family::Ipv6 => {
+            for (i, b) in a.iter().enumerate() {
+                if i < 8 {
+                    hi = (hi << 8) | u64::from(*b);
+                } else {
+                    lo = (lo << 8) | u64::from(*b);
+                }
+            }
+        }
+    }
+    AddrValue { hi, lo }
+}
+
+fn addr_bytes(family: Family, v: AddrValue) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    match family {
+        Family::Ipv4 => {
+            let four = (v.lo as u32).to_be_bytes();
+            crate::packet::copy_into(&mut out, &four);
+        }
+        Family::Ipv6 => {
+            let (h, l) = out.split_at_mut(8);
+            crate::packet::copy_into(h, &v.hi.to_be_bytes());
+            crate::packet::copy_into(l, &v.lo.to_be_bytes());
+        }
+    }
+    out
+}
+
+/// A small keyed hash of 32-bit words (a multiply-rotate mix with the
+/// MurmurHash3 finaliser). Linux uses `jhash2` here; any well-mixing hash
+/// gives the same property: the same inputs pick the same address.
+fn hash_words(words: &[u32], init: u32) -> u32 {
+    let mut h = init ^ 0x9e37_79b9;
+    for w in words {
+        h ^= w
+            .wrapping_mul(0xcc9e_2d51)
+            .rotate_left(15)
+            .wrapping_mul(0x1b87_3593);
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+fn addr_words(a: &[u8; 16]) -> [u32; 4] {
+    let mut w = [0u32; 4];
+    for (i, chunk) in a.chunks_exact(4).enumerate() {
+        if let (Some(slot), [b0, b1, b2, b3]) = (w.get_mut(i), chunk) {
+            *slot = u32::from_be_bytes([*b0, *b1, *b2, *b3]);
+        }
+    }
+    w
+}
+
+/// `(value * range) >> 32`: maps a 32-bit hash onto `0..range` without a
+/// division (Linux `reciprocal_scale`). `range` is at most 2^32.
+const fn reciprocal_scale(value: u32, range: u64) -> u64 {
+    (value as u64 * range) >> 32
+}
+
+/// Picks the address for a new flow within `range`, like Linux's
+/// `find_best_ips_proto`: a hash of the original source address, mixed
+/// with the destination unless the range is `persistent`, so that a
+/// client keeps appearing from the same address (some servers insist on
+/// it) while clients spread over the range.
+///
+/// Linux picks each 32-bit word of an IPv6 address separately, which can
+/// leave the range when the bounds differ in more than one word; this
+/// picks an offset from the lowest address instead and so always stays in
+/// the range. Ranges of more than 2^32 addresses use their first 2^32.
+fn choose_addr(orig: &Tuple, range: &NatRange, zone_seed: u32) -> [u8; 16] {
+    let family = range.family;
+    let (min, max) = ordered(range.min_addr, range.max_addr);
+    let (min, max) = (addr_value(family, &min), addr_value(family, &max));
+    if min == max {
+        return addr_bytes(family, min);
+    }
+    let init = if range.has(range_flag::PERSISTENT) {
+        0
+    } else {
+        let dst = addr_words(&orig.dst);
+        let last = match family {
+            Family::Ipv4 => dst[0],
+            Family::Ipv6 => dst[3],
+        };
+        last ^ zone_seed
+    };
+    let src = addr_words(&orig.src);
+    let j = match family {
+        Family::Ipv4 => hash_words(&[src[0]], init),
+        Family::Ipv6 => hash_words(&src, init),
+    };
+    // span - 1 = max - min, as a 128-bit subtraction in two halves.
+    let (lo, borrow) = max.lo.overflowing_sub(min.lo);
+    let hi = max.hi.wrapping_sub(min.hi).wrapping_sub(u64::from(borrow));
+    let off = if hi == 0 && lo < u64::from(u32::MAX) {
+        reciprocal_scale(j, lo + 1)
+    } else {
+        u64::from(j)
+    };
+    let (lo, carry) = min.lo.overflowing_add(off);
+    let hi = min.hi.wrapping_add(u64::from(carry));
+    addr_bytes(family, AddrValue { hi, lo })
+}
+
+/// Whether the tuple lies in `range` for `manip` (Linux `nf_in_range`
+/// with `l4proto_in_range`).
+fn in_range(t: &Tuple, range: &NatRange, manip: Manip) -> bool {
+    let addr = match manip {
+        Manip::Src => &t.src,
+        Manip::Dst => &t.dst,
+    };
+    if !range.contains_addr(addr) {
+        return false;
+    }
+    if !(t.has_ports() || t.is_icmp()) {
+        return true;
+    }
+    range.contains_port(t.key(manip))
+}
+
+/// Chooses the tuple a new flow is translated to: the original-direction
+/// tuple after the NAT, such that no other flow already uses its inverse
+/// as a reply tuple.
+///
+/// - `orig`: the flow's tuple as it is before this NAT.
+/// - `range`: where to map it (after [`NatRange::resolve`]).
+/// - `manip`: which side to change.
+/// - `zone_seed`: mixed into the address hash (Linux mixes the conntrack
+///   zone id); 0 is fine.
+/// - `random`: a source of random numbers (the kernel passes
+///   `get_random_u32`); called a few times at most.
+/// - `reply_taken(reply)`: whether `reply` is already the reply tuple of
+///   another flow (Linux `nf_conntrack_tuple_taken`); it receives the
+///   *inverse* of each candidate, the tuple the conntrack table would
+///   have to insert.
+///
+/// Follows Linux's `get_unique_tuple`:
+///
+/// 1. For source NAT without `random`: keep the original tuple if it lies
+///    in the range and is free (so a client keeps its port where it can).
+/// 2. Pick the address ([`range_flag::MAP_IPS`]) by hash, see above.
+/// 3. Without `random`, keep the (maybe new-addressed) tuple if its port
+///    is in the range and it is free.
+/// 4. Otherwise search the port range like `nf_nat_l4proto_unique_tuple`
+///    (Linux 6.5 and later): from a random offset, probe up to
+///    [`MAX_ATTEMPTS`] consecutive ports; if all are taken, halve the
+///    number of probes and start again from a new random offset, until
+///    fewer than 16 probes would remain. Without a given port range a
+///    source port below 512 maps into 1..=511, one in 512..=1023 into
+///    600..=1023 and any other into 1024..=65535 (the "loose convention"
+///    that privileged ports stay privileged); a destination port without a
+///    range is never changed. ICMP ids use 0..=65535 unless a range is
+///    given.
+///
+/// Returns `None` when every candidate tried is taken; the kernel drops
+/// the packet and counts it. Unlike Linux, which returns the last
+/// (clashing) candidate and lets the conntrack insertion fail, this never
+/// returns a taken tuple.
+///
+/// Not done here: Linux step 1 also reuses an existing mapping of the same
+/// source (`find_appropriate_src`, the "bysource" table); a kernel that
+/// keeps such a table can try that mapping before calling this.
+pub fn choose_tuple(
+    orig: &Tuple,
+    range: &NatRange,
+    manip: Manip,
+    zone_seed: u32,
+    mut random: impl FnMut() -> u32,
+    mut reply_taken: impl FnMut(&Tuple) -> bool,
+) -> Option<Tuple> {
+    let mut taken = |t: &Tuple| reply_taken(&t.invert());
+    let random_all = range.has(range_flag::RANDOM_ALL);
+
+    // 1) Keep the original tuple when possible (source NAT only).
+    if manip == Manip::Src && !random_all && in_range(orig, range, manip) && !taken(orig) {
+        return Some(*orig);
+    }
+
+    // 2) The address.
+    let mut t = *orig;
+    if range.has(range_flag::MAP_IPS) {
+        t.set_addr(manip, choose_addr(orig, range, zone_seed));
+    }
+
+    // 3) Keep the port if it is in range and free.
+    if !random_all && in_range(&t, range, manip) && !taken(&t) {
+        return Some(t);
+    }
+
+    // 4) Search the ports (or ICMP ids).
+    let (min, size) = if t.is_icmp() {
+        if range.has(range_flag::PROTO_SPECIFIED) {
+            port_span(range)
+        } else {
+            (0, 65536)
+        }
+    } else if t.has_ports() {
+        if range.has(range_flag::PROTO_SPECIFIED) {
+            port_span(range)
+        } else if manip == Manip::Dst {
+            // "If it's dst rewrite, can't change port."
+            return (!taken(&t)).then_some(t);
+        } else {
+            match t.key(manip) {
+                0..=511 => (1, 511),
+                512..=1023 => (600, 424),
+                _ => (1024, 64512),
+            }
+        }
+    } else {
+        // No ports to vary: the tuple is what it is.
+        return (!taken(&t)).then_some(t);
+    };
+
+    let mut attempts = size.min(MAX_ATTEMPTS);
+    // Linux keeps the offset in a u16 and lets it wrap.
+    let mut off = random() as u16;
+    loop {
+        for _ in 0..attempts {
+            let port = min + u32::from(off).checked_rem(size).unwrap_or(0);
+            t.set_key(manip, port as u16);
+            if !taken(&t) {
+                return Some(t);
+            }
+            off = off.wrapping_add(1);
+        }
+        if attempts >= size || attempts < 16 {
+            return None;
+        }
+        attempts /= 2;
+        off = random() as u16;
+    }
+}
+
+/// First port and number of ports of a range's port span (1..=65536).
+fn port_span(range: &NatRange) -> (u32, u32) {
+    let (lo, hi) = if range.min_port <= range.max_port {
+        (range.min_port, range.max_port)
+    } else {
+        (range.max_port, range.min_port)
+    };
+    (u32::from(lo), u32::from(hi) - u32::from(lo) + 1)
+}
+
+// ---------------------------------------------------------------------------
+// Load balancing
+// ---------------------------------------------------------------------------
+
+/// Index of the backend to use among `count`, from a uniformly distributed
+/// 32-bit `value` (a random number, or [`flow_hash`] for a choice that
+/// depends only on the flow). `None` if `count` is 0.
+///
+/// The choice is made once, on a flow's first packet; the kernel binds the
+/// resulting tuple to the flow, so every later packet of the flow goes to
+/// the same backend whatever this would return for it.
+pub fn pick_backend(count: usize, value: u32) -> Option<usize> {
+    if count == 0 {
+        return None;
+    }
+    let n = u64::try_from(count).unwrap_or(u64::MAX).min(1 << 32);
+    usize::try_from(reciprocal_scale(value, n)).ok()
+}
+
+/// A keyed hash of a tuple's addresses, ports and protocol, for choices
+/// that must be the same for every packet of a flow.
+pub fn flow_hash(t: &Tuple, seed: u32) -> u32 {
+    let s = addr_words(&t.src);
+    let d = addr_words(&t.dst);
+    let words = [
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        d[0],
+        d[1],
+        d[2],
+        d[3],
+        (u32::from(t.sport) << 16) | u32::from(t.dport),
+        u32::from(t.proto) | (u32::from(t.family as u8) << 8),
+    ];
+    hash_words(&words, seed)
+}
+
+// ---------------------------------------------------------------------------
+// Header rewriting
+// ---------------------------------------------------------------------------
+
+/// Why a packet could not be rewritten. Nothing has been written when a
+/// rewrite fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatError {
+    /// The buffer does not hold the headers the rewrite must change.
+    Truncated,
+    /// SCTP: the CRC32c covers the whole packet, and the buffer does not
+    /// hold all of it (the kernel must linearize the skb).
+    NeedFullPacket,
+    /// The buffer and the facts disagree (IP version or offsets), or the
+    /// endpoint's family is not the packet's.
+    Mismatch,
+    /// [`translate_icmp_error`] on a packet that is not an ICMP error.
+    NotIcmpError,
+    /// The packet quoted in an ICMP error cannot be parsed.
+    BadInner(PacketError),
+}
+
+impl NatError {
+    /// Short description in words.
+    pub const fn message(&self) -> &'static str {
+        match self {
+            Self::Truncated => "packet too short for the headers NAT rewrites",
+            Self::NeedFullPacket => "SCTP NAT needs the whole packet",
+            Self::Mismatch => "packet does not match its parsed facts",
+            Self::NotIcmpError => "not an ICMP error",
+            Self::BadInner(_) => "unparsable packet quoted in an ICMP error",
+        }
+    }
+}
+
+impl core::fmt::Display for NatError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// What a rewrite did, for the kernel's bookkeeping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Change of the one's-complement sum of the bytes from the IP header
+    /// to the end, as a partial sum in network order ([`crate::csum`]).
+    /// For a `CHECKSUM_COMPLETE` skb whose `skb->csum` covers the packet
+    /// from the network header (as it does in the netfilter hooks), do
+    /// `skb->csum = csum_add(skb->csum, to_native_wsum(fold(csum_delta)))`.
+    ///
+    /// This agrees with Linux: for IPv4 the header checksum cancels the
+    /// address change, so the delta is the pseudo-header change that
+    /// `inet_proto_csum_replace4` applies to `skb->csum`; for IPv6 the
+    /// address change and the transport checksum change cancel, and
+    /// `inet_proto_csum_replace16` leaves `skb->csum` alone (since Linux
+    /// 5.8).
+    pub csum_delta: u32,
+    /// The SCTP CRC32c was recomputed in software: like `sctp_manip_pkt`,
+    /// the kernel should set `skb->ip_summed = CHECKSUM_NONE`.
+    pub csum_none: bool,
+    /// The transport header was changed (false for non-first fragments
+    /// and protocols without ports).
+    pub l4_changed: bool,
+}
+
+/// A buffer whose 16-bit writes keep a running sum of what they changed.
+struct Patcher<'a> {
+    buf: &'a mut [u8],
+    delta: u32,
+}
+
+impl Patcher<'_> {
+    fn get16(&self, at: usize) -> Option<u16> {
+        match self.buf.get(at..at.checked_add(2)?)? {
+            [a, b] => Some(u16::from_be_bytes([*a, *b])),
+            _ => None,
+        }
+    }
+
+    fn get_byte(&self, at: usize) -> Option<u8> {
+        self.buf.get(at).copied()
+    }
+
+    /// Writes a 16-bit word. All words NAT writes lie at even offsets from
+    /// the IP header, so the running sum is a sum of aligned words.
+    fn set16(&mut self, at: usize, v: u16) {
+        let end = at.saturating_add(2);
+        let Some(old) = self.get16(at) else { return };
+        if let Some(dst) = self.buf.get_mut(at..end) {
+            crate::packet::copy_into(dst, &v.to_be_bytes());
+            self.delta = csum::add(self.delta, csum::sub(u32::from(v), u32::from(old)));
+        }
+    }
+
+    fn get_addr(&self, family: Family, at: usize) -> Option<[u8; 16]> {
+        let len = addr_len(family);
+        let src = self.buf.get(at..at.checked_add(len)?)?;
+        let mut a = [0u8; 16];
+        crate::packet::copy_into(&mut a, src);
+        Some(a)
+    }
+
+    fn set_addr(&mut self, family: Family, at: usize, a: &[u8; 16]) {
+        let words = addr_len(family) / 2;
+        for (i, pair) in a.chunks_exact(2).take(words).enumerate() {
+            if let [x, y] = pair {
+                self.set16(at + 2 * i, u16::from_be_bytes([*x, *y]));
+            }
+        }
+    }
+
+    /// Applies a `proto_replace` to the checksum at `at`.
+    fn replace_csum(&mut self, at: usize, f: impl FnOnce(&mut u16)) {
+        if let Some(mut c) = self.get16(at) {
+            f(&mut c);
+            self.set16(at, c);
+        }
+    }
+}
+
+const fn addr_len(family: Family) -> usize {
+    match family {
+        Family::Ipv4 => 4,
+        Family::Ipv6 => 16,
+    }
+}
+
+/// Partial sum change for an address change (the pseudo-header part).
+fn addr_sums(family: Family, from: &[u8; 16], to: &[u8; 16]) -> (u32, u32) {
+    match family {
+        Family::Ipv4 => (
+            csum::sum(from.get(..4).unwrap_or(&[]), 0),
+            csum::sum(to.get(..4).unwrap_or(&[]), 0),
+        ),
+        Family::Ipv6 => (csum::sum128(from), csum::sum128(to)),
+    }
+}
+
+/// ICMPv4 query types whose identifier NAT rewrites (`icmp_manip_pkt`).
+const fn icmp_is_query(ty: u8) -> bool {
+    matches!(ty, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18)
+}
+
+/// ICMPv4 error types that quote the offending packet.
+const fn icmp_is_error(ty: u8) -> bool {
+    matches!(ty, 3 | 4 | 5 | 11 | 12)
+}
+
+/// ICMPv6 error types (RFC 4443: types below 128) that quote a packet.
+const fn icmpv6_is_error(ty: u8) -> bool {
+    matches!(ty, 1..=4)
+}
+
+/// One IP packet (outer, or quoted in an ICMP error) located in a buffer.
+#[derive(Clone, Copy)]
+struct Layout {
+    family: Family,
+    /// Offset of the IP header.
+    ip: usize,
+    /// Offset of the transport header.
+    l4: usize,
+    /// End of the packet's bytes available in the buffer.
+    end: usize,
+    /// Total length the IP header claims, as an end offset.
+    claimed_end: usize,
+    proto: u8,
+    later_fragment: bool,
+    /// A packet quoted in an ICMP error: its transport header may be cut
+    /// after 8 bytes (RFC 792), which is enough for ports.
+    inner: bool,
+}
+
+/// Checks the transport header is there; returns whether the checksum can
+/// be updated (the header up to `full` bytes is present).
+fn l4_room(lay: &Layout, full: usize) -> Result<bool, NatError> {
+    let have = lay.end.saturating_sub(lay.l4);
+    if have < 8 {
+        return Err(NatError::Truncated);
+    }
+    if have >= full {
+        return Ok(true);
+    }
+    // The packet itself is shorter than the header: leave the checksum,
+    // as Linux does for a short header. A buffer shorter than the packet
+    // means the kernel did not make the header writable.
+    if lay.inner || lay.claimed_end.saturating_sub(lay.l4) < full {
+        Ok(false)
+    } else {
+        Err(NatError::Truncated)
+    }
+}
+
+/// Rewrites the transport header: ports (or ICMP id) and checksum,
+/// including the pseudo-header change for the address.
+fn manip_l4(
+    p: &mut Patcher<'_>,
+    lay: &Layout,
+    manip: Manip,
+    old_addr: &[u8; 16],
+    to: &Endpoint,
+    partial: bool,
+) -> Result<Rewrite, NatError> {
+    let mut out = Rewrite::default();
+    let l4 = lay.l4;
+    let port_at = l4 + if manip == Manip::Src { 0 } else { 2 };
+    let (from_sum, to_sum) = addr_sums(lay.family, old_addr, &to.addr);
+    match (lay.family, lay.proto) {
+        (_, IPPROTO_TCP | IPPROTO_DCCP) => {
+            // TCP: checksum at 16 of a 20-byte header; DCCP: at 6 of 12.
+            let (csum_at, full) = if lay.proto == IPPROTO_TCP {
+                (l4 + 16, 20)
+            } else {
+                (l4 + 6, 12)
+            };
+            let do_csum = l4_room(lay, full)?;
+            let old_port = p.get16(port_at).ok_or(NatError::Truncated)?;
+            if do_csum {
+                p.replace_csum(csum_at, |c| {
+                    csum::proto_replace_sum(c, from_sum, to_sum, true, partial);
+                    csum::proto_replace2(c, old_port, to.port, false, partial);
+                });
+            }
+            p.set16(port_at, to.port);
+            out.l4_changed = true;
+        }
+        (_, IPPROTO_UDP | IPPROTO_UDPLITE) => {
+            l4_room(lay, 8)?;
+            let csum_at = l4 + 6;
+            let old_port = p.get16(port_at).ok_or(NatError::Truncated)?;
+            let old_csum = p.get16(csum_at).ok_or(NatError::Truncated)?;
+            // `__udp_manip_pkt`: a zero UDP checksum means "none" and
+            // stays zero (on IPv6 it is invalid, and Linux leaves it too);
+            // UDP-Lite always has one.
+            if lay.proto == IPPROTO_UDPLITE || old_csum != 0 {
+                p.replace_csum(csum_at, |c| {
+                    csum::proto_replace_sum(c, from_sum, to_sum, true, partial);
+                    csum::proto_replace2(c, old_port, to.port, false, partial);
+                    *c = csum::udp_wire(*c);
+                });
+            }
+            p.set16(port_at, to.port);
+            out.l4_changed = true;
+        }
+        (_, IPPROTO_SCTP) => {
+            // SCTP's CRC32c covers the whole packet and has no
+            // pseudo-header. `sctp_manip_pkt` recomputes it unless the
+            // NIC will (CHECKSUM_PARTIAL); a quoted header is left alone
+            // because the quote never holds the whole packet.
+            let recompute = !lay.inner && !partial;
+            if recompute && lay.end < lay.claimed_end {
+                return Err(NatError::NeedFullPacket);
+            }
+            l4_room(lay, 12)?;
+            p.set16(port_at, to.port);
+            if recompute && lay.end >= l4 + 12 {
+                p.set16(l4 + 8, 0);
+                p.set16(l4 + 10, 0);
+                let crc = p.buf.get(l4..lay.end).map(sctp_crc32c).unwrap_or(0);
+                let [a, b, c, d] = crc.to_le_bytes();
+                p.set16(l4 + 8, u16::from_be_bytes([a, b]));
+                p.set16(l4 + 10, u16::from_be_bytes([c, d]));
+                out.csum_none = true;
+            }
+            out.l4_changed = true;
+        }
+        (Family::Ipv4, IPPROTO_ICMP) => {
+            l4_room(lay, 8)?;
+            let ty = p.get_byte(l4).ok_or(NatError::Truncated)?;
+            if icmp_is_query(ty) {
+                let old_id = p.get16(l4 + 4).ok_or(NatError::Truncated)?;
+                p.replace_csum(l4 + 2, |c| {
+                    csum::proto_replace2(c, old_id, to.port, false, partial)
+                });
+                p.set16(l4 + 4, to.port);
+                out.l4_changed = true;
+            }
+        }
+        (Family::Ipv6, IPPROTO_ICMPV6) => {
+            l4_room(lay, 8)?;
+            let ty = p.get_byte(l4).ok_or(NatError::Truncated)?;
+            let echo = matches!(ty, 128 | 129);
+            let old_id = p.get16(l4 + 4).ok_or(NatError::Truncated)?;
+            // ICMPv6 has a pseudo-header: every address change shows.
+            p.replace_csum(l4 + 2, |c| {
+                csum::proto_replace_sum(c, from_sum, to_sum, true, partial);
+                if echo {
+                    csum::proto_replace2(c, old_id, to.port, false, partial);
+                }
+            });
+            if echo {
+                p.set16(l4 + 4, to.port);
+            }
+            out.l4_changed = true;
+        }
+        // Other protocols: only the IP header changes, as Linux passes
+        // unknown protocols unmodified (GRE/PPTP call ids are not done).
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// Rewrites one IP packet located by `lay`: transport header first (it
+/// needs the old address for the pseudo-header), then the IP header.
+fn manip_ip(
+    p: &mut Patcher<'_>,
+    lay: &Layout,
+    manip: Manip,
+    to: &Endpoint,
+    partial: bool,
+) -> Result<Rewrite, NatError> {
+    let addr_at = lay.ip
+        + match (lay.family, manip) {
+            (Family::Ipv4, Manip::Src) => 12,
+            (Family::Ipv4, Manip::Dst) => 16,
+            (Family::Ipv6, Manip::Src) => 8,
+            (Family::Ipv6, Manip::Dst) => 24,
+        };
+    let old_addr = p.get_addr(lay.family, addr_at).ok_or(NatError::Truncated)?;
+    let mut out = Rewrite::default();
+    if !lay.later_fragment {
+        out = manip_l4(p, lay, manip, &old_addr, to, partial)?;
+    }
+    if lay.family == Family::Ipv4 {
+        let (from, to_v) = (addr_u32(&old_addr), addr_u32(&to.addr));
+        p.replace_csum(lay.ip + 10, |c| csum::replace4(c, from, to_v));
+    }
+    p.set_addr(lay.family, addr_at, &to.addr);
+    Ok(out)
+}
+
+fn addr_u32(a: &[u8; 16]) -> u32 {
+    u32::from_be_bytes([a[0], a[1], a[2], a[3]])
+}
+
+/// Locates the packet described by `facts` at `ip` in `buf`.
+fn layout(buf: &[u8], ip: usize, facts: &PacketFacts, inner: bool) -> Result<Layout, NatError> {
+    let version = buf.get(ip).map(|b| b >> 4);
+    let want = match facts.family {
+        Family::Ipv4 => 4,
+        Family::Ipv6 => 6,
+    };
+    if version != Some(want) {
+        return Err(NatError::Mismatch);
+    }
+    let l4 = ip.checked_add(facts.l4_offset).ok_or(NatError::Mismatch)?;
+    let claimed_end = ip.saturating_add(facts.total_len as usize);
+    let end = buf.len().min(claimed_end);
+    if l4 > buf.len() || l4 % 2 != 0 {
+        return Err(NatError::Mismatch);
+    }
+    Ok(Layout {
+        family: facts.family,
+        ip,
+        l4,
+        end,
+        claimed_end,
+        proto: facts.proto,
+        later_fragment: facts.is_later_fragment(),
+        inner,
+    })
+}
+
+/// Rewrites `manip`'s side of the packet in `pkt` to `to`, fixing the
+/// checksums incrementally (Linux `nf_nat_ipv4_manip_pkt` /
+/// `nf_nat_ipv6_manip_pkt`).
+///
+/// `pkt` starts at the IP header; `facts` is what
+/// [`crate::packet::parse`] said about it. `to.addr` must be of the
+/// packet's family. Changes:
+///
+/// - IP source or destination address; the IPv4 header checksum
+///   (RFC 1624).
+/// - TCP, UDP, UDP-Lite, DCCP: the port and the checksum, which covers
+///   the address through the pseudo-header. A zero UDP checksum stays
+///   zero; a UDP checksum that comes out zero is sent as `0xffff`.
+/// - SCTP: the port; the CRC32c is recomputed over the whole packet
+///   unless `partial`.
+/// - ICMP query messages (echo, timestamp, information, address mask):
+///   the identifier, to `to.port`. ICMPv6: the checksum for the
+///   pseudo-header, and the identifier of echo messages.
+/// - Non-first fragments and other protocols: the IP header only.
+///
+/// `partial`: the skb is `CHECKSUM_PARTIAL`, see [`crate::csum`].
+pub fn manip_packet(
+    pkt: &mut [u8],
+    facts: &PacketFacts,
+    manip: Manip,
+    to: &Endpoint,
+    partial: bool,
+) -> Result<Rewrite, NatError> {
+    let lay = layout(pkt, 0, facts, false)?;
+    check_family(&lay, to)?;
+    let mut p = Patcher { buf: pkt, delta: 0 };
+    // Check before writing anything, so that a failure leaves the packet
+    // as it was.
+    dry_run(&p, &lay)?;
+    let mut out = manip_ip(&mut p, &lay, manip, to, partial)?;
+    out.csum_delta = p.delta;
+    Ok(out)
+}
+
+fn check_family(lay: &Layout, to: &Endpoint) -> Result<(), NatError> {
+    if lay.family == Family::Ipv4 && to.addr.iter().skip(4).any(|b| *b != 0) {
+        return Err(NatError::Mismatch);
+    }
+    Ok(())
+}
+
+/// The checks [`manip_l4`] would fail on, without writing.
+fn dry_run(p: &Patcher<'_>, lay: &Layout) -> Result<(), NatError> {
+    let addr_end = lay.ip + if lay.family == Family::Ipv4 { 20 } else { 40 };
+    if p.buf.len() < addr_end {
+        return Err(NatError::Truncated);
+    }
+    if lay.later_fragment {
+        return Ok(());
+    }
+    match (lay.family, lay.proto) {
+        (_, IPPROTO_TCP) => l4_room(lay, 20).map(|_| ()),
+        (_, IPPROTO_DCCP) => l4_room(lay, 12).map(|_| ()),
+        (_, IPPROTO_UDP | IPPROTO_UDPLITE) => l4_room(lay, 8).map(|_| ()),
+        (_, IPPROTO_SCTP) => l4_room(lay, 12).map(|_| ()),
+        (Family::Ipv4, IPPROTO_ICMP) | (Family::Ipv6, IPPROTO_ICMPV6) => {
+            l4_room(lay, 8).map(|_| ())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Translates an ICMP error about a NATed flow (Linux
+/// `nf_nat_icmp_reply_translation` and `nf_nat_icmpv6_reply_translation`).
+///
+/// The error quotes a packet of the flow as it looked on the other side
+/// of this NAT; the quote is rewritten with the *opposite* manip (its
+/// `manip.invert()` side becomes `inner`), its IPv4 header checksum and
+/// transport checksum updated, then the ICMP checksum is updated for the
+/// quote's changes, and finally the outer header's `manip` address becomes
+/// `outer`.
+///
+/// With conntrack entry tuples `orig` and `reply` and the error travelling
+/// in direction `dir` at a hook doing `manip`, Linux uses: `inner` =
+/// the `manip.invert()` endpoint of the tuple of the *other* direction
+/// (`tuplehash[!dir]`), and `outer` = the `manip` address of that tuple's
+/// inverse. Example: a client C:c masqueraded to N:n talks to S:s; a
+/// router R sends "fragmentation needed" about N:n→S:s to N. In
+/// PREROUTING (`manip` = `Dst`) the quote's source becomes C:c (`inner`)
+/// and the outer destination becomes C (`outer`).
+///
+/// The caller decides whether the flow is NATed in the relevant direction
+/// and refuses ICMP redirects for NATed flows, as Linux does.
+///
+/// `partial`: the skb is `CHECKSUM_PARTIAL`; the ICMP checksum is then
+/// summed by the NIC and only the ICMPv6 pseudo-header change is applied.
+/// The quoted headers' own checksums are always real checksums.
+pub fn translate_icmp_error(
+    pkt: &mut [u8],
+    facts: &PacketFacts,
+    manip: Manip,
+    outer: &[u8; 16],
+    inner: &Endpoint,
+    partial: bool,
+) -> Result<Rewrite, NatError> {
+    let lay = layout(pkt, 0, facts, false)?;
+    let outer_ep = Endpoint {
+        addr: *outer,
+        port: 0,
+    };
+    check_family(&lay, &outer_ep)?;
+    check_family(&lay, inner)?;
+    let is_error = match (facts.family, facts.icmp()) {
+        (Family::Ipv4, Some((ty, _))) if facts.proto == IPPROTO_ICMP => icmp_is_error(ty),
+        (Family::Ipv6, Some((ty, _))) if facts.proto == IPPROTO_ICMPV6 => icmpv6_is_error(ty),
+        _ => false,
+    };
+    if !is_error || lay.later_fragment {
+        return Err(NatError::NotIcmpError);
+    }
+    let quote_at = lay.l4 + 8;
+    let quote = pkt.get(quote_at..lay.end).ok_or(NatError::Truncated)?;
+    let inner_facts = parse(quote).map_err(NatError::BadInner)?;
+    if inner_facts.family != facts.family {
+        return Err(NatError::Mismatch);
+    }
+    let mut inner_lay = layout(pkt, quote_at, &inner_facts, true)?;
+    // The quote ends where the ICMP message ends, not where its own
+    // length field says.
+    inner_lay.end = lay.end;
+    inner_lay.claimed_end = lay.end;
+
+    let mut p = Patcher { buf: pkt, delta: 0 };
+    dry_run(&p, &lay)?;
+    dry_run(&p, &inner_lay)?;
+
+    // The quote: opposite manip, real checksums.
+    let mut out = manip_ip(&mut p, &inner_lay, manip.invert(), inner, false)?;
+    let quote_delta = p.delta;
+    // The ICMP checksum covers the quote byte for byte. (Linux recomputes
+    // it over the whole message; the incremental update gives the same
+    // result and needs only the headers.)
+    if !partial {
+        p.replace_csum(lay.l4 + 2, |c| {
+            csum::proto_replace_sum(c, 0, quote_delta, false, false)
+        });
+    }
+    // The outer header, as for an ICMP packet of the reverse flow: for
+    // errors only the address (and the ICMPv6 pseudo-header) changes.
+    let outer_out = manip_ip(&mut p, &lay, manip, &outer_ep, partial)?;
+    out.csum_none |= outer_out.csum_none;
+    out.l4_changed = true;
+    out.csum_delta = p.delta;
+    Ok(out)
+}
+
+/// CRC32c (Castagnoli) of `data`, as SCTP puts it in its common header
+/// (RFC 9260 appendix A): the bytes of the result go on the wire in
+/// little-endian order. Nibble-table implementation: small and without
+/// allocation; SCTP NAT is rare enough that speed matters little.
+pub fn sctp_crc32c(data: &[u8]) -> u32 {
+    // T[i] is the CRC of the nibble i shifted through the reflected
+    // polynomial 0x82f63b78 four times.
+    const T: [u32; 16] = [
+        0x0000_0000,
+        0x105e_c76f,
+        0x20bd_8ede,
+        0x30e3_49b1,
+        0x417b_1dbc,
+        0x5125_dad3,
+        0x61c6_9362,
+        0x7198_540d,
+        0x82f6_3b78,
+        0x92a8_fc17,
+        0xa24b_b5a6,
+        0xb215_72c9,
+        0xc38d_26c4,
+        0xd3d3_e1ab,
+        0xe330_a81a,
+        0xf36e_6f75,
+    ];
+    let step = |c: u32| (c >> 4) ^ T.get((c & 0xf) as usize).copied().unwrap_or(0);
+    let mut crc = !0u32;
+    for b in data {
+        crc ^= u32::from(*b);
+        crc = step(step(crc));
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_check_value() {
+        assert_eq!(sctp_crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn kinds_and_hooks() {
+        assert!(NatKind::Dnat.allowed_at(Hook::PreRouting));
+        assert!(NatKind::Redirect.allowed_at(Hook::LocalOut));
+        assert!(!NatKind::Dnat.allowed_at(Hook::PostRouting));
+        assert!(NatKind::Snat.allowed_at(Hook::LocalIn));
+        assert!(!NatKind::Masquerade.allowed_at(Hook::LocalIn));
+        assert_eq!(NatKind::Masquerade.manip(), Manip::Src);
+        assert_eq!(NatKind::Redirect.stage(), Stage::NatDst);
+        for h in Hook::ALL {
+            for k in [
+                NatKind::Snat,
+                NatKind::Dnat,
+                NatKind::Masquerade,
+                NatKind::Redirect,
+            ] {
+                if k.allowed_at(h) {
+                    assert_eq!(Manip::for_hook(h), Some(k.manip()));
+                }
+            }
+        }
+        assert_eq!(NatKind::from_action_kind(11), Some(NatKind::Masquerade));
+        assert_eq!(NatKind::from_action_kind(13), None);
+    }
+
+    #[test]
+    fn addr_choice_in_range() {
+        let mut min = [0u8; 16];
+        let mut max = [0u8; 16];
+        min[..4].copy_from_slice(&[10, 0, 0, 1]);
+        max[..4].copy_from_slice(&[10, 0, 0, 4]);
+        let r = NatRange::addrs(Family::Ipv4, min, max);
+        let mut t = Tuple {
+            family: Family::Ipv4,
+            proto: IPPROTO_TCP,
+            src: [0; 16],
+            dst: [0; 16],
+            sport: 1000,
+            dport: 80,
+        };
+        let mut seen = [false; 4];
+        for i in 0..200u8 {
+            t.src[..4].copy_from_slice(&[192, 168, i, 1]);
+            let a = choose_addr(&t, &r, 0);
+            assert!(r.contains_addr(&a));
+            seen[usize::from(a[3] - 1)] = true;
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+}

@@ -272,7 +272,7 @@ pub fn build(s: &Spec) -> Vec<u8> {
         }
         p.extend_from_slice(&s.src[..4]);
         p.extend_from_slice(&s.dst[..4]);
-        p.extend(std::iter::repeat_n(1u8, 4 * s.ext));
+        p.extend(std::iter::repeat(1u8).take(4 * s.ext));
     }
     p.extend_from_slice(&l4);
     p.extend_from_slice(&s.payload);

@@ -563,8 +563,10 @@ fn in_range(t: &Tuple, range: &NatRange, manip: Manip) -> bool {
 /// 4. Otherwise search the port range like `nf_nat_l4proto_unique_tuple`
 ///    (Linux 6.5 and later): from a random offset, probe up to
 ///    [`MAX_ATTEMPTS`] consecutive ports; if all are taken, halve the
-///    number of probes and start again from a new random offset, until
-///    fewer than 16 probes would remain. Without a given port range a
+///    number of probes and start again from a new random offset; the
+///    round of fewer than 16 is the last (so at most 128 + 64 + 32 + 16 +
+///    8 probes; a range of at most 128 ports is searched whole in the
+///    first round). Without a given port range a
 ///    source port below 512 maps into 1..=511, one in 512..=1023 into
 ///    600..=1023 and any other into 1024..=65535 (the "loose convention"
 ///    that privileged ports stay privileged); a destination port without a
@@ -632,22 +634,29 @@ pub fn choose_tuple(
     };
 
     let mut attempts = size.min(MAX_ATTEMPTS);
-    // Linux keeps the offset in a u16 and lets it wrap.
-    let mut off = random() as u16;
+    // Linux keeps the offset in a u16 and takes it modulo the range size
+    // on each probe, so when it wraps at 65536 a probe sequence can skip
+    // ports of a range whose size does not divide 65536. Stepping the
+    // index within the range instead visits `attempts` distinct ports,
+    // and a range of at most 128 ports is searched whole.
+    let start = |r: u32| r.checked_rem(size).unwrap_or(0);
+    let mut idx = start(random());
     loop {
         for _ in 0..attempts {
-            let port = min + u32::from(off).checked_rem(size).unwrap_or(0);
-            t.set_key(manip, port as u16);
+            t.set_key(manip, (min + idx) as u16);
             if !taken(&t) {
                 return Some(t);
             }
-            off = off.wrapping_add(1);
+            idx += 1;
+            if idx >= size {
+                idx = 0;
+            }
         }
         if attempts >= size || attempts < 16 {
             return None;
         }
         attempts /= 2;
-        off = random() as u16;
+        idx = start(random());
     }
 }
 

@@ -573,7 +573,8 @@ fn in_range(t: &Tuple, range: &NatRange, manip: Manip) -> bool {
 ///    range is never changed. ICMP ids use 0..=65535 unless a range is
 ///    given.
 ///
-/// Returns `None` when every candidate tried is taken; the kernel drops
+/// Returns `None` when every candidate tried is taken, or when the range
+/// maps addresses of the other family; the kernel drops
 /// the packet and counts it. Unlike Linux, which returns the last
 /// (clashing) candidate and lets the conntrack insertion fail, this never
 /// returns a taken tuple.
@@ -591,6 +592,10 @@ pub fn choose_tuple(
 ) -> Option<Tuple> {
     let mut taken = |t: &Tuple| reply_taken(&t.invert());
     let random_all = range.has(range_flag::RANDOM_ALL);
+    if range.has(range_flag::MAP_IPS) && range.family != orig.family {
+        // An IPv4 range cannot map an IPv6 flow (nor the reverse).
+        return None;
+    }
 
     // 1) Keep the original tuple when possible (source NAT only).
     if manip == Manip::Src && !random_all && in_range(orig, range, manip) && !taken(orig) {

@@ -33,6 +33,7 @@
 //! all bytes from the IP header on: the kernel adds it to `skb->csum`.
 
 use crate::csum;
+use crate::ct::{self, Tuple};
 use crate::hooks::{Family, Hook, Stage};
 use crate::packet::{
     parse, PacketError, PacketFacts, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP,
@@ -292,103 +293,42 @@ pub struct Endpoint {
     pub port: u16,
 }
 
-/// A connection tuple in one direction: what the NAT core needs of a
-/// conntrack tuple.
-///
-/// For ICMP and ICMPv6, `sport` is the query identifier and stays in
-/// `sport` when the tuple is inverted (as in conntrack); `dport` is free
-/// for the caller (conntrack keeps type and code there) and NAT leaves it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Tuple {
-    /// Address family.
-    pub family: Family,
-    /// Transport protocol.
-    pub proto: u8,
-    /// Source address, laid out like [`PacketFacts::src`].
-    pub src: [u8; 16],
-    /// Destination address.
-    pub dst: [u8; 16],
-    /// Source port, or ICMP id.
-    pub sport: u16,
-    /// Destination port.
-    pub dport: u16,
-}
-
-impl Tuple {
-    /// Whether the protocol carries an ICMP query id instead of ports.
-    pub const fn is_icmp(&self) -> bool {
-        matches!(
-            (self.family, self.proto),
-            (Family::Ipv4, IPPROTO_ICMP) | (Family::Ipv6, IPPROTO_ICMPV6)
-        )
-    }
-
-    /// Whether the protocol has 16-bit ports that NAT can change.
-    pub const fn has_ports(&self) -> bool {
-        has_ports(self.proto)
-    }
-
-    /// The tuple of the other direction: addresses (and ports) swapped. An
-    /// ICMP id stays in `sport`.
-    pub const fn invert(&self) -> Self {
-        let (sport, dport) = if self.is_icmp() {
-            (self.sport, self.dport)
-        } else {
-            (self.dport, self.sport)
-        };
-        Self {
-            family: self.family,
-            proto: self.proto,
-            src: self.dst,
-            dst: self.src,
-            sport,
-            dport,
-        }
-    }
-
-    /// The side `manip` changes (for ICMP the port is the id).
-    pub const fn endpoint(&self, manip: Manip) -> Endpoint {
-        match manip {
-            Manip::Src => Endpoint {
-                addr: self.src,
-                port: self.sport,
+/// The side of `t` that `manip` changes. For ICMP the port is the query
+/// id, which conntrack keeps in the source half for both directions.
+pub fn endpoint(t: &Tuple, manip: Manip) -> Endpoint {
+    match manip {
+        Manip::Src => Endpoint {
+            addr: t.src,
+            port: t.src_port_or_icmp_id,
+        },
+        Manip::Dst => Endpoint {
+            addr: t.dst,
+            port: if ct::is_icmp(t.family, t.proto) {
+                t.src_port_or_icmp_id
+            } else {
+                t.dst_port_or_icmp_type_code
             },
-            Manip::Dst => Endpoint {
-                addr: self.dst,
-                port: if self.is_icmp() {
-                    self.sport
-                } else {
-                    self.dport
-                },
-            },
-        }
-    }
-
-    /// The key (port or ICMP id) that `manip` changes.
-    const fn key(&self, manip: Manip) -> u16 {
-        self.endpoint(manip).port
-    }
-
-    fn set_key(&mut self, manip: Manip, key: u16) {
-        match manip {
-            Manip::Dst if !self.is_icmp() => self.dport = key,
-            _ => self.sport = key,
-        }
-    }
-
-    fn set_addr(&mut self, manip: Manip, addr: [u8; 16]) {
-        match manip {
-            Manip::Src => self.src = addr,
-            Manip::Dst => self.dst = addr,
-        }
+        },
     }
 }
 
-const fn has_ports(proto: u8) -> bool {
-    matches!(
-        proto,
-        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP | IPPROTO_DCCP
-    )
+/// The key (port or ICMP id) that `manip` changes.
+fn key(t: &Tuple, manip: Manip) -> u16 {
+    endpoint(t, manip).port
+}
+
+fn set_key(t: &mut Tuple, manip: Manip, key: u16) {
+    match manip {
+        Manip::Dst if !ct::is_icmp(t.family, t.proto) => t.dst_port_or_icmp_type_code = key,
+        _ => t.src_port_or_icmp_id = key,
+    }
+}
+
+fn set_addr(t: &mut Tuple, manip: Manip, addr: [u8; 16]) {
+    match manip {
+        Manip::Src => t.src = addr,
+        Manip::Dst => t.dst = addr,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -531,10 +471,10 @@ fn in_range(t: &Tuple, range: &NatRange, manip: Manip) -> bool {
     if !range.contains_addr(addr) {
         return false;
     }
-    if !(t.has_ports() || t.is_icmp()) {
+    if !(ct::has_ports(t.proto) || ct::is_icmp(t.family, t.proto)) {
         return true;
     }
-    range.contains_port(t.key(manip))
+    range.contains_port(key(t, manip))
 }
 
 /// Chooses the tuple a new flow is translated to: the original-direction
@@ -605,7 +545,7 @@ pub fn choose_tuple(
     // 2) The address.
     let mut t = *orig;
     if range.has(range_flag::MAP_IPS) {
-        t.set_addr(manip, choose_addr(orig, range, zone_seed));
+        set_addr(&mut t, manip, choose_addr(orig, range, zone_seed));
     }
 
     // 3) Keep the port if it is in range and free.
@@ -614,20 +554,20 @@ pub fn choose_tuple(
     }
 
     // 4) Search the ports (or ICMP ids).
-    let (min, size) = if t.is_icmp() {
+    let (min, size) = if ct::is_icmp(t.family, t.proto) {
         if range.has(range_flag::PROTO_SPECIFIED) {
             port_span(range)
         } else {
             (0, 65536)
         }
-    } else if t.has_ports() {
+    } else if ct::has_ports(t.proto) {
         if range.has(range_flag::PROTO_SPECIFIED) {
             port_span(range)
         } else if manip == Manip::Dst {
             // "If it's dst rewrite, can't change port."
             return (!taken(&t)).then_some(t);
         } else {
-            match t.key(manip) {
+            match key(&t, manip) {
                 0..=511 => (1, 511),
                 512..=1023 => (600, 424),
                 _ => (1024, 64512),
@@ -648,7 +588,7 @@ pub fn choose_tuple(
     let mut idx = start(random());
     loop {
         for _ in 0..attempts {
-            t.set_key(manip, (min + idx) as u16);
+            set_key(&mut t, manip, (min + idx) as u16);
             if !taken(&t) {
                 return Some(t);
             }
@@ -708,7 +648,7 @@ pub fn flow_hash(t: &Tuple, seed: u32) -> u32 {
         d[1],
         d[2],
         d[3],
-        (u32::from(t.sport) << 16) | u32::from(t.dport),
+        (u32::from(t.src_port_or_icmp_id) << 16) | u32::from(t.dst_port_or_icmp_type_code),
         u32::from(t.proto) | (u32::from(t.family as u8) << 8),
     ];
     hash_words(&words, seed)
@@ -1307,8 +1247,8 @@ mod tests {
             proto: IPPROTO_TCP,
             src: [0; 16],
             dst: [0; 16],
-            sport: 1000,
-            dport: 80,
+            src_port_or_icmp_id: 1000,
+            dst_port_or_icmp_type_code: 80,
         };
         let mut seen = [false; 4];
         for i in 0..200u8 {

@@ -9,9 +9,10 @@ use std::cell::Cell;
 use std::collections::HashSet;
 
 use proptest::prelude::*;
+use rnf_core::ct::{self, Tuple};
 use rnf_core::hooks::Family;
 use rnf_core::nat::{
-    choose_tuple, flow_hash, pick_backend, range_flag, Manip, NatKind, NatRange, Tuple,
+    choose_tuple, endpoint, flow_hash, pick_backend, range_flag, Manip, NatKind, NatRange,
     MAX_ATTEMPTS,
 };
 use rnf_core::packet::{IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
@@ -39,8 +40,8 @@ fn tuple(proto: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Tuple
         proto,
         src: v4(src),
         dst: v4(dst),
-        sport,
-        dport,
+        src_port_or_icmp_id: sport,
+        dst_port_or_icmp_type_code: dport,
     }
 }
 
@@ -48,41 +49,44 @@ fn tuple(proto: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Tuple
 fn check_choice(orig: &Tuple, range: &NatRange, manip: Manip, got: &Tuple) {
     assert_eq!(got.family, orig.family);
     assert_eq!(got.proto, orig.proto);
-    let ep = got.endpoint(manip);
-    let other = got.endpoint(manip.invert());
+    let ep = endpoint(got, manip);
+    let other = endpoint(got, manip.invert());
     // The other side never changes (for ICMP the id is the only key).
     match manip {
         Manip::Src => assert_eq!(got.dst, orig.dst),
         Manip::Dst => assert_eq!(got.src, orig.src),
     }
-    if !orig.is_icmp() {
-        assert_eq!(other, orig.endpoint(manip.invert()));
+    if !ct::is_icmp(orig.family, orig.proto) {
+        assert_eq!(other, endpoint(orig, manip.invert()));
     }
     if range.has(range_flag::MAP_IPS) {
         assert!(range.contains_addr(&ep.addr), "address out of range");
     } else {
-        assert_eq!(ep.addr, orig.endpoint(manip).addr);
+        assert_eq!(ep.addr, endpoint(orig, manip).addr);
     }
-    if orig.has_ports() || orig.is_icmp() {
+    if ct::has_ports(orig.proto) || ct::is_icmp(orig.family, orig.proto) {
         if range.has(range_flag::PROTO_SPECIFIED) {
             assert!(
                 range.contains_port(ep.port),
                 "port {} out of range",
                 ep.port
             );
-        } else if manip == Manip::Dst && !orig.is_icmp() {
-            assert_eq!(ep.port, orig.dport, "dst port changed without a range");
-        } else if !orig.is_icmp() && ep.port != orig.sport {
+        } else if manip == Manip::Dst && !ct::is_icmp(orig.family, orig.proto) {
+            assert_eq!(
+                ep.port, orig.dst_port_or_icmp_type_code,
+                "dst port changed without a range"
+            );
+        } else if !ct::is_icmp(orig.family, orig.proto) && ep.port != orig.src_port_or_icmp_id {
             // Privileged ports stay privileged (nf_nat_l4proto_unique_tuple).
             let p = ep.port;
-            match orig.sport {
+            match orig.src_port_or_icmp_id {
                 0..=511 => assert!((1..=511).contains(&p)),
                 512..=1023 => assert!((600..=1023).contains(&p)),
                 _ => assert!(p >= 1024),
             }
         }
     } else {
-        assert_eq!(ep.port, orig.endpoint(manip).port);
+        assert_eq!(ep.port, endpoint(orig, manip).port);
     }
 }
 
@@ -130,14 +134,14 @@ proptest! {
             calls.set(calls.get() + 1);
             // Reply tuples: the NATed endpoint is the reply's other side.
             let t = reply.invert();
-            let k = t.endpoint(manip).port;
+            let k = endpoint(&t, manip).port;
             k.wrapping_sub(taken_base) < taken_ports
         };
         let got = choose_tuple(&orig, &range, manip, 0, rng(seed), is_taken);
         // Bounded work: steps 1 and 3, then at most 128+64+32+16 probes.
         prop_assert!(calls.get() <= 2 + 2 * MAX_ATTEMPTS);
         if let Some(t) = got {
-            let k = t.endpoint(manip).port;
+            let k = endpoint(&t, manip).port;
             prop_assert!(k.wrapping_sub(taken_base) >= taken_ports, "taken tuple returned");
             check_choice(&orig, &range, manip, &t);
         }
@@ -158,13 +162,13 @@ proptest! {
         // A new address keeps the port when that is free.
         let range = NatRange::addrs(Family::Ipv4, v4([100, 64, 0, 1]), v4([100, 64, 0, 1]));
         let got = choose_tuple(&orig, &range, Manip::Src, 0, rng(seed), |_| false).unwrap();
-        prop_assert_eq!(got.sport, sport);
+        prop_assert_eq!(got.src_port_or_icmp_id, sport);
         prop_assert_eq!(got.src, v4([100, 64, 0, 1]));
         // ... but not with `random`.
         let r = range.with_flags(range_flag::FULLY_RANDOM);
         let n = (0..20u32)
             .filter(|i| choose_tuple(&orig, &r, Manip::Src, 0, rng(seed ^ i), |_| false)
-                .unwrap().sport != sport)
+                .unwrap().src_port_or_icmp_id != sport)
             .count();
         prop_assert!(n > 0);
     }
@@ -229,7 +233,7 @@ fn fully_random_spreads_over_the_range() {
     let n = 20000;
     for _ in 0..n {
         let t = choose_tuple(&orig, &range, Manip::Src, 0, &mut r, |_| false).unwrap();
-        buckets[usize::from((t.sport - 10000) / 100)] += 1;
+        buckets[usize::from((t.src_port_or_icmp_id - 10000) / 100)] += 1;
     }
     let want = n / 10;
     for b in buckets {
@@ -246,11 +250,15 @@ fn privileged_ports_stay_privileged() {
         for seed in 0..200 {
             // The original port (on the new address) is taken.
             let got = choose_tuple(&orig, &range, Manip::Src, 0, rng(seed), |t| {
-                t.dport == sport
+                t.dst_port_or_icmp_type_code == sport
             })
             .unwrap();
-            assert!((lo..=hi).contains(&got.sport), "{sport} -> {}", got.sport);
-            seen_other |= got.sport != sport;
+            assert!(
+                (lo..=hi).contains(&got.src_port_or_icmp_id),
+                "{sport} -> {}",
+                got.src_port_or_icmp_id
+            );
+            seen_other |= got.src_port_or_icmp_id != sport;
         }
         assert!(seen_other);
     }
@@ -262,7 +270,11 @@ fn dnat_without_ports_keeps_the_port_and_clash_is_none() {
     let orig = tuple(IPPROTO_TCP, [198, 51, 100, 1], 5555, [203, 0, 113, 1], 80);
     let got = choose_tuple(&orig, &range, Manip::Dst, 0, rng(1), |_| false).unwrap();
     assert_eq!(
-        (got.dst, got.dport, got.sport),
+        (
+            got.dst,
+            got.dst_port_or_icmp_type_code,
+            got.src_port_or_icmp_id
+        ),
         (v4([10, 1, 0, 5]), 80, 5555)
     );
     assert_eq!(
@@ -272,7 +284,7 @@ fn dnat_without_ports_keeps_the_port_and_clash_is_none() {
     // dnat to :22 (a single port).
     let r22 = range.with_ports(22, 22);
     let got = choose_tuple(&orig, &r22, Manip::Dst, 0, rng(1), |_| false).unwrap();
-    assert_eq!(got.dport, 22);
+    assert_eq!(got.dst_port_or_icmp_type_code, 22);
 }
 
 #[test]
@@ -280,14 +292,20 @@ fn icmp_ids_are_searched_for_either_manip() {
     let range = NatRange::addrs(Family::Ipv4, v4([192, 0, 2, 1]), v4([192, 0, 2, 1]));
     let orig = tuple(IPPROTO_ICMP, [10, 0, 0, 1], 77, [1, 1, 1, 1], 0x0800);
     for manip in [Manip::Src, Manip::Dst] {
-        let got = choose_tuple(&orig, &range, manip, 0, rng(3), |t| t.sport == 77).unwrap();
-        assert_ne!(got.sport, 77);
-        assert_eq!(got.dport, 0x0800, "type/code untouched");
+        let got = choose_tuple(&orig, &range, manip, 0, rng(3), |t| {
+            t.src_port_or_icmp_id == 77
+        })
+        .unwrap();
+        assert_ne!(got.src_port_or_icmp_id, 77);
+        assert_eq!(
+            got.dst_port_or_icmp_type_code, 0x0800,
+            "type/code untouched"
+        );
     }
     let mut t6 = orig;
     t6.family = Family::Ipv6;
     t6.proto = IPPROTO_ICMPV6;
-    assert!(t6.is_icmp() && t6.invert().sport == 77);
+    assert!(ct::is_icmp(t6.family, t6.proto) && t6.invert().src_port_or_icmp_id == 77);
 }
 
 #[test]
@@ -300,7 +318,7 @@ fn address_hash_is_sticky() {
     // Same client and destination, other ports: same address.
     for p in 1001..1100 {
         let mut b = a;
-        b.sport = p;
+        b.src_port_or_icmp_id = p;
         assert_eq!(
             choose_tuple(&b, &range, Manip::Src, 0, rng(p.into()), |_| false)
                 .unwrap()
@@ -355,8 +373,8 @@ fn ipv6_address_ranges() {
             proto: IPPROTO_UDP,
             src,
             dst: [9; 16],
-            sport: 4000,
-            dport: 53,
+            src_port_or_icmp_id: 4000,
+            dst_port_or_icmp_type_code: 53,
         };
         let got = choose_tuple(&t, &range, Manip::Src, 0, rng(i), |_| false).unwrap();
         assert!(range.contains_addr(&got.src));
@@ -397,7 +415,7 @@ fn backends_spread_and_flows_stick() {
     let mut by_hash = [0u32; 3];
     for p in 0..3000u16 {
         let mut u = t;
-        u.sport = 10000 + p;
+        u.src_port_or_icmp_id = 10000 + p;
         by_hash[pick_backend(3, flow_hash(&u, 42)).unwrap()] += 1;
     }
     assert!(by_hash.iter().all(|c| *c > 800), "{by_hash:?}");

@@ -6,9 +6,11 @@
 
 use proptest::prelude::*;
 use rnf_core::csum;
+use rnf_core::ct::Tuple;
 use rnf_core::hooks::Family;
 use rnf_core::nat::{
-    choose_tuple, manip_packet, sctp_crc32c, translate_icmp_error, Endpoint, Manip, NatRange, Tuple,
+    choose_tuple, endpoint, manip_packet, sctp_crc32c, translate_icmp_error, Endpoint, Manip,
+    NatRange,
 };
 use rnf_core::packet::{parse, PacketFacts, L4};
 
@@ -128,17 +130,24 @@ proptest! {
         seed in any::<u32>(),
         busy in any::<u16>(),
     ) {
-        let orig = Tuple { family: fam, proto, src, dst, sport, dport };
+        let orig = Tuple {
+            family: fam,
+            proto,
+            src,
+            dst,
+            src_port_or_icmp_id: sport,
+            dst_port_or_icmp_type_code: dport,
+        };
         let range = NatRange { family: fam, min_addr, max_addr, min_port, max_port, flags };
         let mut x = seed;
         let random = || {
             x = x.wrapping_mul(747_796_405).wrapping_add(1);
             x
         };
-        let taken = |t: &Tuple| t.invert().endpoint(m).port % 7 == busy % 7;
+        let taken = |t: &Tuple| endpoint(&t.invert(), m).port % 7 == busy % 7;
         let got = choose_tuple(&orig, &range, m, seed, random, taken);
         if let Some(t) = got {
-            prop_assert!(t.endpoint(m).port % 7 != busy % 7);
+            prop_assert!(endpoint(&t, m).port % 7 != busy % 7);
         }
     }
 

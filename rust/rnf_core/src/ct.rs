@@ -10,8 +10,8 @@
 //! - [`Tuple`]: the 5-tuple of one direction of a flow
 //!   (`struct nf_conntrack_tuple`), built from a packet by
 //!   [`Tuple::from_facts`], turned around by [`Tuple::invert`], and hashed
-//!   by [`Tuple::hash`] with a per-boot key (SipHash-1-3, like
-//!   `hash_conntrack_raw()`'s `siphash()` with `nf_conntrack_hash_rnd`).
+//!   by [`Tuple::hash`] with a per-boot key (SipHash-1-3; Linux's
+//!   `hash_conntrack_raw()` keys `siphash()` with `nf_conntrack_hash_rnd`).
 //! - [`classify`]: whether a packet belongs to a flow, is an ICMP error
 //!   about one ([`icmp_error_inner`]), is never tracked (ICMPv6 neighbour
 //!   discovery and MLD), or is invalid.
@@ -346,12 +346,15 @@ impl Tuple {
     }
 
     /// Keyed hash of the tuple for the flow table: SipHash-1-3 of
-    /// [`to_bytes`](Self::to_bytes) under `key`, as Linux's
-    /// `hash_conntrack_raw()` uses `siphash()` with a random per-boot key.
+    /// [`to_bytes`](Self::to_bytes) under `key`. Linux's
+    /// `hash_conntrack_raw()` likewise hashes the tuple with `siphash()`
+    /// under a random per-boot key, so that remote hosts cannot make
+    /// tuples collide.
     ///
     /// Each direction of a flow is hashed separately (the table holds a
-    /// flow under both its original and its reply tuple), and the result
-    /// depends only on the tuple and the key.
+    /// flow under both its original and its reply tuple). The result
+    /// depends only on the tuple and the key, not on the host's byte order,
+    /// so the kernel and `rnfctl` compute the same value.
     pub fn hash(&self, key: &HashKey) -> u64 {
         siphash13(key, &self.to_bytes())
     }
@@ -423,12 +426,15 @@ fn le64(bytes: &[u8]) -> u64 {
 /// implementation).
 pub fn siphash(c: usize, d: usize, key: &HashKey, msg: &[u8]) -> u64 {
     let mut s = Sip::new(key);
-    let mut chunks = msg.chunks_exact(8);
-    for chunk in &mut chunks {
-        s.compress(le64(chunk), c);
+    // Whole 8-byte words, split off without an indexing or assertion
+    // panic path (the kernel's objtool rejects those).
+    let mut rest = msg;
+    while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+        s.compress(u64::from_le_bytes(*word), c);
+        rest = tail;
     }
     // The last word carries the length's low byte in its top byte.
-    let last = le64(chunks.remainder()) | ((msg.len() as u64 & 0xff) << 56);
+    let last = le64(rest) | ((msg.len() as u64 & 0xff) << 56);
     s.compress(last, c);
     s.0[2] ^= 0xff;
     for _ in 0..d {

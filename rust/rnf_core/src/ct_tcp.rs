@@ -381,12 +381,15 @@ fn highest_sack(options: &[u8], mut sack: u32) -> u32 {
     }
     walk_options(options, |kind, body| {
         if kind == opt::SACK && !body.is_empty() && body.len() % 8 == 0 {
-            for block in body.chunks_exact(8) {
-                if let Some(right) = be32(block, 4) {
-                    if after(right, sack) {
-                        sack = right;
-                    }
+            let mut blocks = body;
+            while let Some((block, tail)) = blocks.split_first_chunk::<8>() {
+                // A block is left edge, right edge; the right edge counts.
+                let [_, _, _, _, a, b, c, d] = *block;
+                let right = u32::from_be_bytes([a, b, c, d]);
+                if after(right, sack) {
+                    sack = right;
                 }
+                blocks = tail;
             }
             return false;
         }

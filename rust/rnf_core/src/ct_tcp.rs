@@ -187,10 +187,10 @@ pub mod sender_flag {
     pub const DATA_UNACKNOWLEDGED: u8 = 0x10;
     /// `td_maxack` holds a value.
     pub const MAXACK_SET: u8 = 0x20;
-    /// (In [`TcpConn`]'s last-packet flags.) A SYN was let through in
+    /// (In [`TcpConn`](super::TcpConn)'s last-packet flags.) A SYN was let through in
     /// LAST_ACK; the peer may answer with an RFC 5961 challenge ACK.
     pub const EXP_CHALLENGE_ACK: u8 = 0x40;
-    /// (In [`TcpConn`]'s last-packet flags.) Simultaneous open seen.
+    /// (In [`TcpConn`](super::TcpConn)'s last-packet flags.) Simultaneous open seen.
     pub const SIMULTANEOUS_OPEN: u8 = 0x80;
 }
 

@@ -446,6 +446,35 @@ pub mod cmd {
     /// [`attr::NETNS_COOKIE`](super::attr::NETNS_COOKIE),
     /// [`attr::HOOK_STATS`](super::attr::HOOK_STATS).
     pub const GET_STATUS: u8 = 1;
+    /// Add a rule: `TABLE`, `CHAIN`, `RULE` (a `rules` blob), optional
+    /// `POSITION` (0-based index to insert before; absent: append) or
+    /// `HANDLE` (replace that rule), optional `GENERATION`. Reply: `HANDLE`,
+    /// `GENERATION`.
+    pub const NEW_RULE: u8 = 2;
+    /// Delete a rule: `TABLE`, `CHAIN`, and `HANDLE` or `RULE` (the first
+    /// rule whose blob is identical). Optional `GENERATION`. Reply:
+    /// `GENERATION`.
+    pub const DEL_RULE: u8 = 3;
+    /// List rules: optional `TABLE`, `CHAIN`. Dump: one message per chain
+    /// with `TABLE`, `CHAIN`, `POLICY` (built-in chains), `PACKETS`,
+    /// `BYTES` (policy counters), `GENERATION` and `RULES` (nested list of
+    /// `rule_entry::ENTRY`).
+    pub const GET_RULES: u8 = 4;
+    /// Delete every rule: optional `TABLE`, `CHAIN`.
+    pub const FLUSH: u8 = 5;
+    /// Reset counters: optional `TABLE`, `CHAIN`.
+    pub const ZERO: u8 = 6;
+    /// Set a built-in chain's policy: `TABLE`, `CHAIN`, `POLICY`.
+    pub const SET_POLICY: u8 = 7;
+    /// Create a user chain: `TABLE`, `CHAIN`.
+    pub const NEW_CHAIN: u8 = 8;
+    /// Delete an empty, unreferenced user chain: `TABLE`, `CHAIN`.
+    pub const DEL_CHAIN: u8 = 9;
+    /// Rename a user chain: `TABLE`, `CHAIN`, `NEW_NAME`.
+    pub const RENAME_CHAIN: u8 = 10;
+    /// Replace the whole rule set atomically (restore): `RULESET`, optional
+    /// `GENERATION`.
+    pub const REPLACE_RULESET: u8 = 11;
 }
 
 /// Top-level attributes of rnf messages.
@@ -461,8 +490,51 @@ pub mod attr {
     pub const HOOK_STATS: u16 = 3;
     /// Padding (reserved; rnf writes `u64` attributes unpadded).
     pub const PAD: u16 = 4;
+    /// Table (`u8`, `rules::Table` as a number).
+    pub const TABLE: u16 = 5;
+    /// Chain name (NUL-terminated string, at most `rules::MAX_CHAIN_NAME`
+    /// bytes).
+    pub const CHAIN: u16 = 6;
+    /// A rule (nested; the `rules` blob format).
+    pub const RULE: u16 = 7;
+    /// Rule handle (`u64`), stable for the life of the rule.
+    pub const HANDLE: u16 = 8;
+    /// Position in a chain (`u32`, 0-based).
+    pub const POSITION: u16 = 9;
+    /// Rule-set generation (`u64`): a writer that read generation N and
+    /// sends it is refused (`ESTALE`) if another change came in between.
+    pub const GENERATION: u16 = 10;
+    /// Chain policy (`u8`, `rules::Policy` as a number).
+    pub const POLICY: u16 = 11;
+    /// Packet count (`u64`).
+    pub const PACKETS: u16 = 12;
+    /// Byte count (`u64`).
+    pub const BYTES: u16 = 13;
+    /// Rules of a chain: nested list of `rule_entry::ENTRY`.
+    pub const RULES: u16 = 14;
+    /// New chain name (string).
+    pub const NEW_NAME: u16 = 15;
+    /// A whole rule set (nested list of `ruleset::TABLE` entries).
+    pub const RULESET: u16 = 16;
     /// Highest attribute type.
-    pub const MAX: u16 = 4;
+    pub const MAX: u16 = 16;
+}
+
+/// Attributes of one rule in a listing (`attr::RULES`).
+pub mod rule_entry {
+    /// One rule (nested: `HANDLE`, `POSITION`, `PACKETS`, `BYTES`, `RULE`,
+    /// using the top-level `attr` numbers).
+    pub const ENTRY: u16 = 1;
+}
+
+/// The whole-rule-set format of `REPLACE_RULESET` (and `rnfctl save`).
+pub mod ruleset {
+    /// One table (nested: `attr::TABLE`, then `CHAIN` entries).
+    pub const TABLE: u16 = 1;
+    /// One chain inside a table (nested: `attr::CHAIN`, optional
+    /// `attr::POLICY` for built-in chains, then `attr::RULE` entries in
+    /// order).
+    pub const CHAIN: u16 = 2;
 }
 
 /// Attributes inside [`attr::HOOK_STATS`].

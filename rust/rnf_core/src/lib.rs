@@ -39,6 +39,7 @@ pub mod nat;
 pub mod netlink;
 pub mod packet;
 pub mod rules;
+pub mod ruleset_msg;
 pub mod wire;
 
 pub use wire::VERSION;

@@ -2,31 +2,74 @@
 
 //! The `rnf` generic netlink family: how rnfctl talks to the module.
 //!
-//! The wire format (commands, attributes, encoding) is `wire`, shared with
-//! rnfctl. Every command is admin-only: CAP_NET_ADMIN over the caller's
-//! network namespace, checked by the kernel before a handler runs.
+//! The wire format (commands, attributes, encoding) is `wire` and
+//! `ruleset_msg`, shared with rnfctl. Every command is admin-only:
+//! CAP_NET_ADMIN over the caller's network namespace, checked by the kernel
+//! before a handler runs. Requests are checked against the attribute policy
+//! by the kernel, then completely by the rule store before anything
+//! changes; a refused request changes nothing and says why in the extended
+//! ack.
 
 use crate::firewall::NetState;
 use crate::genl::{self, AttrKind, Command, Request};
 use crate::pernet::NetData;
+use crate::rules::{self, Policy, Table};
+use crate::ruleset::{ChangeError, Placement, RestoreTable, Rule, RuleStore, TableRules, Victim};
+use crate::ruleset_msg::{self, ChainHeader, RuleEntry};
 use crate::wire::{self, attr, cmd, AttrWriter};
 use kernel::c_str;
 use kernel::prelude::*;
+use kernel::sync::Arc;
+
+const NAME_MAX: u16 = rules::MAX_CHAIN_NAME as u16 + 1;
 
 /// The attribute policy for requests, indexed by attribute type. Reply-only
 /// attributes are refused in requests.
 const POLICY: [AttrKind; attr::MAX as usize + 1] = [
-    AttrKind::Reject, // UNSPEC
-    AttrKind::Reject, // VERSION
-    AttrKind::Reject, // NETNS_COOKIE
-    AttrKind::Reject, // HOOK_STATS
-    AttrKind::Reject, // PAD
+    AttrKind::Reject,              // UNSPEC
+    AttrKind::Reject,              // VERSION
+    AttrKind::Reject,              // NETNS_COOKIE
+    AttrKind::Reject,              // HOOK_STATS
+    AttrKind::Reject,              // PAD
+    AttrKind::U8,                  // TABLE
+    AttrKind::NulString(NAME_MAX), // CHAIN
+    AttrKind::Nested,              // RULE
+    AttrKind::U64,                 // HANDLE
+    AttrKind::U32,                 // POSITION
+    AttrKind::U64,                 // GENERATION
+    AttrKind::U8,                  // POLICY
+    AttrKind::Reject,              // PACKETS
+    AttrKind::Reject,              // BYTES
+    AttrKind::Reject,              // RULES
+    AttrKind::NulString(NAME_MAX), // NEW_NAME
+    AttrKind::Nested,              // RULESET
 ];
 
-const COMMANDS: [Command; 1] = [Command {
-    cmd: cmd::GET_STATUS,
-    admin: true,
-}];
+const fn admin(cmd: u8) -> Command {
+    Command {
+        cmd,
+        admin: true,
+        dump: false,
+    }
+}
+
+const COMMANDS: [Command; 11] = [
+    admin(cmd::GET_STATUS),
+    admin(cmd::NEW_RULE),
+    admin(cmd::DEL_RULE),
+    Command {
+        cmd: cmd::GET_RULES,
+        admin: true,
+        dump: true,
+    },
+    admin(cmd::FLUSH),
+    admin(cmd::ZERO),
+    admin(cmd::SET_POLICY),
+    admin(cmd::NEW_CHAIN),
+    admin(cmd::DEL_CHAIN),
+    admin(cmd::RENAME_CHAIN),
+    admin(cmd::REPLACE_RULESET),
+];
 
 /// Registers the family.
 pub fn register(module: &'static ThisModule) -> Result<genl::Registration> {
@@ -44,25 +87,38 @@ pub struct Control;
 
 impl genl::Handler for Control {
     fn doit(req: &mut Request<'_>) -> Result {
+        let net = req.net();
+        let Some(state) = NetState::get(net) else {
+            req.set_error(c_str!("rnf: no state for this network namespace"));
+            return Err(ENODEV);
+        };
         match req.cmd() {
-            cmd::GET_STATUS => status(req),
-            _ => {
-                req.set_error(c_str!("rnf: unknown command"));
-                Err(crate::errno::eopnotsupp())
+            cmd::GET_STATUS => status(req, state),
+            cmd::NEW_RULE => new_rule(req, state),
+            c => {
+                let r = change(req, state, c);
+                r.map_err(|e| {
+                    req.set_error_fmt(format_args!("{}", e.text.as_str()));
+                    e.errno
+                })
             }
         }
+    }
+
+    fn dump(req: &mut Request<'_>) -> Result<KVec<KVec<u8>>> {
+        let net = req.net();
+        let Some(state) = NetState::get(net) else {
+            req.set_error(c_str!("rnf: no state for this network namespace"));
+            return Err(ENODEV);
+        };
+        list(req, state)
     }
 }
 
 /// `GET_STATUS`: the module version and per-hook-point counters of the
 /// caller's namespace.
-fn status(req: &mut Request<'_>) -> Result {
-    let net = req.net();
-    let Some(state) = NetState::get(net) else {
-        req.set_error(c_str!("rnf: no state for this network namespace"));
-        return Err(ENODEV);
-    };
-    let cookie = net.cookie();
+fn status(req: &mut Request<'_>, state: &NetState) -> Result {
+    let cookie = req.net().cookie();
     let mut measure = AttrWriter::measure();
     wire::encode_status(&mut measure, crate::VERSION, cookie, state.hook_stats());
     let len = measure.len();
@@ -74,4 +130,300 @@ fn status(req: &mut Request<'_>) -> Result {
             _ => Err(crate::errno::emsgsize()),
         }
     })
+}
+
+fn bad(msg: &str) -> ChangeError {
+    ChangeError {
+        errno: EINVAL,
+        text: text(msg),
+    }
+}
+
+fn text(msg: &str) -> crate::ruleset::Text {
+    let mut t = crate::ruleset::Text::default();
+    let _ = core::fmt::Write::write_str(&mut t, msg);
+    t
+}
+
+fn u8_attr(req: &Request<'_>, ty: u16) -> Option<u8> {
+    req.attr(ty).and_then(|p| p.first().copied())
+}
+
+fn u32_attr(req: &Request<'_>, ty: u16) -> Option<u32> {
+    let p = req.attr(ty)?;
+    Some(u32::from_ne_bytes([
+        *p.first()?,
+        *p.get(1)?,
+        *p.get(2)?,
+        *p.get(3)?,
+    ]))
+}
+
+fn u64_attr(req: &Request<'_>, ty: u16) -> Option<u64> {
+    let p = req.attr(ty)?;
+    let mut b = [0u8; 8];
+    for (d, s) in b.iter_mut().zip(p.get(..8)?) {
+        *d = *s;
+    }
+    Some(u64::from_ne_bytes(b))
+}
+
+/// A NUL-terminated string attribute (the policy checked the NUL).
+fn str_attr<'a>(req: &Request<'a>, ty: u16) -> Option<&'a str> {
+    let p = req.attr(ty)?;
+    let end = p.iter().position(|b| *b == 0).unwrap_or(p.len());
+    core::str::from_utf8(p.get(..end)?).ok()
+}
+
+fn table_attr(req: &Request<'_>, required: bool) -> Result<Option<Table>, ChangeError> {
+    match u8_attr(req, attr::TABLE) {
+        Some(v) => match Table::from_u8(v) {
+            Some(t) => Ok(Some(t)),
+            None => Err(bad("unknown table (expected raw, mangle, nat or filter)")),
+        },
+        None if required => Err(bad("a table is required")),
+        None => Ok(None),
+    }
+}
+
+fn chain_attr<'a>(req: &Request<'a>, required: bool) -> Result<Option<&'a str>, ChangeError> {
+    match str_attr(req, attr::CHAIN) {
+        Some(c) => Ok(Some(c)),
+        None if required => Err(bad("a chain is required")),
+        None => Ok(None),
+    }
+}
+
+/// `NEW_RULE`: replies with the new rule's handle and the generation.
+fn new_rule(req: &mut Request<'_>, state: &NetState) -> Result {
+    let r = (|| {
+        let table = table_attr(req, true)?.ok_or(bad("a table is required"))?;
+        let chain = chain_attr(req, true)?.ok_or(bad("a chain is required"))?;
+        let blob = req.attr(attr::RULE).ok_or(bad("a rule is required"))?;
+        let place = match (u32_attr(req, attr::POSITION), u64_attr(req, attr::HANDLE)) {
+            (Some(_), Some(_)) => return Err(bad("give a position or a handle, not both")),
+            (Some(p), None) => Placement::Insert(p),
+            (None, Some(h)) => Placement::Replace(h),
+            (None, None) => Placement::Append,
+        };
+        let mut store = state.rules.lock();
+        store.check_generation(u64_attr(req, attr::GENERATION))?;
+        let handle = store.add_rule(table, chain, blob, place, &state.path().image)?;
+        Ok((handle, store.generation()))
+    })();
+    match r {
+        Ok((handle, generation)) => {
+            let mut m = AttrWriter::measure();
+            m.put_u64(attr::HANDLE, handle);
+            m.put_u64(attr::GENERATION, generation);
+            let len = m.len();
+            req.reply(cmd::NEW_RULE, len, |buf| {
+                let mut w = AttrWriter::new(buf);
+                w.put_u64(attr::HANDLE, handle);
+                w.put_u64(attr::GENERATION, generation);
+                w.finish().map(|_| ()).map_err(|_| crate::errno::emsgsize())
+            })
+        }
+        Err(e) => {
+            req.set_error_fmt(format_args!("{}", e.text.as_str()));
+            Err(e.errno)
+        }
+    }
+}
+
+/// The commands that change the rule set and answer with an ack only.
+fn change(req: &mut Request<'_>, state: &NetState, c: u8) -> Result<(), ChangeError> {
+    let image = &state.path().image;
+    let mut store = state.rules.lock();
+    store.check_generation(u64_attr(req, attr::GENERATION))?;
+    match c {
+        cmd::DEL_RULE => {
+            let table = table_attr(req, true)?.ok_or(bad("a table is required"))?;
+            let chain = chain_attr(req, true)?.ok_or(bad("a chain is required"))?;
+            let victim = match (u64_attr(req, attr::HANDLE), req.attr(attr::RULE)) {
+                (Some(h), None) => Victim::Handle(h),
+                (None, Some(b)) => Victim::Blob(b),
+                _ => return Err(bad("give a rule handle or a rule, not both or neither")),
+            };
+            store.del_rule(table, chain, victim, image)
+        }
+        cmd::FLUSH => {
+            let table = table_attr(req, false)?;
+            let chain = chain_attr(req, false)?;
+            if chain.is_some() && table.is_none() {
+                return Err(bad("a chain needs its table"));
+            }
+            store.flush(table, chain, image)
+        }
+        cmd::ZERO => {
+            let table = table_attr(req, false)?;
+            let chain = chain_attr(req, false)?;
+            if chain.is_some() && table.is_none() {
+                return Err(bad("a chain needs its table"));
+            }
+            store.zero(table, chain)
+        }
+        cmd::SET_POLICY => {
+            let table = table_attr(req, true)?.ok_or(bad("a table is required"))?;
+            let chain = chain_attr(req, true)?.ok_or(bad("a chain is required"))?;
+            let policy = u8_attr(req, attr::POLICY)
+                .and_then(Policy::from_u8)
+                .ok_or(bad("a policy is required (accept or drop)"))?;
+            store.set_policy(table, chain, policy, image)
+        }
+        cmd::NEW_CHAIN | cmd::DEL_CHAIN | cmd::RENAME_CHAIN => {
+            let table = table_attr(req, true)?.ok_or(bad("a table is required"))?;
+            let chain = chain_attr(req, true)?.ok_or(bad("a chain is required"))?;
+            match c {
+                cmd::NEW_CHAIN => store.new_chain(table, chain, image),
+                cmd::DEL_CHAIN => store.del_chain(table, chain, image),
+                _ => {
+                    let new = str_attr(req, attr::NEW_NAME).ok_or(bad("a new name is required"))?;
+                    store.rename_chain(table, chain, new, image)
+                }
+            }
+        }
+        cmd::REPLACE_RULESET => {
+            let payload = req
+                .attr(attr::RULESET)
+                .ok_or(bad("a rule set is required"))?;
+            restore(&mut store, payload, image)
+        }
+        _ => Err(ChangeError {
+            errno: crate::errno::eopnotsupp(),
+            text: text("unknown command"),
+        }),
+    }
+}
+
+fn wire_error(e: wire::WireError) -> ChangeError {
+    bad(e.message())
+}
+
+/// `REPLACE_RULESET`: decode everything, then replace atomically.
+fn restore(
+    store: &mut RuleStore,
+    payload: &[u8],
+    image: &crate::rcu::RcuBox<crate::ruleset::Image>,
+) -> Result<(), ChangeError> {
+    let oom = |_| ChangeError {
+        errno: ENOMEM,
+        text: text("out of memory"),
+    };
+    let mut tables = KVec::new();
+    for t in ruleset_msg::ruleset_tables(payload) {
+        let t = t.map_err(wire_error)?;
+        let mut chains = KVec::new();
+        for c in t.chains() {
+            let c = c.map_err(wire_error)?;
+            let mut blobs = KVec::new();
+            for r in c.rules() {
+                blobs
+                    .push(r.map_err(wire_error)?, GFP_KERNEL)
+                    .map_err(oom)?;
+            }
+            chains
+                .push((c.name, c.policy, blobs), GFP_KERNEL)
+                .map_err(oom)?;
+        }
+        tables
+            .push(
+                RestoreTable {
+                    table: t.table,
+                    chains,
+                },
+                GFP_KERNEL,
+            )
+            .map_err(oom)?;
+    }
+    store.replace(&tables, image)
+}
+
+fn rule_entry<'a>(tr: &TableRules, i: usize, r: &'a Arc<Rule>) -> RuleEntry<'a> {
+    let n = tr.counted(r.slot);
+    RuleEntry {
+        handle: r.handle,
+        position: i as u32,
+        packets: n.packets,
+        bytes: n.bytes,
+        rule: &r.blob,
+    }
+}
+
+/// Rules per dump message: keeps each message well under the 64 KiB a
+/// netlink attribute can hold.
+const DUMP_BYTES: usize = 16 * 1024;
+
+/// `GET_RULES`: a snapshot of the listing, one or more messages per chain.
+fn list(req: &mut Request<'_>, state: &NetState) -> Result<KVec<KVec<u8>>> {
+    let table = match table_attr(req, false) {
+        Ok(t) => t,
+        Err(e) => {
+            req.set_error_fmt(format_args!("{}", e.text.as_str()));
+            return Err(e.errno);
+        }
+    };
+    let chain = str_attr(req, attr::CHAIN);
+    let store = state.rules.lock();
+    let mut msgs = KVec::new();
+    let mut found = chain.is_none();
+    for tr in store.tables() {
+        if table.is_some_and(|t| t != tr.table()) {
+            continue;
+        }
+        for c in tr.chains() {
+            if chain.is_some_and(|n| n != c.name()) {
+                continue;
+            }
+            found = true;
+            let pc = tr.counted(c.policy_slot);
+            let header = ChainHeader {
+                table: tr.table(),
+                chain: c.name(),
+                policy: c.hook.map(|_| c.policy),
+                packets: pc.packets,
+                bytes: pc.bytes,
+                generation: store.generation(),
+            };
+            // Split the chain's rules into messages of at most DUMP_BYTES.
+            let mut start = 0usize;
+            loop {
+                let mut end = start;
+                let mut size = 0usize;
+                while let Some(r) = c.rules.get(end) {
+                    let mut m = AttrWriter::measure();
+                    rule_entry(tr, end, r).encode(&mut m);
+                    if end > start && size + m.len() > DUMP_BYTES {
+                        break;
+                    }
+                    size += m.len();
+                    end += 1;
+                }
+                let part = || {
+                    c.rules
+                        .iter()
+                        .enumerate()
+                        .skip(start)
+                        .take(end - start)
+                        .map(|(i, r)| rule_entry(tr, i, r))
+                };
+                let mut m = AttrWriter::measure();
+                ruleset_msg::encode_chain_listing(&mut m, &header, part());
+                let mut buf = KVec::from_elem(0u8, m.len(), GFP_KERNEL)?;
+                let mut w = AttrWriter::new(&mut buf);
+                ruleset_msg::encode_chain_listing(&mut w, &header, part());
+                w.finish().map_err(|_| crate::errno::emsgsize())?;
+                msgs.push(buf, GFP_KERNEL)?;
+                start = end;
+                if start >= c.rules.len() {
+                    break;
+                }
+            }
+        }
+    }
+    if !found {
+        req.set_error(c_str!("no such chain"));
+        return Err(ENOENT);
+    }
+    Ok(msgs)
 }

@@ -5,29 +5,47 @@
 //! Every namespace gets rnf's hooks at each of the 28 attachment points
 //! (`hooks::HOOK_STAGES` for IPv4 and IPv6): the points where iptables has
 //! its raw, mangle, nat and filter tables, at the same priorities. Each point
-//! counts the packets and bytes it sees.
+//! counts the packets and bytes it sees, then evaluates its table's compiled
+//! rules (raw, mangle and filter; the nat table is evaluated once NAT is
+//! built on connection tracking).
 
+use crate::eval::{CompiledTable, EvalEnv, Verdict as RuleVerdict};
 use crate::hooks::{self, Family, Hook, Stage, NUM_HOOK_POINTS};
 use crate::net::Net;
 use crate::netfilter::{self, HookSpec, HookState, Verdict};
+use crate::packet::{self, PacketFacts};
 use crate::percpu::{Counter, PerCpuCounters};
 use crate::pernet::{self, NetId, PreExit};
+use crate::rcu::RcuBox;
+use crate::rules::{Limit, Table};
+use crate::ruleset::{Image, RuleStore, SlotState};
 use crate::skb::SkBuff;
+use crate::sys;
 use crate::wire::HookStat;
+use core::fmt::Write;
+use core::sync::atomic::Ordering;
+use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::sync::Arc;
+use kernel::sync::{Arc, Mutex};
 
 static NET_ID: NetId = NetId::new();
+
+/// Bytes of headers copied out of a packet for matching: IPv4 with options
+/// or IPv6 with a few extension headers, plus the transport header.
+const HEADER_BYTES: usize = 128;
 
 /// What the packet path of one namespace uses.
 pub struct PacketPath {
     counters: PerCpuCounters,
+    /// The compiled rule set, replaced as a whole on every change.
+    pub image: RcuBox<Image>,
 }
 
 impl PacketPath {
     fn new() -> Result<Self> {
         Ok(Self {
             counters: PerCpuCounters::new(NUM_HOOK_POINTS as u32)?,
+            image: RcuBox::empty(),
         })
     }
 
@@ -42,18 +60,312 @@ impl PacketPath {
     }
 }
 
+fn table_of(stage: Stage) -> Option<Table> {
+    match stage {
+        Stage::Raw => Some(Table::Raw),
+        Stage::Mangle => Some(Table::Mangle),
+        Stage::Filter => Some(Table::Filter),
+        // NAT rules apply to a flow's first packet; that needs conntrack.
+        Stage::NatDst | Stage::NatSrc => None,
+    }
+}
+
 impl netfilter::Handler for PacketPath {
-    fn hook(&self, point: u32, skb: &SkBuff, _state: &HookState<'_>) -> Verdict {
+    fn hook(&self, point: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
         self.count(point, skb);
-        Verdict::Accept
+        let Some((_family, hook, stage)) = hooks::hook_point(point as usize) else {
+            return Verdict::Accept;
+        };
+        let Some(table) = table_of(stage) else {
+            return Verdict::Accept;
+        };
+        let Some(image) = self.image.read(state.rcu()) else {
+            return Verdict::Accept;
+        };
+        let Some(Some(timg)) = image.tables.get(table as usize) else {
+            return Verdict::Accept;
+        };
+        let Ok(compiled) = CompiledTable::new(&timg.buf) else {
+            return Verdict::Drop;
+        };
+        let mut hdr = [0u8; HEADER_BYTES];
+        let n = skb.copy_network(0, &mut hdr);
+        let Ok(facts) = packet::parse(hdr.get(..n).unwrap_or(&[])) else {
+            // The IP layer checked the header before any hook; what does
+            // not parse here is not a packet rnf can classify.
+            return Verdict::Drop;
+        };
+        let mut env = KernelEnv {
+            skb,
+            state,
+            slots: &timg.state,
+            facts: &facts,
+            hook,
+            in_name: [0; 16],
+            in_len: 0,
+            out_name: [0; 16],
+            out_len: 0,
+        };
+        let mut buf = [0u8; 16];
+        env.in_len = state.in_name(&mut buf).len();
+        env.in_name = buf;
+        let mut buf = [0u8; 16];
+        env.out_len = state.out_name(&mut buf).len();
+        env.out_name = buf;
+        match compiled.eval(hook, &facts, &mut env) {
+            RuleVerdict::Accept => Verdict::Accept,
+            RuleVerdict::Drop => Verdict::Drop,
+            RuleVerdict::Reject(kind) => {
+                state.reject(skb, kind as u8);
+                Verdict::Drop
+            }
+        }
+    }
+}
+
+/// What the evaluator asks of the kernel for one packet.
+struct KernelEnv<'a> {
+    skb: &'a SkBuff,
+    state: &'a HookState<'a>,
+    slots: &'a SlotState,
+    facts: &'a PacketFacts,
+    hook: Hook,
+    in_name: [u8; 16],
+    in_len: usize,
+    out_name: [u8; 16],
+    out_len: usize,
+}
+
+impl EvalEnv for KernelEnv<'_> {
+    fn count(&mut self, counter: u32, bytes: u32) {
+        self.slots.counters.add(counter, u64::from(bytes));
+    }
+
+    fn limit_allows(&mut self, counter: u32, limit: &Limit) -> bool {
+        let Some(tat) = self.slots.limit_tat.get(counter as usize) else {
+            return false;
+        };
+        // GCRA: a packet conforms if it is not earlier than the theoretical
+        // arrival time minus the burst allowance.
+        let t = limit.interval_nanos();
+        let tau = t.saturating_mul(u64::from(limit.burst.saturating_sub(1)));
+        // SAFETY: no preconditions.
+        let now = unsafe { sys::rnf_now_ns() };
+        let mut cur = tat.load(Ordering::Relaxed);
+        loop {
+            let base = if cur == 0 { now } else { cur };
+            if now.saturating_add(tau) < base {
+                return false;
+            }
+            let next = base.max(now).saturating_add(t);
+            match tat.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    fn random_u32(&mut self) -> u32 {
+        // SAFETY: no preconditions.
+        unsafe { sys::rnf_random_u32() }
+    }
+
+    fn nth_hit(&mut self, counter: u32, n: u32) -> bool {
+        let Some(c) = self.slots.nth.get(counter as usize) else {
+            return false;
+        };
+        n != 0 && (c.fetch_add(1, Ordering::Relaxed).wrapping_add(1)) % n == 0
+    }
+
+    fn payload_contains(&mut self, needle: &[u8]) -> bool {
+        let Some(start) = self.facts.payload_offset else {
+            return false;
+        };
+        payload_contains(self.skb, start as u32, needle)
+    }
+
+    fn iif_name(&self) -> &[u8] {
+        self.in_name.get(..self.in_len).unwrap_or(&[])
+    }
+
+    fn oif_name(&self) -> &[u8] {
+        self.out_name.get(..self.out_len).unwrap_or(&[])
+    }
+
+    fn mark(&self) -> u32 {
+        self.skb.mark()
+    }
+
+    fn set_mark(&mut self, mark: u32) {
+        self.skb.set_mark(mark);
+    }
+
+    fn uid(&self) -> Option<u32> {
+        self.owner().map(|(u, _)| u)
+    }
+
+    fn gid(&self) -> Option<u32> {
+        self.owner().map(|(_, g)| g)
+    }
+
+    fn log(&mut self, prefix: &[u8], level: u8) {
+        let mut line = LogLine::new();
+        for b in prefix {
+            line.push(*b);
+        }
+        let (i, o) = (self.iif_name(), self.oif_name());
+        let _ = write!(line, "IN=");
+        for b in i {
+            line.push(*b);
+        }
+        let _ = write!(line, " OUT=");
+        for b in o {
+            line.push(*b);
+        }
+        let f = self.facts;
+        let _ = write!(line, " SRC=");
+        write_addr(&mut line, f.family, &f.src);
+        let _ = write!(line, " DST=");
+        write_addr(&mut line, f.family, &f.dst);
+        let _ = write!(line, " LEN={} PROTO=", f.total_len);
+        let _ = match f.proto {
+            6 => write!(line, "TCP"),
+            17 => write!(line, "UDP"),
+            1 => write!(line, "ICMP"),
+            58 => write!(line, "ICMPv6"),
+            p => write!(line, "{p}"),
+        };
+        let _ = match f.l4 {
+            packet::L4::Ports { sport, dport } => write!(line, " SPT={sport} DPT={dport}"),
+            packet::L4::Tcp {
+                sport,
+                dport,
+                flags,
+            } => write!(line, " SPT={sport} DPT={dport} FLAGS=0x{flags:02x}"),
+            packet::L4::Icmp { ty, code } => write!(line, " TYPE={ty} CODE={code}"),
+            _ => Ok(()),
+        };
+        let _ = write!(line, " MARK=0x{:x}", self.skb.mark());
+        // SAFETY: `line` is NUL-terminated.
+        unsafe { sys::rnf_log(level, line.as_c_ptr()) };
+    }
+}
+
+impl KernelEnv<'_> {
+    fn owner(&self) -> Option<(u32, u32)> {
+        // Only locally generated packets have an owner, as with xt_owner.
+        match self.hook {
+            Hook::LocalOut | Hook::PostRouting => self.skb.owner(self.state.net()),
+            _ => None,
+        }
+    }
+}
+
+/// Searches the transport payload, starting `start` bytes past the network
+/// header, for `needle`, in chunks (the payload may be paged).
+fn payload_contains(skb: &SkBuff, start: u32, needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let mut buf = [0u8; 512];
+    let keep = needle.len().saturating_sub(1);
+    let mut have = 0usize;
+    let mut off = start;
+    loop {
+        let Some(space) = buf.get_mut(have..) else {
+            return false;
+        };
+        let n = skb.copy_network(off, space);
+        if n == 0 {
+            return false;
+        }
+        off = off.saturating_add(n as u32);
+        have += n;
+        let Some(window) = buf.get(..have) else {
+            return false;
+        };
+        if window.windows(needle.len()).any(|w| w == needle) {
+            return true;
+        }
+        // Keep the last `keep` bytes: a match may straddle two chunks.
+        let from = have.saturating_sub(keep);
+        buf.copy_within(from..have, 0);
+        have -= from;
+    }
+}
+
+/// A kernel log line, NUL-terminated.
+struct LogLine {
+    bytes: [u8; 256],
+    len: usize,
+}
+
+impl LogLine {
+    fn new() -> Self {
+        Self {
+            bytes: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, b: u8) {
+        if self.len + 1 < self.bytes.len() {
+            if let Some(slot) = self.bytes.get_mut(self.len) {
+                // Keep the line printable.
+                *slot = if b.is_ascii_graphic() || b == b' ' {
+                    b
+                } else {
+                    b'?'
+                };
+                self.len += 1;
+            }
+        }
+    }
+
+    fn as_c_ptr(&self) -> *const kernel::ffi::c_char {
+        self.bytes.as_ptr().cast()
+    }
+}
+
+impl Write for LogLine {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for b in s.bytes() {
+            self.push(b);
+        }
+        Ok(())
+    }
+}
+
+fn write_addr(line: &mut LogLine, family: Family, a: &[u8; 16]) {
+    match family {
+        Family::Ipv4 => {
+            let _ = write!(line, "{}.{}.{}.{}", a[0], a[1], a[2], a[3]);
+        }
+        Family::Ipv6 => {
+            for (i, pair) in a.chunks(2).enumerate() {
+                let w = u16::from_be_bytes([
+                    pair.first().copied().unwrap_or(0),
+                    pair.get(1).copied().unwrap_or(0),
+                ]);
+                let _ = if i == 0 {
+                    write!(line, "{w:x}")
+                } else {
+                    write!(line, ":{w:x}")
+                };
+            }
+        }
     }
 }
 
 /// rnf's state in one network namespace.
+#[pin_data]
 pub struct NetState {
     // Declared first so it is unregistered before the rest is dropped.
     hooks: netfilter::Registration<PacketPath>,
     path: Arc<PacketPath>,
+    /// The rule set; every change is made under this lock.
+    #[pin]
+    pub rules: Mutex<RuleStore>,
 }
 
 impl NetState {
@@ -74,7 +386,6 @@ impl NetState {
     }
 
     /// The packet path of this namespace.
-    #[allow(dead_code)]
     pub fn path(&self) -> &PacketPath {
         &self.path
     }
@@ -99,15 +410,23 @@ fn spec(index: usize, family: Family, hook: Hook, stage: Stage) -> HookSpec {
 impl pernet::NetData for NetState {
     const ID: &'static NetId = &NET_ID;
 
-    fn init(net: &Net) -> Result<KBox<Self>> {
+    fn init(net: &Net) -> Result<Pin<KBox<Self>>> {
         let path = Arc::new(PacketPath::new()?, GFP_KERNEL)?;
         let mut specs = KVec::with_capacity(NUM_HOOK_POINTS, GFP_KERNEL)?;
         for i in 0..NUM_HOOK_POINTS {
             let (family, hook, stage) = hooks::hook_point(i).ok_or(EINVAL)?;
             specs.push(spec(i, family, hook, stage), GFP_KERNEL)?;
         }
+        let store = RuleStore::new().map_err(|e| e.errno)?;
         let hooks = netfilter::Registration::new(net, &specs, path.clone())?;
-        Ok(KBox::new(Self { hooks, path }, GFP_KERNEL)?)
+        KBox::pin_init(
+            pin_init!(NetState {
+                hooks,
+                path,
+                rules <- new_mutex!(store),
+            }),
+            GFP_KERNEL,
+        )
     }
 
     fn pre_exit(&self, _net: &Net, grace: &PreExit) {

@@ -45,6 +45,9 @@ pub struct Command {
     pub cmd: u8,
     /// Only callers with CAP_NET_ADMIN over the request's namespace.
     pub admin: bool,
+    /// Answered as a dump (`NLM_F_DUMP`, [`Handler::dump`]) rather than by
+    /// [`Handler::doit`].
+    pub dump: bool,
 }
 
 /// A family's request handler.
@@ -52,6 +55,14 @@ pub trait Handler: 'static {
     /// Handles a validated request. An error becomes the netlink error
     /// answer; set a message with [`Request::set_error`].
     fn doit(req: &mut Request<'_>) -> Result;
+
+    /// Starts a dump: returns the payload (attributes after the generic
+    /// netlink header) of every message to send, taken as one snapshot so
+    /// the whole dump is consistent.
+    fn dump(req: &mut Request<'_>) -> Result<KVec<KVec<u8>>> {
+        let _ = req;
+        Err(crate::errno::eopnotsupp())
+    }
 }
 
 /// A request being handled.
@@ -103,6 +114,19 @@ impl<'a> Request<'a> {
         unsafe { sys::rnf_extack_set_msg(self.info, msg.as_char_ptr()) }
     }
 
+    /// Sets a formatted extended-ack message (cut to 79 bytes), for
+    /// messages that name what is wrong.
+    pub fn set_error_fmt(&mut self, args: core::fmt::Arguments<'_>) {
+        let mut buf = MsgBuf {
+            bytes: [0; 80],
+            len: 0,
+        };
+        let _ = core::fmt::write(&mut buf, args);
+        // SAFETY: `info` is valid; `buf` is NUL-terminated (its last byte
+        // is never written) and copied before this returns.
+        unsafe { sys::rnf_extack_set_msg_copy(self.info, buf.bytes.as_ptr().cast()) }
+    }
+
     /// Replies with command `cmd` and a payload of `len` bytes that `fill`
     /// writes (netlink attributes, after the generic netlink header).
     pub fn reply(&mut self, cmd: u8, len: usize, fill: impl FnOnce(&mut [u8]) -> Result) -> Result {
@@ -147,6 +171,124 @@ impl<'a> Request<'a> {
             }
         }
     }
+}
+
+/// A NUL-terminated message buffer for [`Request::set_error_fmt`].
+struct MsgBuf {
+    bytes: [u8; 80],
+    len: usize,
+}
+
+impl core::fmt::Write for MsgBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for b in s.bytes() {
+            // Keep the last byte for the NUL; drop NULs from the text.
+            if self.len + 1 >= self.bytes.len() {
+                break;
+            }
+            if let Some(slot) = self.bytes.get_mut(self.len) {
+                *slot = if b == 0 { b'?' } else { b };
+                self.len += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The messages of a dump in progress, kept in `cb->args[0]`.
+struct DumpState {
+    msgs: KVec<KVec<u8>>,
+    next: usize,
+    cmd: u8,
+}
+
+/// # Safety
+///
+/// Called by generic netlink only, for a dump of this family, after the
+/// request was parsed into the callback's dump info.
+unsafe extern "C" fn start_callback<H: Handler>(
+    cb: *mut sys::netlink_callback,
+) -> kernel::ffi::c_int {
+    // SAFETY: the kernel passes a valid callback whose dump info it set up.
+    let info = unsafe { sys::rnf_dump_info(cb) };
+    // SAFETY: `info` is valid; its family is ours.
+    let maxattr = unsafe { (*(*info).family).maxattr } as u16;
+    let mut req = Request {
+        info,
+        maxattr,
+        _life: PhantomData,
+    };
+    let cmd = req.cmd();
+    let msgs = match H::dump(&mut req) {
+        Ok(m) => m,
+        Err(e) => return e.to_errno(),
+    };
+    // Every message must fit the buffer netlink allocates for a dump.
+    let largest = msgs.iter().map(|m| m.len()).max().unwrap_or(0);
+    let need = u32::try_from(largest.saturating_add(256)).unwrap_or(u32::MAX);
+    // SAFETY: `cb` is valid.
+    unsafe { sys::rnf_dump_set_min_alloc(cb, need) };
+    let state = match KBox::new(DumpState { msgs, next: 0, cmd }, GFP_KERNEL) {
+        Ok(s) => s,
+        Err(_) => return ENOMEM.to_errno(),
+    };
+    // SAFETY: `args` has room for 6 longs that the family owns; `done`
+    // frees what is stored here.
+    unsafe { *sys::rnf_dump_args(cb) = KBox::into_raw(state) as kernel::ffi::c_long };
+    0
+}
+
+/// # Safety
+///
+/// Called by netlink only, for a dump started by `start_callback`.
+unsafe extern "C" fn dumpit_callback(
+    skb: *mut sys::sk_buff,
+    cb: *mut sys::netlink_callback,
+) -> kernel::ffi::c_int {
+    // SAFETY: `start_callback` stored a `DumpState` in `args[0]`; netlink
+    // calls dumpit and done one at a time for a callback.
+    let state = unsafe { (*sys::rnf_dump_args(cb) as *mut DumpState).as_mut() };
+    let Some(state) = state else { return 0 };
+    // SAFETY: the dump info stays valid for the dump.
+    let family = unsafe { (*sys::rnf_dump_info(cb)).family };
+    let mut sent = 0;
+    while let Some(msg) = state.msgs.get(state.next) {
+        let len = u32::try_from(msg.len()).unwrap_or(u32::MAX);
+        // SAFETY: `skb` is the dump's buffer, `msg` is `len` readable bytes.
+        let rc = unsafe {
+            sys::rnf_dump_put(skb, cb, family.cast(), state.cmd, msg.as_ptr().cast(), len)
+        };
+        if rc != 0 {
+            if sent == 0 {
+                // A message too big for an empty buffer can never be sent.
+                return rc;
+            }
+            break;
+        }
+        sent += 1;
+        state.next += 1;
+    }
+    if sent == 0 {
+        0
+    } else {
+        // SAFETY: `skb` is valid.
+        unsafe { (*skb).len as kernel::ffi::c_int }
+    }
+}
+
+/// # Safety
+///
+/// Called by netlink only, once, when a dump ends.
+unsafe extern "C" fn done_callback(cb: *mut sys::netlink_callback) -> kernel::ffi::c_int {
+    // SAFETY: `args[0]` is NULL or the `DumpState` from `start_callback`.
+    let args = unsafe { sys::rnf_dump_args(cb) };
+    // SAFETY: as above; cleared so it is freed once.
+    let p = unsafe { core::mem::replace(&mut *args, 0) } as *mut DumpState;
+    if !p.is_null() {
+        // SAFETY: `p` came from `KBox::into_raw` in `start_callback`.
+        drop(unsafe { KBox::from_raw(p) });
+    }
+    0
 }
 
 /// # Safety
@@ -227,7 +369,18 @@ impl Registration {
         for c in commands {
             let op = sys::genl_ops {
                 cmd: c.cmd,
-                doit: Some(doit_callback::<H>),
+                doit: if c.dump {
+                    None
+                } else {
+                    Some(doit_callback::<H>)
+                },
+                start: if c.dump {
+                    Some(start_callback::<H>)
+                } else {
+                    None
+                },
+                dumpit: if c.dump { Some(dumpit_callback) } else { None },
+                done: if c.dump { Some(done_callback) } else { None },
                 policy: pol.as_ptr(),
                 maxattr,
                 flags: if c.admin {

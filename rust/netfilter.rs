@@ -5,6 +5,7 @@
 
 use crate::net::Net;
 use crate::pernet::PreExit;
+use crate::rcu::ReadGuard;
 use crate::skb::SkBuff;
 use crate::sys;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +60,46 @@ impl HookState<'_> {
     pub fn pf(&self) -> u8 {
         self.0.pf
     }
+
+    /// The namespace the packet is in.
+    pub fn net(&self) -> &Net {
+        // SAFETY: netfilter passes the live namespace of the packet.
+        unsafe { Net::from_raw(self.0.net) }
+    }
+
+    /// Hooks run under `rcu_read_lock()`; RCU-published data may be read.
+    pub fn rcu(&self) -> &ReadGuard {
+        // SAFETY: netfilter runs hooks inside an RCU read-side critical
+        // section, which lasts at least as long as `self`.
+        unsafe { ReadGuard::assume_held() }
+    }
+
+    /// Copies the input device's name into `buf`; empty if none (at
+    /// OUTPUT, for example).
+    pub fn in_name<'b>(&self, buf: &'b mut [u8; 16]) -> &'b [u8] {
+        dev_name(self.0.in_, buf)
+    }
+
+    /// Copies the output device's name into `buf`; empty if none.
+    pub fn out_name<'b>(&self, buf: &'b mut [u8; 16]) -> &'b [u8] {
+        dev_name(self.0.out, buf)
+    }
+
+    /// Sends a reject for `skb` (a TCP reset for `kind` 1, else the ICMP or
+    /// ICMPv6 error for `rules::RejectKind` `kind`), as iptables' REJECT
+    /// does. The caller then drops the packet.
+    pub fn reject(&self, skb: &SkBuff, kind: u8) {
+        // SAFETY: `skb` and the state are valid for the hook call; the
+        // functions only read `skb` to build the answer.
+        unsafe { sys::rnf_reject(skb.as_ptr(), self.0, kind) }
+    }
+}
+
+fn dev_name<'b>(dev: *mut sys::net_device, buf: &'b mut [u8; 16]) -> &'b [u8] {
+    // SAFETY: `dev` is NULL or a device netfilter keeps alive for the hook
+    // call; `buf` has 16 bytes (IFNAMSIZ).
+    let n = unsafe { sys::rnf_dev_name(dev, buf.as_mut_ptr().cast(), 16) } as usize;
+    buf.get(..n).unwrap_or(&[])
 }
 
 /// Code run for packets at the hooks of a [`Registration`].

@@ -42,7 +42,7 @@ pub trait NetData: Send + Sync + Sized + 'static {
     const ID: &'static NetId;
 
     /// Creates the state of a new namespace.
-    fn init(net: &Net) -> Result<KBox<Self>>;
+    fn init(net: &Net) -> Result<Pin<KBox<Self>>>;
 
     /// The namespace is going away; readers may still run until a grace
     /// period has passed, after which the state is dropped.
@@ -76,9 +76,12 @@ unsafe extern "C" fn init_callback<T: NetData>(net: *mut sys::net) -> kernel::ff
     let net = unsafe { Net::from_raw(net) };
     match T::init(net) {
         Ok(data) => {
+            // SAFETY: the data stays pinned: it is only turned back into a
+            // `Pin<KBox>` (in `exit_callback`) to be dropped.
+            let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(data) });
             // SAFETY: the slot is valid (see `slot`) and exclusively ours
             // during `init`.
-            unsafe { slot::<T>(net).write(KBox::into_raw(data)) };
+            unsafe { slot::<T>(net).write(raw) };
             0
         }
         Err(e) => e.to_errno(),
@@ -107,9 +110,10 @@ unsafe extern "C" fn exit_callback<T: NetData>(net: *mut sys::net) {
     // SAFETY: the slot is valid and no one else uses it during `exit`.
     let data = unsafe { slot.replace(core::ptr::null_mut()) };
     if !data.is_null() {
-        // SAFETY: `data` came from `KBox::into_raw` in `init_callback`; the
-        // kernel ran a grace period after `pre_exit`, so no reader is left.
-        drop(unsafe { KBox::from_raw(data) });
+        // SAFETY: `data` came from `KBox::into_raw` of a pinned box in
+        // `init_callback`; the kernel ran a grace period after `pre_exit`,
+        // so no reader is left.
+        drop(unsafe { Pin::new_unchecked(KBox::from_raw(data)) });
     }
 }
 

@@ -28,6 +28,15 @@ int rnf_genlmsg_reply(struct sk_buff *skb, struct genl_info *info);
 struct sk_buff *rnf_alloc_skb(unsigned int size);
 void rnf_kfree_skb(struct sk_buff *skb);
 void rnf_extack_set_msg(struct genl_info *info, const char *msg);
+void rnf_extack_set_msg_copy(struct genl_info *info, const char *msg);
+
+/* Generic netlink dumps. */
+struct netlink_callback;
+struct genl_info *rnf_dump_info(struct netlink_callback *cb);
+long *rnf_dump_args(struct netlink_callback *cb);
+void rnf_dump_set_min_alloc(struct netlink_callback *cb, u32 size);
+int rnf_dump_put(struct sk_buff *skb, struct netlink_callback *cb,
+		 const void *family, u8 cmd, const void *payload, u32 len);
 
 /* Per-CPU packet/byte counters. */
 struct rnf_counter {
@@ -43,6 +52,27 @@ void rnf_counter_zero(struct rnf_counter __percpu *c, u32 idx);
 void rnf_counter_add_on_cpu(struct rnf_counter __percpu *c, u32 idx,
 			    u32 cpu, u64 bytes);
 u32 rnf_nr_possible_cpus(void);
+
+/* The packet path. */
+struct net_device;
+struct nf_hook_state;
+int rnf_skb_copy_network(const struct sk_buff *skb, unsigned int offset,
+			 void *to, unsigned int len);
+unsigned int rnf_skb_network_len(const struct sk_buff *skb);
+u32 rnf_skb_mark(const struct sk_buff *skb);
+void rnf_skb_set_mark(struct sk_buff *skb, u32 mark);
+unsigned int rnf_dev_name(const struct net_device *dev, char *buf,
+			  unsigned int len);
+bool rnf_skb_owner(const struct sk_buff *skb, const struct net *net,
+		   u32 *uid, u32 *gid);
+void rnf_log(u8 level, const char *msg);
+void rnf_reject(struct sk_buff *skb, const struct nf_hook_state *state,
+		u8 kind);
+u64 rnf_now_ns(void);
+u32 rnf_random_u32(void);
+
+/* RCU. */
+void rnf_synchronize_rcu(void);
 
 /* KUnit: fail the running test, if any, with a message. */
 void rnf_kunit_fail(const char *file, u32 line, const char *msg);

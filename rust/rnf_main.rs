@@ -15,8 +15,23 @@ use kernel::prelude::*;
 // The shared core, included at the crate root so `crate::` paths inside it
 // mean the same here as in the `rnf-core` crate.
 #[allow(dead_code)]
+#[path = "rnf_core/src/compile.rs"]
+pub mod compile;
+#[allow(dead_code)]
+#[path = "rnf_core/src/eval.rs"]
+pub mod eval;
+#[allow(dead_code)]
 #[path = "rnf_core/src/hooks.rs"]
 pub mod hooks;
+#[allow(dead_code)]
+#[path = "rnf_core/src/packet.rs"]
+pub mod packet;
+#[allow(dead_code)]
+#[path = "rnf_core/src/rules.rs"]
+pub mod rules;
+#[allow(dead_code)]
+#[path = "rnf_core/src/ruleset_msg.rs"]
+pub mod ruleset_msg;
 #[allow(dead_code)]
 #[path = "rnf_core/src/wire.rs"]
 pub mod wire;
@@ -28,6 +43,7 @@ pub mod net;
 pub mod netfilter;
 pub mod percpu;
 pub mod pernet;
+pub mod rcu;
 pub mod skb;
 pub mod sys;
 
@@ -35,6 +51,7 @@ pub mod control;
 pub mod firewall;
 #[cfg(CONFIG_KUNIT)]
 pub mod kunit_tests;
+pub mod ruleset;
 
 /// The version reported to rnfctl.
 pub(crate) const VERSION: &str = wire::VERSION;

@@ -35,6 +35,49 @@ impl SkBuff {
         unsafe { (*self.raw()).len }
     }
 
+    /// Copies packet bytes from `offset` bytes past the network header into
+    /// `buf`, whatever the skb's layout (linear or paged); returns how many
+    /// were copied (fewer at the end of the packet).
+    pub fn copy_network(&self, offset: u32, buf: &mut [u8]) -> usize {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        // SAFETY: `self` is valid; `buf` has room for `len` bytes.
+        let n =
+            unsafe { sys::rnf_skb_copy_network(self.raw(), offset, buf.as_mut_ptr().cast(), len) };
+        usize::try_from(n).unwrap_or(0)
+    }
+
+    /// Bytes from the network header to the end of the packet.
+    pub fn network_len(&self) -> u32 {
+        // SAFETY: `self` is valid.
+        unsafe { sys::rnf_skb_network_len(self.raw()) }
+    }
+
+    /// The packet's mark (`skb->mark`).
+    pub fn mark(&self) -> u32 {
+        // SAFETY: `self` is valid.
+        unsafe { sys::rnf_skb_mark(self.raw()) }
+    }
+
+    /// Sets the packet's mark. The hook that was handed the skb owns it for
+    /// the call, so no one else writes it meanwhile.
+    pub fn set_mark(&self, mark: u32) {
+        // SAFETY: `self` is valid; the field is plain data.
+        unsafe { sys::rnf_skb_set_mark(self.raw(), mark) }
+    }
+
+    /// The owning socket's user and group ids (in `net`'s user namespace),
+    /// for a locally generated packet.
+    pub fn owner(&self, net: &crate::net::Net) -> Option<(u32, u32)> {
+        let (mut uid, mut gid) = (0u32, 0u32);
+        // SAFETY: `self` and `net` are valid; the outputs are writable.
+        unsafe { sys::rnf_skb_owner(self.raw(), net.as_ptr(), &mut uid, &mut gid) }
+            .then_some((uid, gid))
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut sys::sk_buff {
+        self.raw()
+    }
+
     /// Whether the packet has no data.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -1,0 +1,1171 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The rule set of one network namespace.
+//!
+//! [`RuleStore`] is the source of truth: tables, chains and rules (kept as
+//! the validated blobs rnfctl sent, with stable handles and counter slots).
+//! Every change is made on a copy of the table's chains, compiled by the
+//! shared core into one buffer and, only if that succeeds, published with
+//! one pointer swap as a new [`Image`]; the old image is freed after an RCU
+//! grace period. A packet therefore sees the old rule set or the new one,
+//! and a change that fails leaves everything as it was.
+//!
+//! Counters live in per-CPU slots that a rule keeps for its whole life, so
+//! they survive changes to other rules. `limit` and `nth` state is kept per
+//! slot too.
+
+use crate::compile::{self, ChainSpec, CompileError, RuleRef};
+use crate::hooks::Hook;
+use crate::percpu::{Counter, PerCpuCounters};
+use crate::rcu::RcuBox;
+use crate::rules::{self, Policy, Table};
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use kernel::alloc::AllocError;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+/// Counter slots a table starts with; doubled when they run out.
+const INITIAL_SLOTS: u32 = 64;
+
+/// Why a change was refused: the errno and a message for the extended ack.
+pub struct ChangeError {
+    /// The errno.
+    pub errno: Error,
+    /// What is wrong, for a person (at most 79 bytes are sent).
+    pub text: Text,
+}
+
+/// A short message built with `write!`.
+pub struct Text {
+    bytes: [u8; 80],
+    len: usize,
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Text {
+    fn new() -> Self {
+        Self {
+            bytes: [0; 80],
+            len: 0,
+        }
+    }
+
+    /// The message.
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(self.bytes.get(..self.len).unwrap_or(&[])).unwrap_or("")
+    }
+}
+
+impl Write for Text {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for c in s.chars() {
+            let mut enc = [0u8; 4];
+            let e = c.encode_utf8(&mut enc).as_bytes();
+            if self.len + e.len() > self.bytes.len() - 1 {
+                break;
+            }
+            for b in e {
+                if let Some(slot) = self.bytes.get_mut(self.len) {
+                    *slot = *b;
+                    self.len += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fail(errno: Error, args: fmt::Arguments<'_>) -> ChangeError {
+    let mut text = Text::new();
+    let _ = text.write_fmt(args);
+    ChangeError { errno, text }
+}
+
+macro_rules! refuse {
+    ($errno:expr, $($arg:tt)*) => {
+        return Err(fail($errno, format_args!($($arg)*)))
+    };
+}
+
+fn errno(e: i32) -> Error {
+    Error::from_errno(-e)
+}
+
+fn oom(_: AllocError) -> ChangeError {
+    fail(ENOMEM, format_args!("out of memory"))
+}
+
+const ENOENT_: i32 = 2;
+const E2BIG_: i32 = 7;
+const EEXIST_: i32 = 17;
+const EBUSY_: i32 = 16;
+const ERANGE_: i32 = 34;
+const ELOOP_: i32 = 40;
+const ESTALE_: i32 = 116;
+const ENOSPC_: i32 = 28;
+
+/// The per-slot state the packet path updates.
+pub struct SlotState {
+    /// Packet and byte counters, one per slot.
+    pub counters: PerCpuCounters,
+    /// `nth` match counters.
+    pub nth: KVec<AtomicU32>,
+    /// `limit` match state: the theoretical arrival time (GCRA) in ns.
+    pub limit_tat: KVec<AtomicU64>,
+}
+
+impl SlotState {
+    fn new(slots: u32) -> Result<Self, AllocError> {
+        let counters = PerCpuCounters::new(slots).map_err(|_| AllocError)?;
+        let mut nth = KVec::with_capacity(slots as usize, GFP_KERNEL)?;
+        let mut limit_tat = KVec::with_capacity(slots as usize, GFP_KERNEL)?;
+        for _ in 0..slots {
+            nth.push(AtomicU32::new(0), GFP_KERNEL)?;
+            limit_tat.push(AtomicU64::new(0), GFP_KERNEL)?;
+        }
+        Ok(Self {
+            counters,
+            nth,
+            limit_tat,
+        })
+    }
+
+    fn slots(&self) -> u32 {
+        self.counters.len()
+    }
+
+    /// Clears a slot for a new owner. Only once no packet can still be
+    /// using the slot for its previous owner (a grace period after the
+    /// image that dropped it was replaced).
+    fn reset(&self, slot: u32) {
+        self.counters.zero(slot);
+        if let Some(n) = self.nth.get(slot as usize) {
+            n.store(0, Ordering::Relaxed);
+        }
+        if let Some(t) = self.limit_tat.get(slot as usize) {
+            t.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One compiled table, as the packet path sees it.
+pub struct TableImage {
+    /// The compiled rule set (`compile` layout).
+    pub buf: KVec<u8>,
+    /// Its counter and match state.
+    pub state: Arc<SlotState>,
+}
+
+/// Everything the packet path evaluates, published as one pointer.
+pub struct Image {
+    /// Compiled tables, indexed by `Table as usize`.
+    pub tables: [Option<Arc<TableImage>>; 4],
+}
+
+/// A chain name (at most `rules::MAX_CHAIN_NAME` bytes, validated UTF-8).
+#[derive(Clone, Copy)]
+struct Name {
+    bytes: [u8; 32],
+    len: u8,
+}
+
+impl Name {
+    fn new(s: &str) -> Option<Self> {
+        if s.len() > rules::MAX_CHAIN_NAME {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (d, b) in bytes.iter_mut().zip(s.bytes()) {
+            *d = b;
+        }
+        Some(Self {
+            bytes,
+            len: s.len() as u8,
+        })
+    }
+
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(self.bytes.get(..self.len as usize).unwrap_or(&[])).unwrap_or("")
+    }
+}
+
+/// A rule as stored.
+pub struct Rule {
+    /// Stable handle.
+    pub handle: u64,
+    /// Counter slot.
+    pub slot: u32,
+    /// The validated blob.
+    pub blob: KVec<u8>,
+}
+
+/// A chain as stored.
+pub struct Chain {
+    name: Name,
+    /// The hook of a built-in chain.
+    pub hook: Option<Hook>,
+    /// A built-in chain's policy.
+    pub policy: Policy,
+    /// A built-in chain's policy counter slot.
+    pub policy_slot: u32,
+    /// Rules in order.
+    pub rules: KVec<Arc<Rule>>,
+}
+
+impl Chain {
+    /// The chain's name.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+}
+
+fn clone_chain(c: &Chain) -> Result<Chain, ChangeError> {
+    let mut rules = KVec::with_capacity(c.rules.len(), GFP_KERNEL).map_err(oom)?;
+    for r in c.rules.iter() {
+        rules.push(r.clone(), GFP_KERNEL).map_err(oom)?;
+    }
+    Ok(Chain {
+        name: c.name,
+        hook: c.hook,
+        policy: c.policy,
+        policy_slot: c.policy_slot,
+        rules,
+    })
+}
+
+fn clone_chains(chains: &[Chain]) -> Result<KVec<Chain>, ChangeError> {
+    let mut out = KVec::with_capacity(chains.len(), GFP_KERNEL).map_err(oom)?;
+    for c in chains {
+        out.push(clone_chain(c)?, GFP_KERNEL).map_err(oom)?;
+    }
+    Ok(out)
+}
+
+/// One table's rules and counter slots.
+pub struct TableRules {
+    table: Table,
+    chains: KVec<Chain>,
+    state: Arc<SlotState>,
+    /// Counter offsets for listings, so zeroing and slot growth are exact
+    /// without touching per-CPU data the packet path writes.
+    base: KVec<Counter>,
+    free: SlotStack,
+    next_slot: u32,
+    /// Slots released by the last change, reusable once it is published.
+    released: SlotStack,
+    image: Option<Arc<TableImage>>,
+}
+
+impl TableRules {
+    fn new(table: Table) -> Result<Self, ChangeError> {
+        let state =
+            Arc::new(SlotState::new(INITIAL_SLOTS).map_err(oom)?, GFP_KERNEL).map_err(oom)?;
+        let mut t = Self {
+            table,
+            chains: KVec::new(),
+            state,
+            base: KVec::new(),
+            free: SlotStack::new(),
+            next_slot: 0,
+            released: SlotStack::new(),
+            image: None,
+        };
+        for _ in 0..INITIAL_SLOTS {
+            t.base.push(Counter::default(), GFP_KERNEL).map_err(oom)?;
+        }
+        for hook in table.hooks() {
+            let name = Name::new(hook.name()).ok_or(fail(EINVAL, format_args!("bad chain")))?;
+            let policy_slot = t.alloc_slot()?;
+            t.chains
+                .push(
+                    Chain {
+                        name,
+                        hook: Some(*hook),
+                        policy: Policy::Accept,
+                        policy_slot,
+                        rules: KVec::new(),
+                    },
+                    GFP_KERNEL,
+                )
+                .map_err(oom)?;
+        }
+        Ok(t)
+    }
+
+    /// The table.
+    pub fn table(&self) -> Table {
+        self.table
+    }
+
+    /// The chains, built-in ones first.
+    pub fn chains(&self) -> &[Chain] {
+        &self.chains
+    }
+
+    /// A slot's counters, as the user sees them.
+    pub fn counted(&self, slot: u32) -> Counter {
+        let c = self.state.counters.sum(slot);
+        let b = self.base.get(slot as usize).copied().unwrap_or_default();
+        Counter {
+            packets: c.packets.wrapping_add(b.packets),
+            bytes: c.bytes.wrapping_add(b.bytes),
+        }
+    }
+
+    fn zero_slot(&mut self, slot: u32) {
+        let c = self.state.counters.sum(slot);
+        if let Some(b) = self.base.get_mut(slot as usize) {
+            b.packets = 0u64.wrapping_sub(c.packets);
+            b.bytes = 0u64.wrapping_sub(c.bytes);
+        }
+    }
+
+    /// A free slot, growing the slot state if none is left. A grown state
+    /// takes effect with the next publication.
+    fn alloc_slot(&mut self) -> Result<u32, ChangeError> {
+        if let Some(s) = self.free.pop() {
+            self.state.reset(s);
+            if let Some(b) = self.base.get_mut(s as usize) {
+                *b = Counter::default();
+            }
+            return Ok(s);
+        }
+        if self.next_slot >= self.state.slots() {
+            self.grow()?;
+        }
+        let s = self.next_slot;
+        self.next_slot += 1;
+        Ok(s)
+    }
+
+    /// Doubles the slots. Counts taken so far move into `base`; the packet
+    /// path keeps counting into the old state until the next image is
+    /// published, and `publish` moves those last counts over too.
+    fn grow(&mut self) -> Result<(), ChangeError> {
+        let old = self.state.slots();
+        let new = old
+            .checked_mul(2)
+            .filter(|n| (*n as usize) <= rules::MAX_RULES + rules::MAX_CHAINS + 8)
+            .ok_or(fail(
+                errno(ENOSPC_),
+                format_args!("too many rules in table {}", self.table.name()),
+            ))?;
+        let state = Arc::new(SlotState::new(new).map_err(oom)?, GFP_KERNEL).map_err(oom)?;
+        for _ in old..new {
+            self.base
+                .push(Counter::default(), GFP_KERNEL)
+                .map_err(oom)?;
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    fn find_chain(chains: &[Chain], name: &str) -> Option<usize> {
+        chains.iter().position(|c| c.name() == name)
+    }
+
+    fn compile(&self, chains: &[Chain]) -> Result<KVec<u8>, ChangeError> {
+        let specs = chains.iter().map(|c| ChainSpec {
+            name: c.name(),
+            policy: c.hook.map(|_| c.policy),
+            policy_counter: c.policy_slot,
+            rules: c.rules.iter().map(|r| RuleRef {
+                handle: r.handle,
+                counter: r.slot,
+                blob: &r.blob,
+            }),
+        });
+        let size = compile::measure(self.table, specs.clone()).map_err(compile_error)?;
+        let mut buf = KVec::from_elem(0u8, size, GFP_KERNEL).map_err(oom)?;
+        compile::fill(self.table, specs, &mut buf).map_err(compile_error)?;
+        Ok(buf)
+    }
+}
+
+fn compile_error(e: CompileError<'_>) -> ChangeError {
+    let code = if e.message.contains("reach itself") || e.message.contains("deep") {
+        errno(ELOOP_)
+    } else if e.message.contains("too many") {
+        errno(E2BIG_)
+    } else if e.message.contains("unknown chain") || e.message.contains("no chain") {
+        errno(ENOENT_)
+    } else {
+        EINVAL
+    };
+    fail(code, format_args!("{e}"))
+}
+
+/// Where a new rule goes.
+#[derive(Clone, Copy)]
+pub enum Placement {
+    /// At the end.
+    Append,
+    /// Before the rule at this 0-based position (the end if equal to the
+    /// chain's length).
+    Insert(u32),
+    /// In place of the rule with this handle (which keeps its counters).
+    Replace(u64),
+}
+
+/// Which rule to delete.
+pub enum Victim<'a> {
+    /// By handle.
+    Handle(u64),
+    /// The first rule with this exact blob.
+    Blob(&'a [u8]),
+}
+
+/// A chain of a rule set being restored: name, policy (built-in chains)
+/// and rule blobs in order.
+pub type RestoreChain<'a> = (&'a str, Option<Policy>, KVec<&'a [u8]>);
+
+/// A whole table of a rule set being restored.
+pub struct RestoreTable<'a> {
+    /// The table.
+    pub table: Table,
+    /// Its chains.
+    pub chains: KVec<RestoreChain<'a>>,
+}
+
+/// A table compiled by `replace`, waiting to be published.
+struct Staged {
+    table: Table,
+    chains: KVec<Chain>,
+    buf: KVec<u8>,
+}
+
+/// The rule set of a namespace.
+pub struct RuleStore {
+    tables: KVec<TableRules>,
+    next_handle: u64,
+    generation: u64,
+}
+
+impl RuleStore {
+    /// The empty rule set: every built-in chain, policy accept.
+    pub fn new() -> Result<Self, ChangeError> {
+        let mut tables = KVec::with_capacity(4, GFP_KERNEL).map_err(oom)?;
+        for t in Table::ALL {
+            tables.push(TableRules::new(t)?, GFP_KERNEL).map_err(oom)?;
+        }
+        Ok(Self {
+            tables,
+            next_handle: 1,
+            generation: 1,
+        })
+    }
+
+    /// The generation: incremented by every change.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The tables, in `Table` order.
+    pub fn tables(&self) -> &[TableRules] {
+        &self.tables
+    }
+
+    /// Refuses a writer that read an older generation.
+    pub fn check_generation(&self, seen: Option<u64>) -> Result<(), ChangeError> {
+        match seen {
+            Some(g) if g != self.generation => refuse!(
+                errno(ESTALE_),
+                "rule set changed: generation is now {}, not {}",
+                self.generation,
+                g
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    fn table_mut(&mut self, t: Table) -> Result<&mut TableRules, ChangeError> {
+        match self.tables.get_mut(t as usize) {
+            Some(tr) => Ok(tr),
+            None => refuse!(EINVAL, "unknown table"),
+        }
+    }
+
+    /// Compiles `chains` for table `t` and, if that works, makes them the
+    /// table's rules and publishes a new image into `out`.
+    fn commit(
+        &mut self,
+        t: Table,
+        chains: KVec<Chain>,
+        out: &RcuBox<Image>,
+    ) -> Result<(), ChangeError> {
+        let tr = self.table_mut(t)?;
+        let buf = tr.compile(&chains)?;
+        let image = Arc::new(
+            TableImage {
+                buf,
+                state: tr.state.clone(),
+            },
+            GFP_KERNEL,
+        )
+        .map_err(oom)?;
+        tr.chains = chains;
+        tr.image = Some(image);
+        self.generation += 1;
+        self.publish(out)
+    }
+
+    /// Publishes the tables' current images as one new [`Image`], waits
+    /// for the old one's readers to finish, and then settles what needed
+    /// that: released slots become reusable, counts left in a replaced
+    /// slot state move into `base`.
+    fn publish(&mut self, out: &RcuBox<Image>) -> Result<(), ChangeError> {
+        let mut tables: [Option<Arc<TableImage>>; 4] = [None, None, None, None];
+        for (slot, tr) in tables.iter_mut().zip(self.tables.iter()) {
+            *slot = tr.image.clone();
+        }
+        let image = KBox::new(Image { tables }, GFP_KERNEL).map_err(oom)?;
+        let retired = out.replace(Some(image));
+        let old = retired.into_inner();
+        for (i, tr) in self.tables.iter_mut().enumerate() {
+            // Counts that went into a slot state this table no longer uses.
+            if let Some(old_table) = old
+                .as_ref()
+                .and_then(|o| o.tables.get(i))
+                .and_then(|t| t.as_ref())
+            {
+                if !Arc::ptr_eq(&old_table.state, &tr.state) {
+                    for s in 0..old_table.state.slots() {
+                        let c = old_table.state.counters.sum(s);
+                        if let Some(b) = tr.base.get_mut(s as usize) {
+                            b.packets = b.packets.wrapping_add(c.packets);
+                            b.bytes = b.bytes.wrapping_add(c.bytes);
+                        }
+                    }
+                }
+            }
+            while let Some(s) = tr.released.pop() {
+                tr.free.push(s)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a rule; returns its handle.
+    pub fn add_rule(
+        &mut self,
+        t: Table,
+        chain: &str,
+        blob: &[u8],
+        place: Placement,
+        out: &RcuBox<Image>,
+    ) -> Result<u64, ChangeError> {
+        if blob.len() > rules::MAX_RULE_SIZE {
+            refuse!(errno(E2BIG_), "rule too large");
+        }
+        if let Err(e) = rules::validate(blob) {
+            refuse!(EINVAL, "{}", e.message);
+        }
+        let handle = self.next_handle;
+        let tr = self.table_mut(t)?;
+        let mut chains = clone_chains(&tr.chains)?;
+        let Some(ci) = TableRules::find_chain(&chains, chain) else {
+            refuse!(errno(ENOENT_), "no chain '{}' in table {}", chain, t.name());
+        };
+        let total: usize = chains.iter().map(|c| c.rules.len()).sum();
+        if total >= rules::MAX_RULES && !matches!(place, Placement::Replace(_)) {
+            refuse!(
+                errno(ENOSPC_),
+                "table {} has the most rules allowed",
+                t.name()
+            );
+        }
+        let mut copy = KVec::with_capacity(blob.len(), GFP_KERNEL).map_err(oom)?;
+        copy.extend_from_slice(blob, GFP_KERNEL).map_err(oom)?;
+        let Some(c) = chains.get_mut(ci) else {
+            refuse!(errno(ENOENT_), "no chain '{}'", chain);
+        };
+        let (slot, handle, index, replaced) = match place {
+            Placement::Replace(h) => {
+                let Some(i) = c.rules.iter().position(|r| r.handle == h) else {
+                    refuse!(
+                        errno(ENOENT_),
+                        "no rule with handle {} in chain '{}'",
+                        h,
+                        chain
+                    );
+                };
+                let slot = c.rules.get(i).map(|r| r.slot).unwrap_or(0);
+                (slot, h, i, true)
+            }
+            Placement::Append => (u32::MAX, handle, c.rules.len(), false),
+            Placement::Insert(p) => {
+                if p as usize > c.rules.len() {
+                    refuse!(
+                        errno(ERANGE_),
+                        "position {} is past the end of chain '{}' ({} rules)",
+                        p + 1,
+                        chain,
+                        c.rules.len()
+                    );
+                }
+                (u32::MAX, handle, p as usize, false)
+            }
+        };
+        let slot = if replaced { slot } else { tr.alloc_slot()? };
+        let rule = Arc::new(
+            Rule {
+                handle,
+                slot,
+                blob: copy,
+            },
+            GFP_KERNEL,
+        )
+        .map_err(oom)?;
+        let Some(c) = chains.get_mut(ci) else {
+            refuse!(errno(ENOENT_), "no chain '{}'", chain);
+        };
+        if replaced {
+            if let Some(r) = c.rules.get_mut(index) {
+                *r = rule;
+            }
+        } else {
+            insert_at(&mut c.rules, index, rule)?;
+        }
+        match self.commit(t, chains, out) {
+            Ok(()) => {
+                if !replaced {
+                    self.next_handle += 1;
+                }
+                Ok(handle)
+            }
+            Err(e) => {
+                if !replaced {
+                    let tr = self.table_mut(t)?;
+                    tr.free.push(slot)?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes a rule.
+    pub fn del_rule(
+        &mut self,
+        t: Table,
+        chain: &str,
+        victim: Victim<'_>,
+        out: &RcuBox<Image>,
+    ) -> Result<(), ChangeError> {
+        let tr = self.table_mut(t)?;
+        let mut chains = clone_chains(&tr.chains)?;
+        let Some(c) = TableRules::find_chain(&chains, chain).and_then(|i| chains.get_mut(i)) else {
+            refuse!(errno(ENOENT_), "no chain '{}' in table {}", chain, t.name());
+        };
+        let pos = match victim {
+            Victim::Handle(h) => c.rules.iter().position(|r| r.handle == h),
+            Victim::Blob(b) => c.rules.iter().position(|r| &r.blob[..] == b),
+        };
+        let Some(pos) = pos else {
+            match victim {
+                Victim::Handle(h) => {
+                    refuse!(
+                        errno(ENOENT_),
+                        "no rule with handle {} in chain '{}'",
+                        h,
+                        chain
+                    )
+                }
+                Victim::Blob(_) => refuse!(errno(ENOENT_), "no such rule in chain '{}'", chain),
+            }
+        };
+        let slot = c.rules.get(pos).map(|r| r.slot).unwrap_or(0);
+        c.rules = without(&c.rules, pos)?;
+        self.commit(t, chains, out)?;
+        let tr = self.table_mut(t)?;
+        tr.free.push(slot)?;
+        Ok(())
+    }
+
+    fn for_each_table(
+        &mut self,
+        t: Option<Table>,
+        mut f: impl FnMut(&mut TableRules) -> Result<bool, ChangeError>,
+    ) -> Result<bool, ChangeError> {
+        let mut any = false;
+        for tr in self.tables.iter_mut() {
+            if t.map_or(true, |t| t == tr.table) {
+                any |= f(tr)?;
+            }
+        }
+        Ok(any)
+    }
+
+    /// Deletes every rule of a table or chain (all tables if `t` is None).
+    pub fn flush(
+        &mut self,
+        t: Option<Table>,
+        chain: Option<&str>,
+        out: &RcuBox<Image>,
+    ) -> Result<(), ChangeError> {
+        let targets: KVec<Table> = {
+            let mut v = KVec::new();
+            for tr in self.tables.iter() {
+                if t.map_or(true, |t| t == tr.table) {
+                    v.push(tr.table, GFP_KERNEL).map_err(oom)?;
+                }
+            }
+            v
+        };
+        for table in targets.iter().copied() {
+            let tr = self.table_mut(table)?;
+            let mut chains = clone_chains(&tr.chains)?;
+            if let Some(name) = chain {
+                if TableRules::find_chain(&chains, name).is_none() {
+                    refuse!(
+                        errno(ENOENT_),
+                        "no chain '{}' in table {}",
+                        name,
+                        table.name()
+                    );
+                }
+            }
+            let mut freed = KVec::new();
+            for c in chains.iter_mut() {
+                if chain.map_or(true, |n| n == c.name()) {
+                    for r in c.rules.iter() {
+                        freed.push(r.slot, GFP_KERNEL).map_err(oom)?;
+                    }
+                    c.rules = KVec::new();
+                }
+            }
+            self.commit(table, chains, out)?;
+            let tr = self.table_mut(table)?;
+            for s in freed {
+                tr.free.push(s)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resets counters of a table or chain (all tables if `t` is None).
+    pub fn zero(&mut self, t: Option<Table>, chain: Option<&str>) -> Result<(), ChangeError> {
+        let found = self.for_each_table(t, |tr| {
+            let mut slots = KVec::new();
+            let mut found = false;
+            for c in tr.chains.iter() {
+                if chain.map_or(true, |n| n == c.name()) {
+                    found = true;
+                    if c.hook.is_some() {
+                        slots.push(c.policy_slot, GFP_KERNEL).map_err(oom)?;
+                    }
+                    for r in c.rules.iter() {
+                        slots.push(r.slot, GFP_KERNEL).map_err(oom)?;
+                    }
+                }
+            }
+            for s in slots {
+                tr.zero_slot(s);
+            }
+            Ok(found)
+        })?;
+        if let (Some(name), false) = (chain, found) {
+            refuse!(errno(ENOENT_), "no chain '{}'", name);
+        }
+        Ok(())
+    }
+
+    /// Sets a built-in chain's policy.
+    pub fn set_policy(
+        &mut self,
+        t: Table,
+        chain: &str,
+        policy: Policy,
+        out: &RcuBox<Image>,
+    ) -> Result<(), ChangeError> {
+        let tr = self.table_mut(t)?;
+        let mut chains = clone_chains(&tr.chains)?;
+        let Some(c) = TableRules::find_chain(&chains, chain).and_then(|i| chains.get_mut(i)) else {
+            refuse!(errno(ENOENT_), "no chain '{}' in table {}", chain, t.name());
+        };
+        if c.hook.is_none() {
+            refuse!(
+                EINVAL,
+                "'{}' is a user chain: only built-in chains have a policy",
+                chain
+            );
+        }
+        c.policy = policy;
+        self.commit(t, chains, out)
+    }
+
+    /// Creates an empty user chain.
+    pub fn new_chain(
+        &mut self,
+        t: Table,
+        name: &str,
+        out: &RcuBox<Image>,
+    ) -> Result<(), ChangeError> {
+        if let Err(e) = rules::validate_chain_name(name) {
+            refuse!(EINVAL, "{}", e.message);
+        }
+        let Some(n) = Name::new(name) else {
+            refuse!(EINVAL, "chain name too long");
+        };
+        if rules::builtin_chain_hook(name).is_some() {
+            refuse!(errno(EEXIST_), "'{}' is the name of a built-in chain", name);
+        }
+        let tr = self.table_mut(t)?;
+        let mut chains = clone_chains(&tr.chains)?;
+        if TableRules::find_chain(&chains, name).is_some() {
+            refuse!(
+                errno(EEXIST_),
+                "chain '{}' exists in table {}",
+                name,
+                t.name()
+            );
+        }
+        if chains.len() >= rules::MAX_CHAINS {
+            refuse!(
+                errno(ENOSPC_),
+                "table {} has the most chains allowed",
+                t.name()
+            );
+        }
+        chains
+            .push(
+                Chain {
+                    name: n,
+                    hook: None,
+                    policy: Policy::Accept,
+                    policy_slot: 0,
+                    rules: KVec::new(),
+                },
+                GFP_KERNEL,
+            )
+            .map_err(oom)?;
+        self.commit(t, chains, out)
+    }
+
+    /// Deletes an empty user chain that no rule jumps to.
+    pub fn del_chain(
+        &mut self,
+        t: Table,
+        name: &str,
+        out: &RcuBox<Image>,
+    ) -> Result<(), ChangeError> {
+        let tr = self.table_mut(t)?;
+        let chains = clone_chains(&tr.chains)?;
+        let Some(i) = TableRules::find_chain(&chains, name) else {
+            refuse!(errno(ENOENT_), "no chain '{}' in table {}", name, t.name());
+        };
+        match chains.get(i) {
+            Some(c) if c.hook.is_some() => {
+                refuse!(
+                    EINVAL,
+                    "'{}' is a built-in chain and cannot be deleted",
+                    name
+                )
+            }
+            Some(c) if !c.rules.is_empty() => refuse!(
+                errno(EBUSY_),
+                "chain '{}' is not empty ({} rules): flush it first",
+                name,
+                c.rules.len()
+            ),
+            _ => {}
+        }
+        let chains = without_chain(&chains, i)?;
+        self.commit(t, chains, out).map_err(|e| {
+            if e.errno == errno(ENOENT_) {
+                fail(
+                    errno(EBUSY_),
+                    format_args!("chain '{}' is the target of a jump or goto", name),
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Renames a user chain that no rule jumps to.
+    pub fn rename_chain(
+        &mut self,
+        t: Table,
+        name: &str,
+        new_name: &str,
+        out: &RcuBox<Image>,
+    ) -> Result<(), ChangeError> {
+        if let Err(e) = rules::validate_chain_name(new_name) {
+            refuse!(EINVAL, "{}", e.message);
+        }
+        let Some(n) = Name::new(new_name) else {
+            refuse!(EINVAL, "chain name too long");
+        };
+        if rules::builtin_chain_hook(new_name).is_some() {
+            refuse!(
+                errno(EEXIST_),
+                "'{}' is the name of a built-in chain",
+                new_name
+            );
+        }
+        let tr = self.table_mut(t)?;
+        let mut chains = clone_chains(&tr.chains)?;
+        if TableRules::find_chain(&chains, new_name).is_some() {
+            refuse!(
+                errno(EEXIST_),
+                "chain '{}' exists in table {}",
+                new_name,
+                t.name()
+            );
+        }
+        let Some(c) = TableRules::find_chain(&chains, name).and_then(|i| chains.get_mut(i)) else {
+            refuse!(errno(ENOENT_), "no chain '{}' in table {}", name, t.name());
+        };
+        if c.hook.is_some() {
+            refuse!(
+                EINVAL,
+                "'{}' is a built-in chain and cannot be renamed",
+                name
+            );
+        }
+        c.name = n;
+        self.commit(t, chains, out).map_err(|e| {
+            if e.errno == errno(ENOENT_) {
+                fail(
+                    errno(EBUSY_),
+                    format_args!("chain '{}' is the target of a jump or goto", name),
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Replaces the given tables' rules as one change: every table is
+    /// compiled first, and only if all compile are they published, in one
+    /// image. Tables not given are left as they are.
+    pub fn replace(
+        &mut self,
+        new: &[RestoreTable<'_>],
+        out: &RcuBox<Image>,
+    ) -> Result<(), ChangeError> {
+        // Build and compile everything before touching the store.
+        let mut staged: KVec<Staged> = KVec::new();
+        let mut handle = self.next_handle;
+        for rt in new {
+            let tr = self.table_mut(rt.table)?;
+            if staged.iter().any(|s| s.table == rt.table) {
+                refuse!(EINVAL, "table {} given twice", rt.table.name());
+            }
+            // Every old rule's slot may be reused by the new rules.
+            let mut slots = KVec::new();
+            for c in tr.chains.iter() {
+                for r in c.rules.iter() {
+                    slots.push(r.slot, GFP_KERNEL).map_err(oom)?;
+                }
+            }
+            // Built-in chains stay (with their policy slots), emptied and
+            // back to policy accept unless the new set says otherwise; user
+            // chains exist only if the new set names them.
+            let mut chains = KVec::new();
+            for c in tr.chains.iter().filter(|c| c.hook.is_some()) {
+                chains
+                    .push(
+                        Chain {
+                            name: c.name,
+                            hook: c.hook,
+                            policy: Policy::Accept,
+                            policy_slot: c.policy_slot,
+                            rules: KVec::new(),
+                        },
+                        GFP_KERNEL,
+                    )
+                    .map_err(oom)?;
+            }
+            let mut new_slots = KVec::new();
+            let mut reused = 0usize;
+            for (name, policy, blobs) in rt.chains.iter() {
+                let ci = match TableRules::find_chain(&chains, name) {
+                    Some(i) => i,
+                    None => {
+                        if let Err(e) = rules::validate_chain_name(name) {
+                            refuse!(EINVAL, "{}", e.message);
+                        }
+                        let Some(n) = Name::new(name) else {
+                            refuse!(EINVAL, "chain name too long");
+                        };
+                        chains
+                            .push(
+                                Chain {
+                                    name: n,
+                                    hook: None,
+                                    policy: Policy::Accept,
+                                    policy_slot: 0,
+                                    rules: KVec::new(),
+                                },
+                                GFP_KERNEL,
+                            )
+                            .map_err(oom)?;
+                        chains.len() - 1
+                    }
+                };
+                let Some(c) = chains.get_mut(ci) else {
+                    refuse!(EINVAL, "bad chain");
+                };
+                if let Some(p) = policy {
+                    if c.hook.is_none() {
+                        refuse!(
+                            EINVAL,
+                            "'{}' is a user chain: only built-in chains have a policy",
+                            name
+                        );
+                    }
+                    c.policy = *p;
+                }
+                for blob in blobs.iter() {
+                    if let Err(e) = rules::validate(blob) {
+                        refuse!(EINVAL, "chain '{}': {}", name, e.message);
+                    }
+                    let mut copy = KVec::with_capacity(blob.len(), GFP_KERNEL).map_err(oom)?;
+                    copy.extend_from_slice(blob, GFP_KERNEL).map_err(oom)?;
+                    let slot = match slots.get(reused).copied() {
+                        Some(s) => {
+                            reused += 1;
+                            s
+                        }
+                        None => {
+                            let tr = self.table_mut(rt.table)?;
+                            let s = tr.alloc_slot()?;
+                            new_slots.push(s, GFP_KERNEL).map_err(oom)?;
+                            s
+                        }
+                    };
+                    let rule = Arc::new(
+                        Rule {
+                            handle,
+                            slot,
+                            blob: copy,
+                        },
+                        GFP_KERNEL,
+                    )
+                    .map_err(oom)?;
+                    handle += 1;
+                    let Some(c) = chains.get_mut(ci) else {
+                        refuse!(EINVAL, "bad chain");
+                    };
+                    c.rules.push(rule, GFP_KERNEL).map_err(oom)?;
+                }
+            }
+            let tr = self.table_mut(rt.table)?;
+            let buf = match tr.compile(&chains) {
+                Ok(b) => b,
+                Err(e) => {
+                    for s in new_slots {
+                        tr.free.push(s)?;
+                    }
+                    return Err(e);
+                }
+            };
+            // Slots of old rules not reused become free after publication.
+            for s in slots.iter().skip(reused).copied() {
+                tr.released.push(s)?;
+            }
+            staged
+                .push(
+                    Staged {
+                        table: rt.table,
+                        chains,
+                        buf,
+                    },
+                    GFP_KERNEL,
+                )
+                .map_err(oom)?;
+        }
+        for Staged {
+            table: t,
+            chains,
+            buf,
+        } in staged
+        {
+            let tr = self.table_mut(t)?;
+            // Reused slots start from zero, as fresh rules.
+            for c in chains.iter() {
+                for r in c.rules.iter() {
+                    tr.zero_slot(r.slot);
+                }
+            }
+            let image = Arc::new(
+                TableImage {
+                    buf,
+                    state: tr.state.clone(),
+                },
+                GFP_KERNEL,
+            )
+            .map_err(oom)?;
+            tr.chains = chains;
+            tr.image = Some(image);
+        }
+        self.next_handle = handle;
+        self.generation += 1;
+        self.publish(out)
+    }
+}
+
+fn insert_at(v: &mut KVec<Arc<Rule>>, index: usize, item: Arc<Rule>) -> Result<(), ChangeError> {
+    v.push(item, GFP_KERNEL).map_err(oom)?;
+    let len = v.len();
+    if index < len {
+        v[index..].rotate_right(1);
+    }
+    Ok(())
+}
+
+fn without(v: &[Arc<Rule>], index: usize) -> Result<KVec<Arc<Rule>>, ChangeError> {
+    let mut out = KVec::with_capacity(v.len().saturating_sub(1), GFP_KERNEL).map_err(oom)?;
+    for (i, r) in v.iter().enumerate() {
+        if i != index {
+            out.push(r.clone(), GFP_KERNEL).map_err(oom)?;
+        }
+    }
+    Ok(out)
+}
+
+fn without_chain(v: &[Chain], index: usize) -> Result<KVec<Chain>, ChangeError> {
+    let mut out = KVec::with_capacity(v.len().saturating_sub(1), GFP_KERNEL).map_err(oom)?;
+    for (i, c) in v.iter().enumerate() {
+        if i != index {
+            out.push(clone_chain(c)?, GFP_KERNEL).map_err(oom)?;
+        }
+    }
+    Ok(out)
+}
+
+/// A stack of free counter slots.
+struct SlotStack {
+    items: KVec<u32>,
+    top: usize,
+}
+
+impl SlotStack {
+    fn new() -> Self {
+        Self {
+            items: KVec::new(),
+            top: 0,
+        }
+    }
+
+    fn push(&mut self, slot: u32) -> Result<(), ChangeError> {
+        match self.items.get_mut(self.top) {
+            Some(x) => *x = slot,
+            None => self.items.push(slot, GFP_KERNEL).map_err(oom)?,
+        }
+        self.top += 1;
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<u32> {
+        self.top = self.top.checked_sub(1)?;
+        self.items.get(self.top).copied()
+    }
+}

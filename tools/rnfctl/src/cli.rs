@@ -4,7 +4,88 @@
 //! new commands (add, insert, delete, list, flush, policy, chain, save,
 //! restore, conntrack, monitor) slot in as further variants.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rnf_core::rules::{Policy, Table};
+
+/// The rule syntax, shown by `--help` of the commands that take a rule.
+pub const RULE_HELP: &str = "\
+RULE: [MATCH...] ACTION. Matches come in any order, each at most once; all must hold.
+
+Matches:
+  ip | ip6                       only IPv4 / only IPv6 (default: both; implied by addresses)
+  proto tcp|udp|icmp|icmpv6|sctp|udplite|dccp|gre|esp|ah|N
+  saddr [!] CIDR[,CIDR...]       source address or prefix (10.0.0.0/8, 2001:db8::1)
+  daddr [!] CIDR[,CIDR...]       destination address or prefix
+  sport [!] P[-Q][,...]          source port(s) (needs proto tcp, udp, sctp, udplite or dccp)
+  dport [!] P[-Q][,...]          destination port(s)
+  iif [!] NAME                   input interface; a trailing + matches a prefix (eth+)
+  oif [!] NAME                   output interface
+  tcp flags SET / MASK           of the flags in MASK exactly those in SET are set
+                                 (flags: fin syn rst psh ack urg ece cwr, comma-separated, or none)
+  icmp type NAME|N [code C]      ICMP/ICMPv6 type (echo-request, destination-unreachable, ...)
+  mark [!] V[/M]                 packet mark (masked)
+  limit N/second|minute|hour|day [burst B]   rate limit (default burst 5)
+  uid N | gid N                  owner of a locally generated packet
+  payload contains TEXT          the transport payload contains TEXT
+  random P                       with probability P (0 to 1)
+  nth N                          every N-th packet
+  comment TEXT                   a note kept with the rule
+
+Actions (last word or words):
+  accept | drop | return
+  reject [with tcp-reset|icmp-port-unreachable|icmp-host-unreachable|icmp-net-unreachable|
+         icmp-proto-unreachable|icmp-net-prohibited|icmp-host-prohibited|icmp-admin-prohibited]
+  jump CHAIN                     continue in a user chain, come back at its end or on return
+  goto CHAIN                     continue in a user chain without coming back
+  log [prefix TEXT] [level emerg|alert|crit|err|warning|notice|info|debug|0-7]   (non-terminal)
+  mark set|xor|and|or V          change the packet mark (non-terminal)
+
+Quote TEXT for the shell when it has blanks: comment 'ssh from the office'.
+A word starting with '-' must come after '--'.
+
+Examples:
+  rnfctl add filter INPUT proto tcp dport 22 saddr 10.0.0.0/8 accept
+  rnfctl add filter INPUT proto tcp dport 80,443 tcp flags syn / syn,ack,rst,fin limit 50/second accept
+  rnfctl insert filter INPUT at 2 iif lo accept
+  rnfctl add filter INPUT payload contains \"GET /admin\" log prefix \"admin: \" level info
+  rnfctl add filter INPUT icmp type echo-request limit 1/second burst 10 accept
+  rnfctl add filter FORWARD ip6 daddr ! 2001:db8::/32 reject with icmp-admin-prohibited
+  rnfctl add mangle PREROUTING iif eth+ mark set 0x10
+  rnfctl chain add filter WEB && rnfctl add filter INPUT proto tcp dport 80 jump WEB
+  rnfctl replace filter INPUT 7 proto tcp dport 2222 accept
+  rnfctl delete filter INPUT 7
+  rnfctl delete filter INPUT proto tcp dport 22 saddr 10.0.0.0/8 accept
+";
+
+/// The rule-file format, shown by `rnfctl save --help` and `restore --help`.
+pub const FILE_HELP: &str = "\
+Rule file format (what save writes and restore reads), one item per line:
+
+  # rnf rule set (rnfctl save)
+  # generation 42
+  table filter
+  policy INPUT drop
+  policy FORWARD accept
+  policy OUTPUT accept
+  chain WEB
+  add INPUT proto tcp dport 22 saddr 10.0.0.0/8 accept
+  add INPUT proto tcp dport 80,443 jump WEB
+  add WEB payload contains \"GET /admin\" drop
+
+  table NAME             starts the part of a table: raw, mangle, nat or filter (each once)
+  policy CHAIN accept|drop   policy of a built-in chain of that table (default accept)
+  chain NAME             declares a user chain (before the 'add' lines that append to it)
+  add CHAIN RULE         appends a rule to a chain, in the rule syntax of 'rnfctl add --help'
+  # ...                  a comment line; blank lines are ignored
+
+Words are separated by blanks; double quotes group words, and inside them \\\", \\\\
+and \\xHH are escapes. The file describes the whole rule set: restore replaces every
+table at once (atomically), and a table the file does not mention ends up with
+empty built-in chains that accept. Counters start from zero.
+save prints every table, built-in chains first, user chains by name, rules in
+order, each rule in canonical form, so that save, restore, save gives the same
+text again (except the generation comment, which restore advances).
+";
 
 /// Control the rnf kernel firewall.
 #[derive(Debug, Parser)]
@@ -20,6 +101,59 @@ pub struct Cli {
 pub enum Command {
     /// Show the module's version and per-hook packet counters.
     Status(StatusArgs),
+    /// Append a rule to a chain.
+    #[command(after_help = RULE_HELP)]
+    Add(AddArgs),
+    /// Insert a rule into a chain: at position N (1 is first, the default).
+    #[command(after_help = RULE_HELP)]
+    Insert(InsertArgs),
+    /// Replace the rule with a handle by another (counters start from zero).
+    #[command(after_help = RULE_HELP)]
+    Replace(ReplaceArgs),
+    /// Delete a rule, by handle or by its text (the first rule exactly like it).
+    #[command(after_help = RULE_HELP)]
+    Delete(DeleteArgs),
+    /// List chains with positions, handles and (with -v) counters.
+    List(ListArgs),
+    /// Delete every rule of every table, of a table, or of a chain.
+    Flush(ScopeArgs),
+    /// Reset the counters of every table, of a table, or of a chain.
+    Zero(ScopeArgs),
+    /// Set the policy of a built-in chain.
+    Policy(PolicyArgs),
+    /// Add, delete or rename a user chain.
+    #[command(subcommand)]
+    Chain(ChainCommand),
+    /// Print the whole rule set as a rule file (on standard output).
+    #[command(after_help = FILE_HELP)]
+    Save(SaveArgs),
+    /// Replace the whole rule set, atomically, by a rule file.
+    #[command(after_help = FILE_HELP)]
+    Restore(RestoreArgs),
+}
+
+/// A table name as a clap value.
+pub fn parse_table(s: &str) -> Result<Table, String> {
+    Table::from_name(s)
+        .ok_or_else(|| format!("unknown table '{s}'; expected raw, mangle, nat or filter"))
+}
+
+/// A policy as a clap value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// Accept packets that reach the end of the chain.
+    Accept,
+    /// Drop packets that reach the end of the chain.
+    Drop,
+}
+
+impl From<PolicyArg> for Policy {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::Accept => Policy::Accept,
+            PolicyArg::Drop => Policy::Drop,
+        }
+    }
 }
 
 /// Arguments of `rnfctl status`.
@@ -31,6 +165,177 @@ pub struct StatusArgs {
     /// One row per stage, with its priority.
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// Options of the commands that change rules.
+#[derive(Debug, Args, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOpts {
+    /// Refuse the change if the rule set is no longer at generation N
+    /// (as shown by list --json or save): another writer came in between.
+    #[arg(long, value_name = "N")]
+    pub generation: Option<u64>,
+}
+
+/// Arguments of `rnfctl add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// raw, mangle, nat or filter.
+    #[arg(value_parser = parse_table)]
+    pub table: Table,
+    /// Chain (built-in chains are upper case: INPUT, OUTPUT, ...).
+    pub chain: String,
+    /// The rule: [MATCH...] ACTION (see below).
+    #[arg(required = true, value_name = "RULE")]
+    pub rule: Vec<String>,
+    /// Print the new rule's handle ("handle N").
+    #[arg(long)]
+    pub echo: bool,
+    #[command(flatten)]
+    pub write: WriteOpts,
+}
+
+/// Arguments of `rnfctl insert`.
+#[derive(Debug, Args)]
+pub struct InsertArgs {
+    /// raw, mangle, nat or filter.
+    #[arg(value_parser = parse_table)]
+    pub table: Table,
+    /// Chain.
+    pub chain: String,
+    /// [at N] and the rule: [MATCH...] ACTION (see below). N is 1-based.
+    #[arg(required = true, value_name = "RULE")]
+    pub rule: Vec<String>,
+    /// Print the new rule's handle ("handle N").
+    #[arg(long)]
+    pub echo: bool,
+    #[command(flatten)]
+    pub write: WriteOpts,
+}
+
+/// Arguments of `rnfctl replace`.
+#[derive(Debug, Args)]
+pub struct ReplaceArgs {
+    /// raw, mangle, nat or filter.
+    #[arg(value_parser = parse_table)]
+    pub table: Table,
+    /// Chain.
+    pub chain: String,
+    /// Handle of the rule to replace (see list).
+    pub handle: u64,
+    /// The new rule: [MATCH...] ACTION (see below).
+    #[arg(required = true, value_name = "RULE")]
+    pub rule: Vec<String>,
+    /// Print the rule's handle ("handle N").
+    #[arg(long)]
+    pub echo: bool,
+    #[command(flatten)]
+    pub write: WriteOpts,
+}
+
+/// Arguments of `rnfctl delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// raw, mangle, nat or filter.
+    #[arg(value_parser = parse_table)]
+    pub table: Table,
+    /// Chain.
+    pub chain: String,
+    /// A handle, or the rule: [MATCH...] ACTION (see below).
+    #[arg(required = true, value_name = "HANDLE|RULE")]
+    pub rule: Vec<String>,
+    #[command(flatten)]
+    pub write: WriteOpts,
+}
+
+/// Arguments of `rnfctl list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this table.
+    #[arg(value_parser = parse_table)]
+    pub table: Option<Table>,
+    /// Only this chain of the table.
+    pub chain: Option<String>,
+    /// Exact counters (without -n, large ones are shortened: 123K, 45M).
+    #[arg(short, long)]
+    pub numeric: bool,
+    /// Show packet and byte counters of rules and policies.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Print JSON: every field, exact counters, and the generation.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `rnfctl flush` and `rnfctl zero`.
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// Only this table.
+    #[arg(value_parser = parse_table)]
+    pub table: Option<Table>,
+    /// Only this chain of the table.
+    pub chain: Option<String>,
+}
+
+/// Arguments of `rnfctl policy`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// raw, mangle, nat or filter.
+    #[arg(value_parser = parse_table)]
+    pub table: Table,
+    /// A built-in chain of the table.
+    pub chain: String,
+    /// What happens to packets that reach the end of the chain.
+    #[arg(value_enum)]
+    pub policy: PolicyArg,
+}
+
+/// `rnfctl chain ...`.
+#[derive(Debug, Subcommand)]
+pub enum ChainCommand {
+    /// Create a user chain.
+    Add {
+        /// raw, mangle, nat or filter.
+        #[arg(value_parser = parse_table)]
+        table: Table,
+        /// Name: letters, digits, '_', '-', '.', at most 31, case-sensitive.
+        name: String,
+    },
+    /// Delete a user chain; it must be empty and no rule may jump or go to it.
+    #[command(alias = "del")]
+    Delete {
+        /// raw, mangle, nat or filter.
+        #[arg(value_parser = parse_table)]
+        table: Table,
+        /// Name.
+        name: String,
+    },
+    /// Rename a user chain (rules that jump or go to it follow).
+    Rename {
+        /// raw, mangle, nat or filter.
+        #[arg(value_parser = parse_table)]
+        table: Table,
+        /// Current name.
+        name: String,
+        /// New name.
+        new_name: String,
+    },
+}
+
+/// Arguments of `rnfctl save`.
+#[derive(Debug, Args)]
+pub struct SaveArgs {}
+
+/// Arguments of `rnfctl restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Read the rule file from FILE instead of standard input ('-').
+    #[arg(default_value = "-")]
+    pub file: String,
+    /// Only check the file; send nothing.
+    #[arg(long)]
+    pub check: bool,
+    #[command(flatten)]
+    pub write: WriteOpts,
 }
 
 #[cfg(test)]
@@ -49,15 +354,19 @@ mod tests {
 
     #[test]
     fn status_flags() {
-        let Command::Status(a) = parse(&["status", "--json"]).unwrap().command;
+        let status = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Status(a) => a,
+            other => panic!("{other:?}"),
+        };
+        let a = status(&["status", "--json"]);
         assert!(a.json);
         assert!(!a.verbose);
-        let Command::Status(a) = parse(&["status", "-v"]).unwrap().command;
+        let a = status(&["status", "-v"]);
         assert!(!a.json);
         assert!(a.verbose);
-        let Command::Status(a) = parse(&["status", "--verbose", "--json"]).unwrap().command;
+        let a = status(&["status", "--verbose", "--json"]);
         assert!(a.json && a.verbose);
-        let Command::Status(a) = parse(&["status"]).unwrap().command;
+        let a = status(&["status"]);
         assert!(!a.json && !a.verbose);
     }
 

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::io;
 
+use rnf_core::rules::{Table, MAX_CHAINS, MAX_JUMP_DEPTH, MAX_RULES, MAX_RULE_SIZE};
 use rnf_core::wire::WireError;
 
 /// Exit code for errors without a more specific one.
@@ -35,6 +36,25 @@ pub enum Error {
         /// The error.
         err: io::Error,
     },
+    /// The kernel refused a rule-management request; `target` says what
+    /// the request was about, so the message can name it.
+    Refused {
+        /// What rnfctl was doing, e.g. `"add"`.
+        op: &'static str,
+        /// Positive errno.
+        errno: i32,
+        /// Extended-ack message, if the kernel sent one.
+        ext_ack: Option<String>,
+        /// What the request named.
+        target: Box<Target>,
+    },
+    /// The command line or a rule file is wrong; nothing was sent.
+    Invalid {
+        /// What rnfctl was doing.
+        op: &'static str,
+        /// What is wrong, naming the word.
+        message: String,
+    },
     /// The kernel's answer could not be understood.
     Protocol {
         /// What rnfctl was doing.
@@ -53,11 +73,34 @@ impl Error {
         }
     }
 
+    /// A local error in the command line or a rule file.
+    pub fn invalid(op: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            op,
+            message: message.into(),
+        }
+    }
+
+    /// Attaches what a request was about to the kernel's refusal of it.
+    pub fn about(self, target: &Target) -> Self {
+        match self {
+            Self::Kernel { op, errno, ext_ack } => Self::Refused {
+                op,
+                errno,
+                ext_ack,
+                target: Box::new(target.clone()),
+            },
+            e => e,
+        }
+    }
+
     /// Process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::ModuleNotLoaded => EXIT_NOT_LOADED,
-            Self::Kernel { errno, .. } if *errno == libc::EPERM => EXIT_PERMISSION,
+            Self::Kernel { errno, .. } | Self::Refused { errno, .. } if *errno == libc::EPERM => {
+                EXIT_PERMISSION
+            }
             _ => EXIT_FAILURE,
         }
     }
@@ -69,9 +112,33 @@ impl fmt::Display for Error {
             Self::ModuleNotLoaded => f.write_str(
                 "the rnf kernel module is not loaded (load it with 'modprobe rnf' or 'insmod rnf.ko')",
             ),
-            Self::Kernel { errno, .. } if *errno == libc::EPERM => f.write_str(
-                "permission denied: rnf needs CAP_NET_ADMIN in this network namespace (run rnfctl as root)",
-            ),
+            Self::Kernel { errno, .. } | Self::Refused { errno, .. } if *errno == libc::EPERM => {
+                f.write_str(PERMISSION_DENIED)
+            }
+            Self::Refused {
+                op,
+                errno,
+                ext_ack,
+                target,
+            } => {
+                if *errno == libc::ESTALE {
+                    return match target.generation {
+                        Some(g) => write!(
+                            f,
+                            "the rule set changed since generation {g} (another writer); list again and retry"
+                        ),
+                        None => f.write_str(
+                            "the rule set changed during the request (another writer); list again and retry",
+                        ),
+                    };
+                }
+                write!(f, "{op}: {}", refusal(op, *errno, ext_ack.as_deref(), target))?;
+                if let Some(msg) = ext_ack.as_deref().filter(|m| !m.is_empty()) {
+                    write!(f, " (kernel: {msg})")?;
+                }
+                Ok(())
+            }
+            Self::Invalid { op, message } => write!(f, "{op}: {message}"),
             Self::Kernel { op, errno, ext_ack } => {
                 write!(f, "{op}: {}", describe_errno(*errno))?;
                 if let Some(msg) = ext_ack.as_deref().filter(|m| !m.is_empty()) {
@@ -89,6 +156,106 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+const PERMISSION_DENIED: &str =
+    "permission denied: rnf needs CAP_NET_ADMIN in this network namespace (run rnfctl as root)";
+
+/// What a rule-management request named, for wording the kernel's refusal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// Table.
+    pub table: Option<Table>,
+    /// Chain.
+    pub chain: Option<String>,
+    /// Rule handle.
+    pub handle: Option<u64>,
+    /// The request named a rule by its text (delete by rule).
+    pub by_rule: bool,
+    /// New chain name (rename).
+    pub new_name: Option<String>,
+    /// Generation the writer sent.
+    pub generation: Option<u64>,
+}
+
+impl Target {
+    fn table_name(&self) -> &'static str {
+        self.table.map_or("?", Table::name)
+    }
+
+    /// `"chain 'FOO' in table filter"`, or as much of it as is known.
+    fn chain_words(&self) -> String {
+        match (&self.chain, self.table) {
+            (Some(c), Some(t)) => format!("chain '{c}' in table {}", t.name()),
+            (Some(c), None) => format!("chain '{c}'"),
+            (None, Some(t)) => format!("table {}", t.name()),
+            (None, None) => "the rule set".to_string(),
+        }
+    }
+
+    /// A hint when a chain name differs from a built-in one only in case.
+    fn case_hint(&self) -> String {
+        let (Some(c), Some(t)) = (&self.chain, self.table) else {
+            return String::new();
+        };
+        match t
+            .hooks()
+            .iter()
+            .find(|h| h.name().eq_ignore_ascii_case(c) && h.name() != c)
+        {
+            Some(h) => format!(
+                "; chain names are case-sensitive: did you mean {}?",
+                h.name()
+            ),
+            None => String::new(),
+        }
+    }
+}
+
+/// Words for a kernel refusal of a rule-management request, naming what
+/// the request was about. Never a bare errno number.
+fn refusal(op: &str, errno: i32, ext_ack: Option<&str>, t: &Target) -> String {
+    let ack = ext_ack.unwrap_or("").to_ascii_lowercase();
+    let table = t.table_name();
+    let chain = t.chain.as_deref().unwrap_or("?");
+    match errno {
+        libc::ENOENT => {
+            let mentions_chain = ack.contains("chain");
+            let mentions_rule = ack.contains("rule") || ack.contains("handle");
+            let rule_named = t.handle.is_some() || t.by_rule;
+            if rule_named && (mentions_rule || !mentions_chain) {
+                match t.handle {
+                    Some(h) => format!("no rule with handle {h} in chain '{chain}' of table {table}"),
+                    None => format!(
+                        "no rule in chain '{chain}' of table {table} is exactly like this one \
+                         (list the chain to see its rules, or delete by handle)"
+                    ),
+                }
+            } else if t.chain.is_some() {
+                format!("no chain '{chain}' in table {table}{}", t.case_hint())
+            } else {
+                format!("{} not found", t.chain_words())
+            }
+        }
+        libc::EEXIST => match (op, &t.new_name) {
+            ("chain rename", Some(n)) => format!("table {table} already has a chain '{n}'"),
+            _ => format!("table {table} already has a chain '{chain}'"),
+        },
+        libc::EBUSY | libc::ENOTEMPTY => format!(
+            "{} is in use: it still has rules, or rules jump or go to it (flush it and delete those rules first)",
+            t.chain_words()
+        ),
+        libc::ELOOP => format!(
+            "the jumps and gotos between chains would form a loop or nest deeper than {MAX_JUMP_DEPTH} chains"
+        ),
+        libc::E2BIG | libc::ENOSPC | libc::EMSGSIZE | libc::ERANGE => format!(
+            "a limit of rnf was reached (at most {MAX_RULES} rules, {MAX_CHAINS} chains, {MAX_RULE_SIZE} bytes per rule)"
+        ),
+        libc::EINVAL => "the kernel refused the request as invalid".to_string(),
+        libc::EOPNOTSUPP => "the loaded rnf module does not support this command (is it older than rnfctl?)".to_string(),
+        libc::ENOMEM => "the kernel ran out of memory".to_string(),
+        _ => describe_errno(errno),
+    }
+}
 
 /// `"<description in words> (<ENAME>)"` for a positive errno, for example
 /// `"Invalid argument (EINVAL)"`. Unknown numbers read `"... (errno 1234)"`.

@@ -3,18 +3,17 @@
 //! `rnfctl`: command-line tool for the rnf kernel firewall.
 
 mod cli;
+mod commands;
 mod error;
+mod listing;
 mod nl;
 mod output;
-// The rule syntax is in place before the kernel side of the rule commands
-// (issue 3); until `add`/`list`/... are wired to netlink, only the tests use
-// it, and no subcommand pretends to work.
-#[cfg_attr(not(test), allow(dead_code))]
+mod request;
 mod rule_parse;
-#[cfg_attr(not(test), allow(dead_code))]
 mod rule_print;
 #[cfg(test)]
 mod rule_tests;
+mod rulefile;
 mod status;
 
 use std::io::Write;
@@ -22,13 +21,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Status(args) => status::run(args),
-    };
+    let result = commands::run(&cli.command);
     match result {
         Ok(out) => {
             let mut stdout = std::io::stdout().lock();

@@ -7,13 +7,49 @@
 use std::io;
 
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
-use rnf_core::netlink::{self, GenlMsgHdr, MsgKind, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
-use rnf_core::wire::AttrWriter;
+use rnf_core::netlink::{
+    self, GenlMsgHdr, MsgKind, NlMsgHdr, GENL_HDRLEN, NLMSG_HDRLEN, NLM_F_ACK, NLM_F_DUMP,
+    NLM_F_REQUEST,
+};
+use rnf_core::wire::{AttrWriter, WireError};
 
 use crate::error::Error;
 
 /// Size of the buffer requests are encoded into.
 const REQUEST_BUF: usize = 8192;
+
+/// `NLM_F_DUMP_INTR`: the kernel saw the data change while it was dumping.
+pub const NLM_F_DUMP_INTR: u16 = 0x10;
+
+/// A whole generic netlink request message: `nlmsghdr`, `genlmsghdr`, then
+/// the already encoded attributes `attrs`.
+pub fn build_request(
+    family_id: u16,
+    flags: u16,
+    seq: u32,
+    cmd: u8,
+    version: u8,
+    attrs: &[u8],
+) -> Result<Vec<u8>, WireError> {
+    let total = NLMSG_HDRLEN + GENL_HDRLEN + attrs.len();
+    let nlh = NlMsgHdr {
+        len: u32::try_from(total).map_err(|_| WireError::Overflow)?,
+        ty: family_id,
+        flags,
+        seq,
+        pid: 0,
+    };
+    let genl = GenlMsgHdr {
+        cmd,
+        version,
+        reserved: 0,
+    };
+    let mut msg = Vec::with_capacity(total);
+    msg.extend_from_slice(&nlh.to_bytes());
+    msg.extend_from_slice(&genl.to_bytes());
+    msg.extend_from_slice(attrs);
+    Ok(msg)
+}
 
 /// Where an exchange stands after a datagram.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,6 +95,13 @@ pub fn process_datagram(
                 })
             }
             MsgKind::Control(_) => {}
+            MsgKind::Data(_) if msg.header.flags & NLM_F_DUMP_INTR != 0 => {
+                return Err(Error::Protocol {
+                    op,
+                    detail: "the rule set changed while it was being listed; run the command again"
+                        .into(),
+                })
+            }
             MsgKind::Data(payload) if msg.header.ty == family_id => {
                 replies.push(payload.to_vec());
             }
@@ -157,11 +200,49 @@ impl GenlSocket {
             attrs,
         )
         .map_err(|e| Error::wire(op, e))?;
+        buf.truncate(len);
+        self.exchange(op, family_id, seq, &buf)
+    }
+
+    /// Sends a request whose attributes are already encoded (`attrs`),
+    /// with `NLM_F_REQUEST | NLM_F_ACK` and `NLM_F_DUMP` if `dump`, and
+    /// collects the replies until the acknowledgement or end of dump.
+    pub fn request_encoded(
+        &mut self,
+        op: &'static str,
+        family_id: u16,
+        cmd: u8,
+        dump: bool,
+        attrs: &[u8],
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let flags = NLM_F_REQUEST | NLM_F_ACK | if dump { NLM_F_DUMP } else { 0 };
+        let msg = build_request(
+            family_id,
+            flags,
+            seq,
+            cmd,
+            rnf_core::wire::FAMILY_VERSION,
+            attrs,
+        )
+        .map_err(|e| Error::wire(op, e))?;
+        self.exchange(op, family_id, seq, &msg)
+    }
+
+    /// Sends one message and collects the replies of exchange `seq`.
+    fn exchange(
+        &mut self,
+        op: &'static str,
+        family_id: u16,
+        seq: u32,
+        msg: &[u8],
+    ) -> Result<Vec<Vec<u8>>, Error> {
         let sent = self
             .sock
-            .send(&buf[..len], 0)
+            .send(msg, 0)
             .map_err(|err| Error::Io { op, err })?;
-        if sent != len {
+        if sent != msg.len() {
             return Err(Error::Io {
                 op,
                 err: io::Error::new(io::ErrorKind::WriteZero, "short netlink send"),
@@ -174,19 +255,6 @@ impl GenlSocket {
                 return Ok(replies);
             }
         }
-    }
-
-    /// Sends a dump request and collects the replies until `NLMSG_DONE`.
-    #[allow(dead_code)] // for the list/conntrack commands to come
-    pub fn dump(
-        &mut self,
-        op: &'static str,
-        family_id: u16,
-        cmd: u8,
-        version: u8,
-        attrs: impl FnOnce(&mut AttrWriter<'_>),
-    ) -> Result<Vec<Vec<u8>>, Error> {
-        self.request(op, family_id, cmd, version, NLM_F_DUMP, attrs)
     }
 
     /// Receives one whole datagram into `self.rx`, however large.
@@ -343,6 +411,48 @@ mod tests {
             process_datagram("list", &d, FAMILY, 3, &mut Vec::new()).unwrap(),
             Progress::Finished
         );
+    }
+
+    #[test]
+    fn interrupted_dump_is_an_error() {
+        let d = msg(
+            FAMILY,
+            netlink::NLM_F_MULTI | NLM_F_DUMP_INTR,
+            3,
+            &[4, 1, 0, 0],
+        );
+        let e = process_datagram("list", &d, FAMILY, 3, &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "list: bad reply from the kernel: the rule set changed while it was being listed; run the command again"
+        );
+    }
+
+    #[test]
+    fn built_request_layout() {
+        let m = build_request(
+            FAMILY,
+            NLM_F_REQUEST | NLM_F_ACK,
+            42,
+            2,
+            1,
+            &[8, 0, 5, 0, 3, 0, 0, 0],
+        )
+        .unwrap();
+        assert_eq!(m.len(), 28);
+        let h = NlMsgHdr::parse(&m).unwrap();
+        assert_eq!(
+            h,
+            NlMsgHdr {
+                len: 28,
+                ty: FAMILY,
+                flags: NLM_F_REQUEST | NLM_F_ACK,
+                seq: 42,
+                pid: 0
+            }
+        );
+        assert_eq!(&m[16..20], &[2, 1, 0, 0]);
+        assert_eq!(&m[20..], &[8, 0, 5, 0, 3, 0, 0, 0]);
     }
 
     #[test]

@@ -70,15 +70,17 @@ pub fn status_json(s: &Status) -> String {
 
 /// Column alignment.
 #[derive(Clone, Copy)]
-enum Align {
+pub enum Align {
+    /// Text to the left.
     Left,
+    /// Text to the right (numbers).
     Right,
 }
 
 /// Formats rows as columns separated by two spaces; each column is as wide
 /// as its widest cell, and at least its minimum width. Lines have no
 /// trailing spaces.
-fn table(header: &[&str], align: &[Align], min: &[usize], rows: &[Vec<String>]) -> String {
+pub fn table(header: &[&str], align: &[Align], min: &[usize], rows: &[Vec<String>]) -> String {
     let mut width: Vec<usize> = header
         .iter()
         .zip(min)

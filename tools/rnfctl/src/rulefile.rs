@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! The rule file of `rnfctl save` and `rnfctl restore`.
+//!
+//! ```text
+//! # rnf rule set (rnfctl save)
+//! # generation 42
+//! table filter
+//! policy INPUT drop
+//! policy FORWARD accept
+//! policy OUTPUT accept
+//! chain WEB
+//! add INPUT proto tcp dport 22 saddr 10.0.0.0/8 accept
+//! add INPUT proto tcp dport 80,443 jump WEB
+//! add WEB payload contains "GET /admin" drop
+//! ```
+//!
+//! One item per line; words as in
+//! [`split_words`](crate::rule_parse::split_words):
+//! - `table NAME` starts the part of a table (`raw`, `mangle`, `nat`,
+//!   `filter`); each table at most once;
+//! - `policy CHAIN accept|drop` sets the policy of a built-in chain of that
+//!   table (default `accept`), at most once per chain;
+//! - `chain NAME` declares a user chain, before the `add` lines that
+//!   append to it (a `jump`/`goto` may name a chain declared further down
+//!   the same table);
+//! - `add CHAIN RULE...` appends a rule in the syntax of `rnfctl add`;
+//! - lines whose first non-blank character is `#`, and blank lines, are
+//!   ignored.
+//!
+//! The file is the whole rule set: `restore` sends all four tables, and a
+//! table the file does not name is sent with empty built-in chains that
+//! accept. `save` prints every table the kernel lists, built-in chains
+//! first (in hook order), user chains by name, rules in order and in
+//! canonical form, so that save → restore → save gives the same text again,
+//! except for the `# generation` comment, which the restore advances.
+
+use std::fmt;
+use std::fmt::Write;
+
+use rnf_core::rules::{validate_chain_name, Action, Policy, RuleView, Table};
+use rnf_core::ruleset_msg::{begin_ruleset_chain, begin_ruleset_table, put_rule};
+use rnf_core::wire::{attr, AttrWriter};
+
+use crate::listing::Listing;
+use crate::rule_parse::{parse_rule, split_words};
+
+/// An error in a rule file: the line (1-based), the word at fault, and
+/// what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    /// Line number, from 1.
+    pub line: usize,
+    /// The word at fault; `None` for the end of the line.
+    pub word: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.word {
+            Some(w) => write!(f, "line {}: at '{w}': {}", self.line, self.message),
+            None => write!(
+                f,
+                "line {}: at the end of the line: {}",
+                self.line, self.message
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// A chain of a rule file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSpec {
+    /// Name.
+    pub name: String,
+    /// Policy of a built-in chain; `None` for user chains.
+    pub policy: Option<Policy>,
+    /// Line of its `policy` or `chain` line, if it had one.
+    pub line: Option<usize>,
+    /// Rule blobs in order, with their line numbers.
+    pub rules: Vec<(usize, Vec<u8>)>,
+}
+
+/// A table of a rule file: its built-in chains (always all of them, in
+/// hook order) followed by its user chains in the order declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// The table.
+    pub table: Table,
+    /// Chains.
+    pub chains: Vec<ChainSpec>,
+}
+
+impl TableSpec {
+    /// A table with empty built-in chains that accept.
+    pub fn new(table: Table) -> Self {
+        Self {
+            table,
+            chains: table
+                .hooks()
+                .iter()
+                .map(|h| ChainSpec {
+                    name: h.name().to_string(),
+                    policy: Some(Policy::Accept),
+                    line: None,
+                    rules: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn chain_mut(&mut self, name: &str) -> Option<&mut ChainSpec> {
+        self.chains.iter_mut().find(|c| c.name == name)
+    }
+}
+
+/// A parsed rule file: one entry per table, in [`Table::ALL`] order
+/// (tables the file does not name are empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleFile {
+    /// All four tables.
+    pub tables: Vec<TableSpec>,
+}
+
+fn err(line: usize, word: &str, message: impl Into<String>) -> FileError {
+    FileError {
+        line,
+        word: Some(word.to_string()),
+        message: message.into(),
+    }
+}
+
+fn builtin_names(t: Table) -> String {
+    let names: Vec<&str> = t.hooks().iter().map(|h| h.name()).collect();
+    names.join(", ")
+}
+
+/// Parses a rule file.
+pub fn parse(text: &str) -> Result<RuleFile, FileError> {
+    let mut tables: Vec<TableSpec> = Table::ALL.into_iter().map(TableSpec::new).collect();
+    let mut seen: Vec<(Table, usize)> = Vec::new();
+    let mut current: Option<usize> = None;
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let words = split_words(line).map_err(|e| FileError {
+            line: n,
+            word: e.at,
+            message: e.message,
+        })?;
+        let Some((first, rest)) = words.split_first() else {
+            continue;
+        };
+        let extra = |at: usize| -> Result<(), FileError> {
+            match rest.get(at) {
+                Some(w) => Err(err(n, w, format!("unexpected word after '{first}' line"))),
+                None => Ok(()),
+            }
+        };
+        let need = |at: usize, what: &str| -> Result<&String, FileError> {
+            rest.get(at).ok_or_else(|| FileError {
+                line: n,
+                word: None,
+                message: format!("expected {what} after '{first}'"),
+            })
+        };
+        if first == "table" {
+            let name = need(0, "a table name (raw, mangle, nat or filter)")?;
+            let t = Table::from_name(name).ok_or_else(|| {
+                err(
+                    n,
+                    name,
+                    "unknown table; expected raw, mangle, nat or filter",
+                )
+            })?;
+            extra(1)?;
+            if let Some((_, l)) = seen.iter().find(|(s, _)| *s == t) {
+                return Err(err(
+                    n,
+                    name,
+                    format!("table {} was already started on line {l}", t.name()),
+                ));
+            }
+            seen.push((t, n));
+            current = Table::ALL.iter().position(|x| *x == t);
+            continue;
+        }
+        let Some(ti) = current else {
+            return Err(err(
+                n,
+                first,
+                "expected 'table NAME' before the first policy, chain or add line",
+            ));
+        };
+        let spec = &mut tables[ti];
+        let table = spec.table;
+        match first.as_str() {
+            "policy" => {
+                let chain = need(0, "a built-in chain name")?;
+                if table.builtin(chain).is_none() {
+                    return Err(err(
+                        n,
+                        chain,
+                        format!(
+                            "table {} has no built-in chain of that name (it has {})",
+                            table.name(),
+                            builtin_names(table)
+                        ),
+                    ));
+                }
+                let p = need(1, "accept or drop")?;
+                let policy = match p.as_str() {
+                    "accept" => Policy::Accept,
+                    "drop" => Policy::Drop,
+                    _ => return Err(err(n, p, "expected accept or drop")),
+                };
+                extra(2)?;
+                let c = spec
+                    .chain_mut(chain)
+                    .ok_or_else(|| err(n, chain, "no such chain"))?;
+                if let Some(l) = c.line {
+                    return Err(err(
+                        n,
+                        chain,
+                        format!("the policy of {chain} was already set on line {l}"),
+                    ));
+                }
+                c.policy = Some(policy);
+                c.line = Some(n);
+            }
+            "chain" => {
+                let name = need(0, "a chain name")?;
+                validate_chain_name(name).map_err(|e| {
+                    let m = e
+                        .message
+                        .strip_prefix("chain: ")
+                        .unwrap_or(e.message)
+                        .to_string();
+                    err(n, name, m)
+                })?;
+                extra(1)?;
+                if let Some(c) = spec.chains.iter().find(|c| c.name == *name) {
+                    return Err(err(
+                        n,
+                        name,
+                        format!(
+                            "chain {name} was already declared on line {}",
+                            c.line.unwrap_or(0)
+                        ),
+                    ));
+                }
+                spec.chains.push(ChainSpec {
+                    name: name.clone(),
+                    policy: None,
+                    line: Some(n),
+                    rules: Vec::new(),
+                });
+            }
+            "add" => {
+                let chain = need(0, "a chain name and a rule")?;
+                let Some(c) = spec.chain_mut(chain) else {
+                    return Err(err(
+                        n,
+                        chain,
+                        format!(
+                            "no chain of that name in table {} (built-in: {}; declare user chains with 'chain NAME' first)",
+                            table.name(),
+                            builtin_names(table)
+                        ),
+                    ));
+                };
+                let blob = parse_rule(&rest[1..]).map_err(|e| FileError {
+                    line: n,
+                    word: e.at,
+                    message: e.message,
+                })?;
+                c.rules.push((n, blob));
+            }
+            _ => {
+                return Err(err(
+                    n,
+                    first,
+                    "unknown line; expected table, policy, chain, add or a # comment",
+                ))
+            }
+        }
+    }
+    // Jump and goto targets must be chains of the same table.
+    for spec in &tables {
+        for c in &spec.chains {
+            for (line, blob) in &c.rules {
+                let target = match RuleView::decode(blob).map(|v| v.action) {
+                    Ok(Action::Jump(t) | Action::Goto(t)) => t,
+                    _ => continue,
+                };
+                if !spec
+                    .chains
+                    .iter()
+                    .any(|x| x.policy.is_none() && x.name == target)
+                {
+                    return Err(err(
+                        *line,
+                        target,
+                        format!(
+                            "no user chain of that name in table {} (declare it with 'chain {target}')",
+                            spec.table.name()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(RuleFile { tables })
+}
+
+impl RuleFile {
+    /// Writes the payload of `attr::RULESET`: every table, each with all
+    /// its built-in chains (with `POLICY`) and then its user chains (without),
+    /// each with its rules in order.
+    pub fn encode(&self, w: &mut AttrWriter<'_>) {
+        for t in &self.tables {
+            let tn = begin_ruleset_table(w, t.table);
+            for c in &t.chains {
+                let cn = begin_ruleset_chain(w, &c.name, c.policy);
+                for (_, blob) in &c.rules {
+                    put_rule(w, attr::RULE, blob);
+                }
+                w.end_nested(cn);
+            }
+            w.end_nested(tn);
+        }
+    }
+}
+
+/// Prints a listing as a rule file. A rule that rnfctl cannot print is an
+/// error (the file would not restore what the kernel has).
+pub fn save(l: &Listing) -> Result<String, String> {
+    let mut out =
+        String::from("# rnf rule set (rnfctl save); load it with: rnfctl restore < FILE\n");
+    if let Some(g) = l.generation {
+        let _ = writeln!(out, "# generation {g}");
+    }
+    let mut last = None;
+    for t in Table::ALL {
+        let chains: Vec<_> = l.chains.iter().filter(|c| c.table == t).collect();
+        if chains.is_empty() {
+            continue;
+        }
+        if last.is_some() {
+            out.push('\n');
+        }
+        last = Some(t);
+        let _ = writeln!(out, "table {}", t.name());
+        for c in &chains {
+            if c.is_builtin() {
+                let p = c.policy.unwrap_or(Policy::Accept);
+                let _ = writeln!(out, "policy {} {}", c.name, p.name());
+            }
+        }
+        for c in &chains {
+            if !c.is_builtin() {
+                let _ = writeln!(out, "chain {}", c.name);
+            }
+        }
+        for c in &chains {
+            for r in &c.rules {
+                let text = r.text().map_err(|e| {
+                    format!(
+                        "rule with handle {} in chain {} of table {}: {e}",
+                        r.handle,
+                        c.name,
+                        t.name()
+                    )
+                })?;
+                let _ = writeln!(out, "add {} {text}", c.name);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -300,3 +300,553 @@ pub fn run(command: &Command) -> Result<String, Error> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use crate::test_util::{attrs, cstr, get, kernel_after_restore, reply, types};
+    use clap::Parser;
+    use rnf_core::wire::NLA_F_NESTED;
+
+    fn cli(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("rnfctl").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
+    fn req(args: &[&str]) -> Request {
+        build(&cli(args)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn local_err(args: &[&str]) -> String {
+        build(&cli(args)).unwrap_err().to_string()
+    }
+
+    fn blob(rule: &str) -> Vec<u8> {
+        let words: Vec<String> = rule.split(' ').map(str::to_owned).collect();
+        parse_rule(&words).unwrap()
+    }
+
+    const FILTER: u8 = Table::Filter as u8;
+
+    #[test]
+    fn add_appends() {
+        let r = req(&[
+            "add", "filter", "INPUT", "proto", "tcp", "dport", "22", "accept",
+        ]);
+        assert_eq!(r.op, "add");
+        assert_eq!(r.cmd, cmd::NEW_RULE);
+        assert!(!r.dump);
+        assert_eq!(
+            attrs(&r),
+            vec![
+                (attr::TABLE, false, vec![FILTER]),
+                (attr::CHAIN, false, cstr("INPUT")),
+                (attr::RULE, true, blob("proto tcp dport 22 accept")),
+            ]
+        );
+        // The nested flag is on the wire.
+        assert_eq!(&r.attrs[18..20], &[0, 0][..], "CHAIN padding");
+        let rule_hdr = 8 + 12;
+        assert_eq!(
+            u16::from_ne_bytes([r.attrs[rule_hdr + 2], r.attrs[rule_hdr + 3]]),
+            attr::RULE | NLA_F_NESTED
+        );
+        assert_eq!(r.target.table, Some(Table::Filter));
+        assert_eq!(r.target.chain.as_deref(), Some("INPUT"));
+    }
+
+    #[test]
+    fn generation_is_sent_last() {
+        for args in [
+            &["add", "--generation", "42", "nat", "OUTPUT", "drop"][..],
+            &["add", "nat", "OUTPUT", "drop", "--generation", "42"][..],
+        ] {
+            let r = req(args);
+            assert_eq!(
+                types(&r),
+                vec![attr::TABLE, attr::CHAIN, attr::RULE, attr::GENERATION]
+            );
+            assert_eq!(get(&r, attr::TABLE), vec![Table::Nat as u8]);
+            assert_eq!(get(&r, attr::GENERATION), 42u64.to_ne_bytes());
+            assert_eq!(r.target.generation, Some(42));
+        }
+        let r = req(&["delete", "filter", "INPUT", "7", "--generation", "3"]);
+        assert_eq!(
+            types(&r),
+            vec![attr::TABLE, attr::CHAIN, attr::HANDLE, attr::GENERATION]
+        );
+        let r = req(&[
+            "replace",
+            "--generation",
+            "1",
+            "filter",
+            "INPUT",
+            "7",
+            "drop",
+        ]);
+        assert_eq!(
+            types(&r),
+            vec![
+                attr::TABLE,
+                attr::CHAIN,
+                attr::RULE,
+                attr::HANDLE,
+                attr::GENERATION
+            ]
+        );
+        let r = req(&["insert", "--generation", "9", "filter", "INPUT", "drop"]);
+        assert_eq!(
+            types(&r),
+            vec![
+                attr::TABLE,
+                attr::CHAIN,
+                attr::RULE,
+                attr::POSITION,
+                attr::GENERATION
+            ]
+        );
+    }
+
+    #[test]
+    fn insert_positions_are_one_based() {
+        let r = req(&["insert", "filter", "INPUT", "iif", "lo", "accept"]);
+        assert_eq!(r.cmd, cmd::NEW_RULE);
+        assert_eq!(
+            types(&r),
+            vec![attr::TABLE, attr::CHAIN, attr::RULE, attr::POSITION]
+        );
+        assert_eq!(get(&r, attr::POSITION), 0u32.to_ne_bytes());
+        assert_eq!(get(&r, attr::RULE), blob("iif lo accept"));
+        let r = req(&["insert", "filter", "INPUT", "at", "3", "drop"]);
+        assert_eq!(get(&r, attr::POSITION), 2u32.to_ne_bytes());
+        assert_eq!(get(&r, attr::RULE), blob("drop"));
+        let r = req(&["insert", "filter", "INPUT", "at", "1", "drop"]);
+        assert_eq!(get(&r, attr::POSITION), 0u32.to_ne_bytes());
+        let r = req(&["insert", "filter", "INPUT", "at", "4294967296", "drop"]);
+        assert_eq!(get(&r, attr::POSITION), u32::MAX.to_ne_bytes());
+        assert_eq!(
+            local_err(&["insert", "filter", "INPUT", "at", "0", "drop"]),
+            "insert: at 'at': expected a position 1, 2, ... (1 is the first rule), got '0'"
+        );
+        assert_eq!(
+            local_err(&["insert", "filter", "INPUT", "at", "x", "drop"]),
+            "insert: at 'at': expected a position 1, 2, ... (1 is the first rule), got 'x'"
+        );
+        assert_eq!(
+            local_err(&["insert", "filter", "INPUT", "at", "4294967297", "drop"]),
+            "insert: at 'at': expected a position 1, 2, ... (1 is the first rule), got '4294967297'"
+        );
+        assert_eq!(
+            local_err(&["insert", "filter", "INPUT", "at"]),
+            "insert: at 'at': expected a position 1, 2, ... (1 is the first rule), got nothing"
+        );
+        assert_eq!(
+            local_err(&["insert", "filter", "INPUT", "at", "2"]),
+            "insert: at the end of the rule: expected an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V), got nothing"
+        );
+    }
+
+    #[test]
+    fn replace_names_the_handle() {
+        let r = req(&[
+            "replace", "filter", "INPUT", "17", "proto", "udp", "dport", "53", "accept",
+        ]);
+        assert_eq!(r.cmd, cmd::NEW_RULE);
+        assert_eq!(
+            types(&r),
+            vec![attr::TABLE, attr::CHAIN, attr::RULE, attr::HANDLE]
+        );
+        assert_eq!(get(&r, attr::HANDLE), 17u64.to_ne_bytes());
+        assert_eq!(get(&r, attr::RULE), blob("proto udp dport 53 accept"));
+        assert_eq!(r.target.handle, Some(17));
+    }
+
+    #[test]
+    fn delete_by_handle_or_rule() {
+        let r = req(&["delete", "filter", "INPUT", "5"]);
+        assert_eq!(r.cmd, cmd::DEL_RULE);
+        assert_eq!(
+            attrs(&r),
+            vec![
+                (attr::TABLE, false, vec![FILTER]),
+                (attr::CHAIN, false, cstr("INPUT")),
+                (attr::HANDLE, false, 5u64.to_ne_bytes().to_vec()),
+            ]
+        );
+        assert_eq!(r.target.handle, Some(5));
+        let r = req(&[
+            "delete", "mangle", "WEB", "proto", "tcp", "dport", "5", "accept",
+        ]);
+        assert_eq!(
+            attrs(&r),
+            vec![
+                (attr::TABLE, false, vec![Table::Mangle as u8]),
+                (attr::CHAIN, false, cstr("WEB")),
+                (attr::RULE, true, blob("proto tcp dport 5 accept")),
+            ]
+        );
+        assert!(r.target.by_rule);
+        assert_eq!(
+            local_err(&["delete", "filter", "INPUT", "99999999999999999999"]),
+            "delete: at '99999999999999999999': the handle is too large"
+        );
+        assert_eq!(
+            local_err(&["delete", "filter", "INPUT", "reject", "with", "tcp-reset"]),
+            "delete: at 'reject': 'with tcp-reset' needs 'proto tcp'"
+        );
+    }
+
+    #[test]
+    fn list_and_save_dump() {
+        let r = req(&["list"]);
+        assert_eq!(r.cmd, cmd::GET_RULES);
+        assert!(r.dump);
+        assert!(r.attrs.is_empty());
+        // A chain is picked out of the table's listing, so that references
+        // to it can be counted: only the table is sent.
+        for args in [
+            &["list", "nat"][..],
+            &["list", "nat", "POSTROUTING", "-v"][..],
+        ] {
+            let r = req(args);
+            assert_eq!(
+                attrs(&r),
+                vec![(attr::TABLE, false, vec![Table::Nat as u8])]
+            );
+        }
+        let r = req(&["save"]);
+        assert_eq!((r.cmd, r.dump, r.attrs.len()), (cmd::GET_RULES, true, 0));
+    }
+
+    #[test]
+    fn flush_and_zero_scopes() {
+        for (word, command) in [("flush", cmd::FLUSH), ("zero", cmd::ZERO)] {
+            let r = req(&[word]);
+            assert_eq!((r.cmd, r.dump), (command, false));
+            assert!(r.attrs.is_empty());
+            let r = req(&[word, "raw"]);
+            assert_eq!(
+                attrs(&r),
+                vec![(attr::TABLE, false, vec![Table::Raw as u8])]
+            );
+            let r = req(&[word, "filter", "WEB"]);
+            assert_eq!(
+                attrs(&r),
+                vec![
+                    (attr::TABLE, false, vec![FILTER]),
+                    (attr::CHAIN, false, cstr("WEB"))
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn policy() {
+        let r = req(&["policy", "filter", "FORWARD", "drop"]);
+        assert_eq!(r.cmd, cmd::SET_POLICY);
+        assert_eq!(
+            attrs(&r),
+            vec![
+                (attr::TABLE, false, vec![FILTER]),
+                (attr::CHAIN, false, cstr("FORWARD")),
+                (attr::POLICY, false, vec![Policy::Drop as u8]),
+            ]
+        );
+        let r = req(&["policy", "raw", "PREROUTING", "accept"]);
+        assert_eq!(get(&r, attr::POLICY), vec![Policy::Accept as u8]);
+        assert_eq!(
+            local_err(&["policy", "raw", "INPUT", "drop"]),
+            "policy: at 'INPUT': only built-in chains have a policy; those of table raw are PREROUTING, OUTPUT"
+        );
+    }
+
+    #[test]
+    fn chains() {
+        let r = req(&["chain", "add", "filter", "WEB"]);
+        assert_eq!((r.op, r.cmd), ("chain add", cmd::NEW_CHAIN));
+        assert_eq!(
+            attrs(&r),
+            vec![
+                (attr::TABLE, false, vec![FILTER]),
+                (attr::CHAIN, false, cstr("WEB"))
+            ]
+        );
+        for word in ["delete", "del"] {
+            let r = req(&["chain", word, "filter", "WEB"]);
+            assert_eq!((r.op, r.cmd), ("chain delete", cmd::DEL_CHAIN));
+            assert_eq!(
+                attrs(&r),
+                vec![
+                    (attr::TABLE, false, vec![FILTER]),
+                    (attr::CHAIN, false, cstr("WEB"))
+                ]
+            );
+        }
+        let r = req(&["chain", "rename", "nat", "WEB", "web2"]);
+        assert_eq!((r.op, r.cmd), ("chain rename", cmd::RENAME_CHAIN));
+        assert_eq!(
+            attrs(&r),
+            vec![
+                (attr::TABLE, false, vec![Table::Nat as u8]),
+                (attr::CHAIN, false, cstr("WEB")),
+                (attr::NEW_NAME, false, cstr("web2")),
+            ]
+        );
+        assert_eq!(
+            local_err(&["chain", "add", "filter", "OUTPUT"]),
+            "chain add: at 'OUTPUT': PREROUTING, INPUT, FORWARD, OUTPUT and POSTROUTING are built-in chain names"
+        );
+        assert_eq!(
+            local_err(&["chain", "rename", "filter", "A", "b/c"]),
+            "chain rename: at 'b/c': a name has only letters, digits, '_', '-' and '.', and does not start with '-'"
+        );
+        assert_eq!(
+            local_err(&[
+                "chain",
+                "add",
+                "filter",
+                "a-very-long-chain-name-of-32-chars"
+            ]),
+            "chain add: at 'a-very-long-chain-name-of-32-chars': a name has 1 to 31 characters"
+        );
+    }
+
+    #[test]
+    fn rule_errors_name_the_word() {
+        assert_eq!(
+            local_err(&["add", "filter", "INPUT", "proto", "tcp", "dport", "80x", "accept"]),
+            "add: at 'dport': expected a port or range like 80 or 1000-2000, got '80x'"
+        );
+        assert_eq!(
+            local_err(&["replace", "filter", "INPUT", "3", "frobnicate"]),
+            "replace: at 'frobnicate': unknown word; expected a match (ip, ip6, proto, saddr, daddr, sport, dport, iif, oif, tcp flags, icmp type, mark, limit, uid, gid, payload contains, random, nth, comment) or an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V)"
+        );
+    }
+
+    #[test]
+    fn restore_sends_every_table() {
+        let text =
+            "table filter\npolicy INPUT drop\nchain WEB\nadd INPUT jump WEB\nadd WEB accept\n";
+        let r = restore_request(text, Some(8)).unwrap();
+        assert_eq!(
+            (r.op, r.cmd, r.dump),
+            ("restore", cmd::REPLACE_RULESET, false)
+        );
+        assert_eq!(types(&r), vec![attr::RULESET, attr::GENERATION]);
+        assert!(attrs(&r)[0].1, "RULESET is nested");
+        assert_eq!(get(&r, attr::GENERATION), 8u64.to_ne_bytes());
+        let payload = get(&r, attr::RULESET);
+        let tables: Vec<_> = rnf_core::ruleset_msg::ruleset_tables(&payload)
+            .map(|t| t.unwrap())
+            .collect();
+        assert_eq!(
+            tables.iter().map(|t| t.table).collect::<Vec<_>>(),
+            Table::ALL.to_vec()
+        );
+        let summary: Vec<Vec<(String, Option<Policy>, usize)>> = tables
+            .iter()
+            .map(|t| {
+                t.chains()
+                    .map(|c| {
+                        let c = c.unwrap();
+                        (c.name.to_string(), c.policy, c.rules().count())
+                    })
+                    .collect()
+            })
+            .collect();
+        let a = Some(Policy::Accept);
+        let s = |n: &str| n.to_string();
+        assert_eq!(
+            summary,
+            vec![
+                vec![(s("PREROUTING"), a, 0), (s("OUTPUT"), a, 0)],
+                vec![
+                    (s("PREROUTING"), a, 0),
+                    (s("INPUT"), a, 0),
+                    (s("FORWARD"), a, 0),
+                    (s("OUTPUT"), a, 0),
+                    (s("POSTROUTING"), a, 0),
+                ],
+                vec![
+                    (s("PREROUTING"), a, 0),
+                    (s("INPUT"), a, 0),
+                    (s("OUTPUT"), a, 0),
+                    (s("POSTROUTING"), a, 0),
+                ],
+                vec![
+                    (s("INPUT"), Some(Policy::Drop), 1),
+                    (s("FORWARD"), a, 0),
+                    (s("OUTPUT"), a, 0),
+                    (s("WEB"), None, 1),
+                ],
+            ]
+        );
+        let filter_input = tables[3].chains().next().unwrap().unwrap();
+        let rules: Vec<_> = filter_input.rules().map(|r| r.unwrap().to_vec()).collect();
+        assert_eq!(rules, vec![blob("jump WEB")]);
+        let r = restore_request("", None).unwrap();
+        assert_eq!(types(&r), vec![attr::RULESET]);
+        let e =
+            restore_request("table filter\n\nadd INPUT reject with tcp-reset\n", None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "restore: line 3: at 'reject': 'with tcp-reset' needs 'proto tcp'"
+        );
+    }
+
+    #[test]
+    fn save_restore_save_is_identical() {
+        let text = "\
+# rnf rule set (rnfctl save); load it with: rnfctl restore < FILE
+# generation 5
+table raw
+policy PREROUTING accept
+policy OUTPUT accept
+
+table mangle
+policy PREROUTING accept
+policy INPUT accept
+policy FORWARD accept
+policy OUTPUT accept
+policy POSTROUTING accept
+add PREROUTING iif eth+ mark set 0x10
+
+table nat
+policy PREROUTING accept
+policy INPUT accept
+policy OUTPUT accept
+policy POSTROUTING accept
+
+table filter
+policy INPUT drop
+policy FORWARD drop
+policy OUTPUT accept
+chain LOGDROP
+chain WEB
+add INPUT iif lo accept
+add INPUT ip proto tcp saddr 10.0.0.0/8 dport 22 accept
+add INPUT proto tcp dport 80,443 jump WEB
+add INPUT goto LOGDROP
+add LOGDROP limit 5/minute burst 5 log prefix \"drop: \" level info
+add LOGDROP reject with icmp-host-prohibited
+add WEB payload contains \"GET /admin\" comment \"no \\\"admin\\\" here\" drop
+add WEB return
+";
+        let r = restore_request(text, None).unwrap();
+        let dump = kernel_after_restore(&r, 5);
+        let l = Listing::decode("save", &dump).unwrap();
+        let saved = rulefile::save(&l).unwrap();
+        assert_eq!(saved, text);
+        // And once more from the saved text.
+        let r2 = restore_request(&saved, None).unwrap();
+        assert_eq!(r2, r);
+    }
+
+    #[test]
+    fn handle_of_the_reply() {
+        let replies = vec![reply(cmd::NEW_RULE, |w| {
+            w.put_u64(attr::GENERATION, 3);
+            w.put_u64(attr::HANDLE, 12);
+        })];
+        assert_eq!(reply_handle("add", &replies).unwrap(), 12);
+        let e = reply_handle("add", &[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "add: bad reply from the kernel: the kernel did not send the new rule's handle"
+        );
+        let bad = vec![reply(cmd::NEW_RULE, |w| w.put_u32(attr::HANDLE, 12))];
+        assert_eq!(
+            reply_handle("add", &bad).unwrap_err().to_string(),
+            "add: bad reply from the kernel: bad length in netlink data"
+        );
+    }
+
+    /// The kernel's answer to `r` as rnfctl shows it.
+    fn refused(r: &Request, errno: i32, ack: Option<&str>) -> String {
+        let e = Error::Kernel {
+            op: r.op,
+            errno,
+            ext_ack: ack.map(str::to_owned),
+        }
+        .about(&r.target);
+        e.to_string()
+    }
+
+    #[test]
+    fn kernel_refusals_in_words() {
+        let add = req(&["add", "filter", "FOO", "accept"]);
+        assert_eq!(
+            refused(&add, libc::ENOENT, Some("chain not found")),
+            "add: no chain 'FOO' in table filter (kernel: chain not found)"
+        );
+        let add = req(&["add", "filter", "input", "accept"]);
+        assert_eq!(
+            refused(&add, libc::ENOENT, None),
+            "add: no chain 'input' in table filter; chain names are case-sensitive: did you mean INPUT?"
+        );
+        let rep = req(&["replace", "filter", "INPUT", "9", "drop"]);
+        assert_eq!(
+            refused(&rep, libc::ENOENT, Some("rule handle not found")),
+            "replace: no rule with handle 9 in chain 'INPUT' of table filter (kernel: rule handle not found)"
+        );
+        assert_eq!(
+            refused(&rep, libc::ENOENT, Some("chain not found")),
+            "replace: no chain 'INPUT' in table filter (kernel: chain not found)"
+        );
+        let del = req(&["delete", "filter", "INPUT", "drop"]);
+        assert_eq!(
+            refused(&del, libc::ENOENT, None),
+            "delete: no rule in chain 'INPUT' of table filter is exactly like this one (list the chain to see its rules, or delete by handle)"
+        );
+        let jump = req(&["add", "filter", "INPUT", "jump", "NOPE"]);
+        assert_eq!(
+            refused(&jump, libc::EINVAL, Some("jump: no chain NOPE")),
+            "add: the kernel refused the request as invalid (kernel: jump: no chain NOPE)"
+        );
+        let ca = req(&["chain", "add", "filter", "WEB"]);
+        assert_eq!(
+            refused(&ca, libc::EEXIST, Some("chain exists")),
+            "chain add: table filter already has a chain 'WEB' (kernel: chain exists)"
+        );
+        let cr = req(&["chain", "rename", "filter", "WEB", "API"]);
+        assert_eq!(
+            refused(&cr, libc::EEXIST, None),
+            "chain rename: table filter already has a chain 'API'"
+        );
+        let cd = req(&["chain", "delete", "filter", "WEB"]);
+        assert_eq!(
+            refused(&cd, libc::EBUSY, Some("chain is referenced")),
+            "chain delete: chain 'WEB' in table filter is in use: it still has rules, or rules jump or go to it (flush it and delete those rules first) (kernel: chain is referenced)"
+        );
+        let j = req(&["add", "filter", "WEB", "jump", "API"]);
+        assert_eq!(
+            refused(&j, libc::ELOOP, Some("jump loop")),
+            "add: the jumps and gotos between chains would form a loop or nest deeper than 16 chains (kernel: jump loop)"
+        );
+        for errno in [libc::E2BIG, libc::ENOSPC] {
+            assert_eq!(
+                refused(&j, errno, None),
+                "add: a limit of rnf was reached (at most 65536 rules, 1024 chains, 4096 bytes per rule)"
+            );
+        }
+        let g = req(&["add", "--generation", "41", "filter", "INPUT", "drop"]);
+        assert_eq!(
+            refused(&g, libc::ESTALE, Some("stale generation")),
+            "the rule set changed since generation 41 (another writer); list again and retry"
+        );
+        let e = Error::Kernel {
+            op: "add",
+            errno: libc::EPERM,
+            ext_ack: None,
+        }
+        .about(&g.target);
+        assert_eq!(e.exit_code(), crate::error::EXIT_PERMISSION);
+        assert!(e.to_string().starts_with("permission denied"), "{e}");
+        let odd = refused(&g, libc::EIO, None);
+        assert_eq!(odd, "add: Input/output error (EIO)");
+        let odd = refused(&g, 4000, None);
+        assert!(odd.ends_with("(errno 4000)") && odd.len() > 20, "{odd}");
+    }
+}

@@ -15,6 +15,8 @@ mod rule_print;
 mod rule_tests;
 mod rulefile;
 mod status;
+#[cfg(test)]
+mod test_util;
 
 use std::io::Write;
 use std::process::ExitCode;

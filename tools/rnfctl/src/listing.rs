@@ -336,3 +336,341 @@ pub fn json(l: &Listing, chains: &[&Chain]) -> String {
     };
     serde_json::to_string(&j).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::ListArgs;
+    use crate::commands::render_list;
+    use crate::rule_parse::{parse_rule, split_words};
+    use crate::test_util::{dump, reply, FakeChain};
+    use rnf_core::ruleset_msg::{encode_chain_listing, ChainHeader, RuleEntry};
+    use rnf_core::wire::{attr, cmd};
+
+    fn blob(rule: &str) -> Vec<u8> {
+        parse_rule(&split_words(rule).unwrap()).unwrap()
+    }
+
+    /// A canned dump as a kernel might send it: out of order, a user chain
+    /// split over two messages.
+    fn canned() -> Vec<Vec<u8>> {
+        use Table::*;
+        let chains = [
+            FakeChain {
+                table: Filter,
+                name: "WEB",
+                policy: None,
+                packets: 0,
+                bytes: 0,
+                rules: vec![(9, 3, 180, blob("payload contains \"GET /admin\" drop"))],
+            },
+            FakeChain {
+                table: Filter,
+                name: "INPUT",
+                policy: Some(Policy::Drop),
+                packets: 12,
+                bytes: 1008,
+                rules: vec![
+                    (
+                        4,
+                        1_234_567,
+                        987_654_321,
+                        blob("proto tcp dport 22 saddr 10.0.0.0/8 accept"),
+                    ),
+                    (7, 100, 5200, blob("proto tcp dport 80,443 jump WEB")),
+                ],
+            },
+            FakeChain {
+                table: Filter,
+                name: "EMPTY",
+                policy: None,
+                packets: 0,
+                bytes: 0,
+                rules: vec![],
+            },
+            FakeChain {
+                table: Raw,
+                name: "PREROUTING",
+                policy: Some(Policy::Accept),
+                packets: 100_000,
+                bytes: 99_999,
+                rules: vec![],
+            },
+            FakeChain {
+                table: Filter,
+                name: "OUTPUT",
+                policy: Some(Policy::Accept),
+                packets: 0,
+                bytes: 0,
+                rules: vec![],
+            },
+        ];
+        let mut d = dump(&chains, 42);
+        // The rest of WEB in a second message (position 1).
+        d.push(reply(cmd::GET_RULES, |w| {
+            let b = blob("return");
+            encode_chain_listing(
+                w,
+                &ChainHeader {
+                    table: Filter,
+                    chain: "WEB",
+                    policy: None,
+                    packets: 0,
+                    bytes: 0,
+                    generation: 42,
+                },
+                [RuleEntry {
+                    handle: 11,
+                    position: 1,
+                    packets: 0,
+                    bytes: 0,
+                    rule: &b,
+                }]
+                .into_iter(),
+            )
+        }));
+        d
+    }
+
+    fn list(args: ListArgs) -> String {
+        let l = Listing::decode("list", &canned()).unwrap();
+        render_list(&l, &args).unwrap_or_else(|e| e.to_string())
+    }
+
+    fn args(table: Option<Table>, chain: Option<&str>, v: bool, n: bool, json: bool) -> ListArgs {
+        ListArgs {
+            table,
+            chain: chain.map(str::to_owned),
+            numeric: n,
+            verbose: v,
+            json,
+        }
+    }
+
+    #[test]
+    fn decode_merges_and_orders() {
+        let l = Listing::decode("list", &canned()).unwrap();
+        assert_eq!(l.generation, Some(42));
+        let names: Vec<_> = l
+            .chains
+            .iter()
+            .map(|c| format!("{}/{}", c.table.name(), c.name))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "raw/PREROUTING",
+                "filter/INPUT",
+                "filter/OUTPUT",
+                "filter/EMPTY",
+                "filter/WEB"
+            ]
+        );
+        let web = &l.chains[4];
+        assert_eq!(
+            web.rules.iter().map(|r| r.handle).collect::<Vec<_>>(),
+            [9, 11]
+        );
+        assert_eq!(l.references(Table::Filter, "WEB"), 1);
+        assert_eq!(l.references(Table::Filter, "EMPTY"), 0);
+        assert_eq!(l.references(Table::Raw, "WEB"), 0);
+    }
+
+    #[test]
+    fn human_default() {
+        assert_eq!(
+            list(args(None, None, false, false, false)),
+            "\
+Table raw (generation 42)
+
+Chain PREROUTING (policy accept)
+NUM  HANDLE  RULE
+
+Table filter (generation 42)
+
+Chain INPUT (policy drop)
+NUM  HANDLE  RULE
+  1       4  ip proto tcp saddr 10.0.0.0/8 dport 22 accept
+  2       7  proto tcp dport 80,443 jump WEB
+
+Chain OUTPUT (policy accept)
+NUM  HANDLE  RULE
+
+Chain EMPTY (0 references)
+NUM  HANDLE  RULE
+
+Chain WEB (1 reference)
+NUM  HANDLE  RULE
+  1       9  payload contains \"GET /admin\" drop
+  2      11  return
+"
+        );
+    }
+
+    #[test]
+    fn human_verbose_short_and_numeric_counters() {
+        assert_eq!(
+            list(args(Some(Table::Filter), Some("INPUT"), true, false, false)),
+            "\
+Table filter (generation 42)
+
+Chain INPUT (policy drop, 12 packets, 1008 bytes)
+NUM  HANDLE  PACKETS    BYTES  RULE
+  1       4    1234K     987M  ip proto tcp saddr 10.0.0.0/8 dport 22 accept
+  2       7      100     5200  proto tcp dport 80,443 jump WEB
+"
+        );
+        assert_eq!(
+            list(args(Some(Table::Filter), Some("INPUT"), true, true, false)),
+            "\
+Table filter (generation 42)
+
+Chain INPUT (policy drop, 12 packets, 1008 bytes)
+NUM  HANDLE  PACKETS      BYTES  RULE
+  1       4  1234567  987654321  ip proto tcp saddr 10.0.0.0/8 dport 22 accept
+  2       7      100       5200  proto tcp dport 80,443 jump WEB
+"
+        );
+        assert_eq!(
+            list(args(Some(Table::Raw), None, true, false, false)),
+            "\
+Table raw (generation 42)
+
+Chain PREROUTING (policy accept, 100K packets, 99999 bytes)
+NUM  HANDLE  PACKETS  BYTES  RULE
+"
+        );
+    }
+
+    #[test]
+    fn one_chain_or_none() {
+        assert_eq!(
+            list(args(Some(Table::Filter), Some("WEB"), false, false, false)),
+            "\
+Table filter (generation 42)
+
+Chain WEB (1 reference)
+NUM  HANDLE  RULE
+  1       9  payload contains \"GET /admin\" drop
+  2      11  return
+"
+        );
+        assert_eq!(
+            list(args(Some(Table::Filter), Some("NOPE"), false, false, false)),
+            "list: no chain 'NOPE' in table filter"
+        );
+        assert_eq!(
+            list(args(Some(Table::Filter), Some("Input"), false, false, false)),
+            "list: no chain 'Input' in table filter; chain names are case-sensitive: did you mean INPUT?"
+        );
+    }
+
+    #[test]
+    fn json_has_every_field() {
+        let j = list(args(Some(Table::Filter), None, false, false, true));
+        assert!(j.ends_with("}\n"));
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["generation"], 42);
+        let chains = v["chains"].as_array().unwrap();
+        assert_eq!(chains.len(), 4);
+        assert_eq!(
+            chains[0],
+            serde_json::json!({
+                "table": "filter", "name": "INPUT", "builtin": true, "policy": "drop",
+                "packets": 12, "bytes": 1008,
+                "rules": [
+                    {"position": 1, "handle": 4, "packets": 1234567, "bytes": 987654321,
+                     "rule": "ip proto tcp saddr 10.0.0.0/8 dport 22 accept"},
+                    {"position": 2, "handle": 7, "packets": 100, "bytes": 5200,
+                     "rule": "proto tcp dport 80,443 jump WEB"}
+                ]
+            })
+        );
+        assert_eq!(
+            chains[3],
+            serde_json::json!({
+                "table": "filter", "name": "WEB", "builtin": false, "references": 1,
+                "rules": [
+                    {"position": 1, "handle": 9, "packets": 3, "bytes": 180,
+                     "rule": "payload contains \"GET /admin\" drop"},
+                    {"position": 2, "handle": 11, "packets": 0, "bytes": 0, "rule": "return"}
+                ]
+            })
+        );
+        // -v and -n change nothing in JSON.
+        assert_eq!(list(args(Some(Table::Filter), None, true, true, true)), j);
+    }
+
+    #[test]
+    fn short_counts() {
+        assert_eq!(short_count(0), "0");
+        assert_eq!(short_count(99_999), "99999");
+        assert_eq!(short_count(100_000), "100K");
+        assert_eq!(short_count(99_999_999), "99999K");
+        assert_eq!(short_count(100_000_000), "100M");
+        assert_eq!(short_count(u64::MAX), "18446P");
+    }
+
+    #[test]
+    fn bad_dumps() {
+        let mut d = canned();
+        d.push(reply(cmd::GET_RULES, |w| {
+            encode_chain_listing(
+                w,
+                &ChainHeader {
+                    table: Table::Nat,
+                    chain: "INPUT",
+                    policy: Some(Policy::Accept),
+                    packets: 0,
+                    bytes: 0,
+                    generation: 43,
+                },
+                core::iter::empty(),
+            )
+        }));
+        assert_eq!(
+            Listing::decode("list", &d).unwrap_err().to_string(),
+            "list: bad reply from the kernel: the rule set changed while it was being listed (generation 42, then 43); run the command again"
+        );
+        let d = vec![reply(cmd::GET_RULES, |w| w.put_u8(attr::TABLE, 3))];
+        assert_eq!(
+            Listing::decode("list", &d).unwrap_err().to_string(),
+            "list: bad reply from the kernel: required netlink attribute missing (type 6)"
+        );
+        assert_eq!(
+            Listing::decode("list", &[vec![4]]).unwrap_err().to_string(),
+            "list: bad reply from the kernel: truncated netlink data"
+        );
+        let empty = Listing::decode("list", &[]).unwrap();
+        assert_eq!(empty, Listing::default());
+        assert_eq!(human(&empty, &[], HumanOpts::default()), "");
+    }
+
+    #[test]
+    fn undecodable_rule_is_shown_not_fatal() {
+        let d = dump(
+            &[FakeChain {
+                table: Table::Filter,
+                name: "INPUT",
+                policy: Some(Policy::Accept),
+                packets: 0,
+                bytes: 0,
+                rules: vec![(1, 0, 0, vec![4, 0, 99, 0])],
+            }],
+            1,
+        );
+        let l = Listing::decode("list", &d).unwrap();
+        let out = human(&l, &l.select(None, None), HumanOpts::default());
+        assert!(
+            out.contains("  1       1  <rule rnfctl cannot show: "),
+            "{out}"
+        );
+        let e = crate::rulefile::save(&l).unwrap_err();
+        assert!(
+            e.starts_with(
+                "rule with handle 1 in chain INPUT of table filter: <rule rnfctl cannot show: "
+            ),
+            "{e}"
+        );
+    }
+}

@@ -537,7 +537,7 @@ NUM  HANDLE  PACKETS      BYTES  RULE
 Table raw (generation 42)
 
 Chain PREROUTING (policy accept, 100K packets, 99999 bytes)
-NUM  HANDLE  PACKETS  BYTES  RULE
+NUM  HANDLE  PACKETS    BYTES  RULE
 "
         );
     }

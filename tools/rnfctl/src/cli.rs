@@ -370,6 +370,288 @@ mod tests {
         assert!(!a.json && !a.verbose);
     }
 
+    fn cmd(args: &[&str]) -> Command {
+        parse(args)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn rule_commands() {
+        match cmd(&[
+            "add",
+            "filter",
+            "INPUT",
+            "proto",
+            "tcp",
+            "saddr",
+            "!",
+            "10.0.0.0/8",
+            "accept",
+        ]) {
+            Command::Add(a) => {
+                assert_eq!(a.table, Table::Filter);
+                assert_eq!(a.chain, "INPUT");
+                assert_eq!(
+                    a.rule,
+                    words(&["proto", "tcp", "saddr", "!", "10.0.0.0/8", "accept"])
+                );
+                assert!(!a.echo);
+                assert_eq!(a.write.generation, None);
+            }
+            c => panic!("{c:?}"),
+        }
+        match cmd(&[
+            "add",
+            "--echo",
+            "nat",
+            "OUTPUT",
+            "drop",
+            "--generation",
+            "7",
+        ]) {
+            Command::Add(a) => {
+                assert_eq!(a.table, Table::Nat);
+                assert!(a.echo);
+                assert_eq!(a.write.generation, Some(7));
+                assert_eq!(a.rule, words(&["drop"]));
+            }
+            c => panic!("{c:?}"),
+        }
+        // After '--' a word may start with '-'.
+        match cmd(&["add", "raw", "OUTPUT", "--", "comment", "-x-", "accept"]) {
+            Command::Add(a) => assert_eq!(a.rule, words(&["comment", "-x-", "accept"])),
+            c => panic!("{c:?}"),
+        }
+        match cmd(&["insert", "mangle", "FORWARD", "at", "2", "drop", "--echo"]) {
+            Command::Insert(a) => {
+                assert_eq!(a.table, Table::Mangle);
+                assert_eq!(a.chain, "FORWARD");
+                assert_eq!(a.rule, words(&["at", "2", "drop"]));
+                assert!(a.echo);
+            }
+            c => panic!("{c:?}"),
+        }
+        match cmd(&["replace", "filter", "WEB", "12", "return"]) {
+            Command::Replace(a) => {
+                assert_eq!((a.chain.as_str(), a.handle), ("WEB", 12));
+                assert_eq!(a.rule, words(&["return"]));
+            }
+            c => panic!("{c:?}"),
+        }
+        match cmd(&["delete", "filter", "WEB", "12", "--generation", "3"]) {
+            Command::Delete(a) => {
+                assert_eq!(a.rule, words(&["12"]));
+                assert_eq!(a.write.generation, Some(3));
+            }
+            c => panic!("{c:?}"),
+        }
+        match cmd(&["delete", "filter", "WEB", "ip", "drop"]) {
+            Command::Delete(a) => assert_eq!(a.rule, words(&["ip", "drop"])),
+            c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
+    fn list_flush_zero_policy_chain_save_restore() {
+        match cmd(&["list"]) {
+            Command::List(a) => {
+                assert_eq!((a.table, a.chain.as_deref()), (None, None));
+                assert!(!a.numeric && !a.verbose && !a.json);
+            }
+            c => panic!("{c:?}"),
+        }
+        match cmd(&["list", "filter", "INPUT", "-n", "-v", "--json"]) {
+            Command::List(a) => {
+                assert_eq!(
+                    (a.table, a.chain.as_deref()),
+                    (Some(Table::Filter), Some("INPUT"))
+                );
+                assert!(a.numeric && a.verbose && a.json);
+            }
+            c => panic!("{c:?}"),
+        }
+        match cmd(&["list", "-nv", "raw"]) {
+            Command::List(a) => {
+                assert_eq!(a.table, Some(Table::Raw));
+                assert!(a.numeric && a.verbose && !a.json);
+            }
+            c => panic!("{c:?}"),
+        }
+        for (word, is_flush) in [("flush", true), ("zero", false)] {
+            for (args, table, chain) in [
+                (vec![word], None, None),
+                (vec![word, "nat"], Some(Table::Nat), None),
+                (vec![word, "nat", "X"], Some(Table::Nat), Some("X")),
+            ] {
+                let a = match (cmd(&args), is_flush) {
+                    (Command::Flush(a), true) | (Command::Zero(a), false) => a,
+                    (c, _) => panic!("{c:?}"),
+                };
+                assert_eq!((a.table, a.chain.as_deref()), (table, chain));
+            }
+        }
+        match cmd(&["policy", "filter", "INPUT", "drop"]) {
+            Command::Policy(a) => {
+                assert_eq!((a.table, a.chain.as_str()), (Table::Filter, "INPUT"));
+                assert_eq!(Policy::from(a.policy), Policy::Drop);
+            }
+            c => panic!("{c:?}"),
+        }
+        match cmd(&["policy", "raw", "OUTPUT", "accept"]) {
+            Command::Policy(a) => assert_eq!(Policy::from(a.policy), Policy::Accept),
+            c => panic!("{c:?}"),
+        }
+        match cmd(&["chain", "add", "filter", "WEB"]) {
+            Command::Chain(ChainCommand::Add { table, name }) => {
+                assert_eq!((table, name.as_str()), (Table::Filter, "WEB"));
+            }
+            c => panic!("{c:?}"),
+        }
+        for w in ["delete", "del"] {
+            match cmd(&["chain", w, "mangle", "WEB"]) {
+                Command::Chain(ChainCommand::Delete { table, name }) => {
+                    assert_eq!((table, name.as_str()), (Table::Mangle, "WEB"));
+                }
+                c => panic!("{c:?}"),
+            }
+        }
+        match cmd(&["chain", "rename", "filter", "WEB", "HTTP"]) {
+            Command::Chain(ChainCommand::Rename {
+                table,
+                name,
+                new_name,
+            }) => assert_eq!(
+                (table, name.as_str(), new_name.as_str()),
+                (Table::Filter, "WEB", "HTTP")
+            ),
+            c => panic!("{c:?}"),
+        }
+        assert!(matches!(cmd(&["save"]), Command::Save(_)));
+        match cmd(&["restore"]) {
+            Command::Restore(a) => {
+                assert_eq!(a.file, "-");
+                assert!(!a.check);
+                assert_eq!(a.write.generation, None);
+            }
+            c => panic!("{c:?}"),
+        }
+        match cmd(&["restore", "--check", "--generation", "9", "rules.rnf"]) {
+            Command::Restore(a) => {
+                assert_eq!(a.file, "rules.rnf");
+                assert!(a.check);
+                assert_eq!(a.write.generation, Some(9));
+            }
+            c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
+    fn usage_errors() {
+        use clap::error::ErrorKind::*;
+        let kind = |args: &[&str]| parse(args).unwrap_err().kind();
+        assert_eq!(kind(&["add", "filter", "INPUT"]), MissingRequiredArgument);
+        assert_eq!(kind(&["add", "filter"]), MissingRequiredArgument);
+        assert_eq!(
+            kind(&["replace", "filter", "INPUT", "x", "drop"]),
+            ValueValidation
+        );
+        assert_eq!(
+            kind(&["replace", "filter", "INPUT", "7"]),
+            MissingRequiredArgument
+        );
+        assert_eq!(
+            kind(&["delete", "filter", "INPUT"]),
+            MissingRequiredArgument
+        );
+        assert_eq!(kind(&["policy", "filter", "INPUT", "reject"]), InvalidValue);
+        assert_eq!(
+            kind(&["chain", "rename", "filter", "A"]),
+            MissingRequiredArgument
+        );
+        assert_eq!(kind(&["chain", "list"]), InvalidSubcommand);
+        assert_eq!(kind(&["list", "filter", "INPUT", "extra"]), UnknownArgument);
+        assert_eq!(
+            kind(&["add", "--generation", "x", "filter", "INPUT", "drop"]),
+            ValueValidation
+        );
+        assert_eq!(
+            kind(&["add", "filter", "INPUT", "mark", "set", "-1"]),
+            UnknownArgument
+        );
+        let e = parse(&["add", "flter", "INPUT", "drop"]).unwrap_err();
+        assert_eq!(e.kind(), ValueValidation);
+        assert!(
+            e.to_string()
+                .contains("unknown table 'flter'; expected raw, mangle, nat or filter"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn help_documents_the_syntax() {
+        let mut c = Cli::command();
+        for sub in ["add", "insert", "replace", "delete"] {
+            let help = c
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            for word in [
+                "ip | ip6",
+                "proto ",
+                "saddr [!]",
+                "daddr [!]",
+                "sport [!]",
+                "dport [!]",
+                "iif [!]",
+                "oif [!]",
+                "tcp flags",
+                "icmp type",
+                "mark [!]",
+                "limit ",
+                "uid N",
+                "gid N",
+                "payload contains",
+                "random P",
+                "nth N",
+                "comment TEXT",
+                "accept",
+                "drop",
+                "return",
+                "reject [with tcp-reset",
+                "icmp-host-prohibited",
+                "jump CHAIN",
+                "goto CHAIN",
+                "log [prefix TEXT] [level",
+                "mark set|xor|and|or V",
+                "Examples:",
+            ] {
+                assert!(help.contains(word), "{sub} --help lacks {word:?}");
+            }
+        }
+        for sub in ["save", "restore"] {
+            let help = c
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            for word in [
+                "table NAME",
+                "policy CHAIN accept|drop",
+                "chain NAME",
+                "add CHAIN RULE",
+                "# generation",
+            ] {
+                assert!(help.contains(word), "{sub} --help lacks {word:?}");
+            }
+        }
+    }
+
     #[test]
     fn errors() {
         assert!(parse(&[]).is_err(), "a subcommand is required");

@@ -385,3 +385,137 @@ pub fn save(l: &Listing) -> Result<String, String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    fn table(f: &RuleFile, t: Table) -> &TableSpec {
+        f.tables.iter().find(|x| x.table == t).unwrap()
+    }
+
+    #[test]
+    fn parses_items_comments_and_blank_lines() {
+        let f = parse(
+            "  # a comment\n\n\
+             table nat\n\
+             policy POSTROUTING drop\n\
+             \t# indented comment\n\
+             chain A\n\
+             add A accept\n\
+             add OUTPUT jump A\n\
+             table filter\n\
+             chain B\n\
+             add B comment \"x # y\" drop\n",
+        )
+        .unwrap();
+        assert_eq!(
+            f.tables.iter().map(|t| t.table).collect::<Vec<_>>(),
+            Table::ALL.to_vec()
+        );
+        let nat = table(&f, Table::Nat);
+        let names: Vec<_> = nat.chains.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "A"]);
+        assert_eq!(nat.chains[3].policy, Some(Policy::Drop));
+        assert_eq!(nat.chains[0].policy, Some(Policy::Accept));
+        assert_eq!(nat.chains[4].policy, None);
+        assert_eq!(nat.chains[4].rules.len(), 1);
+        assert_eq!(nat.chains[4].rules[0].0, 7);
+        assert_eq!(nat.chains[2].rules[0].0, 8);
+        let filter = table(&f, Table::Filter);
+        let b = &filter.chains[3];
+        assert_eq!(b.name, "B");
+        assert_eq!(
+            crate::rule_print::print_rule(&b.rules[0].1).unwrap(),
+            "comment \"x # y\" drop"
+        );
+        // Untouched tables are their defaults.
+        assert_eq!(table(&f, Table::Raw), &TableSpec::new(Table::Raw));
+    }
+
+    #[test]
+    fn jump_may_name_a_chain_declared_later() {
+        let f = parse("table filter\nadd INPUT jump LATER\nchain LATER\n").unwrap();
+        assert_eq!(table(&f, Table::Filter).chains.len(), 4);
+    }
+
+    #[test]
+    fn errors_name_line_and_word() {
+        assert_eq!(
+            e("add INPUT accept\n"),
+            "line 1: at 'add': expected 'table NAME' before the first policy, chain or add line"
+        );
+        assert_eq!(
+            e("table filter\n\ntable flter\n"),
+            "line 3: at 'flter': unknown table; expected raw, mangle, nat or filter"
+        );
+        assert_eq!(
+            e("table filter\ntable filter\n"),
+            "line 2: at 'filter': table filter was already started on line 1"
+        );
+        assert_eq!(
+            e("table"),
+            "line 1: at the end of the line: expected a table name (raw, mangle, nat or filter) after 'table'"
+        );
+        assert_eq!(
+            e("table raw extra\n"),
+            "line 1: at 'extra': unexpected word after 'table' line"
+        );
+        assert_eq!(
+            e("table raw\npolicy INPUT drop\n"),
+            "line 2: at 'INPUT': table raw has no built-in chain of that name (it has PREROUTING, OUTPUT)"
+        );
+        assert_eq!(
+            e("table raw\npolicy OUTPUT reject\n"),
+            "line 2: at 'reject': expected accept or drop"
+        );
+        assert_eq!(
+            e("table raw\npolicy OUTPUT drop\npolicy OUTPUT accept\n"),
+            "line 3: at 'OUTPUT': the policy of OUTPUT was already set on line 2"
+        );
+        assert_eq!(
+            e("table raw\npolicy OUTPUT\n"),
+            "line 2: at the end of the line: expected accept or drop after 'policy'"
+        );
+        assert_eq!(
+            e("table mangle\nchain X\nchain X\n"),
+            "line 3: at 'X': chain X was already declared on line 2"
+        );
+        assert_eq!(
+            e("table mangle\nchain FORWARD\n"),
+            "line 2: at 'FORWARD': PREROUTING, INPUT, FORWARD, OUTPUT and POSTROUTING are built-in chain names"
+        );
+        assert_eq!(
+            e("table filter\nadd WEB accept\nchain WEB\n"),
+            "line 2: at 'WEB': no chain of that name in table filter (built-in: INPUT, FORWARD, OUTPUT; declare user chains with 'chain NAME' first)"
+        );
+        assert_eq!(
+            e("table filter\nadd INPUT proto tcp dport 80x accept\n"),
+            "line 2: at 'dport': expected a port or range like 80 or 1000-2000, got '80x'"
+        );
+        assert_eq!(
+            e("table filter\nadd INPUT proto tcp\n"),
+            "line 2: at the end of the line: expected an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V), got nothing"
+        );
+        assert_eq!(
+            e("table filter\nadd INPUT comment \"open\n"),
+            "line 2: at 'open': a quoted text has no closing '\"'"
+        );
+        assert_eq!(
+            e("table filter\n# ok\nadd INPUT goto NOWHERE\n"),
+            "line 3: at 'NOWHERE': no user chain of that name in table filter (declare it with 'chain NOWHERE')"
+        );
+        assert_eq!(
+            e("table filter\nchain A\ntable nat\nadd OUTPUT jump A\n"),
+            "line 4: at 'A': no user chain of that name in table nat (declare it with 'chain A')"
+        );
+        assert_eq!(
+            e("table filter\nflush\n"),
+            "line 2: at 'flush': unknown line; expected table, policy, chain, add or a # comment"
+        );
+    }
+}

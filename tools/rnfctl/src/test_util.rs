@@ -58,6 +58,9 @@ pub fn reply(command: u8, f: impl Fn(&mut AttrWriter<'_>)) -> Vec<u8> {
     m
 }
 
+/// A rule of a canned listing: (handle, packets, bytes, blob).
+pub type FakeRule = (u64, u64, u64, Vec<u8>);
+
 /// One chain of a canned listing.
 pub struct FakeChain<'a> {
     pub table: Table,
@@ -65,8 +68,8 @@ pub struct FakeChain<'a> {
     pub policy: Option<Policy>,
     pub packets: u64,
     pub bytes: u64,
-    /// (handle, packets, bytes, blob) in order.
-    pub rules: Vec<(u64, u64, u64, Vec<u8>)>,
+    /// Rules in order.
+    pub rules: Vec<FakeRule>,
 }
 
 /// The dump messages for `chains` at `generation`, one per chain.
@@ -107,7 +110,7 @@ pub fn kernel_after_restore(r: &Request, generation: u64) -> Vec<Vec<u8>> {
     assert_eq!(r.cmd, cmd::REPLACE_RULESET);
     let payload = get(r, attr::RULESET);
     let mut handle = 0;
-    let mut owned: Vec<(Table, String, Option<Policy>, Vec<(u64, u64, u64, Vec<u8>)>)> = Vec::new();
+    let mut owned: Vec<(Table, String, Option<Policy>, Vec<FakeRule>)> = Vec::new();
     for t in ruleset_tables(&payload) {
         let t = t.unwrap();
         for c in t.chains() {

@@ -309,7 +309,7 @@ pub enum ChainCommand {
         /// Name.
         name: String,
     },
-    /// Rename a user chain (rules that jump or go to it follow).
+    /// Rename a user chain; no rule may jump or go to it.
     Rename {
         /// raw, mangle, nat or filter.
         #[arg(value_parser = parse_table)]

@@ -817,9 +817,30 @@ add WEB return
         );
         let cd = req(&["chain", "delete", "filter", "WEB"]);
         assert_eq!(
-            refused(&cd, libc::EBUSY, Some("chain is referenced")),
-            "chain delete: chain 'WEB' in table filter is in use: it still has rules, or rules jump or go to it (flush it and delete those rules first) (kernel: chain is referenced)"
+            refused(&cd, libc::EBUSY, Some("chain is busy")),
+            "chain delete: chain 'WEB' in table filter is in use: it has rules, or rules jump or go to it (kernel: chain is busy)"
         );
+        assert_eq!(
+            refused(&cd, libc::EBUSY, Some("chain 'WEB' is not empty (2 rules): flush it first")),
+            "chain delete: chain 'WEB' in table filter still has rules (empty it first with: rnfctl flush filter WEB) (kernel: chain 'WEB' is not empty (2 rules): flush it first)"
+        );
+        assert_eq!(
+            refused(&cr, libc::EBUSY, Some("chain 'WEB' is the target of a jump or goto")),
+            "chain rename: rules jump or go to chain 'WEB' in table filter; delete or replace them first (kernel: chain 'WEB' is the target of a jump or goto)"
+        );
+        let ins = req(&["insert", "filter", "INPUT", "at", "9", "drop"]);
+        assert_eq!(
+            refused(&ins, libc::ERANGE, Some("position 8 is past the end of chain 'INPUT' (2 rules)")),
+            "insert: position 9 is past the end of chain 'INPUT' in table filter ('add' appends) (kernel: position 8 is past the end of chain 'INPUT' (2 rules))"
+        );
+        let nope = req(&["add", "filter", "INPUT", "jump", "NOPE"]);
+        let ack = "chain 'INPUT' rule 3: jump or goto to a chain that does not exist in this table";
+        for errno in [libc::EINVAL, libc::ENOENT] {
+            assert_eq!(
+                refused(&nope, errno, Some(ack)),
+                format!("add: the rule jumps or goes to a chain that table filter does not have (create it with: rnfctl chain add filter NAME) (kernel: {ack})")
+            );
+        }
         let j = req(&["add", "filter", "WEB", "jump", "API"]);
         assert_eq!(
             refused(&j, libc::ELOOP, Some("jump loop")),
@@ -828,7 +849,7 @@ add WEB return
         for errno in [libc::E2BIG, libc::ENOSPC] {
             assert_eq!(
                 refused(&j, errno, None),
-                "add: a limit of rnf was reached (at most 65536 rules, 1024 chains, 4096 bytes per rule)"
+                "add: a limit of rnf was reached (at most 65536 rules per table, 1024 chains per table, 4096 bytes per rule)"
             );
         }
         let g = req(&["add", "--generation", "41", "filter", "INPUT", "drop"]);

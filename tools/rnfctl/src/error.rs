@@ -175,6 +175,8 @@ pub struct Target {
     pub new_name: Option<String>,
     /// Generation the writer sent.
     pub generation: Option<u64>,
+    /// 0-based position of an insert.
+    pub position: Option<u32>,
 }
 
 impl Target {
@@ -218,6 +220,9 @@ fn refusal(op: &str, errno: i32, ext_ack: Option<&str>, t: &Target) -> String {
     let table = t.table_name();
     let chain = t.chain.as_deref().unwrap_or("?");
     match errno {
+        libc::ENOENT if ack.contains("jump") || ack.contains("goto") => format!(
+            "the rule jumps or goes to a chain that table {table} does not have (create it with: rnfctl chain add {table} NAME)"
+        ),
         libc::ENOENT => {
             let mentions_chain = ack.contains("chain");
             let mentions_rule = ack.contains("rule") || ack.contains("handle");
@@ -240,15 +245,28 @@ fn refusal(op: &str, errno: i32, ext_ack: Option<&str>, t: &Target) -> String {
             ("chain rename", Some(n)) => format!("table {table} already has a chain '{n}'"),
             _ => format!("table {table} already has a chain '{chain}'"),
         },
-        libc::EBUSY | libc::ENOTEMPTY => format!(
-            "{} is in use: it still has rules, or rules jump or go to it (flush it and delete those rules first)",
-            t.chain_words()
-        ),
+        libc::EBUSY | libc::ENOTEMPTY => {
+            let what = t.chain_words();
+            if ack.contains("not empty") {
+                format!("{what} still has rules (empty it first with: rnfctl flush {table} {chain})")
+            } else if ack.contains("jump") || ack.contains("goto") {
+                format!("rules jump or go to {what}; delete or replace them first")
+            } else {
+                format!("{what} is in use: it has rules, or rules jump or go to it")
+            }
+        }
         libc::ELOOP => format!(
             "the jumps and gotos between chains would form a loop or nest deeper than {MAX_JUMP_DEPTH} chains"
         ),
-        libc::E2BIG | libc::ENOSPC | libc::EMSGSIZE | libc::ERANGE => format!(
-            "a limit of rnf was reached (at most {MAX_RULES} rules, {MAX_CHAINS} chains, {MAX_RULE_SIZE} bytes per rule)"
+        libc::ERANGE if t.position.is_some() => format!(
+            "position {} is past the end of chain '{chain}' in table {table} ('add' appends)",
+            u64::from(t.position.unwrap_or(0)) + 1
+        ),
+        libc::E2BIG | libc::ENOSPC | libc::EMSGSIZE => format!(
+            "a limit of rnf was reached (at most {MAX_RULES} rules per table, {MAX_CHAINS} chains per table, {MAX_RULE_SIZE} bytes per rule)"
+        ),
+        libc::EINVAL if ack.contains("jump or goto to a chain") => format!(
+            "the rule jumps or goes to a chain that table {table} does not have (create it with: rnfctl chain add {table} NAME)"
         ),
         libc::EINVAL => "the kernel refused the request as invalid".to_string(),
         libc::EOPNOTSUPP => "the loaded rnf module does not support this command (is it older than rnfctl?)".to_string(),

@@ -113,8 +113,10 @@ pub fn new_rule(
         put_generation(w, generation);
     })?;
     let mut t = target(Some(table), Some(chain), generation);
-    if let Place::Replace(h) = place {
-        t.handle = Some(h);
+    match place {
+        Place::Append => {}
+        Place::At(i) => t.position = Some(i),
+        Place::Replace(h) => t.handle = Some(h),
     }
     Ok(Request {
         op,

@@ -393,7 +393,7 @@ fn compile_error(e: CompileError<'_>) -> ChangeError {
         errno(ELOOP_)
     } else if e.message.contains("too many") {
         errno(E2BIG_)
-    } else if e.message.contains("unknown chain") || e.message.contains("no chain") {
+    } else if e.message.contains("does not exist") || e.message.contains("no chain") {
         errno(ENOENT_)
     } else {
         EINVAL
@@ -634,7 +634,10 @@ impl RuleStore {
         }
         match self.commit(t, chains, out) {
             Ok(()) => {
-                if !replaced {
+                if replaced {
+                    // A replaced rule counts from zero, as with iptables -R.
+                    self.table_mut(t)?.zero_slot(slot);
+                } else {
                     self.next_handle += 1;
                 }
                 Ok(handle)

@@ -14,6 +14,7 @@ say "rnfctl before the module is loaded"
 "$rnfctl" status || true
 
 say "insmod rnf.ko"
+for dep in $(modinfo -F depends "$repo/rnf.ko" | tr , ' '); do modprobe "$dep"; done
 insmod "$repo/rnf.ko"
 dmesg | grep -E "rnf [0-9.]+ loaded" | tail -n1
 

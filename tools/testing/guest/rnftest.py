@@ -106,6 +106,11 @@ def module_loaded():
 
 
 def insmod():
+    # rnf uses symbols of other modules (nf_reject_ipv4/6 for REJECT):
+    # load what modinfo says it depends on, as modprobe would.
+    deps = sh(["modinfo", "-F", "depends", MODULE]).stdout.strip()
+    for dep in filter(None, deps.split(",")):
+        sh(["modprobe", dep])
     sh(["insmod", MODULE])
 
 

@@ -301,6 +301,8 @@ def run():
         t.run_test("user-namespace root administers its own network namespace",
                    test_userns_admin_of_own_netns)
         t.run_test("malformed requests are refused with a message", test_bad_requests_refused)
+        import test_rules
+        test_rules.run(topo)
         t.run_test("load and unload 50 times under traffic", test_load_unload_under_traffic, topo)
     finally:
         topo.down()

@@ -26,7 +26,7 @@ else
     args+=(--disable-kvm)
 fi
 # Quiet console; panic on oops so a crash ends the run instead of hanging.
-args+=(--append "quiet loglevel=4 oops=panic panic=-1 kunit.stats_enabled=0")
+args+=(--append "quiet loglevel=4 oops=panic panic=-1 kunit.stats_enabled=0 slub_debug=FZP")
 
 if [ $# -eq 0 ]; then
     exec vng "${args[@]}"

@@ -47,6 +47,7 @@ def report(name, ok, diag=""):
 
 
 def run_test(name, fn, *args):
+    start = time.monotonic()
     try:
         fn(*args)
     except TestFailure as e:
@@ -55,6 +56,8 @@ def run_test(name, fn, *args):
     except Exception as e:  # a broken test is a failed test
         report(name, False, f"{type(e).__name__}: {e}")
         return False
+    finally:
+        print(f"# time {time.monotonic() - start:.1f}s: {name}", flush=True)
     report(name, True)
     return True
 

@@ -33,6 +33,36 @@ impl ReadGuard {
     }
 }
 
+/// An RCU read-side critical section, held until dropped.
+pub struct ReadLock {
+    _not_send: PhantomData<*mut ()>,
+}
+
+/// Enters an RCU read-side critical section (`rcu_read_lock()`).
+#[allow(dead_code)]
+pub fn read_lock() -> ReadLock {
+    // SAFETY: no preconditions; paired with the unlock in `drop`.
+    unsafe { sys::rnf_rcu_read_lock() };
+    ReadLock {
+        _not_send: PhantomData,
+    }
+}
+
+impl ReadLock {
+    /// The guard for this critical section.
+    pub fn guard(&self) -> &ReadGuard {
+        // SAFETY: the critical section lasts as long as `self`.
+        unsafe { ReadGuard::assume_held() }
+    }
+}
+
+impl Drop for ReadLock {
+    fn drop(&mut self) {
+        // SAFETY: paired with the lock taken in `read_lock`.
+        unsafe { sys::rnf_rcu_read_unlock() };
+    }
+}
+
 // SAFETY: `ReadGuard` has no data; the static above needs `Sync`. A guard is
 // only handed out by reference with the lifetime of the critical section.
 unsafe impl Sync for ReadGuard {}

@@ -290,6 +290,31 @@ void rnf_synchronize_rcu(void)
 	synchronize_rcu();
 }
 
+void rnf_rcu_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+void rnf_rcu_read_unlock(void)
+{
+	rcu_read_unlock();
+}
+
+int rnf_skb_add_page_frag(struct sk_buff *skb, const void *data,
+			  unsigned int len)
+{
+	struct page *page;
+
+	if (len > PAGE_SIZE || skb_shinfo(skb)->nr_frags >= MAX_SKB_FRAGS)
+		return -EINVAL;
+	page = alloc_page(GFP_KERNEL);
+	if (!page)
+		return -ENOMEM;
+	memcpy(page_address(page), data, len);
+	skb_add_rx_frag(skb, skb_shinfo(skb)->nr_frags, page, 0, len, PAGE_SIZE);
+	return 0;
+}
+
 void rnf_kunit_fail(const char *file, u32 line, const char *msg)
 {
 	kunit_fail_current_test("%s:%u: %s", file, line, msg);

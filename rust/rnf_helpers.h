@@ -73,6 +73,12 @@ u32 rnf_random_u32(void);
 
 /* RCU. */
 void rnf_synchronize_rcu(void);
+void rnf_rcu_read_lock(void);
+void rnf_rcu_read_unlock(void);
+
+/* Tests: a paged (non-linear) part for an skb. */
+int rnf_skb_add_page_frag(struct sk_buff *skb, const void *data,
+			  unsigned int len);
 
 /* KUnit: fail the running test, if any, with a message. */
 void rnf_kunit_fail(const char *file, u32 line, const char *msg);

@@ -9,6 +9,8 @@
 void rnf_kunit_percpu_counters(void);
 void rnf_kunit_count_skb(void);
 void rnf_kunit_status_encoding(void);
+void rnf_kunit_skb_view(void);
+void rnf_kunit_ruleset_publish(void);
 
 #define RNF_RUST_CASE(name)                                  \
 	static void name##_case(struct kunit *test)          \
@@ -19,11 +21,15 @@ void rnf_kunit_status_encoding(void);
 RNF_RUST_CASE(percpu_counters)
 RNF_RUST_CASE(count_skb)
 RNF_RUST_CASE(status_encoding)
+RNF_RUST_CASE(skb_view)
+RNF_RUST_CASE(ruleset_publish)
 
 static struct kunit_case rnf_cases[] = {
 	KUNIT_CASE(percpu_counters_case),
 	KUNIT_CASE(count_skb_case),
 	KUNIT_CASE(status_encoding_case),
+	KUNIT_CASE(skb_view_case),
+	KUNIT_CASE(ruleset_publish_case),
 	{}
 };
 

@@ -219,6 +219,28 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// A new, empty user chain.
+    fn user(name: Name) -> Self {
+        Self {
+            name,
+            hook: None,
+            policy: Policy::Accept,
+            policy_slot: 0,
+            rules: KVec::new(),
+        }
+    }
+
+    /// The same chain with no rules and policy accept.
+    fn emptied(&self) -> Self {
+        Self {
+            name: self.name,
+            hook: self.hook,
+            policy: Policy::Accept,
+            policy_slot: self.policy_slot,
+            rules: KVec::new(),
+        }
+    }
+
     /// The chain's name.
     pub fn name(&self) -> &str {
         self.name.as_str()
@@ -835,18 +857,7 @@ impl RuleStore {
                 t.name()
             );
         }
-        chains
-            .push(
-                Chain {
-                    name: n,
-                    hook: None,
-                    policy: Policy::Accept,
-                    policy_slot: 0,
-                    rules: KVec::new(),
-                },
-                GFP_KERNEL,
-            )
-            .map_err(oom)?;
+        chains.push(Chain::user(n), GFP_KERNEL).map_err(oom)?;
         self.commit(t, chains, out)
     }
 
@@ -879,16 +890,7 @@ impl RuleStore {
             _ => {}
         }
         let chains = without_chain(&chains, i)?;
-        self.commit(t, chains, out).map_err(|e| {
-            if e.errno == errno(ENOENT_) {
-                fail(
-                    errno(EBUSY_),
-                    format_args!("chain '{}' is the target of a jump or goto", name),
-                )
-            } else {
-                e
-            }
-        })
+        self.commit(t, chains, out).map_err(|e| referenced(e, name))
     }
 
     /// Renames a user chain that no rule jumps to.
@@ -933,16 +935,7 @@ impl RuleStore {
             );
         }
         c.name = n;
-        self.commit(t, chains, out).map_err(|e| {
-            if e.errno == errno(ENOENT_) {
-                fail(
-                    errno(EBUSY_),
-                    format_args!("chain '{}' is the target of a jump or goto", name),
-                )
-            } else {
-                e
-            }
-        })
+        self.commit(t, chains, out).map_err(|e| referenced(e, name))
     }
 
     /// Replaces the given tables' rules as one change: every table is
@@ -973,18 +966,7 @@ impl RuleStore {
             // chains exist only if the new set names them.
             let mut chains = KVec::new();
             for c in tr.chains.iter().filter(|c| c.hook.is_some()) {
-                chains
-                    .push(
-                        Chain {
-                            name: c.name,
-                            hook: c.hook,
-                            policy: Policy::Accept,
-                            policy_slot: c.policy_slot,
-                            rules: KVec::new(),
-                        },
-                        GFP_KERNEL,
-                    )
-                    .map_err(oom)?;
+                chains.push(c.emptied(), GFP_KERNEL).map_err(oom)?;
             }
             let mut new_slots = KVec::new();
             let mut reused = 0usize;
@@ -998,18 +980,7 @@ impl RuleStore {
                         let Some(n) = Name::new(name) else {
                             refuse!(EINVAL, "chain name too long");
                         };
-                        chains
-                            .push(
-                                Chain {
-                                    name: n,
-                                    hook: None,
-                                    policy: Policy::Accept,
-                                    policy_slot: 0,
-                                    rules: KVec::new(),
-                                },
-                                GFP_KERNEL,
-                            )
-                            .map_err(oom)?;
+                        chains.push(Chain::user(n), GFP_KERNEL).map_err(oom)?;
                         chains.len() - 1
                     }
                 };
@@ -1122,6 +1093,19 @@ fn insert_at(v: &mut KVec<Arc<Rule>>, index: usize, item: Arc<Rule>) -> Result<(
         v[index..].rotate_right(1);
     }
     Ok(())
+}
+
+/// A chain that disappears (deleted or renamed) while a rule still jumps
+/// to it fails to compile with ENOENT; say why in the user's terms.
+fn referenced(e: ChangeError, name: &str) -> ChangeError {
+    if e.errno == errno(ENOENT_) {
+        fail(
+            errno(EBUSY_),
+            format_args!("chain '{}' is the target of a jump or goto", name),
+        )
+    } else {
+        e
+    }
 }
 
 fn without(v: &[Arc<Rule>], index: usize) -> Result<KVec<Arc<Rule>>, ChangeError> {

@@ -104,6 +104,17 @@ impl OwnedSkBuff {
         NonNull::new(skb).map(Self).ok_or(ENOMEM)
     }
 
+    /// Appends `data` (at most a page) as a paged fragment: the skb becomes
+    /// non-linear, as received packets often are.
+    #[allow(dead_code)]
+    pub fn put_frag(&mut self, data: &[u8]) -> Result {
+        let len = u32::try_from(data.len()).map_err(|_| EINVAL)?;
+        // SAFETY: `self.0` is a valid skb we own; `data` is `len` bytes.
+        kernel::error::to_result(unsafe {
+            sys::rnf_skb_add_page_frag(self.0.as_ptr(), data.as_ptr().cast(), len)
+        })
+    }
+
     /// Appends `data` to the linear part.
     #[allow(dead_code)]
     pub fn put(&mut self, data: &[u8]) -> Result {

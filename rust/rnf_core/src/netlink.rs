@@ -171,26 +171,45 @@ pub fn encode_genl_request(
         attrs(&mut w);
         w.finish()?
     };
-    let total = HDRS.checked_add(attr_len).ok_or(WireError::Overflow)?;
+    let hdrs = genl_headers(family_id, flags, seq, cmd, version, attr_len)?;
+    buf.get_mut(..HDRS)
+        .ok_or(WireError::Overflow)?
+        .copy_from_slice(&hdrs);
+    Ok(HDRS + attr_len)
+}
+
+/// The `nlmsghdr` and `genlmsghdr` of a generic netlink request whose
+/// attributes take `attr_len` bytes.
+pub fn genl_headers(
+    family_id: u16,
+    flags: u16,
+    seq: u32,
+    cmd: u8,
+    version: u8,
+    attr_len: usize,
+) -> Result<[u8; NLMSG_HDRLEN + GENL_HDRLEN], WireError> {
+    let total = (NLMSG_HDRLEN + GENL_HDRLEN)
+        .checked_add(attr_len)
+        .ok_or(WireError::Overflow)?;
     let nlh = NlMsgHdr {
         len: u32::try_from(total).map_err(|_| WireError::Overflow)?,
         ty: family_id,
         flags,
         seq,
         pid: 0,
-    };
+    }
+    .to_bytes();
     let genl = GenlMsgHdr {
         cmd,
         version,
         reserved: 0,
-    };
-    buf.get_mut(..NLMSG_HDRLEN)
-        .ok_or(WireError::Overflow)?
-        .copy_from_slice(&nlh.to_bytes());
-    buf.get_mut(NLMSG_HDRLEN..HDRS)
-        .ok_or(WireError::Overflow)?
-        .copy_from_slice(&genl.to_bytes());
-    Ok(total)
+    }
+    .to_bytes();
+    let mut out = [0u8; NLMSG_HDRLEN + GENL_HDRLEN];
+    for (d, s) in out.iter_mut().zip(nlh.iter().chain(genl.iter())) {
+        *d = *s;
+    }
+    Ok(out)
 }
 
 /// Encodes a controller `CTRL_CMD_GETFAMILY` request for the family `name`

@@ -7,10 +7,7 @@
 use std::io;
 
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
-use rnf_core::netlink::{
-    self, GenlMsgHdr, MsgKind, NlMsgHdr, GENL_HDRLEN, NLMSG_HDRLEN, NLM_F_ACK, NLM_F_DUMP,
-    NLM_F_REQUEST,
-};
+use rnf_core::netlink::{self, GenlMsgHdr, MsgKind, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use rnf_core::wire::{AttrWriter, WireError};
 
 use crate::error::Error;
@@ -31,22 +28,9 @@ pub fn build_request(
     version: u8,
     attrs: &[u8],
 ) -> Result<Vec<u8>, WireError> {
-    let total = NLMSG_HDRLEN + GENL_HDRLEN + attrs.len();
-    let nlh = NlMsgHdr {
-        len: u32::try_from(total).map_err(|_| WireError::Overflow)?,
-        ty: family_id,
-        flags,
-        seq,
-        pid: 0,
-    };
-    let genl = GenlMsgHdr {
-        cmd,
-        version,
-        reserved: 0,
-    };
-    let mut msg = Vec::with_capacity(total);
-    msg.extend_from_slice(&nlh.to_bytes());
-    msg.extend_from_slice(&genl.to_bytes());
+    let hdrs = netlink::genl_headers(family_id, flags, seq, cmd, version, attrs.len())?;
+    let mut msg = Vec::with_capacity(hdrs.len() + attrs.len());
+    msg.extend_from_slice(&hdrs);
     msg.extend_from_slice(attrs);
     Ok(msg)
 }

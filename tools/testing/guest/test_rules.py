@@ -203,6 +203,123 @@ def test_host_firewall_sample(topo):
         rnf("b", "flush")
 
 
+def received(ns, dst, count):
+    """How many of `count` pings to dst are answered."""
+    p = subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", str(count), "-i", "0.2", "-W", "1",
+                        dst], capture_output=True, text=True)
+    m = re.search(r"(\d+) received", p.stdout)
+    return int(m.group(1)) if m else 0
+
+
+def tcp_ok(ns, port, user=None):
+    cmd = ["ip", "netns", "exec", ns]
+    if user is not None:
+        cmd += ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+    cmd += ["nc", "-z", "-w2", "10.0.2.2", str(port)]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def with_rules(ns, rules, probe):
+    """Adds rules (lists of words, table and chain first), runs probe, flushes."""
+    try:
+        for r in rules:
+            rnf(ns, "add", *r)
+        return probe()
+    finally:
+        rnf(ns, "flush")
+
+
+def test_matches(topo):
+    server = subprocess.Popen(["ip", "netns", "exec", "b", "nc", "-l", "-k", "-p", "8080"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        check(tcp_ok("a", 8080), "baseline TCP to b:8080")
+        fi = ["filter", "INPUT"]
+        # Ports: ranges and negation.
+        check(not with_rules("b", [fi + ["proto", "tcp", "dport", "8000-8100", "drop"]],
+                             lambda: tcp_ok("a", 8080)), "dport range drop")
+        check(with_rules("b", [fi + ["proto", "tcp", "dport", "!", "8000-8100", "drop"]],
+                         lambda: tcp_ok("a", 8080)), "negated dport range lets 8080 through")
+        check(not with_rules("b", [fi + ["proto", "tcp", "sport", "1024-65535", "dport", "8080", "drop"]],
+                             lambda: tcp_ok("a", 8080)), "sport range drop")
+        # TCP flags: a SYN without ACK is a new connection.
+        check(not with_rules("b", [fi + ["proto", "tcp", "tcp", "flags", "syn", "/", "syn,ack", "drop"]],
+                             lambda: tcp_ok("a", 8080)), "tcp flags syn / syn,ack drops new connections")
+        # ICMP types: requests reach b, replies do not.
+        check_eq(with_rules("b", [fi + ["proto", "icmp", "icmp", "type", "echo-request", "drop"]],
+                            lambda: received("a", "10.0.2.2", 2)), 0, "echo-request dropped")
+        check_eq(with_rules("b", [fi + ["proto", "icmp", "icmp", "type", "echo-reply", "drop"]],
+                            lambda: received("a", "10.0.2.2", 2)), 2, "echo-reply rule leaves requests alone")
+        # Interfaces on the router: requests come in on ra, replies on rb.
+        ff = ["filter", "FORWARD"]
+        check_eq(with_rules("r", [ff + ["iif", "rb", "drop"]], lambda: received("a", "10.0.2.2", 1)),
+                 0, "iif rb drops the replies")
+        check_eq(with_rules("r", [ff + ["iif", "rx", "drop"]], lambda: received("a", "10.0.2.2", 1)),
+                 1, "iif rx matches nothing")
+        check_eq(with_rules("r", [ff + ["oif", "r+", "drop"]], lambda: received("a", "10.0.2.2", 1)),
+                 0, "oif r+ (prefix) drops")
+        check_eq(with_rules("r", [ff + ["iif", "!", "ra", "drop"]], lambda: received("a", "10.0.2.2", 1)),
+                 0, "iif ! ra drops the replies")
+        # limit: burst 2 then 1/second; ping every 0.2 s -> 2 or 3 of 6 pass.
+        n = with_rules("b", [fi + ["proto", "icmp", "limit", "1/second", "burst", "2", "accept"],
+                             fi + ["proto", "icmp", "drop"]], lambda: received("a", "10.0.2.2", 6))
+        check(2 <= n <= 3, f"limit 1/second burst 2 let {n} of 6 pings through")
+        # nth 2: every second request is dropped.
+        check_eq(with_rules("b", [fi + ["proto", "icmp", "nth", "2", "drop"]],
+                            lambda: received("a", "10.0.2.2", 6)), 3, "nth 2 drops every second ping")
+        # random: probability 1 always matches, 0 never.
+        check_eq(with_rules("b", [fi + ["proto", "icmp", "random", "1", "drop"]],
+                            lambda: received("a", "10.0.2.2", 2)), 0, "random 1")
+        check_eq(with_rules("b", [fi + ["proto", "icmp", "random", "0", "drop"]],
+                            lambda: received("a", "10.0.2.2", 2)), 2, "random 0")
+        # uid: only the nobody user's connections are dropped, at a's OUTPUT.
+        fo = ["filter", "OUTPUT"]
+        check(with_rules("a", [fo + ["proto", "tcp", "uid", "65534", "drop"]],
+                         lambda: (not tcp_ok("a", 8080, user=65534)) and tcp_ok("a", 8080)),
+              "uid 65534 drops nobody's connection only")
+        check(with_rules("a", [fo + ["proto", "tcp", "gid", "65534", "drop"]],
+                         lambda: (not tcp_ok("a", 8080, user=65534)) and tcp_ok("a", 8080)),
+              "gid 65534 drops nobody's connection only")
+        # return goes back to the caller; goto does not come back.
+        rnf("b", "chain", "add", "filter", "SUB")
+        try:
+            rnf("b", "add", "filter", "SUB", "return")
+            check_eq(with_rules("b", [fi + ["proto", "icmp", "jump", "SUB"], fi + ["proto", "icmp", "drop"]],
+                                lambda: received("a", "10.0.2.2", 1)), 0, "return comes back to INPUT")
+            rnf("b", "add", "filter", "SUB", "return")
+            check_eq(with_rules("b", [fi + ["proto", "icmp", "goto", "SUB"], fi + ["proto", "icmp", "drop"]],
+                                lambda: received("a", "10.0.2.2", 1)), 1,
+                     "after goto, the end of SUB is the end of INPUT (policy accept)")
+        finally:
+            rnf("b", "flush")
+            rnf("b", "chain", "delete", "filter", "SUB")
+        # comment is kept and listed.
+        rnf("b", "add", "filter", "INPUT", "proto", "icmp", "comment", "pings from the lab", "accept")
+        text = rnf("b", "list", "filter", "INPUT").stdout
+        check("pings from the lab" in text, f"comment in listing:\n{text}")
+        rnf("b", "flush")
+        # IPv6 reject: an ICMPv6 error reaches the client at once (with a
+        # listener there, so nothing else would refuse the connection).
+        server6 = subprocess.Popen(["ip", "netns", "exec", "b", "nc", "-6", "-l", "-k", "-p", "8080"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            check(t.sh("nc -6 -z -w3 fd00:2::2 8080", ns="a", check_rc=False).returncode == 0,
+                  "baseline IPv6 TCP to b:8080")
+            rnf("b", "add", "filter", "INPUT", "ip6", "proto", "tcp", "dport", "8080", "reject")
+            start = time.monotonic()
+            p = t.sh("nc -6 -z -w5 fd00:2::2 8080", ns="a", check_rc=False)
+            check(p.returncode != 0 and time.monotonic() - start < 4, "IPv6 reject answers at once")
+        finally:
+            server6.kill()
+            server6.wait()
+    finally:
+        server.kill()
+        server.wait()
+        rnf("b", "flush")
+
+
 def test_unprivileged_list():
     p = t.rnfctl("list", check_rc=False, user=65534)
     check_eq(p.returncode, 4, "exit status")
@@ -217,4 +334,6 @@ def run(topo):
     t.run_test("rules: mangle mark then filter on mark, with a log line", test_log_and_mark, topo)
     t.run_test("rules: save and restore round-trip; a bad file changes nothing", test_save_restore, topo)
     t.run_test("rules: samples/host-firewall.rnf on real traffic", test_host_firewall_sample, topo)
+    t.run_test("rules: ports, tcp flags, icmp types, interfaces, limit, nth, random, uid/gid, "
+               "return/goto, comment, IPv6 reject", test_matches, topo)
     t.run_test("rules: unprivileged list refused", test_unprivileged_list)

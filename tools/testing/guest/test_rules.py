@@ -320,6 +320,60 @@ def test_matches(topo):
         rnf("b", "flush")
 
 
+def rule_rows(ns, table, chain):
+    return chain_of(listing(ns, table, chain), table, chain)["rules"]
+
+
+def test_contract(topo):
+    """replace, zero, chain rename, generations, counters that survive other
+    changes, and oversized requests."""
+    fi = ["filter", "INPUT"]
+    try:
+        rnf("b", "add", *fi, "proto", "icmp", "accept")
+        check_eq(received("a", "10.0.2.2", 2), 2, "pings accepted")
+        first = rule_rows("b", *fi)[0]
+        check(first["packets"] >= 2, f"counted: {first}")
+        # Counters survive a change to another rule.
+        rnf("b", "add", *fi, "proto", "tcp", "dport", "9", "drop")
+        again = rule_rows("b", *fi)[0]
+        check_eq((again["handle"], again["packets"] >= first["packets"]), (first["handle"], True),
+                 "first rule's counters after adding another")
+        # replace: same handle, new behaviour, counters from zero.
+        rnf("b", "replace", *fi, str(first["handle"]), "proto", "icmp", "drop")
+        rows = rule_rows("b", *fi)
+        check_eq((rows[0]["handle"], rows[0]["packets"]), (first["handle"], 0), "replaced rule")
+        check_eq(received("a", "10.0.2.2", 1), 0, "the replacement drops")
+        # zero: counters back to 0, rules unchanged.
+        check(rule_rows("b", *fi)[0]["packets"] >= 1, "the drop counted")
+        rnf("b", "zero", "filter")
+        check_eq([r["packets"] for r in rule_rows("b", *fi)], [0, 0], "counters after zero")
+        # A writer with a stale generation is refused and changes nothing.
+        gen = listing("b", "filter", "INPUT")
+        gen = gen.get("generation") if isinstance(gen, dict) else None
+        check(isinstance(gen, int), f"listing has a generation: {gen!r}")
+        rnf("b", "add", *fi, "proto", "udp", "drop")
+        p = rnf("b", "add", "--generation", str(gen), *fi, "proto", "udp", "dport", "53", "accept", ok=False)
+        check(p.returncode != 0 and "generation" in p.stderr, f"stale writer: {p.stderr!r}")
+        check_eq(len(rule_rows("b", *fi)), 3, "rules after the stale write")
+        # rename an unreferenced chain.
+        rnf("b", "chain", "add", "filter", "OLDNAME")
+        rnf("b", "chain", "rename", "filter", "OLDNAME", "NEWNAME")
+        names = [c.get("chain", c.get("name")) for c in listing("b", "filter")["chains"]]
+        check("NEWNAME" in names and "OLDNAME" not in names, f"chains after rename: {names}")
+        rnf("b", "chain", "delete", "filter", "NEWNAME")
+        # An oversized rule (raw request: rnfctl would not build one).
+        from test_foundation import Genl, nla
+        import errno as E
+        g = Genl()
+        fam = g.family_id("rnf")
+        big = nla(7 | 0x8000, b"\0" * 5000)
+        err, txt, _ = g.request(fam, 2, nla(5, bytes([3])) + nla(6, b"INPUT\0") + big)
+        check(err in (E.E2BIG, E.EINVAL) and txt, f"oversized rule: errno {err}, message {txt!r}")
+        check_eq(len(rule_rows("b", *fi)), 3, "rules after the oversized request")
+    finally:
+        rnf("b", "flush")
+
+
 def test_unprivileged_list():
     p = t.rnfctl("list", check_rc=False, user=65534)
     check_eq(p.returncode, 4, "exit status")
@@ -336,4 +390,6 @@ def run(topo):
     t.run_test("rules: samples/host-firewall.rnf on real traffic", test_host_firewall_sample, topo)
     t.run_test("rules: ports, tcp flags, icmp types, interfaces, limit, nth, random, uid/gid, "
                "return/goto, comment, IPv6 reject", test_matches, topo)
+    t.run_test("rules: replace, zero, rename, stale generation, surviving counters, oversized rule",
+               test_contract, topo)
     t.run_test("rules: unprivileged list refused", test_unprivileged_list)

@@ -3,6 +3,8 @@
 # in their own network namespaces, joined through a router namespace; rnf is
 # loaded, traffic is sent, and rnfctl shows what the module saw where.
 set -euo pipefail
+# One stream: vng carries stdout and stderr separately and they interleave.
+exec 2>&1
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 # A copy anyone may run (the checkout may sit under a 0700 home).
 mkdir -p /tmp/rnf-bin && cp "$repo/target/debug/rnfctl" /tmp/rnf-bin/ && chmod 755 /tmp/rnf-bin
@@ -39,6 +41,18 @@ say "client: rnfctl status"
 inns client "$rnfctl" status
 say "router, every attachment point: rnfctl status -v"
 inns router "$rnfctl" status -v
+say "router: a firewall rule - drop TCP to port 8080 from the client's subnet, log it"
+inns router "$rnfctl" add filter FORWARD proto tcp dport 8080 saddr 10.0.1.0/24 log prefix "demo-drop: "
+inns router "$rnfctl" add filter FORWARD proto tcp dport 8080 saddr 10.0.1.0/24 drop
+inns server sh -c 'echo "hello again" | nc -l -q1 -p 8080 >/dev/null 2>&1 &'
+sleep 0.5
+if inns client nc -q1 -w3 10.0.2.2 8080 </dev/null; then echo "(unexpected: the connection went through)"; else echo "client: connection to 10.0.2.2:8080 timed out (dropped by the router)"; fi
+inns router "$rnfctl" list -v filter FORWARD
+dmesg | grep "demo-drop: " | tail -n1
+say "router: flush the rules; the server is reachable again"
+inns router "$rnfctl" flush
+inns client nc -q1 -w3 10.0.2.2 8080 </dev/null
+
 say "as an unprivileged user"
 setpriv --reuid=65534 --regid=65534 --clear-groups "$rnfctl" status || true
 

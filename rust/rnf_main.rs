@@ -32,6 +32,21 @@ pub mod rules;
 #[allow(dead_code)]
 #[path = "rnf_core/src/ruleset_msg.rs"]
 pub mod ruleset_msg;
+// Connection tracking and NAT logic: built here already (the kernel side
+// that uses it comes with issues 4 and 5) so kernel-only problems (objtool,
+// clippy, no_std) show up early.
+#[allow(dead_code)]
+#[path = "rnf_core/src/csum.rs"]
+pub mod csum;
+#[allow(dead_code)]
+#[path = "rnf_core/src/ct.rs"]
+pub mod ct;
+#[allow(dead_code)]
+#[path = "rnf_core/src/ct_tcp.rs"]
+pub mod ct_tcp;
+#[allow(dead_code)]
+#[path = "rnf_core/src/nat.rs"]
+pub mod nat;
 #[allow(dead_code)]
 #[path = "rnf_core/src/wire.rs"]
 pub mod wire;

@@ -392,6 +392,22 @@ impl TableRules {
         chains.iter().position(|c| c.name() == name)
     }
 
+    /// Makes `chains`, compiled into `buf`, the table's rules and its image
+    /// for the next publication.
+    fn install(&mut self, chains: KVec<Chain>, buf: KVec<u8>) -> Result<(), ChangeError> {
+        let image = Arc::new(
+            TableImage {
+                buf,
+                state: self.state.clone(),
+            },
+            GFP_KERNEL,
+        )
+        .map_err(oom)?;
+        self.chains = chains;
+        self.image = Some(image);
+        Ok(())
+    }
+
     fn compile(&self, chains: &[Chain]) -> Result<KVec<u8>, ChangeError> {
         let specs = chains.iter().map(|c| ChainSpec {
             name: c.name(),
@@ -523,16 +539,7 @@ impl RuleStore {
     ) -> Result<(), ChangeError> {
         let tr = self.table_mut(t)?;
         let buf = tr.compile(&chains)?;
-        let image = Arc::new(
-            TableImage {
-                buf,
-                state: tr.state.clone(),
-            },
-            GFP_KERNEL,
-        )
-        .map_err(oom)?;
-        tr.chains = chains;
-        tr.image = Some(image);
+        tr.install(chains, buf)?;
         self.generation += 1;
         self.publish(out)
     }
@@ -684,9 +691,7 @@ impl RuleStore {
     ) -> Result<(), ChangeError> {
         let tr = self.table_mut(t)?;
         let mut chains = clone_chains(&tr.chains)?;
-        let Some(c) = TableRules::find_chain(&chains, chain).and_then(|i| chains.get_mut(i)) else {
-            refuse!(errno(ENOENT_), "no chain '{}' in table {}", chain, t.name());
-        };
+        let c = chain_mut(&mut chains, chain, t)?;
         let pos = match victim {
             Victim::Handle(h) => c.rules.iter().position(|r| r.handle == h),
             Victim::Blob(b) => c.rules.iter().position(|r| &r.blob[..] == b),
@@ -810,9 +815,7 @@ impl RuleStore {
     ) -> Result<(), ChangeError> {
         let tr = self.table_mut(t)?;
         let mut chains = clone_chains(&tr.chains)?;
-        let Some(c) = TableRules::find_chain(&chains, chain).and_then(|i| chains.get_mut(i)) else {
-            refuse!(errno(ENOENT_), "no chain '{}' in table {}", chain, t.name());
-        };
+        let c = chain_mut(&mut chains, chain, t)?;
         if c.hook.is_none() {
             refuse!(
                 EINVAL,
@@ -924,9 +927,7 @@ impl RuleStore {
                 t.name()
             );
         }
-        let Some(c) = TableRules::find_chain(&chains, name).and_then(|i| chains.get_mut(i)) else {
-            refuse!(errno(ENOENT_), "no chain '{}' in table {}", name, t.name());
-        };
+        let c = chain_mut(&mut chains, name, t)?;
         if c.hook.is_some() {
             refuse!(
                 EINVAL,
@@ -1069,16 +1070,7 @@ impl RuleStore {
                     tr.zero_slot(r.slot);
                 }
             }
-            let image = Arc::new(
-                TableImage {
-                    buf,
-                    state: tr.state.clone(),
-                },
-                GFP_KERNEL,
-            )
-            .map_err(oom)?;
-            tr.chains = chains;
-            tr.image = Some(image);
+            tr.install(chains, buf)?;
         }
         self.next_handle = handle;
         self.generation += 1;
@@ -1093,6 +1085,18 @@ fn insert_at(v: &mut KVec<Arc<Rule>>, index: usize, item: Arc<Rule>) -> Result<(
         v[index..].rotate_right(1);
     }
     Ok(())
+}
+
+/// The chain called `name` in `chains` (of table `t`).
+fn chain_mut<'c>(
+    chains: &'c mut [Chain],
+    name: &str,
+    t: Table,
+) -> Result<&'c mut Chain, ChangeError> {
+    match TableRules::find_chain(chains, name).and_then(|i| chains.get_mut(i)) {
+        Some(c) => Ok(c),
+        None => refuse!(errno(ENOENT_), "no chain '{}' in table {}", name, t.name()),
+    }
 }
 
 /// A chain that disappears (deleted or renamed) while a rule still jumps

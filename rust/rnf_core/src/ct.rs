@@ -569,6 +569,35 @@ pub fn icmp_error_inner(family: Family, payload: &[u8]) -> Option<IcmpErrorInner
     })
 }
 
+/// Flow status bits (`ct status`, and the status of a listed flow), with
+/// Linux's `IPS_*` values so that users of `conntrack -L` read the same
+/// numbers.
+pub mod status {
+    /// Related to another flow's expectation (rnf has no helpers; never set).
+    pub const EXPECTED: u32 = 1 << 0;
+    /// A packet in the reply direction has been seen.
+    pub const SEEN_REPLY: u32 = 1 << 1;
+    /// Not dropped early when the table is full.
+    pub const ASSURED: u32 = 1 << 2;
+    /// In the flow table (past its first packet's last hook).
+    pub const CONFIRMED: u32 = 1 << 3;
+    /// The source is translated (SNAT, masquerade).
+    pub const SRC_NAT: u32 = 1 << 4;
+    /// The destination is translated (DNAT, redirect).
+    pub const DST_NAT: u32 = 1 << 5;
+    /// Names as `ct status` and `conntrack list` write them, with their bits.
+    pub const NAMES: [(&str, u32); 6] = [
+        ("expected", EXPECTED),
+        ("seen-reply", SEEN_REPLY),
+        ("assured", ASSURED),
+        ("confirmed", CONFIRMED),
+        ("snat", SRC_NAT),
+        ("dnat", DST_NAT),
+    ];
+    /// All defined bits.
+    pub const ALL: u32 = EXPECTED | SEEN_REPLY | ASSURED | CONFIRMED | SRC_NAT | DST_NAT;
+}
+
 /// The `ct state` of a packet, as a bitmask so that one match can accept
 /// several (`ct state established,related`).
 ///

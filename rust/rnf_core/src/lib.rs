@@ -32,6 +32,7 @@
 pub mod compile;
 pub mod csum;
 pub mod ct;
+pub mod ct_msg;
 pub mod ct_tcp;
 pub mod eval;
 pub mod hooks;

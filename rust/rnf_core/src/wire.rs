@@ -475,7 +475,33 @@ pub mod cmd {
     /// Replace the whole rule set atomically (restore): `RULESET`, optional
     /// `GENERATION`.
     pub const REPLACE_RULESET: u8 = 11;
+    /// Dump the flow table; the request has no attributes. Each reply
+    /// message is one flow: the attributes of `ct_msg::FlowMsg`
+    /// (`CT_ORIG`, `CT_REPLY`, `CT_ID`, `CT_PROTO_STATE`, `CT_STATUS`,
+    /// `CT_TIMEOUT`, `CT_AGE`, `CT_MARK`, `CT_COUNTERS`).
+    pub const GET_CT: u8 = 12;
+    /// Delete one flow: `CT_ORIG` (or `CT_REPLY`), a nested
+    /// [`ct_tuple`](super::ct_tuple). `ENOENT` if there is no such flow.
+    pub const DEL_CT: u8 = 13;
+    /// Delete every flow of the network namespace. No attributes.
+    pub const FLUSH_CT: u8 = 14;
+    /// Get the flow table's size and counters. Reply: `CT_COUNT`,
+    /// `CT_LIMIT`, `CT_BUCKETS`, `CT_TIMEOUTS` (every key), `CT_STATS`.
+    pub const GET_CT_STATS: u8 = 15;
+    /// Set the most flows the table holds: `CT_LIMIT` (`u32`, not 0).
+    pub const SET_CT_LIMIT: u8 = 16;
+    /// Set one timeout: `CT_TIMEOUTS` with exactly one
+    /// [`ct_timeout::ENTRY`](super::ct_timeout::ENTRY).
+    pub const SET_CT_TIMEOUT: u8 = 17;
+    /// A flow event, sent by the kernel only, to the multicast group
+    /// [`CT_MCGRP`](super::CT_MCGRP): `CT_EVENT` plus the attributes of
+    /// one flow as in a [`GET_CT`] dump.
+    pub const CT_EVENT: u8 = 18;
 }
+
+/// Name of the multicast group of the rnf family that carries
+/// [`cmd::CT_EVENT`] messages.
+pub const CT_MCGRP: &str = "conntrack";
 
 /// Top-level attributes of rnf messages.
 pub mod attr {
@@ -516,8 +542,111 @@ pub mod attr {
     pub const NEW_NAME: u16 = 15;
     /// A whole rule set (nested list of `ruleset::TABLE` entries).
     pub const RULESET: u16 = 16;
+    /// Original-direction tuple of a flow (nested
+    /// [`ct_tuple`](super::ct_tuple)).
+    pub const CT_ORIG: u16 = 17;
+    /// Reply-direction tuple of a flow (nested
+    /// [`ct_tuple`](super::ct_tuple)).
+    pub const CT_REPLY: u16 = 18;
+    /// Flow id (`u32`), unique among the flows of the table.
+    pub const CT_ID: u16 = 19;
+    /// Protocol state (`u8`): `ct_tcp::TcpState` as a number for TCP, 0
+    /// for other protocols.
+    pub const CT_PROTO_STATE: u16 = 20;
+    /// Flow status (`u32`, `ct::status` bits).
+    pub const CT_STATUS: u16 = 21;
+    /// Seconds until the flow expires (`u32`).
+    pub const CT_TIMEOUT: u16 = 22;
+    /// Connection mark (`u32`).
+    pub const CT_MARK: u16 = 23;
+    /// Packet and byte counters of both directions (nested
+    /// [`ct_counters`](super::ct_counters)).
+    pub const CT_COUNTERS: u16 = 24;
+    /// Kind of flow event (`u8`, [`ct_event`](super::ct_event)).
+    pub const CT_EVENT: u16 = 25;
+    /// Number of flows in the table (`u32`).
+    pub const CT_COUNT: u16 = 26;
+    /// Most flows the table holds (`u32`).
+    pub const CT_LIMIT: u16 = 27;
+    /// Number of hash buckets (`u32`).
+    pub const CT_BUCKETS: u16 = 28;
+    /// Timeouts: nested list of
+    /// [`ct_timeout::ENTRY`](super::ct_timeout::ENTRY).
+    pub const CT_TIMEOUTS: u16 = 29;
+    /// Table counters (nested [`ct_stats`](super::ct_stats)).
+    pub const CT_STATS: u16 = 30;
+    /// Seconds since the flow was created (`u32`).
+    pub const CT_AGE: u16 = 31;
     /// Highest attribute type.
-    pub const MAX: u16 = 16;
+    pub const MAX: u16 = 31;
+}
+
+/// Attributes inside [`attr::CT_ORIG`] and [`attr::CT_REPLY`]: one
+/// direction of a flow, a `ct::Tuple`.
+pub mod ct_tuple {
+    /// Address family (`u8`: 2 IPv4, 10 IPv6, as `hooks::Family`).
+    pub const FAMILY: u16 = 1;
+    /// Transport protocol number (`u8`).
+    pub const PROTO: u16 = 2;
+    /// Source address (4 bytes for IPv4, 16 for IPv6, network order).
+    pub const SRC: u16 = 3;
+    /// Destination address, like [`SRC`].
+    pub const DST: u16 = 4;
+    /// Source port or ICMP identifier (`u16`, native endianness):
+    /// `Tuple::src_port_or_icmp_id`.
+    pub const SRC_PORT: u16 = 5;
+    /// Destination port or ICMP `type << 8 | code` (`u16`, native
+    /// endianness): `Tuple::dst_port_or_icmp_type_code`.
+    pub const DST_PORT: u16 = 6;
+}
+
+/// Attributes inside [`attr::CT_COUNTERS`] (all `u64`).
+pub mod ct_counters {
+    /// Packets in the original direction.
+    pub const ORIG_PACKETS: u16 = 1;
+    /// Bytes in the original direction.
+    pub const ORIG_BYTES: u16 = 2;
+    /// Packets in the reply direction.
+    pub const REPLY_PACKETS: u16 = 3;
+    /// Bytes in the reply direction.
+    pub const REPLY_BYTES: u16 = 4;
+}
+
+/// Attributes inside [`attr::CT_STATS`] (all `u64`, since the module was
+/// loaded or the namespace created).
+pub mod ct_stats {
+    /// Flows inserted into the table.
+    pub const INSERTED: u16 = 1;
+    /// Flows removed because they timed out (garbage collection).
+    pub const EXPIRED: u16 = 2;
+    /// Unassured flows dropped early to make room.
+    pub const EARLY_DROPS: u16 = 3;
+    /// Packets dropped because the table was full with nothing droppable.
+    pub const FULL_DROPS: u16 = 4;
+    /// Packets whose ct state was invalid.
+    pub const INVALID: u16 = 5;
+    /// Flows removed by `DEL_CT`, `FLUSH_CT` or a TCP reset.
+    pub const DELETED: u16 = 6;
+}
+
+/// Attributes inside [`attr::CT_TIMEOUTS`].
+pub mod ct_timeout {
+    /// One timeout (nested: [`KEY`], [`SECS`]).
+    pub const ENTRY: u16 = 1;
+    /// Which timeout (`u8`): the index of the key in `ct::TimeoutKey::ALL`.
+    pub const KEY: u16 = 1;
+    /// Seconds (`u32`, `1..=ct::MAX_TIMEOUT_SECS`).
+    pub const SECS: u16 = 2;
+}
+
+/// Values of [`attr::CT_EVENT`].
+pub mod ct_event {
+    /// A flow was confirmed (inserted into the table).
+    pub const NEW: u8 = 1;
+    /// A flow changed state or status.
+    pub const UPDATE: u8 = 2;
+    /// A flow was removed.
+    pub const DESTROY: u8 = 3;
 }
 
 /// Attributes of one rule in a listing (`attr::RULES`).

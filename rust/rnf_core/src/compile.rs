@@ -52,7 +52,7 @@ pub mod layout {
     /// Magic bytes at offset 0.
     pub const MAGIC: [u8; 4] = *b"RNFc";
     /// Layout version at offset 4. Bumped whenever the layout changes.
-    pub const VERSION: u8 = 1;
+    pub const VERSION: u8 = 2;
     /// Size of the header.
     pub const HDR_LEN: usize = 64;
     /// Header offset: table (`u8`).
@@ -120,10 +120,10 @@ pub mod layout {
     /// Record offset: rule handle (`u64`).
     pub const R_HANDLE: usize = 16;
     /// Record offset: first action argument (`u32`): target record offset
-    /// (jump, goto), reject kind, log level, mark value.
+    /// (jump, goto), reject kind, log level, mark and ct mark value.
     pub const R_ARG: usize = 24;
     /// Record offset: second action argument (`u32`): target chain index
-    /// (jump, goto), mark operation.
+    /// (jump, goto), mark and ct mark operation.
     pub const R_ARG2: usize = 28;
 
     /// Record kind: a rule.
@@ -169,22 +169,44 @@ pub mod layout {
     pub const M_MARK: u32 = 1 << 16;
     /// Flag: mark match negated.
     pub const M_MARK_NEG: u32 = 1 << 17;
+    /// Section: ct state (`u8` [`CtState`](crate::ct::CtState) bits, `u8`
+    /// 1 if negated, 2 bytes 0).
+    pub const M_CT_STATE: u32 = 1 << 18;
+    /// Section: ct status (`u32` status bits, `u8` 1 if negated, 3 bytes 0).
+    pub const M_CT_STATUS: u32 = 1 << 19;
+    /// Section: ct direction (`u8` the direction a packet must have, the
+    /// rule's negation folded in, 3 bytes 0).
+    pub const M_CT_DIRECTION: u32 = 1 << 20;
+    /// Section: ct mark (`u32` value, `u32` mask, `u8` 1 if negated, 3
+    /// bytes 0).
+    pub const M_CT_MARK: u32 = 1 << 21;
     /// Section: uid (`u32`).
-    pub const M_UID: u32 = 1 << 18;
+    pub const M_UID: u32 = 1 << 22;
     /// Section: gid (`u32`).
-    pub const M_GID: u32 = 1 << 19;
+    pub const M_GID: u32 = 1 << 23;
     /// Section: payload text (`u16` length, `u16` 0, bytes, padding).
-    pub const M_PAYLOAD: u32 = 1 << 20;
+    pub const M_PAYLOAD: u32 = 1 << 24;
     /// Section: nth (`u32` N).
-    pub const M_NTH: u32 = 1 << 21;
+    pub const M_NTH: u32 = 1 << 25;
     /// Section: random (`u32` probability in units of 2^-31).
-    pub const M_RANDOM: u32 = 1 << 22;
+    pub const M_RANDOM: u32 = 1 << 26;
     /// Section: limit (`u32` rate, `u32` burst, `u8` unit, 3 bytes 0).
-    pub const M_LIMIT: u32 = 1 << 23;
+    pub const M_LIMIT: u32 = 1 << 27;
     /// Section: log prefix of a `log` action (`u16` length, `u16` 0,
     /// bytes, padding); the level is in [`R_ARG`].
-    pub const M_LOG_PREFIX: u32 = 1 << 24;
+    pub const M_LOG_PREFIX: u32 = 1 << 28;
+    /// Section: third action argument (`u32`): the mask of a `ct mark`
+    /// action (value in [`R_ARG`], operation in [`R_ARG2`]).
+    pub const M_ARG3: u32 = 1 << 29;
 
+    /// Size of a ct state section.
+    pub const CT_STATE_LEN: usize = 4;
+    /// Size of a ct status section.
+    pub const CT_STATUS_LEN: usize = 8;
+    /// Size of a ct direction section.
+    pub const CT_DIRECTION_LEN: usize = 4;
+    /// Size of a ct mark section.
+    pub const CT_MARK_LEN: usize = 12;
     /// Size of an interface section.
     pub const IFACE_LEN: usize = 20;
     /// Size of a limit section.
@@ -295,6 +317,18 @@ fn record_len(v: &RuleView<'_>) -> usize {
     if v.mark.is_some() {
         n += 8;
     }
+    if v.ct_state.is_some() {
+        n += CT_STATE_LEN;
+    }
+    if v.ct_status.is_some() {
+        n += CT_STATUS_LEN;
+    }
+    if v.ct_direction.is_some() {
+        n += CT_DIRECTION_LEN;
+    }
+    if v.ct_mark.is_some() {
+        n += CT_MARK_LEN;
+    }
     n += 4 * (usize::from(v.uid.is_some()) + usize::from(v.gid.is_some()));
     if let Some(p) = v.payload {
         n += 4 + align4(p.len());
@@ -305,6 +339,9 @@ fn record_len(v: &RuleView<'_>) -> usize {
     }
     if let Action::Log { prefix, .. } = v.action {
         n += 4 + align4(prefix.len());
+    }
+    if let Action::CtMark { .. } = v.action {
+        n += 4;
     }
     n
 }
@@ -394,6 +431,7 @@ where
                 ));
             }
             let v = RuleView::decode(r.blob)
+                .and_then(|v| v.check_table(table).map(|()| v))
                 .map_err(|e| err(e.field, e.message, Some(c.name), Some(r.handle)))?;
             if let Some(t) = jump_target(&v.action) {
                 if !chains.clone().any(|d| d.name == t) {
@@ -514,6 +552,12 @@ fn write_record(
         }
         Action::Log { level, .. } => (crate::rules::action_kind::LOG, u32::from(level), 0),
         Action::Mark { op, value } => (crate::rules::action_kind::MARK, value, u32::from(op as u8)),
+        Action::CtMark { op, value, .. } => (
+            crate::rules::action_kind::CT_MARK,
+            value,
+            u32::from(op as u8),
+        ),
+        Action::Notrack => (crate::rules::action_kind::NOTRACK, 0, 0),
     };
     out.u8(at + R_ACTION, kind);
     out.u32(at + R_ARG, arg);
@@ -605,6 +649,30 @@ fn write_record(
         out.u32(p + 4, mk.mask);
         p += 8;
     }
+    if let Some(c) = v.ct_state {
+        m |= M_CT_STATE;
+        out.u8(p, c.states.0);
+        out.u8(p + 1, u8::from(c.negated));
+        p += CT_STATE_LEN;
+    }
+    if let Some(c) = v.ct_status {
+        m |= M_CT_STATUS;
+        out.u32(p, c.bits);
+        out.u8(p + 4, u8::from(c.negated));
+        p += CT_STATUS_LEN;
+    }
+    if let Some(c) = v.ct_direction {
+        m |= M_CT_DIRECTION;
+        out.u8(p, c.effective() as u8);
+        p += CT_DIRECTION_LEN;
+    }
+    if let Some(mk) = v.ct_mark {
+        m |= M_CT_MARK;
+        out.u32(p, mk.value);
+        out.u32(p + 4, mk.mask);
+        out.u8(p + 8, u8::from(mk.negated));
+        p += CT_MARK_LEN;
+    }
     if let Some(u) = v.uid {
         m |= M_UID;
         out.u32(p, u);
@@ -643,6 +711,11 @@ fn write_record(
         out.u16(p, u16::try_from(prefix.len()).unwrap_or(0));
         out.bytes(p + 4, prefix.as_bytes());
         p += 4 + align4(prefix.len());
+    }
+    if let Action::CtMark { mask, .. } = v.action {
+        m |= M_ARG3;
+        out.u32(p, mask);
+        p += 4;
     }
     out.u32(at + R_MATCHES, m);
     if p != at + len {

@@ -3,8 +3,8 @@
 //! Evaluating a packet against a compiled table (see [`crate::compile`]).
 //!
 //! Semantics are iptables': the rules of a chain are tried in order; the
-//! first matching rule with a terminal action decides; `log` and `mark`
-//! act and go on; `jump` remembers where to come back (a stack of
+//! first matching rule with a terminal action decides; `log`, `mark`,
+//! `ct mark` and `notrack` act and go on; `jump` remembers where to come back (a stack of
 //! [`MAX_JUMP_DEPTH`] entries, no allocation), `goto` does not; `return`
 //! or the end of a user chain comes back to the last `jump`, or, if there
 //! is none, applies the policy of the built-in chain the packet entered;
@@ -12,14 +12,21 @@
 //!
 //! A rule's matches are tried in a fixed order, the same for every rule:
 //! family, protocol, addresses, ports, TCP flags, ICMP, interfaces, mark,
-//! uid, gid, then the ones that ask the kernel for more (payload) or change
+//! ct state, ct status, ct direction, ct mark, uid, gid, then the ones that ask the kernel for more (payload) or change
 //! state (`nth`, `random`, `limit`, last), so that a `limit` spends tokens
 //! only on packets that match everything else. A match stops at the first
 //! part that fails.
 //!
 //! What needs the kernel (counters, token buckets, randomness, the payload,
-//! interface names, the mark, socket owner, logging) goes through
-//! [`EvalEnv`], which the kernel implements per packet.
+//! interface names, the mark, socket owner, logging, the packet's flow)
+//! goes through [`EvalEnv`], which the kernel implements per packet.
+//!
+//! Conntrack matches follow iptables' `conntrack` and `connmark` matches:
+//! every packet has a `ct state` (untracked and invalid are states), so a
+//! negated `ct state` is plain negation; `ct status`, `ct direction` and
+//! `ct mark` need a flow, and a packet without one matches neither them
+//! nor their negation. `ct mark` actions leave a packet without a flow
+//! alone.
 //!
 //! The evaluator trusts a buffer that [`fill`](crate::compile::fill)
 //! wrote, but never panics or loops forever on any other: a buffer that
@@ -27,10 +34,11 @@
 
 use crate::compile::layout::*;
 use crate::compile::{rd_u16, rd_u32};
+use crate::ct::{CtState, Direction};
 use crate::hooks::{Family, Hook};
 use crate::packet::PacketFacts;
 use crate::rules::{
-    action_kind, Limit, LimitUnit, MarkOp, Policy, RejectKind, Table, MAX_JUMP_DEPTH,
+    action_kind, CtMarkOp, Limit, LimitUnit, MarkOp, Policy, RejectKind, Table, MAX_JUMP_DEPTH,
 };
 
 /// What the evaluator needs from the kernel for one packet.
@@ -38,6 +46,11 @@ use crate::rules::{
 /// `counter` arguments are the slot the rule set's owner assigned to the
 /// rule (see [`RuleRef::counter`](crate::compile::RuleRef::counter)), so
 /// state keyed by them survives recompiles.
+///
+/// The conntrack methods describe one flow consistently: a packet has a
+/// flow exactly when [`ct_direction`](Self::ct_direction) and
+/// [`ct_mark`](Self::ct_mark) are `Some` (the evaluator asks
+/// `ct_direction` to tell whether a negated `ct status` applies).
 pub trait EvalEnv {
     /// A rule (or a built-in chain's policy) matched a packet of `bytes`
     /// bytes: add to its counters.
@@ -67,12 +80,25 @@ pub trait EvalEnv {
     fn gid(&self) -> Option<u32>;
     /// Logs the packet with a prefix at a syslog level (0 to 7).
     fn log(&mut self, prefix: &[u8], level: u8);
+    /// The packet's conntrack state (UNTRACKED when exempted by notrack, INVALID when it could not be tracked).
+    fn ct_state(&self) -> CtState;
+    /// Direction of the packet within its flow; None without a flow.
+    fn ct_direction(&self) -> Option<Direction>;
+    /// Status bits (`ct::status`) of the packet's flow; 0 without a flow.
+    fn ct_status(&self) -> u32;
+    /// The flow's mark; None without a flow.
+    fn ct_mark(&self) -> Option<u32>;
+    /// Sets the flow's mark (no-op without a flow).
+    fn set_ct_mark(&mut self, mark: u32);
+    /// Exempts the packet from tracking (raw table).
+    fn notrack(&mut self);
 }
 
 /// The outcome of a table for a packet.
 ///
-/// NAT and conntrack verdicts (translate, do not track) will be added as
-/// further variants when their actions are.
+/// NAT verdicts (translate) will be added as further variants when their
+/// actions are; `notrack` is not a verdict but a request to the kernel
+/// ([`EvalEnv::notrack`]) on the way to one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
     /// Let the packet go on (`NF_ACCEPT`).
@@ -280,6 +306,23 @@ impl<'a> CompiledTable<'a> {
                     env.set_mark(new);
                     pos = pos.checked_add(len)?;
                 }
+                action_kind::CT_MARK => {
+                    let op = CtMarkOp::from_u8(u8::try_from(rd_u32(rec, R_ARG2)?).ok()?)?;
+                    let mask = arg3(rec)?;
+                    if let Some(ct) = env.ct_mark() {
+                        let new = op.apply(ct, env.mark(), arg, mask);
+                        if op.writes_packet_mark() {
+                            env.set_mark(new);
+                        } else {
+                            env.set_ct_mark(new);
+                        }
+                    }
+                    pos = pos.checked_add(len)?;
+                }
+                action_kind::NOTRACK => {
+                    env.notrack();
+                    pos = pos.checked_add(len)?;
+                }
                 _ => return None,
             }
         }
@@ -403,6 +446,20 @@ fn log_prefix(rec: &[u8], m: u32) -> Option<&[u8]> {
     s.text()
 }
 
+/// The third action argument of a record (the mask of `ct mark`).
+fn arg3(rec: &[u8]) -> Option<u32> {
+    let m = rd_u32(rec, R_MATCHES)?;
+    if m & M_ARG3 == 0 {
+        return None;
+    }
+    let mut s = Sections { rec, p: REC_HDR };
+    skip_matches(&mut s, m)?;
+    if m & M_LOG_PREFIX != 0 {
+        s.text()?;
+    }
+    s.u32()
+}
+
 /// Moves past every match section of a record.
 fn skip_matches(s: &mut Sections<'_>, m: u32) -> Option<()> {
     for bit in [M_SADDR, M_DADDR] {
@@ -424,6 +481,10 @@ fn skip_matches(s: &mut Sections<'_>, m: u32) -> Option<()> {
         (M_IIF, IFACE_LEN),
         (M_OIF, IFACE_LEN),
         (M_MARK, 8),
+        (M_CT_STATE, CT_STATE_LEN),
+        (M_CT_STATUS, CT_STATUS_LEN),
+        (M_CT_DIRECTION, CT_DIRECTION_LEN),
+        (M_CT_MARK, CT_MARK_LEN),
         (M_UID, 4),
         (M_GID, 4),
     ];
@@ -520,6 +581,41 @@ fn rule_matches<E: EvalEnv + ?Sized>(rec: &[u8], facts: &PacketFacts, env: &mut 
             return Some(false);
         }
     }
+    if m & M_CT_STATE != 0 {
+        let (states, negated) = (s.u8_at(0)?, s.u8_at(1)? != 0);
+        s.take(CT_STATE_LEN)?;
+        if env.ct_state().intersects(CtState(states)) == negated {
+            return Some(false);
+        }
+    }
+    if m & M_CT_STATUS != 0 {
+        let bits = s.u32()?;
+        let negated = s.u8_at(0)? != 0;
+        s.take(CT_STATUS_LEN - 4)?;
+        let hit = env.ct_status() & bits != 0;
+        // Without a flow the status is 0: a plain match fails by itself,
+        // a negated one must fail too.
+        if hit == negated || (negated && env.ct_direction().is_none()) {
+            return Some(false);
+        }
+    }
+    if m & M_CT_DIRECTION != 0 {
+        let want = s.u8_at(0)?;
+        s.take(CT_DIRECTION_LEN)?;
+        if env.ct_direction().map(|d| d as u8) != Some(want) {
+            return Some(false);
+        }
+    }
+    if m & M_CT_MARK != 0 {
+        let value = s.u32()?;
+        let mask = s.u32()?;
+        let negated = s.u8_at(0)? != 0;
+        s.take(CT_MARK_LEN - 8)?;
+        match env.ct_mark() {
+            Some(ct) if (ct & mask == value) != negated => {}
+            _ => return Some(false),
+        }
+    }
     if m & M_UID != 0 {
         let uid = s.u32()?;
         if env.uid() != Some(uid) {
@@ -534,6 +630,11 @@ fn rule_matches<E: EvalEnv + ?Sized>(rec: &[u8], facts: &PacketFacts, env: &mut 
     }
     if m & M_PAYLOAD != 0 {
         let needle = s.text()?;
+        // The compiler never writes an empty one; spare the kernel's
+        // search from a corrupt buffer's.
+        if needle.is_empty() {
+            return None;
+        }
         if !env.payload_contains(needle) {
             return Some(false);
         }

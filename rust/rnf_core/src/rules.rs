@@ -17,6 +17,7 @@
 //! packet, ICMP type of a non-ICMP packet, a uid of a forwarded packet)
 //! does not hold, whether or not it is negated, as in iptables.
 
+use crate::ct::{status as ct_status, CtState, Direction};
 use crate::hooks::{Family, Hook, Stage};
 use crate::packet::{
     copy_into, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
@@ -101,13 +102,26 @@ pub mod rule_attr {
     pub const COMMENT: u16 = 18;
     /// The action: nested [`action_attr`](super::action_attr). Required.
     pub const ACTION: u16 = 19;
-    /// First id reserved for conntrack matches (state, status, direction,
-    /// ct mark); `validate` refuses them until they are implemented.
-    pub const RESERVED_CT_FIRST: u16 = 20;
+    /// `ct state`: nested [`ct_match_attr`](super::ct_match_attr), the
+    /// value a `u8` of [`CtState`](crate::ct::CtState) bits.
+    pub const CT_STATE: u16 = 20;
+    /// `ct status`: nested [`ct_match_attr`](super::ct_match_attr), the
+    /// value a `u32` of [`ct::status`](crate::ct::status) bits.
+    pub const CT_STATUS: u16 = 21;
+    /// `ct direction`: nested [`ct_match_attr`](super::ct_match_attr), the
+    /// value a `u8` [`Direction`](crate::ct::Direction) (0 original,
+    /// 1 reply).
+    pub const CT_DIRECTION: u16 = 22;
+    /// `ct mark`: the flow's mark, nested [`mark_attr`](super::mark_attr)
+    /// as for [`MARK`].
+    pub const CT_MARK: u16 = 23;
+    /// First id reserved for further conntrack matches (zone, helper,
+    /// expiration); `validate` refuses them.
+    pub const RESERVED_CT_FIRST: u16 = 24;
     /// Last id reserved for conntrack matches.
     pub const RESERVED_CT_LAST: u16 = 31;
     /// Highest id in use.
-    pub const MAX: u16 = 19;
+    pub const MAX: u16 = 23;
 }
 
 /// Attributes inside an address or port list.
@@ -158,6 +172,16 @@ pub mod mark_attr {
     pub const NEG: u16 = 3;
 }
 
+/// Attributes inside [`rule_attr::CT_STATE`], [`rule_attr::CT_STATUS`] and
+/// [`rule_attr::CT_DIRECTION`].
+pub mod ct_match_attr {
+    /// The states, status bits or direction (see each match's id).
+    /// Required.
+    pub const VALUE: u16 = 1;
+    /// Flag: negated.
+    pub const NEG: u16 = 2;
+}
+
 /// Attributes inside [`rule_attr::LIMIT`].
 pub mod limit_attr {
     /// Packets per unit (`u32`, 1 to [`MAX_LIMIT_RATE`](super::MAX_LIMIT_RATE)).
@@ -182,13 +206,18 @@ pub mod action_attr {
     pub const LOG_PREFIX: u16 = 4;
     /// Log: syslog level 0 to 7 (`u8`).
     pub const LOG_LEVEL: u16 = 5;
-    /// Mark: [`MarkOp`](super::MarkOp) (`u8`).
+    /// Mark: [`MarkOp`](super::MarkOp) (`u8`); ct mark:
+    /// [`CtMarkOp`](super::CtMarkOp) (`u8`).
     pub const MARK_OP: u16 = 6;
-    /// Mark: operand (`u32`).
+    /// Mark and ct mark: operand (`u32`); absent for `ct mark save` and
+    /// `ct mark restore`.
     pub const MARK_VALUE: u16 = 7;
-    /// First id reserved for NAT, ct and trace arguments (addresses, port
+    /// Ct mark: mask of `set`, `save` and `restore` (`u32`); absent means
+    /// all bits.
+    pub const MARK_MASK: u16 = 8;
+    /// First id reserved for NAT and trace arguments (addresses, port
     /// ranges, flags, zones).
-    pub const RESERVED_FIRST: u16 = 8;
+    pub const RESERVED_FIRST: u16 = 9;
 }
 
 /// Values of [`action_attr::KIND`].
@@ -217,10 +246,12 @@ pub mod action_kind {
     pub const RESERVED_MASQUERADE: u8 = 11;
     /// Reserved: redirect to the local host.
     pub const RESERVED_REDIRECT: u8 = 12;
-    /// Reserved: do not track (raw table).
-    pub const RESERVED_NOTRACK: u8 = 13;
-    /// Reserved: set conntrack properties (zone, helper, ct mark).
-    pub const RESERVED_CT: u8 = 14;
+    /// Exempt the packet from connection tracking and continue (raw
+    /// table only).
+    pub const NOTRACK: u8 = 13;
+    /// Change the flow's mark (or copy it to or from the packet mark) and
+    /// continue.
+    pub const CT_MARK: u8 = 14;
     /// Reserved: trace the packet through the rules.
     pub const RESERVED_TRACE: u8 = 15;
 }
@@ -677,6 +708,72 @@ impl MarkMatch {
     }
 }
 
+/// `ct state [!] STATE[,STATE...]`: the packet's conntrack state is one of
+/// `states`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CtStateMatch {
+    /// The states (valid: at least one, only defined bits).
+    pub states: CtState,
+    /// Whether the match is negated.
+    pub negated: bool,
+}
+
+impl CtStateMatch {
+    /// Whether the match holds for a packet in state `state`. Every packet
+    /// has a state (untracked and invalid ones too), so negation is plain.
+    pub const fn matches(&self, state: CtState) -> bool {
+        self.states.intersects(state) != self.negated
+    }
+}
+
+/// `ct status [!] NAME[,NAME...]`: at least one of the status bits is set
+/// in the packet's flow (as iptables' `--ctstatus`; nftables' `ct status`
+/// with a set of flags is the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CtStatusMatch {
+    /// The bits (valid: at least one, only [`ct::status::ALL`](crate::ct::status::ALL)).
+    pub bits: u32,
+    /// Whether the match is negated: none of the bits is set.
+    pub negated: bool,
+}
+
+impl CtStatusMatch {
+    /// Whether the match holds for a packet whose flow has status bits
+    /// `status`; `None` for a packet without a flow, which matches neither
+    /// the match nor its negation.
+    pub fn matches(&self, status: Option<u32>) -> bool {
+        status.is_some_and(|s| (s & self.bits != 0) != self.negated)
+    }
+}
+
+/// `ct direction [!] original|reply`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CtDirectionMatch {
+    /// The direction.
+    pub direction: Direction,
+    /// Whether the match is negated.
+    pub negated: bool,
+}
+
+impl CtDirectionMatch {
+    /// Whether the match holds for a packet in direction `dir` of its
+    /// flow; `None` for a packet without a flow, which matches neither the
+    /// match nor its negation.
+    pub fn matches(&self, dir: Option<Direction>) -> bool {
+        dir.is_some_and(|d| (d == self.direction) != self.negated)
+    }
+
+    /// The direction a packet with a flow must have: the negation folded
+    /// in.
+    pub const fn effective(&self) -> Direction {
+        if self.negated {
+            self.direction.opposite()
+        } else {
+            self.direction
+        }
+    }
+}
+
 /// Time unit of a `limit`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -877,6 +974,89 @@ impl MarkOp {
     }
 }
 
+/// Operation of the `ct mark` action. `set`, `xor`, `and` and `or` change
+/// the flow's mark as `mark` does the packet's; `save` and `restore` copy
+/// between the two (iptables' `CONNMARK --save-mark` and `--restore-mark`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum CtMarkOp {
+    /// `ct mark set V[/M]`: ct mark = (ct mark & !M) | V.
+    Set = 1,
+    /// `ct mark xor V`: ct mark ^= V.
+    Xor = 2,
+    /// `ct mark and V`: ct mark &= V.
+    And = 3,
+    /// `ct mark or V`: ct mark |= V.
+    Or = 4,
+    /// `ct mark save [mask M]`: ct mark = (ct mark & !M) | (mark & M).
+    Save = 5,
+    /// `ct mark restore [mask M]`: mark = (mark & !M) | (ct mark & M).
+    Restore = 6,
+}
+
+impl CtMarkOp {
+    /// All operations.
+    pub const ALL: [CtMarkOp; 6] = [
+        Self::Set,
+        Self::Xor,
+        Self::And,
+        Self::Or,
+        Self::Save,
+        Self::Restore,
+    ];
+
+    /// The operation with discriminant `v`.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| *o as u8 == v)
+    }
+
+    /// `"set"`, `"xor"`, `"and"`, `"or"`, `"save"` or `"restore"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Set => "set",
+            Self::Xor => "xor",
+            Self::And => "and",
+            Self::Or => "or",
+            Self::Save => "save",
+            Self::Restore => "restore",
+        }
+    }
+
+    /// The operation called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+
+    /// Whether the operation takes a value (all but `save` and `restore`).
+    pub const fn has_value(self) -> bool {
+        !matches!(self, Self::Save | Self::Restore)
+    }
+
+    /// Whether the operation takes a mask (`set`, `save`, `restore`).
+    pub const fn has_mask(self) -> bool {
+        matches!(self, Self::Set | Self::Save | Self::Restore)
+    }
+
+    /// Whether the operation changes the packet mark rather than the
+    /// flow's (`restore`).
+    pub const fn writes_packet_mark(self) -> bool {
+        matches!(self, Self::Restore)
+    }
+
+    /// The new mark: the flow's, or for `restore` the packet's, given the
+    /// flow's mark `ct` and the packet's `mark`.
+    pub const fn apply(self, ct: u32, mark: u32, value: u32, mask: u32) -> u32 {
+        match self {
+            Self::Set => (ct & !mask) | value,
+            Self::Xor => ct ^ value,
+            Self::And => ct & value,
+            Self::Or => ct | value,
+            Self::Save => (ct & !mask) | (mark & mask),
+            Self::Restore => (mark & !mask) | (ct & mask),
+        }
+    }
+}
+
 /// What a rule does when it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action<'a> {
@@ -907,12 +1087,28 @@ pub enum Action<'a> {
         /// Operand.
         value: u32,
     },
+    /// Change the flow's mark, or copy between it and the packet mark, and
+    /// continue (non-terminal). A packet without a flow is left alone.
+    CtMark {
+        /// Operation.
+        op: CtMarkOp,
+        /// Operand (0 for `save` and `restore`; within `mask` for `set`).
+        value: u32,
+        /// Mask (all bits for `xor`, `and` and `or`).
+        mask: u32,
+    },
+    /// Exempt the packet from connection tracking and continue
+    /// (non-terminal, like iptables' `-j CT --notrack`). Raw table only.
+    Notrack,
 }
 
 impl Action<'_> {
     /// Whether evaluation goes on to the next rule after this action.
     pub const fn is_terminal(&self) -> bool {
-        !matches!(self, Self::Log { .. } | Self::Mark { .. })
+        !matches!(
+            self,
+            Self::Log { .. } | Self::Mark { .. } | Self::CtMark { .. } | Self::Notrack
+        )
     }
 
     fn encode(&self, w: &mut AttrWriter<'_>) {
@@ -943,6 +1139,17 @@ impl Action<'_> {
                 w.put_u8(action_attr::MARK_OP, op as u8);
                 w.put_u32(action_attr::MARK_VALUE, value);
             }
+            Self::CtMark { op, value, mask } => {
+                w.put_u8(action_attr::KIND, action_kind::CT_MARK);
+                w.put_u8(action_attr::MARK_OP, op as u8);
+                if op.has_value() {
+                    w.put_u32(action_attr::MARK_VALUE, value);
+                }
+                if op.has_mask() {
+                    w.put_u32(action_attr::MARK_MASK, mask);
+                }
+            }
+            Self::Notrack => w.put_u8(action_attr::KIND, action_kind::NOTRACK),
         }
         w.end_nested(nest);
     }
@@ -982,6 +1189,14 @@ pub struct RuleSpec<'a> {
     pub icmp: Option<IcmpMatch>,
     /// Packet mark.
     pub mark: Option<MarkMatch>,
+    /// Conntrack state.
+    pub ct_state: Option<CtStateMatch>,
+    /// Conntrack status bits.
+    pub ct_status: Option<CtStatusMatch>,
+    /// Direction within the flow.
+    pub ct_direction: Option<CtDirectionMatch>,
+    /// The flow's mark.
+    pub ct_mark: Option<MarkMatch>,
     /// Rate limit.
     pub limit: Option<Limit>,
     /// Owner uid.
@@ -1015,6 +1230,10 @@ impl<'a> RuleSpec<'a> {
             tcp_flags: None,
             icmp: None,
             mark: None,
+            ct_state: None,
+            ct_status: None,
+            ct_direction: None,
+            ct_mark: None,
             limit: None,
             uid: None,
             gid: None,
@@ -1085,12 +1304,41 @@ impl<'a> RuleSpec<'a> {
             }
             w.end_nested(nest);
         }
-        if let Some(m) = self.mark {
-            let nest = w.begin_nested(rule_attr::MARK);
-            w.put_u32(mark_attr::VALUE, m.value);
-            w.put_u32(mark_attr::MASK, m.mask);
-            if m.negated {
-                w.put_bytes(mark_attr::NEG, &[]);
+        for (ty, m) in [
+            (rule_attr::MARK, self.mark),
+            (rule_attr::CT_MARK, self.ct_mark),
+        ] {
+            if let Some(m) = m {
+                let nest = w.begin_nested(ty);
+                w.put_u32(mark_attr::VALUE, m.value);
+                w.put_u32(mark_attr::MASK, m.mask);
+                if m.negated {
+                    w.put_bytes(mark_attr::NEG, &[]);
+                }
+                w.end_nested(nest);
+            }
+        }
+        if let Some(c) = self.ct_state {
+            let nest = w.begin_nested(rule_attr::CT_STATE);
+            w.put_u8(ct_match_attr::VALUE, c.states.0);
+            if c.negated {
+                w.put_bytes(ct_match_attr::NEG, &[]);
+            }
+            w.end_nested(nest);
+        }
+        if let Some(c) = self.ct_status {
+            let nest = w.begin_nested(rule_attr::CT_STATUS);
+            w.put_u32(ct_match_attr::VALUE, c.bits);
+            if c.negated {
+                w.put_bytes(ct_match_attr::NEG, &[]);
+            }
+            w.end_nested(nest);
+        }
+        if let Some(c) = self.ct_direction {
+            let nest = w.begin_nested(rule_attr::CT_DIRECTION);
+            w.put_u8(ct_match_attr::VALUE, c.direction as u8);
+            if c.negated {
+                w.put_bytes(ct_match_attr::NEG, &[]);
             }
             w.end_nested(nest);
         }
@@ -1148,6 +1396,14 @@ pub struct RuleView<'a> {
     pub icmp: Option<IcmpMatch>,
     /// Packet mark.
     pub mark: Option<MarkMatch>,
+    /// Conntrack state.
+    pub ct_state: Option<CtStateMatch>,
+    /// Conntrack status bits.
+    pub ct_status: Option<CtStatusMatch>,
+    /// Direction within the flow.
+    pub ct_direction: Option<CtDirectionMatch>,
+    /// The flow's mark.
+    pub ct_mark: Option<MarkMatch>,
     /// Rate limit.
     pub limit: Option<Limit>,
     /// Owner uid.
@@ -1318,6 +1574,48 @@ fn decode_iface<'a>(payload: &'a [u8], field: &'static str) -> Result<IfaceMatch
     })
 }
 
+/// Decodes a nested [`mark_attr`] match (`mark`, `ct mark`).
+fn decode_mark(payload: &[u8], bad: RuleError, outside: RuleError) -> Result<MarkMatch, RuleError> {
+    let mut value = None;
+    let mut mask = None;
+    let mut negated = false;
+    for n in AttrIter::new(payload) {
+        let n = n.map_err(|_| bad)?;
+        match n.ty {
+            mark_attr::VALUE => set_once(&mut value, n.u32().map_err(|_| bad)?, bad)?,
+            mark_attr::MASK => set_once(&mut mask, n.u32().map_err(|_| bad)?, bad)?,
+            mark_attr::NEG if !negated => negated = flag(&n, bad)?,
+            _ => return Err(bad),
+        }
+    }
+    let value = value.ok_or(bad)?;
+    let mask = mask.unwrap_or(u32::MAX);
+    if value & !mask != 0 {
+        return Err(outside);
+    }
+    Ok(MarkMatch {
+        value,
+        mask,
+        negated,
+    })
+}
+
+/// Decodes a nested [`ct_match_attr`] match: its value attribute (still to
+/// be read) and whether it is negated.
+fn decode_ct_match(payload: &[u8], bad: RuleError) -> Result<(Attr<'_>, bool), RuleError> {
+    let mut value = None;
+    let mut negated = false;
+    for n in AttrIter::new(payload) {
+        let n = n.map_err(|_| bad)?;
+        match n.ty {
+            ct_match_attr::VALUE => set_once(&mut value, n, bad)?,
+            ct_match_attr::NEG if !negated => negated = flag(&n, bad)?,
+            _ => return Err(bad),
+        }
+    }
+    Ok((value.ok_or(bad)?, negated))
+}
+
 fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
     const MALFORMED: RuleError = e("action", "action: malformed action");
     let mut kind = None;
@@ -1327,6 +1625,7 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
     let mut log_level = None;
     let mut mark_op = None;
     let mut mark_value = None;
+    let mut mark_mask = None;
     for a in AttrIter::new(payload) {
         let a = a.map_err(|_| MALFORMED)?;
         let dup = e("action", "action: an argument is given twice");
@@ -1358,6 +1657,9 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
             action_attr::MARK_VALUE => {
                 set_once(&mut mark_value, a.u32().map_err(|_| MALFORMED)?, dup)?
             }
+            action_attr::MARK_MASK => {
+                set_once(&mut mark_mask, a.u32().map_err(|_| MALFORMED)?, dup)?
+            }
             _ => {
                 return Err(e(
                     "action",
@@ -1368,7 +1670,7 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
     }
     let kind = kind.ok_or(e("action", "action: the rule has no action"))?;
     let stray = e("action", "action: argument does not belong to this action");
-    let only = |allowed: [bool; 6]| -> Result<(), RuleError> {
+    let only = |allowed: [bool; 7]| -> Result<(), RuleError> {
         let present = [
             reject.is_some(),
             chain.is_some(),
@@ -1376,6 +1678,7 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
             log_level.is_some(),
             mark_op.is_some(),
             mark_value.is_some(),
+            mark_mask.is_some(),
         ];
         if present.iter().zip(allowed).any(|(p, a)| *p && !a) {
             Err(stray)
@@ -1385,23 +1688,23 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
     };
     let action = match kind {
         action_kind::ACCEPT => {
-            only([false; 6])?;
+            only([false; 7])?;
             Action::Accept
         }
         action_kind::DROP => {
-            only([false; 6])?;
+            only([false; 7])?;
             Action::Drop
         }
         action_kind::RETURN => {
-            only([false; 6])?;
+            only([false; 7])?;
             Action::Return
         }
         action_kind::REJECT => {
-            only([true, false, false, false, false, false])?;
+            only([true, false, false, false, false, false, false])?;
             Action::Reject(reject.unwrap_or(RejectKind::PortUnreachable))
         }
         action_kind::JUMP | action_kind::GOTO => {
-            only([false, true, false, false, false, false])?;
+            only([false, true, false, false, false, false, false])?;
             let c = chain.ok_or(e("chain", "chain: jump and goto need a chain name"))?;
             validate_chain_name(c)?;
             if kind == action_kind::JUMP {
@@ -1411,7 +1714,7 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
             }
         }
         action_kind::LOG => {
-            only([false, false, true, true, false, false])?;
+            only([false, false, true, true, false, false, false])?;
             let prefix = log_prefix.unwrap_or("");
             if prefix.len() > MAX_LOG_PREFIX || prefix.bytes().any(|b| b.is_ascii_control()) {
                 return Err(e(
@@ -1429,17 +1732,51 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
             Action::Log { prefix, level }
         }
         action_kind::MARK => {
-            only([false, false, false, false, true, true])?;
+            only([false, false, false, false, true, true, false])?;
             let op = mark_op
                 .and_then(MarkOp::from_u8)
                 .ok_or(e("mark", "mark: the action is 'mark set|xor|and|or VALUE'"))?;
             let value = mark_value.ok_or(e("mark", "mark: the action needs a value"))?;
             Action::Mark { op, value }
         }
-        action_kind::RESERVED_SNAT..=action_kind::RESERVED_TRACE => {
+        action_kind::CT_MARK => {
+            only([false, false, false, false, true, true, true])?;
+            let op = mark_op.and_then(CtMarkOp::from_u8).ok_or(e(
+                "ct mark",
+                "ct mark: the action is 'ct mark set|xor|and|or VALUE' or 'ct mark save|restore'",
+            ))?;
+            let value = match (op.has_value(), mark_value) {
+                (true, Some(v)) => v,
+                (true, None) => return Err(e("ct mark", "ct mark: the action needs a value")),
+                (false, None) => 0,
+                (false, Some(_)) => {
+                    return Err(e("ct mark", "ct mark: save and restore take no value"))
+                }
+            };
+            let mask = match (op.has_mask(), mark_mask) {
+                (_, None) => u32::MAX,
+                (true, Some(m)) => m,
+                (false, Some(_)) => {
+                    return Err(e("ct mark", "ct mark: xor, and and or take no mask"))
+                }
+            };
+            if value & !mask != 0 {
+                return Err(e(
+                    "ct mark",
+                    "ct mark: the value has bits outside the mask after '/'",
+                ));
+            }
+            Action::CtMark { op, value, mask }
+        }
+        action_kind::NOTRACK => {
+            only([false; 7])?;
+            Action::Notrack
+        }
+        action_kind::RESERVED_SNAT..=action_kind::RESERVED_REDIRECT
+        | action_kind::RESERVED_TRACE => {
             return Err(e(
                 "action",
-                "action: NAT, ct and trace actions are not supported by this module yet",
+                "action: NAT and trace actions are not supported by this module yet",
             ))
         }
         _ => {
@@ -1472,6 +1809,10 @@ impl<'a> RuleView<'a> {
             tcp_flags: None,
             icmp: None,
             mark: None,
+            ct_state: None,
+            ct_status: None,
+            ct_direction: None,
+            ct_mark: None,
             limit: None,
             uid: None,
             gid: None,
@@ -1611,35 +1952,76 @@ impl<'a> RuleView<'a> {
                     let ty = ty.ok_or(bad)?;
                     set_once(&mut v.icmp, IcmpMatch { ty, code }, DUP)?;
                 }
-                rule_attr::MARK => {
-                    let bad = e("mark", "mark: malformed mark match");
-                    let mut value = None;
-                    let mut mask = None;
-                    let mut negated = false;
-                    for n in AttrIter::new(a.payload) {
-                        let n = n.map_err(|_| bad)?;
-                        match n.ty {
-                            mark_attr::VALUE => set_once(&mut value, num(n.u32(), bad)?, bad)?,
-                            mark_attr::MASK => set_once(&mut mask, num(n.u32(), bad)?, bad)?,
-                            mark_attr::NEG if !negated => negated = flag(&n, bad)?,
-                            _ => return Err(bad),
-                        }
-                    }
-                    let value = value.ok_or(bad)?;
-                    let mask = mask.unwrap_or(u32::MAX);
-                    if value & !mask != 0 {
-                        return Err(e(
+                rule_attr::MARK => set_once(
+                    &mut v.mark,
+                    decode_mark(
+                        a.payload,
+                        e("mark", "mark: malformed mark match"),
+                        e(
                             "mark",
                             "mark: the value has bits outside the mask, so it never matches",
+                        ),
+                    )?,
+                    DUP,
+                )?,
+                rule_attr::CT_MARK => set_once(
+                    &mut v.ct_mark,
+                    decode_mark(
+                        a.payload,
+                        e("ct mark", "ct mark: malformed ct mark match"),
+                        e(
+                            "ct mark",
+                            "ct mark: the value has bits outside the mask, so it never matches",
+                        ),
+                    )?,
+                    DUP,
+                )?,
+                rule_attr::CT_STATE => {
+                    let bad = e("ct state", "ct state: malformed ct state match");
+                    let (value, negated) = decode_ct_match(a.payload, bad)?;
+                    let states = CtState(value.u8().map_err(|_| bad)?);
+                    if states.0 == 0 {
+                        return Err(e("ct state", "ct state: the list of states is empty"));
+                    }
+                    if !states.is_valid() {
+                        return Err(e(
+                            "ct state",
+                            "ct state: the states are new, established, related, invalid and untracked",
                         ));
                     }
+                    set_once(&mut v.ct_state, CtStateMatch { states, negated }, DUP)?;
+                }
+                rule_attr::CT_STATUS => {
+                    let bad = e("ct status", "ct status: malformed ct status match");
+                    let (value, negated) = decode_ct_match(a.payload, bad)?;
+                    let bits = num(value.u32(), bad)?;
+                    if bits == 0 {
+                        return Err(e("ct status", "ct status: the list of status bits is empty"));
+                    }
+                    if bits & !ct_status::ALL != 0 {
+                        return Err(e(
+                            "ct status",
+                            "ct status: the bits are expected, seen-reply, assured, confirmed, snat and dnat",
+                        ));
+                    }
+                    set_once(&mut v.ct_status, CtStatusMatch { bits, negated }, DUP)?;
+                }
+                rule_attr::CT_DIRECTION => {
+                    let bad = e("ct direction", "ct direction: malformed ct direction match");
+                    let (value, negated) = decode_ct_match(a.payload, bad)?;
+                    let direction = match value.u8().map_err(|_| bad)? {
+                        0 => Direction::Original,
+                        1 => Direction::Reply,
+                        _ => {
+                            return Err(e(
+                                "ct direction",
+                                "ct direction: the direction is original or reply",
+                            ))
+                        }
+                    };
                     set_once(
-                        &mut v.mark,
-                        MarkMatch {
-                            value,
-                            mask,
-                            negated,
-                        },
+                        &mut v.ct_direction,
+                        CtDirectionMatch { direction, negated },
                         DUP,
                     )?;
                 }
@@ -1724,7 +2106,7 @@ impl<'a> RuleView<'a> {
                 rule_attr::RESERVED_CT_FIRST..=rule_attr::RESERVED_CT_LAST => {
                     return Err(e(
                         "ct",
-                        "ct: conntrack matches are not supported by this module yet",
+                        "ct: this conntrack match is not supported by this module (is rnfctl newer than the module?)",
                     ))
                 }
                 _ => {
@@ -1738,6 +2120,19 @@ impl<'a> RuleView<'a> {
         v.action = action.ok_or(e("action", "action: the rule has no action"))?;
         v.check_consistency()?;
         Ok(v)
+    }
+
+    /// Checks what depends on the table the rule is in: `notrack` only in
+    /// `raw`, the table that runs before connection tracking. The compiler
+    /// runs it for every rule of a table.
+    pub fn check_table(&self, table: Table) -> Result<(), RuleError> {
+        if matches!(self.action, Action::Notrack) && table != Table::Raw {
+            return Err(e(
+                "notrack",
+                "notrack: only in the raw table, which runs before connection tracking",
+            ));
+        }
+        Ok(())
     }
 
     fn check_consistency(&self) -> Result<(), RuleError> {
@@ -2010,6 +2405,280 @@ mod tests {
                 assert!(crate::hooks::HOOK_STAGES.contains(&(*h, s)));
             }
         }
+    }
+
+    #[test]
+    fn ct_matches_round_trip() {
+        let spec = RuleSpec {
+            ct_state: Some(CtStateMatch {
+                states: CtState::ESTABLISHED.union(CtState::RELATED),
+                negated: false,
+            }),
+            ct_status: Some(CtStatusMatch {
+                bits: ct_status::ASSURED | ct_status::DST_NAT,
+                negated: true,
+            }),
+            ct_direction: Some(CtDirectionMatch {
+                direction: Direction::Reply,
+                negated: true,
+            }),
+            ct_mark: Some(MarkMatch {
+                value: 0x10,
+                mask: 0xf0,
+                negated: true,
+            }),
+            ..RuleSpec::new(Action::CtMark {
+                op: CtMarkOp::Set,
+                value: 1,
+                mask: 0xff,
+            })
+        };
+        let blob = encode(&spec);
+        let v = RuleView::decode(&blob).unwrap();
+        assert_eq!(v.ct_state, spec.ct_state);
+        assert_eq!(v.ct_status, spec.ct_status);
+        assert_eq!(v.ct_direction, spec.ct_direction);
+        assert_eq!(v.ct_mark, spec.ct_mark);
+        assert_eq!(v.action, spec.action);
+        assert!(!v.action.is_terminal());
+        for op in CtMarkOp::ALL {
+            let (value, mask) = match op {
+                CtMarkOp::Set => (0x2, 0x3),
+                CtMarkOp::Save | CtMarkOp::Restore => (0, 0xff00),
+                _ => (7, u32::MAX),
+            };
+            let a = Action::CtMark { op, value, mask };
+            let blob = encode(&RuleSpec::new(a));
+            assert_eq!(RuleView::decode(&blob).unwrap().action, a, "{op:?}");
+        }
+        let blob = encode(&RuleSpec::new(Action::Notrack));
+        let v = RuleView::decode(&blob).unwrap();
+        assert_eq!(v.action, Action::Notrack);
+        assert!(!v.action.is_terminal());
+    }
+
+    /// A blob with one nested attribute `ty` holding `inner`, and an
+    /// accept action.
+    fn with_nested(ty: u16, inner: impl Fn(&mut AttrWriter<'_>)) -> Vec<u8> {
+        let mut buf = vec![0u8; 256];
+        let mut w = AttrWriter::new(&mut buf);
+        let n = w.begin_nested(ty);
+        inner(&mut w);
+        w.end_nested(n);
+        Action::Accept.encode(&mut w);
+        let len = w.finish().unwrap();
+        buf.truncate(len);
+        buf
+    }
+
+    fn action_blob(inner: impl Fn(&mut AttrWriter<'_>)) -> Vec<u8> {
+        let mut buf = vec![0u8; 256];
+        let mut w = AttrWriter::new(&mut buf);
+        let n = w.begin_nested(rule_attr::ACTION);
+        inner(&mut w);
+        w.end_nested(n);
+        let len = w.finish().unwrap();
+        buf.truncate(len);
+        buf
+    }
+
+    #[test]
+    fn ct_match_refusals() {
+        let msg = |blob: Vec<u8>| validate(&blob).unwrap_err().message;
+        // ct state: empty, undefined bit, wrong size, no value, twice.
+        assert_eq!(
+            msg(with_nested(rule_attr::CT_STATE, |w| w.put_u8(ct_match_attr::VALUE, 0))),
+            "ct state: the list of states is empty"
+        );
+        assert_eq!(
+            msg(with_nested(rule_attr::CT_STATE, |w| w.put_u8(ct_match_attr::VALUE, 16))),
+            "ct state: the states are new, established, related, invalid and untracked"
+        );
+        assert_eq!(
+            msg(with_nested(rule_attr::CT_STATE, |w| w.put_u32(ct_match_attr::VALUE, 8))),
+            "ct state: malformed ct state match"
+        );
+        assert_eq!(
+            msg(with_nested(rule_attr::CT_STATE, |w| w
+                .put_bytes(ct_match_attr::NEG, &[]))),
+            "ct state: malformed ct state match"
+        );
+        let twice = {
+            let s = RuleSpec {
+                ct_state: Some(CtStateMatch {
+                    states: CtState::NEW,
+                    negated: false,
+                }),
+                ..RuleSpec::new(Action::Accept)
+            };
+            let mut b = with_nested(rule_attr::CT_STATE, |w| w.put_u8(ct_match_attr::VALUE, 8));
+            b.extend_from_slice(&encode(&s));
+            b
+        };
+        assert_eq!(validate(&twice).unwrap_err().field, "rule");
+        // ct status: empty, undefined bit.
+        assert_eq!(
+            msg(with_nested(rule_attr::CT_STATUS, |w| w.put_u32(ct_match_attr::VALUE, 0))),
+            "ct status: the list of status bits is empty"
+        );
+        assert_eq!(
+            msg(with_nested(rule_attr::CT_STATUS, |w| w
+                .put_u32(ct_match_attr::VALUE, 1 << 6))),
+            "ct status: the bits are expected, seen-reply, assured, confirmed, snat and dnat"
+        );
+        // ct direction: 0 and 1 only.
+        assert_eq!(
+            msg(with_nested(rule_attr::CT_DIRECTION, |w| w
+                .put_u8(ct_match_attr::VALUE, 2))),
+            "ct direction: the direction is original or reply"
+        );
+        // ct mark: the value within the mask.
+        let e = validate(&with_nested(rule_attr::CT_MARK, |w| {
+            w.put_u32(mark_attr::VALUE, 0x100);
+            w.put_u32(mark_attr::MASK, 0xff);
+        }))
+        .unwrap_err();
+        assert_eq!(e.field, "ct mark");
+        assert_eq!(
+            e.message,
+            "ct mark: the value has bits outside the mask, so it never matches"
+        );
+        assert_eq!(
+            msg(with_nested(rule_attr::CT_MARK, |w| w.put_u32(mark_attr::MASK, 1))),
+            "ct mark: malformed ct mark match"
+        );
+    }
+
+    #[test]
+    fn ct_action_refusals() {
+        let msg = |blob: Vec<u8>| validate(&blob).unwrap_err().message;
+        let ct_mark = |op: u8, value: Option<u32>, mask: Option<u32>| {
+            action_blob(move |w| {
+                w.put_u8(action_attr::KIND, action_kind::CT_MARK);
+                w.put_u8(action_attr::MARK_OP, op);
+                if let Some(v) = value {
+                    w.put_u32(action_attr::MARK_VALUE, v);
+                }
+                if let Some(m) = mask {
+                    w.put_u32(action_attr::MARK_MASK, m);
+                }
+            })
+        };
+        assert!(validate(&ct_mark(CtMarkOp::Set as u8, Some(1), Some(3))).is_ok());
+        assert_eq!(
+            msg(ct_mark(CtMarkOp::Set as u8, Some(4), Some(3))),
+            "ct mark: the value has bits outside the mask after '/'"
+        );
+        assert_eq!(
+            msg(ct_mark(CtMarkOp::Set as u8, None, None)),
+            "ct mark: the action needs a value"
+        );
+        assert_eq!(
+            msg(ct_mark(CtMarkOp::Xor as u8, Some(1), Some(3))),
+            "ct mark: xor, and and or take no mask"
+        );
+        assert_eq!(
+            msg(ct_mark(CtMarkOp::Save as u8, Some(1), None)),
+            "ct mark: save and restore take no value"
+        );
+        assert_eq!(
+            msg(ct_mark(9, Some(1), None)),
+            "ct mark: the action is 'ct mark set|xor|and|or VALUE' or 'ct mark save|restore'"
+        );
+        // Notrack takes no argument; mark takes no mask.
+        assert_eq!(
+            msg(action_blob(|w| {
+                w.put_u8(action_attr::KIND, action_kind::NOTRACK);
+                w.put_u32(action_attr::MARK_VALUE, 1);
+            })),
+            "action: argument does not belong to this action"
+        );
+        assert_eq!(
+            msg(action_blob(|w| {
+                w.put_u8(action_attr::KIND, action_kind::MARK);
+                w.put_u8(action_attr::MARK_OP, MarkOp::Set as u8);
+                w.put_u32(action_attr::MARK_VALUE, 1);
+                w.put_u32(action_attr::MARK_MASK, 1);
+            })),
+            "action: argument does not belong to this action"
+        );
+    }
+
+    #[test]
+    fn notrack_only_in_raw() {
+        let blob = encode(&RuleSpec::new(Action::Notrack));
+        let v = RuleView::decode(&blob).unwrap();
+        assert!(v.check_table(Table::Raw).is_ok());
+        for t in [Table::Mangle, Table::Nat, Table::Filter] {
+            let e = v.check_table(t).unwrap_err();
+            assert_eq!(e.field, "notrack");
+            assert_eq!(
+                e.message,
+                "notrack: only in the raw table, which runs before connection tracking"
+            );
+        }
+        let blob = encode(&RuleSpec::new(Action::CtMark {
+            op: CtMarkOp::Save,
+            value: 0,
+            mask: u32::MAX,
+        }));
+        let v = RuleView::decode(&blob).unwrap();
+        assert!(Table::ALL.iter().all(|t| v.check_table(*t).is_ok()));
+    }
+
+    #[test]
+    fn ct_mark_ops() {
+        // ct = 0x0f, packet mark = 0xf0.
+        let ap = |op: CtMarkOp, value, mask| op.apply(0x0f, 0xf0, value, mask);
+        assert_eq!(ap(CtMarkOp::Set, 0x30, u32::MAX), 0x30);
+        assert_eq!(ap(CtMarkOp::Set, 0x30, 0xf0), 0x3f);
+        assert_eq!(ap(CtMarkOp::Xor, 0x03, u32::MAX), 0x0c);
+        assert_eq!(ap(CtMarkOp::And, 0x03, u32::MAX), 0x03);
+        assert_eq!(ap(CtMarkOp::Or, 0x30, u32::MAX), 0x3f);
+        assert_eq!(ap(CtMarkOp::Save, 0, u32::MAX), 0xf0);
+        assert_eq!(ap(CtMarkOp::Save, 0, 0x30), 0x3f);
+        assert_eq!(ap(CtMarkOp::Restore, 0, u32::MAX), 0x0f);
+        assert_eq!(ap(CtMarkOp::Restore, 0, 0x03), 0xf3);
+        assert!(CtMarkOp::Restore.writes_packet_mark());
+        assert!(CtMarkOp::ALL
+            .iter()
+            .all(|o| CtMarkOp::from_name(o.name()) == Some(*o)
+                && CtMarkOp::from_u8(*o as u8) == Some(*o)));
+    }
+
+    #[test]
+    fn ct_match_semantics() {
+        let st = CtStateMatch {
+            states: CtState::NEW.union(CtState::INVALID),
+            negated: false,
+        };
+        assert!(st.matches(CtState::NEW));
+        assert!(!st.matches(CtState::ESTABLISHED));
+        let nst = CtStateMatch {
+            negated: true,
+            ..st
+        };
+        assert!(nst.matches(CtState::UNTRACKED));
+        assert!(!nst.matches(CtState::INVALID));
+        let s = CtStatusMatch {
+            bits: ct_status::ASSURED | ct_status::SRC_NAT,
+            negated: false,
+        };
+        assert!(s.matches(Some(ct_status::SRC_NAT | ct_status::CONFIRMED)));
+        assert!(!s.matches(Some(ct_status::CONFIRMED)));
+        assert!(!s.matches(None));
+        let ns = CtStatusMatch { negated: true, ..s };
+        assert!(ns.matches(Some(ct_status::CONFIRMED)));
+        assert!(!ns.matches(Some(ct_status::ASSURED)));
+        assert!(!ns.matches(None));
+        let d = CtDirectionMatch {
+            direction: Direction::Original,
+            negated: true,
+        };
+        assert!(d.matches(Some(Direction::Reply)));
+        assert!(!d.matches(Some(Direction::Original)));
+        assert!(!d.matches(None));
+        assert_eq!(d.effective(), Direction::Reply);
     }
 
     #[test]

@@ -8,12 +8,14 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
+use rnf_core::ct::{self, CtState, Direction};
 use rnf_core::eval::{eval, CompiledTable, Verdict};
 use rnf_core::hooks::{Family, Hook};
 use rnf_core::packet::{PacketFacts, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L4};
 use rnf_core::rules::{
-    proto_has_ports, Cidr, IcmpMatch, Limit, LimitUnit, MarkMatch, MarkOp, Policy, PortRange,
-    RejectKind, Table, TcpFlagsMatch, RANDOM_ALWAYS,
+    proto_has_ports, Cidr, CtDirectionMatch, CtMarkOp, CtStateMatch, CtStatusMatch, IcmpMatch,
+    Limit, LimitUnit, MarkMatch, MarkOp, Policy, PortRange, RejectKind, Table, TcpFlagsMatch,
+    RANDOM_ALWAYS,
 };
 
 const V4: [[u8; 4]; 4] = [
@@ -126,10 +128,42 @@ fn rule_matches() -> impl Strategy<Value = OwnedRule> {
         ])),
         opt(1u32..4),
     );
-    (a, b).prop_map(
+    let c = (
+        opt(
+            (1u8..=u8::MAX, any::<bool>()).prop_map(|(bits, negated)| CtStateMatch {
+                states: CtState(bits & CtState::ALL.0),
+                negated,
+            }),
+        )
+        .prop_map(|m| m.filter(|m| m.states.is_valid())),
+        opt(
+            (1u32..=ct::status::ALL, any::<bool>()).prop_map(|(bits, negated)| CtStatusMatch {
+                bits: bits & ct::status::ALL,
+                negated,
+            }),
+        )
+        .prop_map(|m| m.filter(|m| m.bits != 0)),
+        opt((
+            prop::sample::select(vec![Direction::Original, Direction::Reply]),
+            any::<bool>(),
+        )
+            .prop_map(|(direction, negated)| CtDirectionMatch { direction, negated })),
+        opt((
+            0u32..4,
+            prop::sample::select(vec![0xffu32, 1, u32::MAX]),
+            any::<bool>(),
+        )
+            .prop_map(|(v, mask, negated)| MarkMatch {
+                value: v & mask,
+                mask,
+                negated,
+            })),
+    );
+    (a, b, c).prop_map(
         |(
             (family, proto, saddr, daddr, sport, dport, iif, oif),
             (tcp_flags, icmp, mark, limit, uid, gid, payload, random, nth),
+            (ct_state, ct_status, ct_direction, ct_mark),
         )| OwnedRule {
             family,
             proto,
@@ -142,6 +176,10 @@ fn rule_matches() -> impl Strategy<Value = OwnedRule> {
             tcp_flags,
             icmp,
             mark,
+            ct_state,
+            ct_status,
+            ct_direction,
+            ct_mark,
             limit,
             uid,
             gid,
@@ -221,6 +259,12 @@ fn action() -> impl Strategy<Value = ActionChoice> {
             .prop_map(|(p, l)| ActionChoice::Fixed(OwnedAction::Log(p.to_string(), l))),
         2 => (prop::sample::select(vec![MarkOp::Set, MarkOp::Xor, MarkOp::And, MarkOp::Or]), 0u32..4)
             .prop_map(|(op, v)| ActionChoice::Fixed(OwnedAction::Mark(op, v))),
+        2 => (prop::sample::select(CtMarkOp::ALL.to_vec()), 0u32..4, prop::sample::select(vec![u32::MAX, 3, 0xf0]))
+            .prop_map(|(op, v, mask)| {
+                let mask = if op.has_mask() { mask } else { u32::MAX };
+                let v = if op.has_value() { v & mask } else { 0 };
+                ActionChoice::Fixed(OwnedAction::CtMark(op, v, mask))
+            }),
     ]
 }
 
@@ -354,9 +398,23 @@ fn env() -> impl Strategy<Value = TestEnv> {
         opt(0u32..3),
         0usize..3,
         any::<u64>(),
+        (
+            prop::sample::select(CtState::NAMES.iter().map(|(_, s)| *s).collect::<Vec<_>>()),
+            opt((
+                prop::sample::select(vec![Direction::Original, Direction::Reply]),
+                0..=ct::status::ALL,
+                prop::sample::select(vec![0u32, 1, 2, 3, 0xff]),
+            )),
+        ),
     )
-        .prop_map(|(i, o, mark, uid, gid, p, seed)| {
+        .prop_map(|(i, o, mark, uid, gid, p, seed, (ct_state, flow))| {
             let mut e = TestEnv::new(seed);
+            e.ct_state = ct_state;
+            e.flow = flow.map(|(direction, status, mark)| TestFlow {
+                direction,
+                status,
+                mark,
+            });
             e.iif = IFACES[i].as_bytes().to_vec();
             e.oif = IFACES[o].as_bytes().to_vec();
             e.mark = mark;
@@ -385,6 +443,8 @@ fn agree(chains: &[OwnedChain], packets: &[(Hook, PacketFacts)], env: &TestEnv) 
         assert_eq!(got, want, "verdict for {f:?} at {hook:?}");
         assert_eq!(e_cmp.events, e_ref.events, "environment calls for {f:?}");
         assert_eq!(e_cmp.mark, e_ref.mark);
+        assert_eq!(e_cmp.flow, e_ref.flow);
+        assert_eq!(e_cmp.ct_state, e_ref.ct_state);
     }
 }
 

@@ -7,12 +7,24 @@
 //! [ip|ip6] [proto P] [saddr [!] CIDR[,CIDR...]] [daddr [!] ...]
 //! [sport [!] P[-Q][,...]] [dport [!] ...] [iif [!] NAME[+]] [oif [!] NAME[+]]
 //! [tcp flags SET / MASK] [icmp type NAME|N [code C]] [mark [!] V[/M]]
+//! [ct state [!] STATE[,STATE...]] [ct status [!] BIT[,BIT...]]
+//! [ct direction [!] original|reply] [ct mark [!] V[/M]]
 //! [limit N/second|minute|hour|day [burst B]] [uid N] [gid N]
 //! [payload contains TEXT] [random P] [nth N] [comment TEXT]
 //! ACTION
 //! ACTION := accept | drop | reject [with KIND] | return | jump CHAIN
 //!         | goto CHAIN | log [prefix TEXT] [level L] | mark set|xor|and|or V
+//!         | ct mark set V[/M] | ct mark xor|and|or V
+//!         | ct mark save|restore [mask M] | notrack
+//! STATE := new | established | related | invalid | untracked
+//! BIT   := expected | seen-reply | assured | confirmed | snat | dnat
 //! ```
+//!
+//! `ct state` matches when the packet's state is one of those listed;
+//! `ct status` when at least one of the listed bits is set in its flow
+//! (as iptables' `--ctstatus`). `ct status`, `ct direction` and `ct mark`
+//! need a flow: a packet without one matches neither them nor their
+//! negation. `notrack` is only allowed in the raw table.
 //!
 //! Matches come in any order, each at most once; the action comes last.
 //! The words arrive already split (by the shell, or by [`split_words`] for
@@ -34,15 +46,16 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use rnf_core::ct::{self, CtState, Direction};
 use rnf_core::hooks::Family;
 use rnf_core::packet::{
     tcp_flag, IPPROTO_AH, IPPROTO_DCCP, IPPROTO_ESP, IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6,
     IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
 };
 use rnf_core::rules::{
-    validate, Action, Cidr, IcmpMatch, IfaceMatch, Limit, LimitUnit, ListSpec, MarkMatch, MarkOp,
-    PortRange, RejectKind, RuleSpec, TcpFlagsMatch, DEFAULT_LIMIT_BURST, DEFAULT_LOG_LEVEL,
-    RANDOM_ALWAYS,
+    validate, Action, Cidr, CtDirectionMatch, CtMarkOp, CtStateMatch, CtStatusMatch, IcmpMatch,
+    IfaceMatch, Limit, LimitUnit, ListSpec, MarkMatch, MarkOp, PortRange, RejectKind, RuleSpec,
+    TcpFlagsMatch, DEFAULT_LIMIT_BURST, DEFAULT_LOG_LEVEL, RANDOM_ALWAYS,
 };
 use rnf_core::wire::AttrWriter;
 
@@ -153,15 +166,13 @@ pub const LOG_LEVELS: [&str; 8] = [
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
 ];
 
-/// Words that will start NAT, conntrack and tracing matches and actions.
-const RESERVED: &[&str] = &[
-    "snat",
-    "dnat",
-    "masquerade",
-    "redirect",
-    "notrack",
-    "ct",
-    "trace",
+/// Words that will start NAT and tracing actions.
+const RESERVED: &[&str] = &["snat", "dnat", "masquerade", "redirect", "trace"];
+
+/// Names of the directions of `ct direction`.
+pub const CT_DIRECTIONS: [(&str, Direction); 2] = [
+    ("original", Direction::Original),
+    ("reply", Direction::Reply),
 ];
 
 const MATCH_WORDS: &str = "ip, ip6, proto, saddr, daddr, sport, dport, iif, oif, tcp flags, \
@@ -189,6 +200,10 @@ struct Parsed {
     /// Type word and code, resolved once family and proto are known.
     icmp: Option<(String, Option<u8>)>,
     mark: Option<MarkMatch>,
+    ct_state: Option<CtStateMatch>,
+    ct_status: Option<CtStatusMatch>,
+    ct_direction: Option<CtDirectionMatch>,
+    ct_mark: Option<MarkMatch>,
     limit: Option<Limit>,
     uid: Option<u32>,
     gid: Option<u32>,
@@ -327,6 +342,132 @@ fn parse_level(s: &str) -> Option<u8> {
         "warn" => Some(4),
         "error" => Some(3),
         _ => number(s).filter(|n| *n <= 7).map(|n| n as u8),
+    }
+}
+
+/// `V` or `V/M`; no mask is all bits.
+fn parse_masked(s: &str) -> Option<(u32, u32)> {
+    match s.split_once('/') {
+        Some((a, b)) => Some((number(a)?, number(b)?)),
+        None => Some((number(s)?, u32::MAX)),
+    }
+}
+
+/// A comma-separated list of names from `names`, or-ed together; the item
+/// at fault on error.
+fn parse_name_list<T: Copy>(
+    list: &str,
+    names: &[(&str, T)],
+    or: impl Fn(T, T) -> T,
+) -> Result<T, String> {
+    let mut acc: Option<T> = None;
+    for item in list.split(',') {
+        let v = names
+            .iter()
+            .find(|(n, _)| *n == item)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| item.to_string())?;
+        acc = Some(match acc {
+            Some(a) => or(a, v),
+            None => v,
+        });
+    }
+    acc.ok_or_else(String::new)
+}
+
+/// The words after `ct`: a match, or the `ct mark` action.
+fn parse_ct<S: AsRef<str>>(w: &mut Words<'_, S>, r: &mut Parsed) -> Result<(), ParseError> {
+    let what = "'state', 'status', 'direction' or 'mark'";
+    let k = w.need("ct", what)?;
+    match k {
+        "state" => {
+            let at = "ct state";
+            let what = "states new, established, related, invalid or untracked (comma-separated)";
+            let (negated, list) = w.negated(at, what)?;
+            let states = match CtState::parse_list(list) {
+                Some(s) => s,
+                None => {
+                    let bad = parse_name_list(list, &CtState::NAMES, CtState::union)
+                        .err()
+                        .unwrap_or_default();
+                    return Err(ParseError::expected(at, what, Some(&bad)));
+                }
+            };
+            once(&mut r.ct_state, at, CtStateMatch { states, negated })
+        }
+        "status" => {
+            let at = "ct status";
+            let what = "status bits expected, seen-reply, assured, confirmed, snat or dnat \
+                        (comma-separated)";
+            let (negated, list) = w.negated(at, what)?;
+            let bits = parse_name_list(list, &ct::status::NAMES, |a, b| a | b)
+                .map_err(|bad| ParseError::expected(at, what, Some(&bad)))?;
+            once(&mut r.ct_status, at, CtStatusMatch { bits, negated })
+        }
+        "direction" => {
+            let at = "ct direction";
+            let what = "original or reply";
+            let (negated, d) = w.negated(at, what)?;
+            let direction = CT_DIRECTIONS
+                .iter()
+                .find(|(n, _)| *n == d)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| ParseError::expected(at, what, Some(d)))?;
+            once(
+                &mut r.ct_direction,
+                at,
+                CtDirectionMatch { direction, negated },
+            )
+        }
+        "mark" => {
+            let at = "ct mark";
+            if let Some(op) = w.peek().and_then(CtMarkOp::from_name) {
+                w.next();
+                let (value, mask) = match op {
+                    CtMarkOp::Set => {
+                        let what =
+                            "a mark value like 0x10, or 0x10/0xff to set only the bits in 0xff";
+                        let v = w.need(at, what)?;
+                        parse_masked(v).ok_or_else(|| ParseError::expected(at, what, Some(v)))?
+                    }
+                    CtMarkOp::Xor | CtMarkOp::And | CtMarkOp::Or => {
+                        let what = "a mark value like 0x10 or 16";
+                        let v = w.need(at, what)?;
+                        let value =
+                            number(v).ok_or_else(|| ParseError::expected(at, what, Some(v)))?;
+                        (value, u32::MAX)
+                    }
+                    CtMarkOp::Save | CtMarkOp::Restore => {
+                        let mut mask = u32::MAX;
+                        if w.peek() == Some("mask") {
+                            w.next();
+                            let what = "a mask like 0xff00";
+                            let m = w.need("mask", what)?;
+                            mask = number(m)
+                                .ok_or_else(|| ParseError::expected("mask", what, Some(m)))?;
+                        }
+                        (0, mask)
+                    }
+                };
+                r.action = Some(ParsedAction::Plain(Action::CtMark { op, value, mask }));
+                return Ok(());
+            }
+            let what =
+                "a mark like 0x10 or 0x10/0xff, or set|xor|and|or|save|restore for the action";
+            let (negated, v) = w.negated(at, what)?;
+            let (value, mask) =
+                parse_masked(v).ok_or_else(|| ParseError::expected(at, what, Some(v)))?;
+            once(
+                &mut r.ct_mark,
+                at,
+                MarkMatch {
+                    value,
+                    mask,
+                    negated,
+                },
+            )
+        }
+        _ => Err(ParseError::expected("ct", what, Some(k))),
     }
 }
 
@@ -510,13 +651,8 @@ pub fn parse_rule<S: AsRef<str>>(words: &[S]) -> Result<Vec<u8>, ParseError> {
                 }
                 let what = "a mark like 0x10 or 0x10/0xff, or set|xor|and|or for the action";
                 let (neg, v) = w.negated(word, what)?;
-                let (value, mask) = match v.split_once('/') {
-                    Some((a, b)) => (number(a), number(b)),
-                    None => (number(v), Some(u32::MAX)),
-                };
-                let (Some(value), Some(mask)) = (value, mask) else {
-                    return Err(ParseError::expected(word, what, Some(v)));
-                };
+                let (value, mask) =
+                    parse_masked(v).ok_or_else(|| ParseError::expected(word, what, Some(v)))?;
                 once(
                     &mut r.mark,
                     word,
@@ -527,6 +663,7 @@ pub fn parse_rule<S: AsRef<str>>(words: &[S]) -> Result<Vec<u8>, ParseError> {
                     },
                 )?;
             }
+            "ct" => parse_ct(&mut w, &mut r)?,
             "limit" => {
                 let what = "a rate like 10/second, 5/minute, 1/hour or 1/day";
                 let v = w.need(word, what)?;
@@ -591,6 +728,7 @@ pub fn parse_rule<S: AsRef<str>>(words: &[S]) -> Result<Vec<u8>, ParseError> {
             "accept" => r.action = Some(ParsedAction::Plain(Action::Accept)),
             "drop" => r.action = Some(ParsedAction::Plain(Action::Drop)),
             "return" => r.action = Some(ParsedAction::Plain(Action::Return)),
+            "notrack" => r.action = Some(ParsedAction::Plain(Action::Notrack)),
             "reject" => {
                 let mut kind = RejectKind::PortUnreachable;
                 if w.peek() == Some("with") {
@@ -644,7 +782,7 @@ pub fn parse_rule<S: AsRef<str>>(words: &[S]) -> Result<Vec<u8>, ParseError> {
             _ if RESERVED.contains(&word) => {
                 return Err(ParseError::other(
                     word,
-                    "NAT, conntrack and trace rules are not supported by this version of rnf yet",
+                    "NAT and trace rules are not supported by this version of rnf yet",
                 ))
             }
             _ => {
@@ -660,7 +798,8 @@ pub fn parse_rule<S: AsRef<str>>(words: &[S]) -> Result<Vec<u8>, ParseError> {
     encode(r)
 }
 
-fn strip_field<'m>(message: &'m str, field: &str) -> &'m str {
+/// `message` without its leading `"field: "`.
+pub(crate) fn strip_field<'m>(message: &'m str, field: &str) -> &'m str {
     message
         .strip_prefix(field)
         .and_then(|m| m.strip_prefix(": "))
@@ -751,6 +890,10 @@ fn encode(mut r: Parsed) -> Result<Vec<u8>, ParseError> {
         tcp_flags: r.tcp_flags,
         icmp,
         mark: r.mark,
+        ct_state: r.ct_state,
+        ct_status: r.ct_status,
+        ct_direction: r.ct_direction,
+        ct_mark: r.ct_mark,
         limit: r.limit,
         uid: r.uid,
         gid: r.gid,

@@ -7,13 +7,16 @@
 
 use std::fmt::Write;
 
+use rnf_core::ct;
 use rnf_core::hooks::Family;
 use rnf_core::rules::{
-    Action, AddrList, Cidr, IfaceMatch, PortList, RejectKind, RuleError, RuleView,
-    DEFAULT_LOG_LEVEL, RANDOM_ALWAYS,
+    Action, AddrList, Cidr, CtMarkOp, IfaceMatch, MarkMatch, PortList, RejectKind, RuleError,
+    RuleView, DEFAULT_LOG_LEVEL, RANDOM_ALWAYS,
 };
 
-use crate::rule_parse::{uses_icmpv6, ICMPV6_TYPES, ICMP_TYPES, LOG_LEVELS, PROTOCOLS, TCP_FLAGS};
+use crate::rule_parse::{
+    uses_icmpv6, CT_DIRECTIONS, ICMPV6_TYPES, ICMP_TYPES, LOG_LEVELS, PROTOCOLS, TCP_FLAGS,
+};
 
 /// A text in double quotes, with `"`, `\` and control characters escaped.
 pub fn quote(text: &str) -> String {
@@ -92,6 +95,13 @@ fn flags(v: u8) -> String {
     names.join(",")
 }
 
+fn mark(out: &mut String, word: &str, m: MarkMatch) {
+    let _ = write!(out, " {word} {}{:#x}", neg(m.negated), m.value);
+    if m.mask != u32::MAX {
+        let _ = write!(out, "/{:#x}", m.mask);
+    }
+}
+
 /// The shortest decimal probability that parses back to `p` (units of
 /// 2^-31).
 fn probability(p: u32) -> String {
@@ -167,10 +177,29 @@ pub fn print_rule(blob: &[u8]) -> Result<String, RuleError> {
         }
     }
     if let Some(m) = v.mark {
-        let _ = write!(out, " mark {}{:#x}", neg(m.negated), m.value);
-        if m.mask != u32::MAX {
-            let _ = write!(out, "/{:#x}", m.mask);
-        }
+        mark(&mut out, "mark", m);
+    }
+    if let Some(c) = v.ct_state {
+        let names: Vec<&str> = c.states.names().collect();
+        let _ = write!(out, " ct state {}{}", neg(c.negated), names.join(","));
+    }
+    if let Some(c) = v.ct_status {
+        let names: Vec<&str> = ct::status::NAMES
+            .iter()
+            .filter(|(_, b)| c.bits & b != 0)
+            .map(|(n, _)| *n)
+            .collect();
+        let _ = write!(out, " ct status {}{}", neg(c.negated), names.join(","));
+    }
+    if let Some(c) = v.ct_direction {
+        let name = CT_DIRECTIONS
+            .iter()
+            .find(|(_, d)| *d == c.direction)
+            .map_or("original", |(n, _)| *n);
+        let _ = write!(out, " ct direction {}{name}", neg(c.negated));
+    }
+    if let Some(m) = v.ct_mark {
+        mark(&mut out, "ct mark", m);
     }
     if let Some(l) = v.limit {
         let _ = write!(out, " limit {}/{} burst {}", l.rate, l.unit.name(), l.burst);
@@ -227,6 +256,23 @@ pub fn print_rule(blob: &[u8]) -> Result<String, RuleError> {
         Action::Mark { op, value } => {
             let _ = write!(out, " mark {} {value:#x}", op.name());
         }
+        Action::CtMark { op, value, mask } => {
+            let _ = write!(out, " ct mark {}", op.name());
+            if op.has_value() {
+                let _ = write!(out, " {value:#x}");
+            }
+            if mask != u32::MAX {
+                match op {
+                    CtMarkOp::Set => {
+                        let _ = write!(out, "/{mask:#x}");
+                    }
+                    _ => {
+                        let _ = write!(out, " mask {mask:#x}");
+                    }
+                }
+            }
+        }
+        Action::Notrack => out.push_str(" notrack"),
     }
     Ok(out.trim_start().to_string())
 }

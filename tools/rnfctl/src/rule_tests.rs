@@ -149,6 +149,72 @@ fn every_rule_form_round_trips() {
 }
 
 #[test]
+fn conntrack_rule_forms_round_trip() {
+    let cases: &[(&str, &str)] = &[
+        ("ct state new accept", "ct state new accept"),
+        (
+            "ct state related,established accept",
+            "ct state established,related accept",
+        ),
+        ("ct state ! invalid accept", "ct state ! invalid accept"),
+        ("ct state !untracked drop", "ct state ! untracked drop"),
+        (
+            "ct state untracked,invalid,new,related,established log",
+            "ct state new,established,related,invalid,untracked log",
+        ),
+        ("ct state new,new accept", "ct state new accept"),
+        ("ct status assured accept", "ct status assured accept"),
+        (
+            "ct status dnat,snat,confirmed,expected,seen-reply drop",
+            "ct status expected,seen-reply,confirmed,snat,dnat drop",
+        ),
+        ("ct status ! assured drop", "ct status ! assured drop"),
+        (
+            "ct direction original accept",
+            "ct direction original accept",
+        ),
+        ("ct direction ! reply accept", "ct direction ! reply accept"),
+        ("ct mark 1 accept", "ct mark 0x1 accept"),
+        ("ct mark ! 0x10/0xf0 accept", "ct mark ! 0x10/0xf0 accept"),
+        ("ct mark 0/0xffffffff accept", "ct mark 0x0 accept"),
+        ("ct mark set 0x10", "ct mark set 0x10"),
+        ("ct mark set 0x10/0xff", "ct mark set 0x10/0xff"),
+        ("ct mark set 5/0xffffffff", "ct mark set 0x5"),
+        ("ct mark xor 3", "ct mark xor 0x3"),
+        ("ct mark and 0xff", "ct mark and 0xff"),
+        ("ct mark or 1", "ct mark or 0x1"),
+        ("ct mark save", "ct mark save"),
+        ("ct mark save mask 0xff00", "ct mark save mask 0xff00"),
+        ("ct mark restore", "ct mark restore"),
+        ("ct mark restore mask 0xffffffff", "ct mark restore"),
+        ("ct mark restore mask 255", "ct mark restore mask 0xff"),
+        ("notrack", "notrack"),
+        ("proto udp dport 53 notrack", "proto udp dport 53 notrack"),
+        (
+            "ct mark 0x1/0x1 ct mark restore",
+            "ct mark 0x1/0x1 ct mark restore",
+        ),
+        (
+            "mark ! 0x2 ct mark set 0x2/0x2",
+            "mark ! 0x2 ct mark set 0x2/0x2",
+        ),
+    ];
+    for (line, canonical) in cases {
+        round_trip(line, canonical);
+    }
+}
+
+#[test]
+fn a_rule_with_every_ct_match_round_trips() {
+    round_trip(
+        "ct mark !0x1/0x3 limit 1/second ct direction reply ct status snat \
+         ct state established mark 2 proto tcp accept",
+        "proto tcp mark 0x2 ct state established ct status snat ct direction reply \
+         ct mark ! 0x1/0x3 limit 1/second burst 5 accept",
+    );
+}
+
+#[test]
 fn a_rule_with_everything_round_trips() {
     round_trip(
         "comment \"all\" nth 2 random 0.25 payload contains x gid 5 uid 7 \
@@ -292,7 +358,7 @@ fn errors_name_the_word_and_what_was_expected() {
         ),
         (
             "dnat to 10.0.0.1",
-            "rnfctl: at 'dnat': NAT, conntrack and trace rules are not supported by this version of rnf yet",
+            "rnfctl: at 'dnat': NAT and trace rules are not supported by this version of rnf yet",
         ),
         (
             "frobnicate accept",
@@ -301,6 +367,110 @@ fn errors_name_the_word_and_what_was_expected() {
     ];
     for (line, want) in cases {
         assert_eq!(err(line), *want, "for '{line}'");
+    }
+}
+
+#[test]
+fn conntrack_errors_name_the_word_and_what_was_expected() {
+    let states = "states new, established, related, invalid or untracked (comma-separated)";
+    let bits =
+        "status bits expected, seen-reply, assured, confirmed, snat or dnat (comma-separated)";
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "ct accept",
+            "rnfctl: at 'ct': expected 'state', 'status', 'direction' or 'mark', got 'accept'"
+                .into(),
+        ),
+        (
+            "ct",
+            "rnfctl: at 'ct': expected 'state', 'status', 'direction' or 'mark', got nothing"
+                .into(),
+        ),
+        (
+            "ct state bogus accept",
+            format!("rnfctl: at 'ct state': expected {states}, got 'bogus'"),
+        ),
+        (
+            "ct state new,bogus accept",
+            format!("rnfctl: at 'ct state': expected {states}, got 'bogus'"),
+        ),
+        (
+            "ct state new, accept",
+            format!("rnfctl: at 'ct state': expected {states}, got ''"),
+        ),
+        (
+            "ct state \"\" accept",
+            format!("rnfctl: at 'ct state': expected {states}, got ''"),
+        ),
+        (
+            "ct state !",
+            format!("rnfctl: at 'ct state': expected {states}, got nothing"),
+        ),
+        (
+            "ct state NEW accept",
+            format!("rnfctl: at 'ct state': expected {states}, got 'NEW'"),
+        ),
+        (
+            "ct status bogus accept",
+            format!("rnfctl: at 'ct status': expected {bits}, got 'bogus'"),
+        ),
+        (
+            "ct status , accept",
+            format!("rnfctl: at 'ct status': expected {bits}, got ''"),
+        ),
+        (
+            "ct direction sideways accept",
+            "rnfctl: at 'ct direction': expected original or reply, got 'sideways'".into(),
+        ),
+        (
+            "ct mark zz accept",
+            "rnfctl: at 'ct mark': expected a mark like 0x10 or 0x10/0xff, or set|xor|and|or|save|restore for the action, got 'zz'".into(),
+        ),
+        (
+            "ct mark 1/ accept",
+            "rnfctl: at 'ct mark': expected a mark like 0x10 or 0x10/0xff, or set|xor|and|or|save|restore for the action, got '1/'".into(),
+        ),
+        (
+            "ct mark 0x100/0xff accept",
+            "rnfctl: at 'ct mark': the value has bits outside the mask, so it never matches"
+                .into(),
+        ),
+        (
+            "ct mark set 0x100/0xff",
+            "rnfctl: at 'ct mark': the value has bits outside the mask after '/'".into(),
+        ),
+        (
+            "ct mark set",
+            "rnfctl: at 'ct mark': expected a mark value like 0x10, or 0x10/0xff to set only the bits in 0xff, got nothing".into(),
+        ),
+        (
+            "ct mark xor 1/2",
+            "rnfctl: at 'ct mark': expected a mark value like 0x10 or 16, got '1/2'".into(),
+        ),
+        (
+            "ct mark save mask",
+            "rnfctl: at 'mask': expected a mask like 0xff00, got nothing".into(),
+        ),
+        (
+            "ct mark save 0x1",
+            "rnfctl: at '0x1': unexpected word after the action (the action comes last)".into(),
+        ),
+        (
+            "ct state new ct state established accept",
+            "rnfctl: at 'ct state': given twice".into(),
+        ),
+        (
+            "ct mark 1 ct mark 2 accept",
+            "rnfctl: at 'ct mark': given twice".into(),
+        ),
+        (
+            "notrack accept",
+            "rnfctl: at 'accept': unexpected word after the action (the action comes last)"
+                .into(),
+        ),
+    ];
+    for (line, want) in cases {
+        assert_eq!(err(line), want, "for '{line}'");
     }
 }
 

@@ -24,7 +24,8 @@
 //! - `chain NAME` declares a user chain, before the `add` lines that
 //!   append to it (a `jump`/`goto` may name a chain declared further down
 //!   the same table);
-//! - `add CHAIN RULE...` appends a rule in the syntax of `rnfctl add`;
+//! - `add CHAIN RULE...` appends a rule in the syntax of `rnfctl add`
+//!   (checked against the table too: `notrack` only in `raw`);
 //! - lines whose first non-blank character is `#`, and blank lines, are
 //!   ignored.
 //!
@@ -43,7 +44,7 @@ use rnf_core::ruleset_msg::{begin_ruleset_chain, begin_ruleset_table, put_rule};
 use rnf_core::wire::{attr, AttrWriter};
 
 use crate::listing::Listing;
-use crate::rule_parse::{parse_rule, split_words};
+use crate::rule_parse::{parse_rule, split_words, strip_field};
 
 /// An error in a rule file: the line (1-based), the word at fault, and
 /// what is wrong.
@@ -281,6 +282,10 @@ pub fn parse(text: &str) -> Result<RuleFile, FileError> {
                     word: e.at,
                     message: e.message,
                 })?;
+                // What depends on the table (notrack only in raw).
+                RuleView::decode(&blob)
+                    .and_then(|v| v.check_table(table))
+                    .map_err(|e| err(n, e.field, strip_field(e.message, e.field)))?;
                 c.rules.push((n, blob));
             }
             _ => {
@@ -435,6 +440,79 @@ mod tests {
         );
         // Untouched tables are their defaults.
         assert_eq!(table(&f, Table::Raw), &TableSpec::new(Table::Raw));
+    }
+
+    #[test]
+    fn conntrack_rules_save_restore_save_identically() {
+        let text = "\
+# rnf rule set (rnfctl save); load it with: rnfctl restore < FILE
+# generation 9
+table raw
+policy PREROUTING accept
+policy OUTPUT accept
+chain NOTRACK-DNS
+add PREROUTING proto udp dport 53 jump NOTRACK-DNS
+add OUTPUT notrack
+add NOTRACK-DNS ct state ! untracked notrack
+
+table mangle
+policy PREROUTING accept
+policy INPUT accept
+policy FORWARD accept
+policy OUTPUT accept
+policy POSTROUTING accept
+add PREROUTING ct mark restore
+add PREROUTING iif eth+ mark 0x0 mark set 0x10
+add PREROUTING ct direction original ct mark save mask 0xff00
+add OUTPUT ct mark ! 0x0/0xff ct mark set 0x1/0xff
+
+table nat
+policy PREROUTING accept
+policy INPUT accept
+policy OUTPUT accept
+policy POSTROUTING accept
+
+table filter
+policy INPUT drop
+policy FORWARD drop
+policy OUTPUT accept
+add INPUT ct state established,related accept
+add INPUT ct state invalid drop
+add FORWARD ct status dnat ct direction ! reply accept
+add FORWARD ct status ! assured,confirmed log
+";
+        let file = parse(text).unwrap();
+        let r = crate::request::replace_ruleset(|w| file.encode(w), None).unwrap();
+        let dump = crate::test_util::kernel_after_restore(&r, 9);
+        let l = Listing::decode("save", &dump).unwrap();
+        assert_eq!(save(&l).unwrap(), text);
+    }
+
+    #[test]
+    fn notrack_only_in_the_raw_table() {
+        assert!(parse(
+            "table raw
+add PREROUTING notrack
+chain X
+add X notrack
+"
+        )
+        .is_ok());
+        for t in ["mangle", "nat", "filter"] {
+            assert_eq!(
+                e(&format!("table {t}
+add OUTPUT proto udp notrack
+")),
+                "line 2: at 'notrack': only in the raw table, which runs before connection tracking"
+            );
+        }
+        assert_eq!(
+            e("table filter
+chain X
+\nadd X notrack
+"),
+            "line 4: at 'notrack': only in the raw table, which runs before connection tracking"
+        );
     }
 
     #[test]

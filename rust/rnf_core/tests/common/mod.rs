@@ -8,12 +8,14 @@
 use std::collections::HashMap;
 
 use rnf_core::compile::{self, ChainSpec, CompileError, RuleRef};
+use rnf_core::ct::{CtState, Direction};
 use rnf_core::eval::{EvalEnv, Verdict};
 use rnf_core::hooks::{Family, Hook};
 use rnf_core::packet::PacketFacts;
 use rnf_core::rules::{
-    Action, Cidr, IcmpMatch, IfaceMatch, Limit, ListSpec, MarkMatch, Policy, PortRange, RuleSpec,
-    RuleView, Table, TcpFlagsMatch, MAX_JUMP_DEPTH,
+    Action, Cidr, CtDirectionMatch, CtStateMatch, CtStatusMatch, IcmpMatch, IfaceMatch, Limit,
+    ListSpec, MarkMatch, Policy, PortRange, RuleSpec, RuleView, Table, TcpFlagsMatch,
+    MAX_JUMP_DEPTH,
 };
 use rnf_core::wire::AttrWriter;
 
@@ -31,6 +33,10 @@ pub struct OwnedRule {
     pub tcp_flags: Option<TcpFlagsMatch>,
     pub icmp: Option<IcmpMatch>,
     pub mark: Option<MarkMatch>,
+    pub ct_state: Option<CtStateMatch>,
+    pub ct_status: Option<CtStatusMatch>,
+    pub ct_direction: Option<CtDirectionMatch>,
+    pub ct_mark: Option<MarkMatch>,
     pub limit: Option<Limit>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
@@ -52,6 +58,8 @@ pub enum OwnedAction {
     Goto(String),
     Log(String, u8),
     Mark(rnf_core::rules::MarkOp, u32),
+    CtMark(rnf_core::rules::CtMarkOp, u32, u32),
+    Notrack,
 }
 
 impl OwnedRule {
@@ -75,6 +83,12 @@ impl OwnedRule {
                 level: *l,
             },
             OwnedAction::Mark(op, v) => Action::Mark { op: *op, value: *v },
+            OwnedAction::CtMark(op, value, mask) => Action::CtMark {
+                op: *op,
+                value: *value,
+                mask: *mask,
+            },
+            OwnedAction::Notrack => Action::Notrack,
         };
         let spec = RuleSpec {
             family: self.family,
@@ -100,6 +114,10 @@ impl OwnedRule {
             tcp_flags: self.tcp_flags,
             icmp: self.icmp,
             mark: self.mark,
+            ct_state: self.ct_state,
+            ct_status: self.ct_status,
+            ct_direction: self.ct_direction,
+            ct_mark: self.ct_mark,
             limit: self.limit,
             uid: self.uid,
             gid: self.gid,
@@ -210,6 +228,25 @@ fn ref_matches(v: &RuleView<'_>, f: &PacketFacts, env: &mut dyn EvalEnv, counter
     if v.mark.is_some_and(|m| !m.matches(env.mark())) {
         return false;
     }
+    if v.ct_state.is_some_and(|c| !c.matches(env.ct_state())) {
+        return false;
+    }
+    // A flow is there when the packet has a direction in it.
+    let status = env.ct_direction().map(|_| env.ct_status());
+    if v.ct_status.is_some_and(|c| !c.matches(status)) {
+        return false;
+    }
+    if v.ct_direction
+        .is_some_and(|c| !c.matches(env.ct_direction()))
+    {
+        return false;
+    }
+    if let Some(m) = v.ct_mark {
+        match env.ct_mark() {
+            Some(ct) if m.matches(ct) => {}
+            _ => return false,
+        }
+    }
     if v.uid.is_some() && env.uid() != v.uid {
         return false;
     }
@@ -272,6 +309,17 @@ fn ref_chain(
                 let m = op.apply(env.mark(), value);
                 env.set_mark(m);
             }
+            Action::CtMark { op, value, mask } => {
+                if let Some(ct) = env.ct_mark() {
+                    let new = op.apply(ct, env.mark(), value, mask);
+                    if op.writes_packet_mark() {
+                        env.set_mark(new);
+                    } else {
+                        env.set_ct_mark(new);
+                    }
+                }
+            }
+            Action::Notrack => env.notrack(),
         }
     }
     Outcome::Return
@@ -364,6 +412,16 @@ pub enum Event {
     Payload(Vec<u8>, bool),
     SetMark(u32),
     Log(Vec<u8>, u8),
+    SetCtMark(u32),
+    Notrack,
+}
+
+/// The flow a [`TestEnv`] packet belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestFlow {
+    pub direction: Direction,
+    pub status: u32,
+    pub mark: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -378,6 +436,10 @@ pub struct TestEnv {
     pub nth: HashMap<u32, u32>,
     pub limit_calls: HashMap<u32, u32>,
     pub events: Vec<Event>,
+    /// The packet's conntrack state.
+    pub ct_state: CtState,
+    /// Its flow, if it has one.
+    pub flow: Option<TestFlow>,
 }
 
 impl TestEnv {
@@ -393,6 +455,8 @@ impl TestEnv {
             nth: HashMap::new(),
             limit_calls: HashMap::new(),
             events: Vec::new(),
+            ct_state: CtState::INVALID,
+            flow: None,
         }
     }
 }
@@ -451,5 +515,27 @@ impl EvalEnv for TestEnv {
     }
     fn log(&mut self, prefix: &[u8], level: u8) {
         self.events.push(Event::Log(prefix.to_vec(), level));
+    }
+    fn ct_state(&self) -> CtState {
+        self.ct_state
+    }
+    fn ct_direction(&self) -> Option<Direction> {
+        self.flow.map(|f| f.direction)
+    }
+    fn ct_status(&self) -> u32 {
+        self.flow.map_or(0, |f| f.status)
+    }
+    fn ct_mark(&self) -> Option<u32> {
+        self.flow.map(|f| f.mark)
+    }
+    fn set_ct_mark(&mut self, mark: u32) {
+        if let Some(f) = &mut self.flow {
+            f.mark = mark;
+        }
+        self.events.push(Event::SetCtMark(mark));
+    }
+    fn notrack(&mut self) {
+        self.ct_state = CtState::UNTRACKED;
+        self.events.push(Event::Notrack);
     }
 }

@@ -130,6 +130,12 @@ pub enum Command {
     /// Replace the whole rule set, atomically, by a rule file.
     #[command(after_help = FILE_HELP)]
     Restore(RestoreArgs),
+    /// Show and change the connection-tracking table (flows, limit, timeouts).
+    #[command(subcommand)]
+    Conntrack(ConntrackCommand),
+    /// Print events as the kernel reports them, until interrupted.
+    #[command(subcommand)]
+    Monitor(MonitorCommand),
 }
 
 /// A table name as a clap value.
@@ -336,6 +342,146 @@ pub struct RestoreArgs {
     pub check: bool,
     #[command(flatten)]
     pub write: WriteOpts,
+}
+
+/// The flow filters, shown by `rnfctl conntrack list --help` and `delete --help`.
+pub const CT_FILTER_HELP: &str = "\
+Filters (all given must hold; addresses and ports are those of the original direction,
+the packet that created the flow, like conntrack -L -s/-d):
+  -f ipv4|ipv6            address family
+  -p PROTO                tcp, udp, icmp, icmpv6, sctp, udplite, dccp, gre, esp, ah or a number
+  -s ADDR[/LEN]           source address or prefix
+  -d ADDR[/LEN]           destination address or prefix
+  --sport N, --dport N    source / destination port (flows with ports only)
+  --state STATE           TCP state: SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT,
+                          LAST_ACK, TIME_WAIT, CLOSE, SYN_SENT2 (implies -p tcp)
+  --mark V[/M]            connection mark (masked), decimal or 0x hex
+  --status S[,S...]       every listed status bit is set: expected, seen-reply, assured,
+                          confirmed, snat, dnat (or unreplied: seen-reply is not set)
+
+Examples:
+  rnfctl conntrack list -p tcp --dport 22
+  rnfctl conntrack list --json -s 10.0.0.0/8 --status assured
+  rnfctl conntrack delete -p udp -d 192.0.2.53 --dport 53
+";
+
+/// An address family as a clap value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FamilyArg {
+    /// IPv4.
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+}
+
+/// The flow filters of `conntrack list` and `conntrack delete`; parsed
+/// further (and checked) by `conntrack::Filter::from_args`.
+#[derive(Debug, Args, Clone, Default, PartialEq, Eq)]
+pub struct CtFilterArgs {
+    /// Only flows of this address family.
+    #[arg(short = 'f', long, value_enum, value_name = "FAMILY")]
+    pub family: Option<FamilyArg>,
+    /// Only flows of this protocol (name or number).
+    #[arg(short = 'p', long = "proto", value_name = "PROTO")]
+    pub proto: Option<String>,
+    /// Only flows from this source address or prefix (original direction).
+    #[arg(short = 's', long = "src", value_name = "ADDR[/LEN]")]
+    pub src: Option<String>,
+    /// Only flows to this destination address or prefix (original direction).
+    #[arg(short = 'd', long = "dst", value_name = "ADDR[/LEN]")]
+    pub dst: Option<String>,
+    /// Only flows from this source port (original direction).
+    #[arg(long, value_name = "N")]
+    pub sport: Option<u16>,
+    /// Only flows to this destination port (original direction).
+    #[arg(long, value_name = "N")]
+    pub dport: Option<u16>,
+    /// Only TCP flows in this state (ESTABLISHED, TIME_WAIT, ...).
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// Only flows whose mark, masked with M, is V.
+    #[arg(long, value_name = "V[/M]")]
+    pub mark: Option<String>,
+    /// Only flows with all these status bits (assured, seen-reply, ...).
+    #[arg(long, value_name = "S[,S...]")]
+    pub status: Option<String>,
+}
+
+impl CtFilterArgs {
+    /// Whether no filter was given.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `rnfctl conntrack ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConntrackCommand {
+    /// List flows, one per line like conntrack -L (or as JSON).
+    #[command(alias = "ls", after_help = CT_FILTER_HELP)]
+    List {
+        #[command(flatten)]
+        filter: CtFilterArgs,
+        /// Print a JSON array of flows.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the number of flows in the table.
+    Count,
+    /// Show the table's size, limit and counters.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the flows that match the filters (at least one filter).
+    #[command(alias = "del", after_help = CT_FILTER_HELP)]
+    Delete {
+        #[command(flatten)]
+        filter: CtFilterArgs,
+    },
+    /// Delete every flow.
+    Flush,
+    /// Show the most flows the table holds (and how many it holds now), or set it.
+    Limit {
+        /// New limit (1 or more).
+        #[arg(value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// Show all flow timeouts, or set one: PROTO [STATE] SECONDS.
+    #[command(after_help = CT_TIMEOUT_HELP)]
+    Timeout {
+        /// Nothing (show), or PROTO [STATE] SECONDS.
+        #[arg(value_name = "PROTO [STATE] SECONDS")]
+        words: Vec<String>,
+    },
+}
+
+/// The timeout keys, shown by `rnfctl conntrack timeout --help`.
+pub const CT_TIMEOUT_HELP: &str = "\
+Timeouts (seconds, 1 to 2147483):
+  tcp syn_sent|syn_recv|established|fin_wait|close_wait|last_ack|time_wait|close|
+      syn_sent2|retrans|unacknowledged
+  udp unreplied|replied (or stream)
+  icmp (also icmpv6)
+  generic (every other protocol)
+
+Examples:
+  rnfctl conntrack timeout
+  rnfctl conntrack timeout tcp established 3600
+  rnfctl conntrack timeout udp replied 180
+  rnfctl conntrack timeout icmp 10
+";
+
+/// `rnfctl monitor ...`.
+#[derive(Debug, Subcommand)]
+pub enum MonitorCommand {
+    /// Print flow events ([NEW], [UPDATE], [DESTROY]) like conntrack -E.
+    Conntrack {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[cfg(test)]
@@ -649,6 +795,138 @@ mod tests {
             ] {
                 assert!(help.contains(word), "{sub} --help lacks {word:?}");
             }
+        }
+    }
+
+    #[test]
+    fn conntrack_commands() {
+        match cmd(&["conntrack", "list"]) {
+            Command::Conntrack(ConntrackCommand::List { filter, json }) => {
+                assert!(filter.is_empty());
+                assert!(!json);
+            }
+            c => panic!("{c:?}"),
+        }
+        match cmd(&[
+            "conntrack",
+            "ls",
+            "--json",
+            "-f",
+            "ipv6",
+            "-p",
+            "tcp",
+            "-s",
+            "2001:db8::/32",
+            "-d",
+            "::1",
+            "--sport",
+            "40000",
+            "--dport",
+            "22",
+            "--state",
+            "established",
+            "--mark",
+            "0x10/0xff",
+            "--status",
+            "assured,seen-reply",
+        ]) {
+            Command::Conntrack(ConntrackCommand::List { filter, json }) => {
+                assert!(json);
+                assert_eq!(
+                    filter,
+                    CtFilterArgs {
+                        family: Some(FamilyArg::Ipv6),
+                        proto: Some("tcp".into()),
+                        src: Some("2001:db8::/32".into()),
+                        dst: Some("::1".into()),
+                        sport: Some(40000),
+                        dport: Some(22),
+                        state: Some("established".into()),
+                        mark: Some("0x10/0xff".into()),
+                        status: Some("assured,seen-reply".into()),
+                    }
+                );
+                assert!(!filter.is_empty());
+            }
+            c => panic!("{c:?}"),
+        }
+        match cmd(&["conntrack", "delete", "--src", "10.0.0.1", "--proto", "udp"]) {
+            Command::Conntrack(ConntrackCommand::Delete { filter }) => {
+                assert_eq!(filter.src.as_deref(), Some("10.0.0.1"));
+                assert_eq!(filter.proto.as_deref(), Some("udp"));
+            }
+            c => panic!("{c:?}"),
+        }
+        match cmd(&["conntrack", "delete"]) {
+            Command::Conntrack(ConntrackCommand::Delete { filter }) => assert!(filter.is_empty()),
+            c => panic!("{c:?}"),
+        }
+        assert!(matches!(
+            cmd(&["conntrack", "count"]),
+            Command::Conntrack(ConntrackCommand::Count)
+        ));
+        assert!(matches!(
+            cmd(&["conntrack", "flush"]),
+            Command::Conntrack(ConntrackCommand::Flush)
+        ));
+        assert!(matches!(
+            cmd(&["conntrack", "stats", "--json"]),
+            Command::Conntrack(ConntrackCommand::Stats { json: true })
+        ));
+        assert!(matches!(
+            cmd(&["conntrack", "limit"]),
+            Command::Conntrack(ConntrackCommand::Limit { limit: None })
+        ));
+        assert!(matches!(
+            cmd(&["conntrack", "limit", "4294967295"]),
+            Command::Conntrack(ConntrackCommand::Limit {
+                limit: Some(u32::MAX)
+            })
+        ));
+        match cmd(&["conntrack", "timeout", "tcp", "established", "3600"]) {
+            Command::Conntrack(ConntrackCommand::Timeout { words: w }) => {
+                assert_eq!(w, words(&["tcp", "established", "3600"]));
+            }
+            c => panic!("{c:?}"),
+        }
+        match cmd(&["conntrack", "timeout"]) {
+            Command::Conntrack(ConntrackCommand::Timeout { words }) => assert!(words.is_empty()),
+            c => panic!("{c:?}"),
+        }
+        assert!(matches!(
+            cmd(&["monitor", "conntrack"]),
+            Command::Monitor(MonitorCommand::Conntrack { json: false })
+        ));
+        assert!(matches!(
+            cmd(&["monitor", "conntrack", "--json"]),
+            Command::Monitor(MonitorCommand::Conntrack { json: true })
+        ));
+
+        use clap::error::ErrorKind::*;
+        let kind = |args: &[&str]| parse(args).unwrap_err().kind();
+        assert_eq!(kind(&["conntrack", "limit", "0"]), ValueValidation);
+        assert_eq!(kind(&["conntrack", "limit", "-1"]), UnknownArgument);
+        assert_eq!(kind(&["conntrack", "limit", "4294967296"]), ValueValidation);
+        assert_eq!(
+            kind(&["conntrack", "list", "--sport", "65536"]),
+            ValueValidation
+        );
+        assert_eq!(kind(&["conntrack", "list", "-f", "ipx"]), InvalidValue);
+        assert_eq!(
+            kind(&["conntrack"]),
+            DisplayHelpOnMissingArgumentOrSubcommand
+        );
+        assert_eq!(kind(&["monitor", "rules"]), InvalidSubcommand);
+        let mut c = Cli::command();
+        let help = c
+            .find_subcommand_mut("conntrack")
+            .unwrap()
+            .find_subcommand_mut("list")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for w in ["--state", "--status", "seen-reply", "Examples:"] {
+            assert!(help.contains(w), "conntrack list --help lacks {w:?}");
         }
     }
 

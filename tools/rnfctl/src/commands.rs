@@ -9,7 +9,7 @@ use rnf_core::netlink::GenlMsgHdr;
 use rnf_core::rules::{validate_chain_name, Policy, Table};
 use rnf_core::wire::{self, attr, cmd, AttrIter, WireError};
 
-use crate::cli::{ChainCommand, Command, ListArgs};
+use crate::cli::{ChainCommand, Command, ListArgs, MonitorCommand};
 use crate::error::Error;
 use crate::listing::{self, HumanOpts, Listing};
 use crate::nl::GenlSocket;
@@ -158,10 +158,12 @@ pub fn build(command: &Command) -> Result<Request, Error> {
         }
         Command::List(a) => request::get_rules("list", a.table).map_err(wire_err("list")),
         Command::Save(_) => request::get_rules("save", None).map_err(wire_err("save")),
-        Command::Status(_) | Command::Restore(_) => Err(Error::invalid(
-            "rnfctl",
-            "internal: this command has no single request",
-        )),
+        Command::Status(_) | Command::Restore(_) | Command::Conntrack(_) | Command::Monitor(_) => {
+            Err(Error::invalid(
+                "rnfctl",
+                "internal: this command has no single request",
+            ))
+        }
     }
 }
 
@@ -266,6 +268,10 @@ fn read_input(op: &'static str, file: &str) -> Result<String, Error> {
 pub fn run(command: &Command) -> Result<String, Error> {
     match command {
         Command::Status(a) => crate::status::run(a),
+        Command::Conntrack(c) => crate::conntrack::run(c),
+        Command::Monitor(MonitorCommand::Conntrack { json }) => {
+            crate::monitor::run_conntrack(*json)
+        }
         Command::List(a) => {
             let l = Conn::open()?.listing("list", a.table)?;
             render_list(&l, a)

@@ -48,6 +48,15 @@ pub enum Error {
         /// What the request named.
         target: Box<Target>,
     },
+    /// The kernel refused a connection-tracking request.
+    CtRefused {
+        /// What rnfctl was doing, e.g. `"conntrack limit"`.
+        op: &'static str,
+        /// Positive errno.
+        errno: i32,
+        /// Extended-ack message, if the kernel sent one.
+        ext_ack: Option<String>,
+    },
     /// The command line or a rule file is wrong; nothing was sent.
     Invalid {
         /// What rnfctl was doing.
@@ -94,11 +103,24 @@ impl Error {
         }
     }
 
+    /// Words the kernel's refusal of a connection-tracking request for
+    /// people; other errors are kept.
+    pub fn conntrack(self) -> Self {
+        match self {
+            Self::Kernel { op, errno, ext_ack } => Self::CtRefused { op, errno, ext_ack },
+            e => e,
+        }
+    }
+
     /// Process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::ModuleNotLoaded => EXIT_NOT_LOADED,
-            Self::Kernel { errno, .. } | Self::Refused { errno, .. } if *errno == libc::EPERM => {
+            Self::Kernel { errno, .. }
+            | Self::Refused { errno, .. }
+            | Self::CtRefused { errno, .. }
+                if *errno == libc::EPERM =>
+            {
                 EXIT_PERMISSION
             }
             _ => EXIT_FAILURE,
@@ -112,8 +134,31 @@ impl fmt::Display for Error {
             Self::ModuleNotLoaded => f.write_str(
                 "the rnf kernel module is not loaded (load it with 'modprobe rnf' or 'insmod rnf.ko')",
             ),
-            Self::Kernel { errno, .. } | Self::Refused { errno, .. } if *errno == libc::EPERM => {
+            Self::Kernel { errno, .. }
+            | Self::Refused { errno, .. }
+            | Self::CtRefused { errno, .. }
+                if *errno == libc::EPERM =>
+            {
                 f.write_str(PERMISSION_DENIED)
+            }
+            Self::CtRefused { op, errno, ext_ack } => {
+                let ack = ext_ack.as_deref().filter(|m| !m.is_empty());
+                match (*errno, ack) {
+                    (libc::EOPNOTSUPP, _) => write!(
+                        f,
+                        "{op}: the loaded rnf module does not support this command (is it older than rnfctl?)"
+                    ),
+                    (libc::EINVAL | libc::ERANGE, Some(m)) => {
+                        write!(f, "{op}: the kernel refused the value: {m}")
+                    }
+                    (libc::EINVAL | libc::ERANGE, None) => {
+                        write!(f, "{op}: the kernel refused the value as invalid")
+                    }
+                    (libc::ENOENT, None) => write!(f, "{op}: no such flow"),
+                    (libc::ENOMEM, None) => write!(f, "{op}: the kernel ran out of memory"),
+                    (e, Some(m)) => write!(f, "{op}: {}: {m}", describe_errno(e)),
+                    (e, None) => write!(f, "{op}: {}", describe_errno(e)),
+                }
             }
             Self::Refused {
                 op,
@@ -412,6 +457,43 @@ mod tests {
             "opening a netlink socket: Address family not supported by protocol (EAFNOSUPPORT)"
         );
         assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn conntrack_refusals() {
+        let ct = |errno, ext_ack: Option<&str>| {
+            Error::Kernel {
+                op: "conntrack limit",
+                errno,
+                ext_ack: ext_ack.map(str::to_owned),
+            }
+            .conntrack()
+        };
+        let e = ct(libc::EINVAL, Some("limit must be at least 1"));
+        assert_eq!(
+            e.to_string(),
+            "conntrack limit: the kernel refused the value: limit must be at least 1"
+        );
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(
+            ct(libc::EINVAL, None).to_string(),
+            "conntrack limit: the kernel refused the value as invalid"
+        );
+        let e = ct(libc::EPERM, None);
+        assert_eq!(e.to_string(), PERMISSION_DENIED);
+        assert_eq!(e.exit_code(), 4);
+        assert_eq!(
+            ct(libc::EOPNOTSUPP, None).to_string(),
+            "conntrack limit: the loaded rnf module does not support this command (is it older than rnfctl?)"
+        );
+        assert_eq!(
+            ct(libc::EBUSY, Some("resizing")).to_string(),
+            "conntrack limit: Device or resource busy (EBUSY): resizing"
+        );
+        assert!(matches!(
+            Error::ModuleNotLoaded.conntrack(),
+            Error::ModuleNotLoaded
+        ));
     }
 
     #[test]

@@ -4,8 +4,10 @@
 
 mod cli;
 mod commands;
+mod conntrack;
 mod error;
 mod listing;
+mod monitor;
 mod nl;
 mod output;
 mod request;

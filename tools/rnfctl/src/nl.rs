@@ -8,7 +8,7 @@ use std::io;
 
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 use rnf_core::netlink::{self, GenlMsgHdr, MsgKind, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
-use rnf_core::wire::{AttrWriter, WireError};
+use rnf_core::wire::{AttrIter, AttrWriter, WireError};
 
 use crate::error::Error;
 
@@ -17,6 +17,65 @@ const REQUEST_BUF: usize = 8192;
 
 /// `NLM_F_DUMP_INTR`: the kernel saw the data change while it was dumping.
 pub const NLM_F_DUMP_INTR: u16 = 0x10;
+
+/// Controller attribute: the family's multicast groups (nested list).
+pub const CTRL_ATTR_MCAST_GROUPS: u16 = 7;
+/// Inside one multicast group entry: its name (string).
+pub const CTRL_ATTR_MCAST_GRP_NAME: u16 = 1;
+/// Inside one multicast group entry: its id (`u32`).
+pub const CTRL_ATTR_MCAST_GRP_ID: u16 = 2;
+
+/// Receive buffer asked for on sockets that listen to events, so that a
+/// burst of events is not lost (the kernel caps it at `rmem_max`).
+const EVENT_RCVBUF: usize = 4 << 20;
+
+/// The id of the multicast group `group` in the attributes of a
+/// `CTRL_CMD_GETFAMILY` reply; `None` if the family has no such group.
+pub fn parse_mcast_group(attrs: &[u8], group: &str) -> Result<Option<u32>, WireError> {
+    let Some(groups) = AttrIter::new(attrs).find(CTRL_ATTR_MCAST_GROUPS)? else {
+        return Ok(None);
+    };
+    for entry in groups.nested_iter() {
+        let entry = entry?;
+        let mut name = None;
+        let mut id = None;
+        for a in entry.nested_iter() {
+            let a = a?;
+            match a.ty {
+                CTRL_ATTR_MCAST_GRP_NAME => name = Some(a.str()?),
+                CTRL_ATTR_MCAST_GRP_ID => id = Some(a.u32()?),
+                _ => {}
+            }
+        }
+        if name == Some(group) {
+            return id
+                .map(Some)
+                .ok_or(WireError::Missing(CTRL_ATTR_MCAST_GRP_ID));
+        }
+    }
+    Ok(None)
+}
+
+/// The generic netlink payloads (genl header and attributes) of the
+/// messages of type `family_id` in a datagram of notifications; other
+/// messages are skipped.
+pub fn notifications(
+    op: &'static str,
+    datagram: &[u8],
+    family_id: u16,
+) -> Result<Vec<Vec<u8>>, Error> {
+    let mut out = Vec::new();
+    for msg in netlink::messages(datagram) {
+        let msg = msg.map_err(|e| Error::wire(op, e))?;
+        if msg.header.ty != family_id {
+            continue;
+        }
+        if let MsgKind::Data(payload) = msg.kind().map_err(|e| Error::wire(op, e))? {
+            out.push(payload.to_vec());
+        }
+    }
+    Ok(out)
+}
 
 /// A whole generic netlink request message: `nlmsghdr`, `genlmsghdr`, then
 /// the already encoded attributes `attrs`.
@@ -56,6 +115,20 @@ pub fn process_datagram(
     seq: u32,
     replies: &mut Vec<Vec<u8>>,
 ) -> Result<Progress, Error> {
+    process_datagram_opts(op, datagram, family_id, seq, replies, true)
+}
+
+/// [`process_datagram`], where `dump_intr_is_error` says whether a dump
+/// the kernel marks as interrupted (`NLM_F_DUMP_INTR`) is an error; it is
+/// not for data that changes all the time, like the flow table.
+pub fn process_datagram_opts(
+    op: &'static str,
+    datagram: &[u8],
+    family_id: u16,
+    seq: u32,
+    replies: &mut Vec<Vec<u8>>,
+    dump_intr_is_error: bool,
+) -> Result<Progress, Error> {
     for msg in netlink::messages(datagram) {
         let msg = msg.map_err(|e| Error::wire(op, e))?;
         if msg.header.seq != seq {
@@ -79,7 +152,7 @@ pub fn process_datagram(
                 })
             }
             MsgKind::Control(_) => {}
-            MsgKind::Data(_) if msg.header.flags & NLM_F_DUMP_INTR != 0 => {
+            MsgKind::Data(_) if dump_intr_is_error && msg.header.flags & NLM_F_DUMP_INTR != 0 => {
                 return Err(Error::Protocol {
                     op,
                     detail: "the rule set changed while it was being listed; run the command again"
@@ -138,6 +211,25 @@ impl GenlSocket {
     /// [`Error::ModuleNotLoaded`] if the controller does not know it.
     pub fn resolve_family(&mut self, name: &str) -> Result<u16, Error> {
         const OP: &str = "looking up the generic netlink family";
+        let attrs = self.get_family(name)?;
+        netlink::parse_family_id(&attrs).map_err(|e| Error::wire(OP, e))
+    }
+
+    /// Looks up the id of the generic netlink family `name` and of its
+    /// multicast group `group`; `None` for the group if the family has
+    /// none by that name.
+    pub fn resolve_group(&mut self, name: &str, group: &str) -> Result<(u16, Option<u32>), Error> {
+        const OP: &str = "looking up the generic netlink family";
+        let attrs = self.get_family(name)?;
+        let id = netlink::parse_family_id(&attrs).map_err(|e| Error::wire(OP, e))?;
+        let group = parse_mcast_group(&attrs, group).map_err(|e| Error::wire(OP, e))?;
+        Ok((id, group))
+    }
+
+    /// The attributes of the controller's `CTRL_CMD_GETFAMILY` reply for
+    /// `name`.
+    fn get_family(&mut self, name: &str) -> Result<Vec<u8>, Error> {
+        const OP: &str = "looking up the generic netlink family";
         let replies = self
             .request(
                 OP,
@@ -156,7 +248,69 @@ impl GenlSocket {
             detail: "no reply from the generic netlink controller".into(),
         })?;
         let (_, attrs) = GenlMsgHdr::split(reply).map_err(|e| Error::wire(OP, e))?;
-        netlink::parse_family_id(attrs).map_err(|e| Error::wire(OP, e))
+        Ok(attrs.to_vec())
+    }
+
+    /// Joins the multicast group `group` and enlarges the receive buffer
+    /// for the events to come. A refusal for lack of privilege becomes
+    /// the kernel's `EPERM`, worded as such.
+    pub fn join_group(&mut self, op: &'static str, group: u32) -> Result<(), Error> {
+        let _ = self.sock.set_rx_buf_sz(EVENT_RCVBUF);
+        self.sock
+            .add_membership(group)
+            .map_err(|err| match err.raw_os_error() {
+                Some(errno) if errno == libc::EPERM || errno == libc::EACCES => Error::Kernel {
+                    op,
+                    errno: libc::EPERM,
+                    ext_ack: None,
+                },
+                _ => Error::Io { op, err },
+            })
+    }
+
+    /// Waits for the next datagram of notifications and returns the
+    /// payloads of its messages of type `family_id`. When the kernel had
+    /// to drop notifications because the receive buffer was full, the
+    /// error is [`Error::Io`] with `ENOBUFS`; the socket stays usable.
+    pub fn recv_notifications(
+        &mut self,
+        op: &'static str,
+        family_id: u16,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        self.recv_datagram(op)?;
+        notifications(op, &self.rx, family_id)
+    }
+
+    /// Sends a dump request without attributes and collects every reply,
+    /// also when the kernel marks the dump as interrupted by changes
+    /// (right for tables that change all the time, like the flow table).
+    pub fn dump_volatile(
+        &mut self,
+        op: &'static str,
+        family_id: u16,
+        cmd: u8,
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let msg = build_request(
+            family_id,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_DUMP,
+            seq,
+            cmd,
+            rnf_core::wire::FAMILY_VERSION,
+            &[],
+        )
+        .map_err(|e| Error::wire(op, e))?;
+        self.send_all(op, &msg)?;
+        let mut replies = Vec::new();
+        loop {
+            self.recv_datagram(op)?;
+            if process_datagram_opts(op, &self.rx, family_id, seq, &mut replies, false)?
+                == Progress::Finished
+            {
+                return Ok(replies);
+            }
+        }
     }
 
     /// Sends a request (`NLM_F_REQUEST | NLM_F_ACK | extra_flags`) and
@@ -222,6 +376,17 @@ impl GenlSocket {
         seq: u32,
         msg: &[u8],
     ) -> Result<Vec<Vec<u8>>, Error> {
+        self.send_all(op, msg)?;
+        let mut replies = Vec::new();
+        loop {
+            self.recv_datagram(op)?;
+            if process_datagram(op, &self.rx, family_id, seq, &mut replies)? == Progress::Finished {
+                return Ok(replies);
+            }
+        }
+    }
+
+    fn send_all(&mut self, op: &'static str, msg: &[u8]) -> Result<(), Error> {
         let sent = self
             .sock
             .send(msg, 0)
@@ -232,13 +397,7 @@ impl GenlSocket {
                 err: io::Error::new(io::ErrorKind::WriteZero, "short netlink send"),
             });
         }
-        let mut replies = Vec::new();
-        loop {
-            self.recv_datagram(op)?;
-            if process_datagram(op, &self.rx, family_id, seq, &mut replies)? == Progress::Finished {
-                return Ok(replies);
-            }
-        }
+        Ok(())
     }
 
     /// Receives one whole datagram into `self.rx`, however large.
@@ -413,6 +572,89 @@ mod tests {
     }
 
     #[test]
+    fn interrupted_volatile_dump_is_kept() {
+        let mut d = msg(
+            FAMILY,
+            netlink::NLM_F_MULTI | NLM_F_DUMP_INTR,
+            3,
+            &[4, 1, 0, 0],
+        );
+        d.extend(msg(
+            NLMSG_DONE,
+            netlink::NLM_F_MULTI,
+            3,
+            &0i32.to_ne_bytes(),
+        ));
+        let mut replies = Vec::new();
+        assert_eq!(
+            process_datagram_opts("conntrack list", &d, FAMILY, 3, &mut replies, false).unwrap(),
+            Progress::Finished
+        );
+        assert_eq!(replies, vec![vec![4, 1, 0, 0]]);
+    }
+
+    /// A `CTRL_CMD_GETFAMILY` reply's attributes with multicast groups.
+    fn family_reply(groups: &[(&str, u32)]) -> Vec<u8> {
+        let mut buf = vec![0u8; 512];
+        let mut w = AttrWriter::new(&mut buf);
+        w.put_u16(netlink::CTRL_ATTR_FAMILY_ID, 0x1f);
+        w.put_str(netlink::CTRL_ATTR_FAMILY_NAME, "rnf");
+        let n = w.begin_nested(CTRL_ATTR_MCAST_GROUPS);
+        for (i, (name, id)) in groups.iter().enumerate() {
+            let e = w.begin_nested(i as u16 + 1);
+            w.put_u32(CTRL_ATTR_MCAST_GRP_ID, *id);
+            w.put_str(CTRL_ATTR_MCAST_GRP_NAME, name);
+            w.end_nested(e);
+        }
+        w.end_nested(n);
+        let len = w.finish().unwrap();
+        buf.truncate(len);
+        buf
+    }
+
+    #[test]
+    fn multicast_group_lookup() {
+        let a = family_reply(&[("log", 5), ("conntrack", 6)]);
+        assert_eq!(parse_mcast_group(&a, "conntrack"), Ok(Some(6)));
+        assert_eq!(parse_mcast_group(&a, "log"), Ok(Some(5)));
+        assert_eq!(parse_mcast_group(&a, "trace"), Ok(None));
+        assert_eq!(parse_mcast_group(&family_reply(&[]), "conntrack"), Ok(None));
+        let mut buf = vec![0u8; 64];
+        let mut w = AttrWriter::new(&mut buf);
+        w.put_u16(netlink::CTRL_ATTR_FAMILY_ID, 0x1f);
+        let len = w.finish().unwrap();
+        assert_eq!(parse_mcast_group(&buf[..len], "conntrack"), Ok(None));
+        // A group without an id.
+        let mut w = AttrWriter::new(&mut buf);
+        let n = w.begin_nested(CTRL_ATTR_MCAST_GROUPS);
+        let e = w.begin_nested(1);
+        w.put_str(CTRL_ATTR_MCAST_GRP_NAME, "conntrack");
+        w.end_nested(e);
+        w.end_nested(n);
+        let len = w.finish().unwrap();
+        assert_eq!(
+            parse_mcast_group(&buf[..len], "conntrack"),
+            Err(WireError::Missing(CTRL_ATTR_MCAST_GRP_ID))
+        );
+    }
+
+    #[test]
+    fn notifications_of_the_family_only() {
+        let mut d = msg(FAMILY, 0, 0, &[18, 1, 0, 0]);
+        d.extend(msg(0x33, 0, 0, &[1, 1, 0, 0]));
+        d.extend(msg(FAMILY, 0, 0, &[18, 1, 0, 0, 5, 0, 25, 0, 1, 0, 0, 0]));
+        let n = notifications("monitor", &d, FAMILY).unwrap();
+        assert_eq!(
+            n,
+            vec![
+                vec![18, 1, 0, 0],
+                vec![18, 1, 0, 0, 5, 0, 25, 0, 1, 0, 0, 0]
+            ]
+        );
+        assert!(notifications("monitor", &[1, 2, 3], FAMILY).is_err());
+    }
+
+    #[test]
     fn built_request_layout() {
         let m = build_request(
             FAMILY,
@@ -467,6 +709,18 @@ mod tests {
     fn live_resolve_controller_family() {
         let Some(mut s) = live() else { return };
         assert_eq!(s.resolve_family("nlctrl").unwrap(), netlink::GENL_ID_CTRL);
+    }
+
+    #[test]
+    fn live_controller_multicast_group() {
+        let Some(mut s) = live() else { return };
+        // The controller itself has the group "notify".
+        let (id, group) = s.resolve_group("nlctrl", "notify").unwrap();
+        assert_eq!(id, netlink::GENL_ID_CTRL);
+        let group = group.expect("nlctrl has a notify group");
+        assert!(group > 0);
+        assert_eq!(s.resolve_group("nlctrl", "nosuchgroup").unwrap().1, None);
+        s.join_group("monitor", group).unwrap();
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! changes; a refused request changes nothing and says why in the extended
 //! ack.
 
+use crate::ct_msg;
 use crate::firewall::NetState;
 use crate::genl::{self, AttrKind, Command, Request};
 use crate::pernet::NetData;
@@ -43,6 +44,21 @@ const POLICY: [AttrKind; attr::MAX as usize + 1] = [
     AttrKind::Reject,              // RULES
     AttrKind::NulString(NAME_MAX), // NEW_NAME
     AttrKind::Nested,              // RULESET
+    AttrKind::Nested,              // CT_ORIG
+    AttrKind::Nested,              // CT_REPLY
+    AttrKind::Reject,              // CT_ID
+    AttrKind::Reject,              // CT_PROTO_STATE
+    AttrKind::Reject,              // CT_STATUS
+    AttrKind::Reject,              // CT_TIMEOUT
+    AttrKind::Reject,              // CT_MARK
+    AttrKind::Reject,              // CT_COUNTERS
+    AttrKind::Reject,              // CT_EVENT
+    AttrKind::Reject,              // CT_COUNT
+    AttrKind::U32,                 // CT_LIMIT
+    AttrKind::Reject,              // CT_BUCKETS
+    AttrKind::Nested,              // CT_TIMEOUTS
+    AttrKind::Reject,              // CT_STATS
+    AttrKind::Reject,              // CT_AGE
 ];
 
 const fn admin(cmd: u8) -> Command {
@@ -53,7 +69,7 @@ const fn admin(cmd: u8) -> Command {
     }
 }
 
-const COMMANDS: [Command; 11] = [
+const COMMANDS: [Command; 17] = [
     admin(cmd::GET_STATUS),
     admin(cmd::NEW_RULE),
     admin(cmd::DEL_RULE),
@@ -69,6 +85,16 @@ const COMMANDS: [Command; 11] = [
     admin(cmd::DEL_CHAIN),
     admin(cmd::RENAME_CHAIN),
     admin(cmd::REPLACE_RULESET),
+    Command {
+        cmd: cmd::GET_CT,
+        admin: true,
+        dump: true,
+    },
+    admin(cmd::DEL_CT),
+    admin(cmd::FLUSH_CT),
+    admin(cmd::GET_CT_STATS),
+    admin(cmd::SET_CT_LIMIT),
+    admin(cmd::SET_CT_TIMEOUT),
 ];
 
 /// Registers the family.
@@ -79,6 +105,7 @@ pub fn register(module: &'static ThisModule) -> Result<genl::Registration> {
         u32::from(wire::FAMILY_VERSION),
         &POLICY,
         &COMMANDS,
+        &[c_str!("conntrack")],
     )
 }
 
@@ -95,6 +122,14 @@ impl genl::Handler for Control {
         match req.cmd() {
             cmd::GET_STATUS => status(req, state),
             cmd::NEW_RULE => new_rule(req, state),
+            cmd::GET_CT_STATS => ct_stats(req, state),
+            cmd::DEL_CT => ct_delete(req, state),
+            cmd::FLUSH_CT => {
+                state.conntrack().flush();
+                Ok(())
+            }
+            cmd::SET_CT_LIMIT => ct_set_limit(req, state),
+            cmd::SET_CT_TIMEOUT => ct_set_timeout(req, state),
             c => {
                 let r = change(req, state, c);
                 r.map_err(|e| {
@@ -111,7 +146,110 @@ impl genl::Handler for Control {
             req.set_error(c_str!("rnf: no state for this network namespace"));
             return Err(ENODEV);
         };
-        list(req, state)
+        match req.cmd() {
+            cmd::GET_CT => state.conntrack().dump(),
+            _ => list(req, state),
+        }
+    }
+}
+
+/// `GET_CT_STATS`: size, limit, timeouts and counters of the flow table.
+fn ct_stats(req: &mut Request<'_>, state: &NetState) -> Result {
+    let stats = state.conntrack().stats();
+    let mut measure = AttrWriter::measure();
+    stats.encode(&mut measure);
+    let len = measure.len();
+    req.reply(cmd::GET_CT_STATS, len, |buf| {
+        let mut w = AttrWriter::new(buf);
+        stats.encode(&mut w);
+        match w.finish() {
+            Ok(n) if n == len => Ok(()),
+            _ => Err(crate::errno::emsgsize()),
+        }
+    })
+}
+
+/// `DEL_CT`: removes the flow with the given tuple (either direction).
+fn ct_delete(req: &mut Request<'_>, state: &NetState) -> Result {
+    let payload = req.attr(attr::CT_ORIG).or_else(|| req.attr(attr::CT_REPLY));
+    let Some(payload) = payload else {
+        req.set_error(c_str!(
+            "rnf: a flow tuple (CT_ORIG or CT_REPLY) is required"
+        ));
+        return Err(EINVAL);
+    };
+    let tuple = match ct_msg::decode_tuple(payload) {
+        Ok(t) => t,
+        Err(e) => {
+            req.set_error_fmt(format_args!("rnf: bad flow tuple: {}", e.message()));
+            return Err(EINVAL);
+        }
+    };
+    if state.conntrack().delete(&tuple) {
+        Ok(())
+    } else {
+        req.set_error(c_str!("rnf: no such flow"));
+        Err(ENOENT)
+    }
+}
+
+/// `SET_CT_LIMIT`: the most flows the table holds.
+fn ct_set_limit(req: &mut Request<'_>, state: &NetState) -> Result {
+    match u32_attr(req, attr::CT_LIMIT) {
+        Some(0) => {
+            req.set_error(c_str!("rnf: the conntrack limit must be at least 1"));
+            Err(EINVAL)
+        }
+        Some(n) => {
+            state.conntrack().set_limit(n);
+            Ok(())
+        }
+        None => {
+            req.set_error(c_str!("rnf: CT_LIMIT is required"));
+            Err(EINVAL)
+        }
+    }
+}
+
+/// `SET_CT_TIMEOUT`: one timeout, given as the single entry of
+/// `CT_TIMEOUTS`.
+fn ct_set_timeout(req: &mut Request<'_>, state: &NetState) -> Result {
+    let Some(nest) = req.attr(attr::CT_TIMEOUTS) else {
+        req.set_error(c_str!("rnf: CT_TIMEOUTS is required"));
+        return Err(EINVAL);
+    };
+    let mut entry = None;
+    for a in wire::AttrIter::new(nest) {
+        let Ok(a) = a else {
+            req.set_error(c_str!("rnf: malformed CT_TIMEOUTS"));
+            return Err(EINVAL);
+        };
+        if a.ty != wire::ct_timeout::ENTRY {
+            continue;
+        }
+        if entry.is_some() {
+            req.set_error(c_str!("rnf: set one timeout per request"));
+            return Err(EINVAL);
+        }
+        entry = Some(a.payload);
+    }
+    let Some(entry) = entry else {
+        req.set_error(c_str!("rnf: CT_TIMEOUTS has no entry"));
+        return Err(EINVAL);
+    };
+    let (key, secs) = match ct_msg::decode_timeout_entry(entry) {
+        Ok(v) => v,
+        Err(e) => {
+            req.set_error_fmt(format_args!("rnf: bad timeout: {}", e.message()));
+            return Err(EINVAL);
+        }
+    };
+    match state.conntrack().set_timeout(key, secs) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            req.set_error_fmt(format_args!("rnf: {}", e.message()));
+            Err(EINVAL)
+        }
     }
 }
 

@@ -7,21 +7,25 @@
 //! its raw, mangle, nat and filter tables, at the same priorities. Each point
 //! counts the packets and bytes it sees, then evaluates its table's compiled
 //! rules (raw, mangle and filter; the nat table is evaluated once NAT is
-//! built on connection tracking).
+//! built on connection tracking). Connection tracking (`conntrack`) has its
+//! own hooks, between raw and mangle; rules after it see its result.
 
+use crate::conntrack::{Conntrack, PacketCt};
+use crate::ct::{CtState, Direction};
 use crate::eval::{CompiledTable, EvalEnv, Verdict as RuleVerdict};
 use crate::hooks::{self, Family, Hook, Stage, NUM_HOOK_POINTS};
 use crate::net::Net;
-use crate::netfilter::{self, HookSpec, HookState, Verdict};
+use crate::netfilter::{self, Defrag, HookSpec, HookState, Verdict};
 use crate::packet::{self, PacketFacts};
 use crate::percpu::{Counter, PerCpuCounters};
-use crate::pernet::{self, NetId, PreExit};
+use crate::pernet::{self, NetId, NetRef, PreExit};
 use crate::rcu::RcuBox;
 use crate::rules::{Limit, Table};
 use crate::ruleset::{Image, RuleStore, SlotState};
 use crate::skb::SkBuff;
 use crate::sys;
 use crate::wire::HookStat;
+use crate::work::DelayedWork;
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 use kernel::new_mutex;
@@ -39,13 +43,16 @@ pub struct PacketPath {
     counters: PerCpuCounters,
     /// The compiled rule set, replaced as a whole on every change.
     pub image: RcuBox<Image>,
+    /// Connection tracking, whose result rules match on.
+    pub ct: Arc<Conntrack>,
 }
 
 impl PacketPath {
-    fn new() -> Result<Self> {
+    fn new(ct: Arc<Conntrack>) -> Result<Self> {
         Ok(Self {
             counters: PerCpuCounters::new(NUM_HOOK_POINTS as u32)?,
             image: RcuBox::empty(),
+            ct,
         })
     }
 
@@ -90,10 +97,16 @@ impl netfilter::Handler for PacketPath {
         };
         let mut hdr = [0u8; HEADER_BYTES];
         let n = skb.copy_network(0, &mut hdr);
-        let Ok(facts) = packet::parse(hdr.get(..n).unwrap_or(&[])) else {
+        let pkt = hdr.get(..n).unwrap_or(&[]);
+        let Ok(facts) = packet::parse(pkt) else {
             // The IP layer checked the header before any hook; what does
             // not parse here is not a packet rnf can classify.
             return Verdict::Drop;
+        };
+        let ct = if stage == Stage::Raw {
+            PacketCt::none()
+        } else {
+            self.ct.packet_ct(skb, &facts, pkt, state.rcu())
         };
         let mut env = KernelEnv {
             skb,
@@ -101,6 +114,8 @@ impl netfilter::Handler for PacketPath {
             slots: &timg.state,
             facts: &facts,
             hook,
+            conntrack: &self.ct,
+            ct,
             in_name: [0; 16],
             in_len: 0,
             out_name: [0; 16],
@@ -112,7 +127,11 @@ impl netfilter::Handler for PacketPath {
         let mut buf = [0u8; 16];
         env.out_len = state.out_name(&mut buf).len();
         env.out_name = buf;
-        match compiled.eval(hook, &facts, &mut env) {
+        let verdict = compiled.eval(hook, &facts, &mut env);
+        if verdict != RuleVerdict::Accept {
+            self.ct.dropped(&env.ct, state.rcu());
+        }
+        match verdict {
             RuleVerdict::Accept => Verdict::Accept,
             RuleVerdict::Drop => Verdict::Drop,
             RuleVerdict::Reject(kind) => {
@@ -130,6 +149,8 @@ struct KernelEnv<'a> {
     slots: &'a SlotState,
     facts: &'a PacketFacts,
     hook: Hook,
+    conntrack: &'a Conntrack,
+    ct: PacketCt<'a>,
     in_name: [u8; 16],
     in_len: usize,
     out_name: [u8; 16],
@@ -249,6 +270,33 @@ impl EvalEnv for KernelEnv<'_> {
         // SAFETY: `line` is NUL-terminated.
         unsafe { sys::rnf_log(level, line.as_c_ptr()) };
     }
+
+    fn ct_state(&self) -> CtState {
+        self.ct.state
+    }
+
+    fn ct_direction(&self) -> Option<Direction> {
+        self.ct.flow.map(|(_, d)| d)
+    }
+
+    fn ct_status(&self) -> u32 {
+        self.ct.flow.map_or(0, |(f, _)| f.status())
+    }
+
+    fn ct_mark(&self) -> Option<u32> {
+        self.ct.flow.map(|(f, _)| f.mark.load(Ordering::Relaxed))
+    }
+
+    fn set_ct_mark(&mut self, mark: u32) {
+        if let Some((f, _)) = self.ct.flow {
+            f.mark.store(mark, Ordering::Relaxed);
+        }
+    }
+
+    fn notrack(&mut self) {
+        self.conntrack.notrack(self.skb, self.facts);
+        self.ct.state = CtState::UNTRACKED;
+    }
 }
 
 impl KernelEnv<'_> {
@@ -360,8 +408,11 @@ fn write_addr(line: &mut LogLine, family: Family, a: &[u8; 16]) {
 /// rnf's state in one network namespace.
 #[pin_data]
 pub struct NetState {
-    // Declared first so it is unregistered before the rest is dropped.
+    // Declared first so they are unregistered before the rest is dropped.
     hooks: netfilter::Registration<PacketPath>,
+    ct_hooks: netfilter::Registration<Conntrack>,
+    _gc: DelayedWork<Conntrack>,
+    _defrag: Defrag,
     path: Arc<PacketPath>,
     /// The rule set; every change is made under this lock.
     #[pin]
@@ -390,6 +441,11 @@ impl NetState {
         &self.path
     }
 
+    /// Connection tracking.
+    pub fn conntrack(&self) -> &Conntrack {
+        &self.path.ct
+    }
+
     /// The number of hooks registered.
     #[allow(dead_code)]
     pub fn hook_count(&self) -> usize {
@@ -410,18 +466,26 @@ fn spec(index: usize, family: Family, hook: Hook, stage: Stage) -> HookSpec {
 impl pernet::NetData for NetState {
     const ID: &'static NetId = &NET_ID;
 
-    fn init(net: &Net) -> Result<Pin<KBox<Self>>> {
-        let path = Arc::new(PacketPath::new()?, GFP_KERNEL)?;
+    fn init(net: &Net, own: NetRef) -> Result<Pin<KBox<Self>>> {
+        let defrag = Defrag::enable(own.clone())?;
+        let ct = Arc::new(Conntrack::new(own)?, GFP_KERNEL)?;
+        let gc = DelayedWork::new(ct.clone())?;
+        let path = Arc::new(PacketPath::new(ct.clone())?, GFP_KERNEL)?;
         let mut specs = KVec::with_capacity(NUM_HOOK_POINTS, GFP_KERNEL)?;
         for i in 0..NUM_HOOK_POINTS {
             let (family, hook, stage) = hooks::hook_point(i).ok_or(EINVAL)?;
             specs.push(spec(i, family, hook, stage), GFP_KERNEL)?;
         }
         let store = RuleStore::new().map_err(|e| e.errno)?;
+        let ct_hooks = netfilter::Registration::new(net, &Conntrack::hook_specs(), ct)?;
         let hooks = netfilter::Registration::new(net, &specs, path.clone())?;
+        gc.schedule(1000);
         KBox::pin_init(
             pin_init!(NetState {
                 hooks,
+                ct_hooks,
+                _gc: gc,
+                _defrag: defrag,
                 path,
                 rules <- new_mutex!(store),
             }),
@@ -431,5 +495,6 @@ impl pernet::NetData for NetState {
 
     fn pre_exit(&self, _net: &Net, grace: &PreExit) {
         self.hooks.unregister(grace);
+        self.ct_hooks.unregister(grace);
     }
 }

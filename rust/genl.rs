@@ -8,8 +8,10 @@
 //! namespace, before a handler runs.
 
 use crate::net::Net;
+use crate::rcu::ReadGuard;
 use crate::sys;
 use core::marker::PhantomData;
+use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::types::Opaque;
@@ -340,6 +342,55 @@ pub struct Registration {
     family: Pin<KBox<Opaque<sys::genl_family>>>,
     _ops: KVec<sys::genl_ops>,
     _policy: KVec<sys::nla_policy>,
+    _groups: KVec<sys::genl_multicast_group>,
+}
+
+/// The registered family, for senders of multicast messages; NULL while
+/// none is registered. Cleared, then a grace period waited for, before the
+/// family is unregistered, so a sender under RCU never sees it go.
+static FAMILY: AtomicPtr<sys::genl_family> = AtomicPtr::new(core::ptr::null_mut());
+
+/// `GENL_MCAST_CAP_NET_ADMIN`: listening to a group needs CAP_NET_ADMIN
+/// over the namespace (a macro bindgen does not see).
+const MCAST_CAP_NET_ADMIN: u8 = 1 << 0;
+
+/// Whether anyone in `net` listens to multicast group `group` (its index in
+/// the family's groups) of the registered family.
+pub fn has_listeners(net: &Net, group: u32, _guard: &ReadGuard) -> bool {
+    let family = FAMILY.load(Ordering::Acquire);
+    if family.is_null() {
+        return false;
+    }
+    // SAFETY: a published family stays registered until a grace period
+    // after it is unpublished (see `FAMILY`); `_guard` holds that off.
+    unsafe { sys::rnf_genl_has_listeners(family.cast(), net.as_ptr(), group) }
+}
+
+/// Sends a message of command `cmd` with `payload` (attributes) to the
+/// listeners of multicast group `group` in `net`, from any context (it
+/// allocates atomically). Nothing is built when no one listens.
+pub fn multicast(net: &Net, group: u32, cmd: u8, payload: &[u8], _guard: &ReadGuard) -> Result {
+    let family = FAMILY.load(Ordering::Acquire);
+    if family.is_null() {
+        return Ok(());
+    }
+    let len = u32::try_from(payload.len()).map_err(|_| crate::errno::emsgsize())?;
+    // SAFETY: as in `has_listeners`; `payload` is readable for `len` bytes.
+    let rc = unsafe {
+        sys::rnf_genl_multicast(
+            family.cast(),
+            net.as_ptr(),
+            group,
+            cmd,
+            payload.as_ptr().cast(),
+            len,
+        )
+    };
+    // No listener left between the check and the send is not an error.
+    if rc == -(sys::ESRCH as i32) {
+        return Ok(());
+    }
+    kernel::error::to_result(rc)
 }
 
 // SAFETY: the family is kernel bookkeeping; unregistering works from any
@@ -358,6 +409,7 @@ impl Registration {
         version: u32,
         policy: &[AttrKind],
         commands: &[Command],
+        groups: &[&CStr],
     ) -> Result<Self> {
         let name = name.as_bytes();
         let maxattr = u32::try_from(policy.len().saturating_sub(1)).map_err(|_| EINVAL)?;
@@ -393,6 +445,20 @@ impl Registration {
             ops.push(op, GFP_KERNEL)?;
         }
 
+        let mut grps = KVec::with_capacity(groups.len(), GFP_KERNEL)?;
+        for g in groups {
+            let mut grp = sys::genl_multicast_group::default();
+            let gname = g.as_bytes();
+            if gname.len() >= grp.name.len() {
+                return Err(EINVAL);
+            }
+            for (dst, src) in grp.name.iter_mut().zip(gname) {
+                *dst = *src as _;
+            }
+            grp.flags = MCAST_CAP_NET_ADMIN;
+            grps.push(grp, GFP_KERNEL)?;
+        }
+
         let family = KBox::pin(Opaque::new(sys::genl_family::default()), GFP_KERNEL)?;
         // SAFETY: `family` is a fresh, pinned allocation nothing else sees.
         let raw = unsafe { &mut *family.get() };
@@ -408,23 +474,33 @@ impl Registration {
         raw.policy = pol.as_ptr();
         raw.ops = ops.as_ptr();
         raw.n_ops = u8::try_from(ops.len()).map_err(|_| EINVAL)?;
+        if !grps.is_empty() {
+            raw.mcgrps = grps.as_ptr();
+            raw.n_mcgrps = u8::try_from(grps.len()).map_err(|_| EINVAL)?;
+        }
         // Every command gets strict validation.
         raw.resv_start_op = 0;
         raw.module = module.as_ptr().cast();
         // SAFETY: `family`, `ops` and `pol` are heap allocations that stay
         // put and alive until `genl_unregister_family` in `drop`.
         kernel::error::to_result(unsafe { sys::genl_register_family(family.get()) })?;
+        FAMILY.store(family.get(), Ordering::Release);
         // INVARIANT: registered above with pointers into `ops` and `pol`.
         Ok(Self {
             family,
             _ops: ops,
             _policy: pol,
+            _groups: grps,
         })
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        FAMILY.store(core::ptr::null_mut(), Ordering::Release);
+        // SAFETY: no preconditions; senders that saw the family are done
+        // after this grace period.
+        unsafe { sys::rnf_synchronize_rcu() };
         // SAFETY: registered (type invariant). Requests run under the genl
         // mutex, which unregistering takes, so none is running afterwards.
         unsafe { sys::genl_unregister_family(self.family.get()) };

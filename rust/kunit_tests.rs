@@ -249,6 +249,20 @@ impl crate::eval::EvalEnv for TestEnv {
         None
     }
     fn log(&mut self, _prefix: &[u8], _level: u8) {}
+    fn ct_state(&self) -> crate::ct::CtState {
+        crate::ct::CtState(0)
+    }
+    fn ct_direction(&self) -> Option<crate::ct::Direction> {
+        None
+    }
+    fn ct_status(&self) -> u32 {
+        0
+    }
+    fn ct_mark(&self) -> Option<u32> {
+        None
+    }
+    fn set_ct_mark(&mut self, _mark: u32) {}
+    fn notrack(&mut self) {}
 }
 
 fn verdict_for(image: &RcuBox<Image>, dport: u16) -> Option<crate::eval::Verdict> {

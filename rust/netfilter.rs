@@ -244,3 +244,27 @@ impl<H: Handler> Drop for Registration<H> {
         }
     }
 }
+
+/// IPv4 and IPv6 reassembly before conntrack in one namespace
+/// (`nf_defrag_ipv4`/`nf_defrag_ipv6`), so that tracking always sees
+/// transport headers. Disabled when dropped.
+pub struct Defrag {
+    net: crate::pernet::NetRef,
+}
+
+impl Defrag {
+    /// Enables reassembly in the namespace `net`.
+    pub fn enable(net: crate::pernet::NetRef) -> Result<Self> {
+        // SAFETY: `net` is a live namespace (`NetRef` invariant).
+        kernel::error::to_result(unsafe { sys::rnf_defrag_enable(net.get().as_ptr()) })?;
+        Ok(Self { net })
+    }
+}
+
+impl Drop for Defrag {
+    fn drop(&mut self) {
+        // SAFETY: enabled in `new` for this live namespace; each enable is
+        // paired with one disable.
+        unsafe { sys::rnf_defrag_disable(self.net.get().as_ptr()) };
+    }
+}

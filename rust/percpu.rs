@@ -113,3 +113,90 @@ impl Drop for PerCpuCounters {
         unsafe { sys::rnf_counters_free(self.ptr) }
     }
 }
+
+/// What conntrack found for a packet, noted for the later hooks the same
+/// packet passes so that they need no second lookup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketNote {
+    /// Hash bucket of the packet's flow (by the packet's own tuple).
+    pub bucket: u32,
+    /// Id of the packet's flow, 0 for none.
+    pub id: u32,
+    /// A cheap fingerprint of the packet's headers, to tell a reused skb
+    /// address from the packet that was noted.
+    pub fingerprint: u32,
+    /// Direction within the flow (0 original, 1 reply).
+    pub dir: u8,
+    /// `ct state` bits.
+    pub state: u8,
+    /// Flags of the noting code.
+    pub flags: u8,
+}
+
+/// One [`PacketNote`] per CPU: the note of the packet that CPU handled last.
+///
+/// # Invariants
+///
+/// `ptr` is a per-CPU allocation from `rnf_pkt_ct_alloc`, owned by `self`.
+pub struct PacketNotes {
+    ptr: *mut sys::rnf_pkt_ct,
+}
+
+// SAFETY: the allocation is owned and may be freed from any thread.
+unsafe impl Send for PacketNotes {}
+// SAFETY: each access copies the slot of the current CPU with preemption
+// disabled.
+unsafe impl Sync for PacketNotes {}
+
+impl PacketNotes {
+    /// Allocates empty notes.
+    pub fn new() -> Result<Self> {
+        // SAFETY: no preconditions; NULL on failure.
+        let ptr = unsafe { sys::rnf_pkt_ct_alloc() };
+        if ptr.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(Self { ptr })
+    }
+
+    /// Notes `note` for `skb` on this CPU.
+    pub fn set(&self, skb: &crate::skb::SkBuff, note: &PacketNote) {
+        let v = sys::rnf_pkt_ct {
+            skb: (skb as *const crate::skb::SkBuff).cast(),
+            bucket: note.bucket,
+            id: note.id,
+            fingerprint: note.fingerprint,
+            dir: note.dir,
+            state: note.state,
+            flags: note.flags,
+            pad: 0,
+        };
+        // SAFETY: `ptr` is live (type invariant); `v` is read during the call.
+        unsafe { sys::rnf_pkt_ct_set(self.ptr, &v) };
+    }
+
+    /// The note this CPU has for `skb`, if its last note was for it.
+    pub fn get(&self, skb: &crate::skb::SkBuff) -> Option<PacketNote> {
+        let mut v = sys::rnf_pkt_ct::default();
+        // SAFETY: `ptr` is live; `v` is written during the call.
+        let found = unsafe {
+            sys::rnf_pkt_ct_get(self.ptr, (skb as *const crate::skb::SkBuff).cast(), &mut v)
+        };
+        found.then_some(PacketNote {
+            bucket: v.bucket,
+            id: v.id,
+            fingerprint: v.fingerprint,
+            dir: v.dir,
+            state: v.state,
+            flags: v.flags,
+        })
+    }
+}
+
+impl Drop for PacketNotes {
+    fn drop(&mut self) {
+        // SAFETY: owned; no hook uses it after the namespace's hooks are
+        // gone, which happens before its state is dropped.
+        unsafe { sys::rnf_pkt_ct_free(self.ptr) };
+    }
+}

@@ -36,13 +36,38 @@ impl NetId {
 /// before the namespace's data is dropped.
 pub struct PreExit(());
 
+/// The namespace, as its own pernet data keeps it for work that runs
+/// outside a hook or a request (background passes).
+///
+/// # Invariants
+///
+/// Points at the namespace whose pernet `init` made it. Only handed to that
+/// namespace's data, which is dropped in the namespace's `exit`, before the
+/// namespace is freed; the data must not let it escape elsewhere.
+#[derive(Clone)]
+pub struct NetRef(core::ptr::NonNull<sys::net>);
+
+// SAFETY: a namespace may be used from any thread while it lives.
+unsafe impl Send for NetRef {}
+// SAFETY: as above.
+unsafe impl Sync for NetRef {}
+
+impl NetRef {
+    /// The namespace.
+    pub fn get(&self) -> &Net {
+        // SAFETY: alive while the data holding `self` lives (type invariant).
+        unsafe { Net::from_raw(self.0.as_ptr()) }
+    }
+}
+
 /// State kept for each network namespace.
 pub trait NetData: Send + Sync + Sized + 'static {
     /// Where the kernel stores this subsystem's id.
     const ID: &'static NetId;
 
-    /// Creates the state of a new namespace.
-    fn init(net: &Net) -> Result<Pin<KBox<Self>>>;
+    /// Creates the state of a new namespace. `own` may be kept in the state
+    /// (and only there).
+    fn init(net: &Net, own: NetRef) -> Result<Pin<KBox<Self>>>;
 
     /// The namespace is going away; readers may still run until a grace
     /// period has passed, after which the state is dropped.
@@ -72,9 +97,13 @@ fn slot<T: NetData>(net: &Net) -> *mut *mut T {
 /// Called by the kernel only, for a namespace being set up, after the
 /// subsystem's id was assigned.
 unsafe extern "C" fn init_callback<T: NetData>(net: *mut sys::net) -> kernel::ffi::c_int {
+    let Some(own) = core::ptr::NonNull::new(net) else {
+        return EINVAL.to_errno();
+    };
     // SAFETY: the kernel passes a live namespace being set up.
     let net = unsafe { Net::from_raw(net) };
-    match T::init(net) {
+    // INVARIANT: handed only to this namespace's data, dropped in `exit`.
+    match T::init(net, NetRef(own)) {
         Ok(data) => {
             // SAFETY: the data stays pinned: it is only turned back into a
             // `Pin<KBox>` (in `exit_callback`) to be dropped.

@@ -17,6 +17,12 @@
 #include <net/netfilter/ipv4/nf_reject.h>
 #include <net/netfilter/ipv6/nf_reject.h>
 #include <kunit/test-bug.h>
+#include <linux/workqueue.h>
+#include <linux/slab.h>
+#include <linux/mm.h>
+#include <linux/spinlock.h>
+#include <net/netfilter/ipv4/nf_defrag_ipv4.h>
+#include <net/netfilter/ipv6/nf_defrag_ipv6.h>
 
 #include "rnf_helpers.h"
 
@@ -318,4 +324,197 @@ int rnf_skb_add_page_frag(struct sk_buff *skb, const void *data,
 void rnf_kunit_fail(const char *file, u32 line, const char *msg)
 {
 	kunit_fail_current_test("%s:%u: %s", file, line, msg);
+}
+
+spinlock_t *rnf_locks_alloc(u32 n)
+{
+	spinlock_t *locks = kvmalloc_array(n, sizeof(*locks), GFP_KERNEL);
+	u32 i;
+
+	if (!locks)
+		return NULL;
+	for (i = 0; i < n; i++)
+		spin_lock_init(&locks[i]);
+	return locks;
+}
+
+void rnf_locks_free(spinlock_t *locks)
+{
+	kvfree(locks);
+}
+
+void rnf_lock_bh(spinlock_t *locks, u32 i)
+{
+	spin_lock_bh(&locks[i]);
+}
+
+void rnf_unlock_bh(spinlock_t *locks, u32 i)
+{
+	spin_unlock_bh(&locks[i]);
+}
+
+/* Two stripes in index order, as nf_conntrack_double_lock() does. */
+void rnf_lock2_bh(spinlock_t *locks, u32 a, u32 b)
+{
+	if (a > b)
+		swap(a, b);
+	local_bh_disable();
+	spin_lock(&locks[a]);
+	if (b != a)
+		spin_lock_nested(&locks[b], SINGLE_DEPTH_NESTING);
+}
+
+void rnf_unlock2_bh(spinlock_t *locks, u32 a, u32 b)
+{
+	if (a > b)
+		swap(a, b);
+	if (b != a)
+		spin_unlock(&locks[b]);
+	spin_unlock(&locks[a]);
+	local_bh_enable();
+}
+
+void rnf_kfree_rcu(struct rcu_head *head, void *ptr)
+{
+	kvfree_call_rcu(head, ptr);
+}
+
+void rnf_rcu_barrier(void)
+{
+	rcu_barrier();
+}
+
+struct rnf_work {
+	struct delayed_work dw;
+	long (*fn)(void *arg);
+	void *arg;
+};
+
+static void rnf_work_run(struct work_struct *work)
+{
+	struct rnf_work *w = container_of(to_delayed_work(work),
+					  struct rnf_work, dw);
+	long next = w->fn(w->arg);
+
+	if (next >= 0)
+		queue_delayed_work(system_power_efficient_wq, &w->dw,
+				   msecs_to_jiffies(next));
+}
+
+struct rnf_work *rnf_work_new(long (*fn)(void *arg), void *arg)
+{
+	struct rnf_work *w = kzalloc(sizeof(*w), GFP_KERNEL);
+
+	if (!w)
+		return NULL;
+	INIT_DELAYED_WORK(&w->dw, rnf_work_run);
+	w->fn = fn;
+	w->arg = arg;
+	return w;
+}
+
+void rnf_work_schedule(struct rnf_work *w, u32 delay_ms)
+{
+	queue_delayed_work(system_power_efficient_wq, &w->dw,
+			   msecs_to_jiffies(delay_ms));
+}
+
+/* Waits for a running pass (which may re-arm itself) and frees. */
+void rnf_work_free(struct rnf_work *w)
+{
+	disable_delayed_work_sync(&w->dw);
+	kfree(w);
+}
+
+void rnf_cond_resched(void)
+{
+	cond_resched();
+}
+
+bool rnf_need_resched(void)
+{
+	return need_resched();
+}
+
+struct rnf_pkt_ct __percpu *rnf_pkt_ct_alloc(void)
+{
+	return alloc_percpu(struct rnf_pkt_ct);
+}
+
+void rnf_pkt_ct_free(struct rnf_pkt_ct __percpu *p)
+{
+	free_percpu(p);
+}
+
+void rnf_pkt_ct_set(struct rnf_pkt_ct __percpu *p, const struct rnf_pkt_ct *v)
+{
+	struct rnf_pkt_ct *slot = get_cpu_ptr(p);
+
+	*slot = *v;
+	put_cpu_ptr(p);
+}
+
+bool rnf_pkt_ct_get(struct rnf_pkt_ct __percpu *p, const void *skb,
+		    struct rnf_pkt_ct *out)
+{
+	struct rnf_pkt_ct *slot = get_cpu_ptr(p);
+	bool found = slot->skb == skb;
+
+	if (found)
+		*out = *slot;
+	put_cpu_ptr(p);
+	return found;
+}
+
+bool rnf_genl_has_listeners(const void *family, struct net *net, u32 group)
+{
+	return genl_has_listeners(family, net, group);
+}
+
+int rnf_genl_multicast(const void *family, struct net *net, u32 group, u8 cmd,
+		       const void *payload, u32 len)
+{
+	struct sk_buff *skb;
+	void *hdr;
+
+	if (!genl_has_listeners(family, net, group))
+		return 0;
+	skb = genlmsg_new(len, GFP_ATOMIC);
+	if (!skb)
+		return -ENOMEM;
+	hdr = genlmsg_put(skb, 0, 0, family, 0, cmd);
+	if (!hdr) {
+		nlmsg_free(skb);
+		return -EMSGSIZE;
+	}
+	skb_put_data(skb, payload, len);
+	genlmsg_end(skb, hdr);
+	return genlmsg_multicast_netns(family, net, skb, 0, group, GFP_ATOMIC);
+}
+
+int rnf_defrag_enable(struct net *net)
+{
+	int err = nf_defrag_ipv4_enable(net);
+
+	if (err)
+		return err;
+#if IS_ENABLED(CONFIG_IPV6)
+	err = nf_defrag_ipv6_enable(net);
+	if (err)
+		nf_defrag_ipv4_disable(net);
+#endif
+	return err;
+}
+
+void rnf_defrag_disable(struct net *net)
+{
+#if IS_ENABLED(CONFIG_IPV6)
+	nf_defrag_ipv6_disable(net);
+#endif
+	nf_defrag_ipv4_disable(net);
+}
+
+u64 rnf_totalram_bytes(void)
+{
+	return (u64)totalram_pages() << PAGE_SHIFT;
 }

@@ -83,4 +83,54 @@ int rnf_skb_add_page_frag(struct sk_buff *skb, const void *data,
 /* KUnit: fail the running test, if any, with a message. */
 void rnf_kunit_fail(const char *file, u32 line, const char *msg);
 
+/* Spinlocks taken with bottom halves disabled, in an array (lock stripes). */
+spinlock_t *rnf_locks_alloc(u32 n);
+void rnf_locks_free(spinlock_t *locks);
+void rnf_lock_bh(spinlock_t *locks, u32 i);
+void rnf_unlock_bh(spinlock_t *locks, u32 i);
+void rnf_lock2_bh(spinlock_t *locks, u32 a, u32 b);
+void rnf_unlock2_bh(spinlock_t *locks, u32 a, u32 b);
+
+/* Freeing after a grace period, without calling back into the module. */
+struct rcu_head;
+void rnf_kfree_rcu(struct rcu_head *head, void *ptr);
+void rnf_rcu_barrier(void);
+
+/* Self-rearming deferred work: fn returns the delay in ms until its next
+ * run, or a negative number to stop. */
+struct rnf_work;
+struct rnf_work *rnf_work_new(long (*fn)(void *arg), void *arg);
+void rnf_work_schedule(struct rnf_work *w, u32 delay_ms);
+void rnf_work_free(struct rnf_work *w);
+void rnf_cond_resched(void);
+bool rnf_need_resched(void);
+
+/* What conntrack found for the packet each CPU handles last. */
+struct rnf_pkt_ct {
+	const void *skb;
+	u32 bucket;
+	u32 id;
+	u32 fingerprint;
+	u8 dir;
+	u8 state;
+	u8 flags;
+	u8 pad;
+};
+struct rnf_pkt_ct __percpu *rnf_pkt_ct_alloc(void);
+void rnf_pkt_ct_free(struct rnf_pkt_ct __percpu *p);
+void rnf_pkt_ct_set(struct rnf_pkt_ct __percpu *p, const struct rnf_pkt_ct *v);
+bool rnf_pkt_ct_get(struct rnf_pkt_ct __percpu *p, const void *skb,
+		    struct rnf_pkt_ct *out);
+
+/* Generic netlink multicast, from any context. */
+bool rnf_genl_has_listeners(const void *family, struct net *net, u32 group);
+int rnf_genl_multicast(const void *family, struct net *net, u32 group, u8 cmd,
+		       const void *payload, u32 len);
+
+/* IPv4/IPv6 reassembly before conntrack (nf_defrag). */
+int rnf_defrag_enable(struct net *net);
+void rnf_defrag_disable(struct net *net);
+
+u64 rnf_totalram_bytes(void);
+
 #endif

@@ -42,6 +42,9 @@ pub mod csum;
 #[path = "rnf_core/src/ct.rs"]
 pub mod ct;
 #[allow(dead_code)]
+#[path = "rnf_core/src/ct_msg.rs"]
+pub mod ct_msg;
+#[allow(dead_code)]
 #[path = "rnf_core/src/ct_tcp.rs"]
 pub mod ct_tcp;
 #[allow(dead_code)]
@@ -52,8 +55,10 @@ pub mod nat;
 pub mod wire;
 
 pub mod errno;
+pub mod flow_table;
 pub mod genl;
 pub mod ktest;
+pub mod locks;
 pub mod net;
 pub mod netfilter;
 pub mod percpu;
@@ -61,7 +66,9 @@ pub mod pernet;
 pub mod rcu;
 pub mod skb;
 pub mod sys;
+pub mod work;
 
+pub mod conntrack;
 pub mod control;
 pub mod firewall;
 #[cfg(CONFIG_KUNIT)]

@@ -1,0 +1,911 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Connection tracking in one network namespace.
+//!
+//! Packets are tracked once, at the conntrack priority (-200) of
+//! PREROUTING and OUTPUT, after the raw table and before mangle, NAT and
+//! filter. A packet either belongs to a flow (found in either direction,
+//! or created when its protocol allows), is an ICMP error RELATED to a
+//! flow, is exempt (`notrack`, ICMPv6 neighbour discovery), or is INVALID.
+//! The result is noted per CPU for the later hooks the packet passes, so
+//! they need no second lookup.
+//!
+//! A new flow is linked into the table at once, but is *confirmed* only
+//! when its first packet reaches the last hook (INPUT or POSTROUTING at
+//! the highest priority), as with `nf_conntrack_confirm()`: only confirmed
+//! flows are listed and announced. A first packet dropped by rnf's rules
+//! takes its flow with it; one dropped elsewhere leaves an unconfirmed
+//! flow that garbage collection removes after a few seconds.
+//!
+//! The table is bounded: past the limit, a new flow first evicts an
+//! unassured (or closing) flow near its bucket; if there is none its
+//! packet is dropped and counted. Expired flows are removed by deferred
+//! work that scans a slice of the table per pass.
+
+use crate::ct::{
+    self, icmp_error_inner, icmp_may_create, Classified, CtState, Direction, TimeoutKey, Timeouts,
+    UdpState,
+};
+use crate::ct_msg::{CtStatsMsg, FlowMsg};
+use crate::ct_tcp::{TcpAction, TcpConfig, TcpConn, TcpSegment};
+use crate::flow_table::{Flow, FlowTable, InsertError};
+use crate::genl;
+use crate::hooks::{Family, Hook};
+use crate::netfilter::{self, HookSpec, HookState, Verdict};
+use crate::packet::{self, PacketFacts, L4};
+use crate::percpu::{PacketNote, PacketNotes};
+use crate::pernet::NetRef;
+use crate::rcu::{self, RcuBox, ReadGuard};
+use crate::skb::SkBuff;
+use crate::sys;
+use crate::wire::{cmd, ct_event, AttrWriter};
+use crate::work::WorkFn;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use kernel::prelude::*;
+
+/// Priority of tracking (`NF_IP_PRI_CONNTRACK`).
+pub const PRI_CONNTRACK: i32 = -200;
+/// Priority of confirmation (`NF_IP_PRI_CONNTRACK_CONFIRM`).
+pub const PRI_CONFIRM: i32 = i32::MAX;
+
+/// Bytes of headers copied out of a packet for tracking: IP header with
+/// options or extension headers, transport header with options, and for
+/// ICMP errors the quoted headers.
+const HEADER_BYTES: usize = 192;
+
+/// An unconfirmed flow older than this was created by a packet that never
+/// made it through the stack.
+const UNCONFIRMED_NS: u64 = 10_000_000_000;
+
+/// Time between garbage collection passes, and buckets per pass (a full
+/// sweep takes `GC_SLICES` passes).
+const GC_INTERVAL_MS: u32 = 125;
+const GC_SLICES: u32 = 8;
+/// Buckets scanned under one RCU read section before yielding.
+const GC_BATCH: u32 = 64;
+/// Buckets looked at for a flow to evict when the table is full.
+const EARLY_DROP_BUCKETS: u32 = 8;
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// Note flags.
+const NOTE_UNCONFIRMED: u8 = 1;
+const NOTE_CREATED: u8 = 2;
+
+/// The per-protocol state of a flow.
+#[derive(Clone, Copy, Debug)]
+pub enum Track {
+    /// TCP, with window tracking.
+    Tcp(TcpConn),
+    /// UDP and UDP-Lite.
+    Udp(UdpState),
+    /// ICMP and ICMPv6 queries.
+    Icmp,
+    /// Any other protocol.
+    Generic,
+}
+
+impl Track {
+    fn proto_state(&self) -> u8 {
+        match self {
+            Track::Tcp(c) => c.state() as u8,
+            _ => 0,
+        }
+    }
+}
+
+/// A flow of this table.
+pub type CtFlow = Flow<Track>;
+
+/// Counters of what tracking did.
+#[derive(Default)]
+struct Stats {
+    inserted: AtomicU64,
+    expired: AtomicU64,
+    early_drops: AtomicU64,
+    full_drops: AtomicU64,
+    invalid: AtomicU64,
+    deleted: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What conntrack knows about a packet at a hook after tracking.
+#[derive(Clone, Copy)]
+pub struct PacketCt<'g> {
+    /// `ct state`; 0 (matching no state) before tracking.
+    pub state: CtState,
+    /// The packet's flow and its direction in it, if any.
+    pub flow: Option<(&'g CtFlow, Direction)>,
+    note: Option<PacketNote>,
+}
+
+impl PacketCt<'_> {
+    /// Nothing known (the raw table runs before tracking).
+    pub const fn none() -> Self {
+        PacketCt {
+            state: CtState(0),
+            flow: None,
+            note: None,
+        }
+    }
+}
+
+/// Why a flow went away, for events and counters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    Expired,
+    Deleted,
+    EarlyDrop,
+    /// Never confirmed: no one was told about it.
+    Silent,
+}
+
+/// Connection tracking state of one namespace.
+pub struct Conntrack {
+    table: FlowTable<Track>,
+    notes: PacketNotes,
+    limit: AtomicU32,
+    timeouts: RcuBox<Timeouts>,
+    tcp: TcpConfig,
+    stats: Stats,
+    gc_cursor: AtomicU32,
+    net: NetRef,
+}
+
+/// A copy of the packet's first bytes and what they say.
+struct Headers {
+    bytes: [u8; HEADER_BYTES],
+    len: usize,
+    facts: PacketFacts,
+}
+
+impl Headers {
+    fn read(skb: &SkBuff) -> Option<Headers> {
+        let mut bytes = [0u8; HEADER_BYTES];
+        let len = skb.copy_network(0, &mut bytes);
+        let facts = packet::parse(bytes.get(..len)?).ok()?;
+        Some(Headers { bytes, len, facts })
+    }
+
+    fn pkt(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// A fingerprint of a packet's headers: tells the packet a note was made
+/// for from another packet that reuses its buffer address.
+pub fn fingerprint(f: &PacketFacts) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut mix = |b: u8| h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    for b in Iterator::chain(f.src.iter(), f.dst.iter()) {
+        mix(*b);
+    }
+    mix(f.proto);
+    for b in f.total_len.to_le_bytes() {
+        mix(b);
+    }
+    if let L4::Ports { sport, dport } | L4::Tcp { sport, dport, .. } = f.l4 {
+        for b in Iterator::chain(sport.to_le_bytes().into_iter(), dport.to_le_bytes()) {
+            mix(b);
+        }
+    }
+    h
+}
+
+fn now_ns() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { sys::rnf_now_ns() }
+}
+
+fn secs_from(now: u64, secs: u32) -> u64 {
+    now.saturating_add(u64::from(secs).saturating_mul(NS_PER_SEC))
+}
+
+/// The default limit and bucket count for this machine's memory.
+fn default_sizes() -> (u32, u32) {
+    // SAFETY: no preconditions.
+    let ram = unsafe { sys::rnf_totalram_bytes() };
+    (ct::default_max_entries(ram), ct::default_buckets(ram))
+}
+
+fn hash_key() -> ct::HashKey {
+    let mut key = [0u8; 16];
+    for chunk in key.chunks_mut(4) {
+        // SAFETY: no preconditions.
+        let r = unsafe { sys::rnf_random_u32() }.to_le_bytes();
+        for (d, s) in chunk.iter_mut().zip(r.iter()) {
+            *d = *s;
+        }
+    }
+    key
+}
+
+impl Conntrack {
+    /// Tracking for a new namespace, with the default limit and timeouts.
+    pub fn new(net: NetRef) -> Result<Self> {
+        let (limit, buckets) = default_sizes();
+        Self::with_size(net, limit, buckets)
+    }
+
+    /// Tracking with a given limit and bucket count.
+    pub fn with_size(net: NetRef, limit: u32, buckets: u32) -> Result<Self> {
+        let timeouts = RcuBox::empty();
+        drop(timeouts.replace(Some(KBox::new(Timeouts::default(), GFP_KERNEL)?)));
+        Ok(Self {
+            table: FlowTable::new(buckets, hash_key())?,
+            notes: PacketNotes::new()?,
+            limit: AtomicU32::new(limit.max(1)),
+            timeouts,
+            tcp: TcpConfig::default(),
+            stats: Stats::default(),
+            gc_cursor: AtomicU32::new(0),
+            net,
+        })
+    }
+
+    /// The hook attachment points of tracking, tagged from `first_tag`.
+    pub fn hook_specs() -> [HookSpec; 8] {
+        let spec = |i: u32, family: Family, hook: Hook, priority: i32| HookSpec {
+            pf: family as u8,
+            hooknum: hook as u8,
+            priority,
+            tag: i,
+        };
+        [
+            spec(0, Family::Ipv4, Hook::PreRouting, PRI_CONNTRACK),
+            spec(1, Family::Ipv4, Hook::LocalOut, PRI_CONNTRACK),
+            spec(2, Family::Ipv6, Hook::PreRouting, PRI_CONNTRACK),
+            spec(3, Family::Ipv6, Hook::LocalOut, PRI_CONNTRACK),
+            spec(4, Family::Ipv4, Hook::LocalIn, PRI_CONFIRM),
+            spec(5, Family::Ipv4, Hook::PostRouting, PRI_CONFIRM),
+            spec(6, Family::Ipv6, Hook::LocalIn, PRI_CONFIRM),
+            spec(7, Family::Ipv6, Hook::PostRouting, PRI_CONFIRM),
+        ]
+    }
+
+    fn timeouts<'g>(&'g self, guard: &'g ReadGuard) -> Timeouts {
+        self.timeouts.read(guard).copied().unwrap_or_default()
+    }
+
+    /// Tracks a packet at the conntrack priority.
+    fn track(&self, skb: &SkBuff, guard: &ReadGuard) -> Verdict {
+        let Some(h) = Headers::read(skb) else {
+            // Nothing to track; the rules see it as invalid.
+            bump(&self.stats.invalid);
+            return Verdict::Accept;
+        };
+        let fp = fingerprint(&h.facts);
+        if let Some(n) = self.notes.get(skb) {
+            if n.fingerprint == fp && n.state == CtState::UNTRACKED.0 && n.id == 0 {
+                // `notrack` in the raw table.
+                return Verdict::Accept;
+            }
+        }
+        let mut note = PacketNote {
+            fingerprint: fp,
+            ..PacketNote::default()
+        };
+        let verdict = match ct::classify(&h.facts, h.pkt()) {
+            Classified::Flow(tuple) => self.track_flow(&h, &tuple, &mut note, guard),
+            Classified::IcmpError => {
+                note.state = self.icmp_error_state(&h, guard).0;
+                Verdict::Accept
+            }
+            Classified::Untracked => {
+                note.state = CtState::UNTRACKED.0;
+                Verdict::Accept
+            }
+            Classified::Invalid(_) => {
+                note.state = CtState::INVALID.0;
+                Verdict::Accept
+            }
+        };
+        if note.state == CtState::INVALID.0 {
+            bump(&self.stats.invalid);
+        }
+        self.notes.set(skb, &note);
+        verdict
+    }
+
+    /// RELATED if the error quotes a tracked flow and goes to its endpoint.
+    fn icmp_error_state<'g>(
+        &'g self,
+        h: &Headers,
+        guard: &'g ReadGuard,
+    ) -> (u8, Option<(&'g CtFlow, Direction)>) {
+        let inner = h
+            .pkt()
+            .get(h.facts.l4_offset.saturating_add(8)..)
+            .and_then(|p| icmp_error_inner(h.facts.family, p));
+        let Some(inner) = inner else {
+            return (CtState::INVALID.0, None);
+        };
+        match self.table.lookup(&inner.lookup, guard) {
+            Some((flow, dir)) if inner.outer_dst_matches(&h.facts.dst) => {
+                (CtState::RELATED.0, Some((flow, dir)))
+            }
+            _ => (CtState::INVALID.0, None),
+        }
+    }
+
+    fn track_flow(
+        &self,
+        h: &Headers,
+        tuple: &ct::Tuple,
+        note: &mut PacketNote,
+        guard: &ReadGuard,
+    ) -> Verdict {
+        let now = now_ns();
+        let timeouts = self.timeouts(guard);
+        // At most twice: a TCP SYN that reopens a closed connection kills
+        // the old flow and starts again, as `-NF_REPEAT` does.
+        for _ in 0..2 {
+            let found = match self.table.lookup(tuple, guard) {
+                Some((flow, _)) if flow.expired(now) => {
+                    self.kill(flow, Gone::Expired, guard);
+                    None
+                }
+                other => other,
+            };
+            let (flow, dir, created) = match found {
+                Some((flow, dir)) => (flow, dir, false),
+                None => match self.create(h, tuple, now, guard) {
+                    Ok(Some((flow, dir, created))) => (flow, dir, created),
+                    Ok(None) => {
+                        note.state = CtState::INVALID.0;
+                        return Verdict::Accept;
+                    }
+                    Err(()) => return Verdict::Drop,
+                },
+            };
+            match self.update(flow, dir, h, now, &timeouts, guard) {
+                Some(state) => {
+                    note.state = state.0;
+                    note.id = flow.id;
+                    note.dir = dir.index() as u8;
+                    note.bucket = flow.bucket.get(dir.index()).copied().unwrap_or(0);
+                    if flow.status() & ct::status::CONFIRMED == 0 {
+                        note.flags |= NOTE_UNCONFIRMED;
+                    }
+                    if created {
+                        note.flags |= NOTE_CREATED;
+                    }
+                    return Verdict::Accept;
+                }
+                None => {
+                    // Reopen: the old flow is gone; track anew.
+                    self.kill(flow, Gone::Deleted, guard);
+                }
+            }
+        }
+        note.state = CtState::INVALID.0;
+        Verdict::Accept
+    }
+
+    /// Creates and inserts a flow for the first packet of `tuple`.
+    /// `Ok(None)`: the packet cannot start a flow (invalid). `Err`: the
+    /// table is full, drop the packet.
+    fn create<'g>(
+        &'g self,
+        h: &Headers,
+        tuple: &ct::Tuple,
+        now: u64,
+        guard: &'g ReadGuard,
+    ) -> core::result::Result<Option<(&'g CtFlow, Direction, bool)>, ()> {
+        let track = match h.facts.l4 {
+            L4::Tcp { .. } => {
+                let Some(seg) = TcpSegment::from_packet(&h.facts, h.pkt()) else {
+                    return Ok(None);
+                };
+                if !TcpConn::may_create(&seg, &self.tcp) {
+                    return Ok(None);
+                }
+                match TcpConn::new(&seg, self.tcp) {
+                    Ok(c) => Track::Tcp(c),
+                    Err(_) => return Ok(None),
+                }
+            }
+            L4::Icmp { ty, .. } => {
+                if !icmp_may_create(h.facts.family, ty) {
+                    return Ok(None);
+                }
+                Track::Icmp
+            }
+            _ if matches!(tuple.proto, packet::IPPROTO_UDP | packet::IPPROTO_UDPLITE) => {
+                Track::Udp(UdpState::default())
+            }
+            _ => Track::Generic,
+        };
+        let limit = self.limit.load(Ordering::Relaxed);
+        if !self.table.reserve(limit) {
+            if !self.early_drop(tuple, guard) || !self.table.reserve(limit) {
+                bump(&self.stats.full_drops);
+                return Err(());
+            }
+        }
+        let Ok(flow) = self.table.alloc(*tuple, tuple.invert(), now, track) else {
+            self.table.unreserve();
+            bump(&self.stats.full_drops);
+            return Err(());
+        };
+        match self.table.insert(flow, guard) {
+            Ok(f) => {
+                bump(&self.stats.inserted);
+                Ok(Some((f, Direction::Original, true)))
+            }
+            Err(InsertError::Clash(f, d)) => Ok(Some((f, d, false))),
+            Err(InsertError::NoBucket) => Err(()),
+        }
+    }
+
+    /// Accounts a packet to its flow. `None` when a TCP SYN reopens a
+    /// closed connection (the caller kills the flow and starts again).
+    fn update(
+        &self,
+        flow: &CtFlow,
+        dir: Direction,
+        h: &Headers,
+        now: u64,
+        timeouts: &Timeouts,
+        guard: &ReadGuard,
+    ) -> Option<CtState> {
+        let seen_reply = flow.status() & ct::status::SEEN_REPLY != 0;
+        let mut state = CtState::for_packet(dir, seen_reply);
+        let mut expires: Option<u64> = None;
+        let mut assured = false;
+        let mut destroy = false;
+        let mut changed = false;
+        match h.facts.l4 {
+            L4::Tcp { .. } => {
+                let seg = TcpSegment::from_packet(&h.facts, h.pkt());
+                let verdict = self.table.with_track(flow, |t| match (t, seg) {
+                    (Track::Tcp(c), Some(seg)) => Some(c.on_segment(dir, &seg)),
+                    _ => None,
+                });
+                let Some(v) = verdict else {
+                    return Some(CtState::INVALID);
+                };
+                state = v.ct_state;
+                match v.action {
+                    TcpAction::Accept => {}
+                    TcpAction::Ignore(_) => return Some(state),
+                    TcpAction::Invalid(_) => {
+                        if v.lower_timeout {
+                            let low =
+                                secs_from(now, timeouts.tcp_slot(ct::TcpTimeout::Unacknowledged));
+                            flow.expires_ns.fetch_min(low, Ordering::Relaxed);
+                        }
+                        return Some(CtState::INVALID);
+                    }
+                    TcpAction::Reopen => return None,
+                }
+                if let Some(r) = v.refresh {
+                    expires = Some(secs_from(now, timeouts.tcp_refresh(&r)));
+                }
+                assured = v.became_assured;
+                destroy = v.destroy;
+                changed = v.old_state != v.new_state;
+            }
+            _ => {
+                let secs = self.table.with_track(flow, |t| match t {
+                    Track::Udp(u) => {
+                        let ms = now.saturating_sub(flow.created_ns) / 1_000_000;
+                        let up = u.on_packet(dir, ms, timeouts);
+                        assured = up.became_assured;
+                        up.timeout_secs
+                    }
+                    Track::Icmp => timeouts.icmp,
+                    _ => timeouts.generic,
+                });
+                expires = Some(secs_from(now, secs));
+            }
+        }
+        if let Some(e) = expires {
+            flow.expires_ns.store(e, Ordering::Relaxed);
+        }
+        flow.count(dir, h.facts.total_len);
+        let mut bits = 0;
+        if dir == Direction::Reply {
+            bits |= ct::status::SEEN_REPLY;
+        }
+        if assured {
+            bits |= ct::status::ASSURED;
+        }
+        if flow.set_status(bits) != 0 {
+            changed = true;
+        }
+        if destroy {
+            self.kill(flow, Gone::Deleted, guard);
+        } else if changed && flow.status() & ct::status::CONFIRMED != 0 {
+            self.event(flow, ct_event::UPDATE, guard);
+        }
+        Some(state)
+    }
+
+    /// Evicts one unassured (or closing) flow near `tuple`'s bucket to make
+    /// room: unconfirmed flows first, then the oldest candidate.
+    fn early_drop(&self, tuple: &ct::Tuple, guard: &ReadGuard) -> bool {
+        let start = self.table.bucket_of(tuple);
+        let n = self.table.buckets();
+        let mut victim: Option<&CtFlow> = None;
+        for i in 0..EARLY_DROP_BUCKETS.min(n) {
+            let b = start.wrapping_add(i).checked_rem(n).unwrap_or(0);
+            self.table.for_each_in(b, guard, |flow| {
+                let status = flow.status();
+                let droppable = status & ct::status::ASSURED == 0
+                    || matches!(self.table.track(flow), Track::Tcp(c) if c.can_early_drop());
+                if !droppable {
+                    return;
+                }
+                let better = match victim {
+                    None => true,
+                    Some(v) => {
+                        let unconfirmed = |f: &CtFlow| f.status() & ct::status::CONFIRMED == 0;
+                        (unconfirmed(flow), v.created_ns) > (unconfirmed(v), flow.created_ns)
+                    }
+                };
+                if better {
+                    victim = Some(flow);
+                }
+            });
+        }
+        match victim {
+            Some(v) => self.kill(v, Gone::EarlyDrop, guard),
+            None => false,
+        }
+    }
+
+    /// Removes a flow, counting and announcing why.
+    fn kill(&self, flow: &CtFlow, why: Gone, guard: &ReadGuard) -> bool {
+        let confirmed = flow.status() & ct::status::CONFIRMED != 0;
+        if !self.table.remove(flow) {
+            return false;
+        }
+        match why {
+            Gone::Expired => bump(&self.stats.expired),
+            Gone::Deleted => bump(&self.stats.deleted),
+            Gone::EarlyDrop => bump(&self.stats.early_drops),
+            Gone::Silent => {}
+        }
+        if confirmed && why != Gone::Silent {
+            // The flow stays readable until the grace period ends.
+            self.event(flow, ct_event::DESTROY, guard);
+        }
+        true
+    }
+
+    /// Confirms the flow of a packet at its last hook.
+    fn confirm(&self, skb: &SkBuff, guard: &ReadGuard) {
+        let Some(note) = self.notes.get(skb) else {
+            return;
+        };
+        if note.flags & NOTE_UNCONFIRMED == 0 || note.id == 0 {
+            return;
+        }
+        if let Some((flow, _)) = self.table.find_id(note.bucket, note.id, guard) {
+            if flow.set_status(ct::status::CONFIRMED) != 0 {
+                self.event(flow, ct_event::NEW, guard);
+            }
+        }
+    }
+
+    /// What tracking found for the packet in `skb` (with headers `facts`),
+    /// for a hook after tracking: from this CPU's note when it is for this
+    /// packet, otherwise by looking the packet up without changing state.
+    pub fn packet_ct<'g>(
+        &'g self,
+        skb: &SkBuff,
+        facts: &PacketFacts,
+        pkt: &[u8],
+        guard: &'g ReadGuard,
+    ) -> PacketCt<'g> {
+        if let Some(n) = self.notes.get(skb) {
+            if n.fingerprint == fingerprint(facts) {
+                let flow = if n.id != 0 {
+                    self.table.find_id(n.bucket, n.id, guard)
+                } else {
+                    None
+                };
+                return PacketCt {
+                    state: CtState(n.state),
+                    flow,
+                    note: Some(n),
+                };
+            }
+        }
+        match ct::classify(facts, pkt) {
+            Classified::Flow(t) => match self.table.lookup(&t, guard) {
+                Some((flow, dir)) => PacketCt {
+                    state: CtState::for_packet(dir, flow.status() & ct::status::SEEN_REPLY != 0),
+                    flow: Some((flow, dir)),
+                    note: None,
+                },
+                None => PacketCt {
+                    state: CtState::INVALID,
+                    flow: None,
+                    note: None,
+                },
+            },
+            Classified::IcmpError => {
+                let h = Headers {
+                    bytes: {
+                        let mut b = [0u8; HEADER_BYTES];
+                        for (d, s) in b.iter_mut().zip(pkt.iter()) {
+                            *d = *s;
+                        }
+                        b
+                    },
+                    len: pkt.len().min(HEADER_BYTES),
+                    facts: *facts,
+                };
+                let (state, flow) = self.icmp_error_state(&h, guard);
+                PacketCt {
+                    state: CtState(state),
+                    flow,
+                    note: None,
+                }
+            }
+            Classified::Untracked => PacketCt {
+                state: CtState::UNTRACKED,
+                flow: None,
+                note: None,
+            },
+            Classified::Invalid(_) => PacketCt {
+                state: CtState::INVALID,
+                flow: None,
+                note: None,
+            },
+        }
+    }
+
+    /// Exempts the packet from tracking (`notrack`, raw table).
+    pub fn notrack(&self, skb: &SkBuff, facts: &PacketFacts) {
+        self.notes.set(
+            skb,
+            &PacketNote {
+                fingerprint: fingerprint(facts),
+                state: CtState::UNTRACKED.0,
+                ..PacketNote::default()
+            },
+        );
+    }
+
+    /// The packet's first packet was dropped by the rules: its flow, if
+    /// this packet created it and it was never confirmed, goes too.
+    pub fn dropped(&self, ct: &PacketCt<'_>, guard: &ReadGuard) {
+        let (Some(note), Some((flow, _))) = (ct.note, ct.flow) else {
+            return;
+        };
+        if note.flags & NOTE_CREATED != 0 && flow.status() & ct::status::CONFIRMED == 0 {
+            self.kill(flow, Gone::Silent, guard);
+        }
+    }
+
+    /// The flow's message for listings and events.
+    fn flow_msg(&self, flow: &CtFlow, now: u64, event: Option<u8>) -> FlowMsg {
+        let expires = flow.expires_ns.load(Ordering::Relaxed);
+        FlowMsg {
+            orig: flow.tuple[0],
+            reply: flow.tuple[1],
+            id: flow.id,
+            proto_state: self.table.track(flow).proto_state(),
+            status: flow.status(),
+            timeout_secs: u32::try_from(expires.saturating_sub(now) / NS_PER_SEC)
+                .unwrap_or(u32::MAX),
+            age_secs: u32::try_from(now.saturating_sub(flow.created_ns) / NS_PER_SEC)
+                .unwrap_or(u32::MAX),
+            mark: flow.mark.load(Ordering::Relaxed),
+            counters: [
+                flow.counted(Direction::Original),
+                flow.counted(Direction::Reply),
+            ],
+            event,
+        }
+    }
+
+    /// Tells `monitor conntrack` listeners about a flow.
+    fn event(&self, flow: &CtFlow, kind: u8, guard: &ReadGuard) {
+        let net = self.net.get();
+        if !genl::has_listeners(net, 0, guard) {
+            return;
+        }
+        let msg = self.flow_msg(flow, now_ns(), Some(kind));
+        let mut buf = [0u8; 512];
+        let mut w = AttrWriter::new(&mut buf);
+        msg.encode(&mut w);
+        if let Ok(len) = w.finish() {
+            if let Some(payload) = buf.get(..len) {
+                // A lost event (no memory, full socket) is the listener's
+                // loss: it sees ENOBUFS.
+                let _ = genl::multicast(net, 0, cmd::CT_EVENT, payload, guard);
+            }
+        }
+    }
+
+    /// One garbage collection pass over a slice of the table.
+    fn gc_pass(&self) {
+        let n = self.table.buckets();
+        let slice = (n / GC_SLICES).max(1);
+        let start = self
+            .gc_cursor
+            .load(Ordering::Relaxed)
+            .checked_rem(n)
+            .unwrap_or(0);
+        let mut b = start;
+        let mut done = 0;
+        while done < slice {
+            {
+                let lock = rcu::read_lock();
+                let guard = lock.guard();
+                let now = now_ns();
+                for _ in 0..GC_BATCH.min(slice - done) {
+                    self.table.for_each_in(b, guard, |flow| {
+                        let confirmed = flow.status() & ct::status::CONFIRMED != 0;
+                        if flow.expired(now) {
+                            self.kill(flow, Gone::Expired, guard);
+                        } else if !confirmed && now.saturating_sub(flow.created_ns) > UNCONFIRMED_NS
+                        {
+                            self.kill(flow, Gone::Silent, guard);
+                        }
+                    });
+                    b = b.wrapping_add(1).checked_rem(n).unwrap_or(0);
+                    done += 1;
+                }
+            }
+            // SAFETY: no preconditions; process context, no lock held.
+            unsafe { sys::rnf_cond_resched() };
+        }
+        self.gc_cursor.store(b, Ordering::Relaxed);
+    }
+
+    /// Every flow, as messages for a listing.
+    pub fn dump(&self) -> Result<KVec<KVec<u8>>> {
+        let mut msgs = KVec::new();
+        let n = self.table.buckets();
+        let mut b = 0;
+        while b < n {
+            let mut batch: KVec<FlowMsg> = KVec::new();
+            {
+                let lock = rcu::read_lock();
+                let guard = lock.guard();
+                let now = now_ns();
+                let end = (b + GC_BATCH).min(n);
+                let mut err = Ok(());
+                while b < end {
+                    self.table.for_each_in(b, guard, |flow| {
+                        if flow.status() & ct::status::CONFIRMED != 0
+                            && !flow.expired(now)
+                            && err.is_ok()
+                        {
+                            err = batch
+                                .push(self.flow_msg(flow, now, None), GFP_ATOMIC)
+                                .map_err(|_| ENOMEM);
+                        }
+                    });
+                    b += 1;
+                }
+                err?;
+            }
+            for m in batch.iter() {
+                let mut w = AttrWriter::measure();
+                m.encode(&mut w);
+                let mut buf = KVec::from_elem(0u8, w.len(), GFP_KERNEL)?;
+                let mut w = AttrWriter::new(&mut buf);
+                m.encode(&mut w);
+                w.finish().map_err(|_| EINVAL)?;
+                msgs.push(buf, GFP_KERNEL)?;
+            }
+            // SAFETY: no preconditions; process context.
+            unsafe { sys::rnf_cond_resched() };
+        }
+        Ok(msgs)
+    }
+
+    /// Removes the flow with tuple `t` (either direction). False if none.
+    pub fn delete(&self, t: &ct::Tuple) -> bool {
+        let lock = rcu::read_lock();
+        let guard = lock.guard();
+        match self.table.lookup(t, guard) {
+            Some((flow, _)) => self.kill(flow, Gone::Deleted, guard),
+            None => false,
+        }
+    }
+
+    /// Removes every flow; returns how many.
+    pub fn flush(&self) -> u32 {
+        let n = self.table.buckets();
+        let mut removed = 0u32;
+        let mut b = 0;
+        while b < n {
+            {
+                let lock = rcu::read_lock();
+                let guard = lock.guard();
+                let end = (b + GC_BATCH).min(n);
+                while b < end {
+                    self.table.for_each_in(b, guard, |flow| {
+                        let why = if flow.status() & ct::status::CONFIRMED != 0 {
+                            Gone::Deleted
+                        } else {
+                            Gone::Silent
+                        };
+                        if self.kill(flow, why, guard) {
+                            removed += 1;
+                        }
+                    });
+                    b += 1;
+                }
+            }
+            // SAFETY: no preconditions; process context.
+            unsafe { sys::rnf_cond_resched() };
+        }
+        removed
+    }
+
+    /// Sets the limit (existing flows above it stay until they end).
+    pub fn set_limit(&self, limit: u32) {
+        self.limit.store(limit.max(1), Ordering::Relaxed);
+    }
+
+    /// Sets one timeout; applies to flows from their next packet on.
+    pub fn set_timeout(
+        &self,
+        key: TimeoutKey,
+        secs: u32,
+    ) -> core::result::Result<(), ct::TimeoutError> {
+        let mut t = {
+            let lock = rcu::read_lock();
+            self.timeouts(lock.guard())
+        };
+        t.set(key, secs)?;
+        // Allocation failure leaves the timeouts as they were.
+        if let Ok(b) = KBox::new(t, GFP_KERNEL) {
+            drop(self.timeouts.replace(Some(b)));
+        }
+        Ok(())
+    }
+
+    /// The table's numbers.
+    pub fn stats(&self) -> CtStatsMsg {
+        let lock = rcu::read_lock();
+        let ld = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CtStatsMsg {
+            count: self.table.count(),
+            limit: self.limit.load(Ordering::Relaxed),
+            buckets: self.table.buckets(),
+            timeouts: self.timeouts(lock.guard()),
+            inserted: ld(&self.stats.inserted),
+            expired: ld(&self.stats.expired),
+            early_drops: ld(&self.stats.early_drops),
+            full_drops: ld(&self.stats.full_drops),
+            invalid: ld(&self.stats.invalid),
+            deleted: ld(&self.stats.deleted),
+        }
+    }
+
+    /// The table, for tests.
+    #[allow(dead_code)]
+    pub fn table(&self) -> &FlowTable<Track> {
+        &self.table
+    }
+}
+
+impl netfilter::Handler for Conntrack {
+    fn hook(&self, tag: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
+        if tag < 4 {
+            self.track(skb, state.rcu())
+        } else {
+            self.confirm(skb, state.rcu());
+            Verdict::Accept
+        }
+    }
+}
+
+impl WorkFn for Conntrack {
+    fn run(&self) -> Option<u32> {
+        self.gc_pass();
+        Some(GC_INTERVAL_MS)
+    }
+}

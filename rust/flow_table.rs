@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The flow table of connection tracking: an RCU hash in which every flow is
+//! linked twice, into the bucket of its original tuple and into the bucket
+//! of its reply tuple, so that a packet finds its flow in either direction
+//! with one lookup.
+//!
+//! Readers walk the chains without a lock, under RCU. Writers take the lock
+//! stripes of the buckets they change (both, in order, to link or unlink a
+//! flow, as `nf_conntrack_double_lock()` does). An unlinked flow is freed
+//! after a grace period (`kfree_rcu`), so a reader that is still on it can
+//! go on walking. The per-protocol state of a flow is changed only under the
+//! lock stripe of its original bucket.
+
+use crate::ct::{self, Direction, HashKey, Tuple};
+use crate::locks::StripedLocks;
+use crate::rcu::ReadGuard;
+use crate::sys;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use kernel::prelude::*;
+use kernel::types::Opaque;
+
+/// Internal status bit: the flow is being removed (not one of `ct::status`).
+const DYING: u32 = 1 << 30;
+
+/// Most lock stripes a table has.
+const MAX_STRIPES: u32 = 1024;
+
+/// A tracked flow. `T` is the per-protocol state, which must not need
+/// dropping (flows are freed with `kfree_rcu`, without running `drop`).
+///
+/// # Invariants
+///
+/// While linked, `next[d]` is the chain link of the flow's node in bucket
+/// `bucket[d]`: 0 or a tagged pointer (flow address | direction) to the next
+/// node. `track` is accessed only under the lock stripe of `bucket[0]`.
+#[repr(C)]
+pub struct Flow<T: Copy> {
+    rcu: Opaque<sys::callback_head>,
+    next: [AtomicUsize; 2],
+    free_next: AtomicUsize,
+    /// The original and reply tuples, indexed by [`Direction::index`].
+    pub tuple: [Tuple; 2],
+    /// The hash bucket of each tuple.
+    pub bucket: [u32; 2],
+    /// A number that names the flow in listings and events.
+    pub id: u32,
+    /// When the flow was created (`rnf_now_ns` clock).
+    pub created_ns: u64,
+    /// When the flow expires.
+    pub expires_ns: AtomicU64,
+    /// `ct::status` bits (and internal ones).
+    pub status: AtomicU32,
+    /// The flow's mark (`ct mark`).
+    pub mark: AtomicU32,
+    /// Packets and bytes, per direction.
+    pub counters: [[AtomicU64; 2]; 2],
+    track: UnsafeCell<T>,
+}
+
+// SAFETY: `track` is only reached under a lock (type invariant); the rest
+// is atomics and values fixed at creation.
+unsafe impl<T: Copy + Send> Sync for Flow<T> {}
+// SAFETY: as above.
+unsafe impl<T: Copy + Send> Send for Flow<T> {}
+
+impl<T: Copy> Flow<T> {
+    /// Status bits without the internal ones.
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::Relaxed) & ct::status::ALL
+    }
+
+    /// Whether the flow is being removed.
+    pub fn is_dying(&self) -> bool {
+        self.status.load(Ordering::Relaxed) & DYING != 0
+    }
+
+    /// Sets status bits; returns the bits that were newly set.
+    pub fn set_status(&self, bits: u32) -> u32 {
+        let old = self.status.fetch_or(bits, Ordering::Relaxed);
+        bits & !old
+    }
+
+    /// Counts a packet of `bytes` bytes in direction `dir`.
+    pub fn count(&self, dir: Direction, bytes: u32) {
+        if let Some(c) = self.counters.get(dir.index()) {
+            c[0].fetch_add(1, Ordering::Relaxed);
+            c[1].fetch_add(u64::from(bytes), Ordering::Relaxed);
+        }
+    }
+
+    /// Packets and bytes counted in `dir`.
+    pub fn counted(&self, dir: Direction) -> (u64, u64) {
+        self.counters.get(dir.index()).map_or((0, 0), |c| {
+            (c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed))
+        })
+    }
+
+    /// Whether the flow has expired at `now_ns`.
+    pub fn expired(&self, now_ns: u64) -> bool {
+        self.expires_ns.load(Ordering::Relaxed) <= now_ns
+    }
+}
+
+fn tag<T: Copy>(flow: *const Flow<T>, dir: usize) -> usize {
+    flow as usize | (dir & 1)
+}
+
+fn untag<T: Copy>(link: usize) -> (*const Flow<T>, usize) {
+    ((link & !1usize) as *const Flow<T>, link & 1)
+}
+
+/// Why a flow was not inserted.
+pub enum InsertError<'g, T: Copy> {
+    /// A flow with one of its tuples is in the table already (another CPU
+    /// inserted it first); the new one was freed.
+    Clash(&'g Flow<T>, Direction),
+    /// The flow's bucket is out of range (cannot happen: `bucket_of` keeps
+    /// it in range); the new flow was freed.
+    NoBucket,
+}
+
+/// The hash table.
+///
+/// # Invariants
+///
+/// Every non-zero link reachable from `buckets` is a tagged pointer to a
+/// live flow allocated by [`FlowTable::alloc`] and owned by the table; an
+/// unlinked flow is freed only after a grace period.
+pub struct FlowTable<T: Copy + Send + 'static> {
+    buckets: KVec<AtomicUsize>,
+    locks: StripedLocks,
+    key: HashKey,
+    count: AtomicU32,
+    next_id: AtomicU32,
+    _t: core::marker::PhantomData<T>,
+}
+
+impl<T: Copy + Send + 'static> FlowTable<T> {
+    /// An empty table of `buckets` buckets, hashing with `key`.
+    pub fn new(buckets: u32, key: HashKey) -> Result<Self> {
+        let n = buckets.max(1);
+        let mut v = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+        for _ in 0..n {
+            v.push(AtomicUsize::new(0), GFP_KERNEL)?;
+        }
+        Ok(Self {
+            buckets: v,
+            locks: StripedLocks::new(n.min(MAX_STRIPES))?,
+            key,
+            count: AtomicU32::new(0),
+            next_id: AtomicU32::new(1),
+            _t: core::marker::PhantomData,
+        })
+    }
+
+    /// The number of buckets.
+    pub fn buckets(&self) -> u32 {
+        self.buckets.len() as u32
+    }
+
+    /// The number of flows in the table, including ones not yet inserted
+    /// but reserved with [`reserve`](Self::reserve).
+    pub fn count(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The bucket of `t`.
+    pub fn bucket_of(&self, t: &Tuple) -> u32 {
+        ct::bucket_index(t.hash(&self.key), self.buckets())
+    }
+
+    /// Reserves room for one flow if fewer than `limit` are in the table.
+    pub fn reserve(&self, limit: u32) -> bool {
+        self.count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                (c < limit).then_some(c + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back a reservation that was not used.
+    pub fn unreserve(&self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Allocates a flow (not yet in the table) without sleeping.
+    pub fn alloc(&self, orig: Tuple, reply: Tuple, now_ns: u64, track: T) -> Result<KBox<Flow<T>>> {
+        const { assert!(!core::mem::needs_drop::<T>()) };
+        let mut id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if id == 0 {
+            id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        }
+        let flow = Flow {
+            rcu: Opaque::uninit(),
+            next: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            free_next: AtomicUsize::new(0),
+            bucket: [self.bucket_of(&orig), self.bucket_of(&reply)],
+            tuple: [orig, reply],
+            id,
+            created_ns: now_ns,
+            expires_ns: AtomicU64::new(now_ns),
+            status: AtomicU32::new(0),
+            mark: AtomicU32::new(0),
+            counters: Default::default(),
+            track: UnsafeCell::new(track),
+        };
+        Ok(KBox::new(flow, GFP_ATOMIC)?)
+    }
+
+    fn head(&self, b: u32) -> Option<&AtomicUsize> {
+        self.buckets.get(b as usize)
+    }
+
+    /// Walks the chain of bucket `b`: `f` gets each node's flow and
+    /// direction; returning `Some` stops the walk.
+    fn walk<'g, R>(
+        &'g self,
+        b: u32,
+        _guard: &'g ReadGuard,
+        mut f: impl FnMut(&'g Flow<T>, usize) -> Option<R>,
+    ) -> Option<R> {
+        let mut cur = self.head(b)?.load(Ordering::Acquire);
+        while cur != 0 {
+            let (p, d) = untag::<T>(cur);
+            // SAFETY: a linked node is a live flow (type invariant); it is
+            // freed only after a grace period, which `_guard` holds off.
+            let flow = unsafe { &*p };
+            if let Some(r) = f(flow, d) {
+                return Some(r);
+            }
+            cur = flow.next.get(d)?.load(Ordering::Acquire);
+        }
+        None
+    }
+
+    /// The flow with tuple `t` in either direction, if any, and the
+    /// direction `t` is in. Dying flows are skipped; expired ones are not
+    /// (the caller decides).
+    pub fn lookup<'g>(
+        &'g self,
+        t: &Tuple,
+        guard: &'g ReadGuard,
+    ) -> Option<(&'g Flow<T>, Direction)> {
+        self.lookup_in(self.bucket_of(t), t, guard)
+    }
+
+    fn lookup_in<'g>(
+        &'g self,
+        b: u32,
+        t: &Tuple,
+        guard: &'g ReadGuard,
+    ) -> Option<(&'g Flow<T>, Direction)> {
+        self.walk(b, guard, |flow, d| {
+            (!flow.is_dying() && flow.tuple.get(d) == Some(t)).then_some((flow, dir_of(d)))
+        })
+    }
+
+    /// The flow with id `id` linked in bucket `b`, and its direction there.
+    pub fn find_id<'g>(
+        &'g self,
+        b: u32,
+        id: u32,
+        guard: &'g ReadGuard,
+    ) -> Option<(&'g Flow<T>, Direction)> {
+        self.walk(b, guard, |flow, d| {
+            (flow.id == id && !flow.is_dying()).then_some((flow, dir_of(d)))
+        })
+    }
+
+    /// Calls `f` for every flow whose original tuple is in bucket `b` (so
+    /// that walking every bucket visits every flow once).
+    pub fn for_each_in<'g>(&'g self, b: u32, guard: &'g ReadGuard, mut f: impl FnMut(&'g Flow<T>)) {
+        self.walk(b, guard, |flow, d| {
+            if d == 0 && !flow.is_dying() {
+                f(flow);
+            }
+            None::<()>
+        });
+    }
+
+    /// Links `flow` into both of its buckets, unless a flow with either of
+    /// its tuples is there already. The caller holds a reservation
+    /// ([`reserve`](Self::reserve)); on a clash it is given back.
+    pub fn insert<'g>(
+        &'g self,
+        flow: KBox<Flow<T>>,
+        guard: &'g ReadGuard,
+    ) -> core::result::Result<&'g Flow<T>, InsertError<'g, T>> {
+        let [b0, b1] = flow.bucket;
+        let (Some(h0), Some(h1)) = (self.head(b0), self.head(b1)) else {
+            drop(flow);
+            self.unreserve();
+            return Err(InsertError::NoBucket);
+        };
+        let _locks = self.locks.lock2(b0, b1);
+        for t in &flow.tuple {
+            let clash = self
+                .lookup_in(b0, t, guard)
+                .or_else(|| self.lookup_in(b1, t, guard));
+            if let Some((other, dir)) = clash {
+                drop(flow);
+                self.unreserve();
+                return Err(InsertError::Clash(other, dir));
+            }
+        }
+        let p = KBox::into_raw(flow);
+        // SAFETY: `p` is a fresh, valid flow that nothing else sees yet.
+        let f = unsafe { &*p };
+        if b0 == b1 {
+            // head -> reply node -> original node -> old head.
+            f.next[0].store(h0.load(Ordering::Relaxed), Ordering::Relaxed);
+            f.next[1].store(tag(p, 0), Ordering::Relaxed);
+            h0.store(tag(p, 1), Ordering::Release);
+        } else {
+            f.next[0].store(h0.load(Ordering::Relaxed), Ordering::Relaxed);
+            f.next[1].store(h1.load(Ordering::Relaxed), Ordering::Relaxed);
+            // Release: the flow is complete before a reader can reach it.
+            h0.store(tag(p, 0), Ordering::Release);
+            h1.store(tag(p, 1), Ordering::Release);
+        }
+        // INVARIANT: linked into both of its buckets under their locks.
+        Ok(f)
+    }
+
+    fn unlink(&self, b: u32, target: usize) {
+        let Some(mut link) = self.head(b) else { return };
+        loop {
+            let cur = link.load(Ordering::Relaxed);
+            if cur == 0 {
+                return;
+            }
+            let (p, d) = untag::<T>(cur);
+            // SAFETY: a linked node is a live flow; the caller holds the
+            // bucket's lock, so the chain does not change under us.
+            let flow = unsafe { &*p };
+            let Some(next) = flow.next.get(d) else { return };
+            if cur == target {
+                // The removed node keeps its own link, so readers on it go
+                // on to the rest of the chain.
+                link.store(next.load(Ordering::Relaxed), Ordering::Release);
+                return;
+            }
+            link = next;
+        }
+    }
+
+    /// Unlinks `flow` and frees it after a grace period. False if it was
+    /// being removed already (by another CPU, or earlier).
+    pub fn remove(&self, flow: &Flow<T>) -> bool {
+        {
+            let [b0, b1] = flow.bucket;
+            let _locks = self.locks.lock2(b0, b1);
+            if flow.status.fetch_or(DYING, Ordering::Relaxed) & DYING != 0 {
+                return false;
+            }
+            let p: *const Flow<T> = flow;
+            self.unlink(b0, tag(p, 0));
+            self.unlink(b1, tag(p, 1));
+        }
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        let p: *const Flow<T> = flow;
+        // SAFETY: the flow is unlinked, so no new reader finds it; it came
+        // from `KBox` (kmalloc) in `alloc`; `kfree_rcu` frees it after
+        // every current reader is done. `T` needs no drop (asserted in
+        // `alloc`), and neither does anything else in a flow.
+        unsafe { sys::rnf_kfree_rcu(flow.rcu.get(), p.cast_mut().cast()) };
+        true
+    }
+
+    /// Runs `f` on the flow's per-protocol state, under its lock.
+    pub fn with_track<R>(&self, flow: &Flow<T>, f: impl FnOnce(&mut T) -> R) -> R {
+        let _lock = self.locks.lock(flow.bucket[0]);
+        // SAFETY: `track` is only reached under this stripe (type
+        // invariant), which is held until the end of this function.
+        f(unsafe { &mut *flow.track.get() })
+    }
+
+    /// A copy of the flow's per-protocol state.
+    pub fn track(&self, flow: &Flow<T>) -> T {
+        self.with_track(flow, |t| *t)
+    }
+}
+
+fn dir_of(d: usize) -> Direction {
+    if d == 0 {
+        Direction::Original
+    } else {
+        Direction::Reply
+    }
+}
+
+impl<T: Copy + Send + 'static> Drop for FlowTable<T> {
+    fn drop(&mut self) {
+        // No reader or writer is left (the owner is dropped after its hooks
+        // and control paths are gone and a grace period has passed). Gather
+        // every flow once, through its original node, into a list; free
+        // them only after the walk, as each is also on another chain.
+        let mut list = 0usize;
+        for head in self.buckets.iter() {
+            let mut cur = head.load(Ordering::Relaxed);
+            while cur != 0 {
+                let (p, d) = untag::<T>(cur);
+                // SAFETY: linked nodes are live flows (type invariant).
+                let flow = unsafe { &*p };
+                if d == 0 {
+                    flow.free_next.store(list, Ordering::Relaxed);
+                    list = p as usize;
+                }
+                cur = flow.next.get(d).map_or(0, |n| n.load(Ordering::Relaxed));
+            }
+            head.store(0, Ordering::Relaxed);
+        }
+        while list != 0 {
+            let p = list as *mut Flow<T>;
+            // SAFETY: `p` is a flow gathered above, freed once, here.
+            list = unsafe { (*p).free_next.load(Ordering::Relaxed) };
+            // SAFETY: owned by the table and unreachable now.
+            drop(unsafe { KBox::from_raw(p) });
+        }
+    }
+}

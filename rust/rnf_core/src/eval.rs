@@ -663,3 +663,418 @@ fn rule_matches<E: EvalEnv + ?Sized>(rec: &[u8], facts: &PacketFacts, env: &mut 
     }
     Some(true)
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::compile::{fill, measure, ChainSpec, RuleRef};
+    use crate::ct::status;
+    use crate::packet::{PacketFacts, L4};
+    use crate::rules::{
+        Action, CtDirectionMatch, CtStateMatch, CtStatusMatch, MarkMatch, RuleSpec,
+    };
+    use crate::wire::AttrWriter;
+    use proptest::prelude::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// A packet's conntrack view, and what the evaluator did to it.
+    #[derive(Clone, Debug, Default)]
+    struct CtEnv {
+        mark: u32,
+        state: CtState,
+        /// Direction, status and mark of the flow, if any.
+        flow: Option<(Direction, u32, u32)>,
+        notracked: u32,
+    }
+
+    impl EvalEnv for CtEnv {
+        fn count(&mut self, _counter: u32, _bytes: u32) {}
+        fn limit_allows(&mut self, _counter: u32, _limit: &Limit) -> bool {
+            true
+        }
+        fn random_u32(&mut self) -> u32 {
+            0
+        }
+        fn nth_hit(&mut self, _counter: u32, _n: u32) -> bool {
+            true
+        }
+        fn payload_contains(&mut self, _needle: &[u8]) -> bool {
+            false
+        }
+        fn iif_name(&self) -> &[u8] {
+            b"eth0"
+        }
+        fn oif_name(&self) -> &[u8] {
+            b""
+        }
+        fn mark(&self) -> u32 {
+            self.mark
+        }
+        fn set_mark(&mut self, mark: u32) {
+            self.mark = mark;
+        }
+        fn uid(&self) -> Option<u32> {
+            None
+        }
+        fn gid(&self) -> Option<u32> {
+            None
+        }
+        fn log(&mut self, _prefix: &[u8], _level: u8) {}
+        fn ct_state(&self) -> CtState {
+            self.state
+        }
+        fn ct_direction(&self) -> Option<Direction> {
+            self.flow.map(|f| f.0)
+        }
+        fn ct_status(&self) -> u32 {
+            self.flow.map_or(0, |f| f.1)
+        }
+        fn ct_mark(&self) -> Option<u32> {
+            self.flow.map(|f| f.2)
+        }
+        fn set_ct_mark(&mut self, mark: u32) {
+            if let Some(f) = &mut self.flow {
+                f.2 = mark;
+            }
+        }
+        fn notrack(&mut self) {
+            self.notracked += 1;
+            self.state = CtState::UNTRACKED;
+        }
+    }
+
+    fn blob(spec: &RuleSpec<'_>) -> Vec<u8> {
+        let mut m = AttrWriter::measure();
+        spec.encode(&mut m);
+        let mut buf = vec![0u8; m.finish().unwrap()];
+        let mut w = AttrWriter::new(&mut buf);
+        spec.encode(&mut w);
+        w.finish().unwrap();
+        buf
+    }
+
+    /// `table`'s first built-in chain holding `rules` (handles from 1),
+    /// policy accept, compiled.
+    fn compile_rules(
+        table: Table,
+        rules: &[RuleSpec<'_>],
+    ) -> Result<Vec<u8>, crate::compile::CompileError<'static>> {
+        let blobs: Vec<Vec<u8>> = rules.iter().map(blob).collect();
+        let name = table.hooks()[0].name();
+        let chains = || {
+            core::iter::once(ChainSpec {
+                name,
+                policy: Some(Policy::Accept),
+                policy_counter: 0,
+                rules: blobs.iter().enumerate().map(|(i, b)| RuleRef {
+                    handle: i as u64 + 1,
+                    counter: i as u32 + 1,
+                    blob: b,
+                }),
+            })
+        };
+        // The only chain is the built-in one, whose name is 'static.
+        let owned = |e: crate::compile::CompileError<'_>| crate::compile::CompileError {
+            chain: e.chain.map(|_| name),
+            field: e.field,
+            message: e.message,
+            handle: e.handle,
+        };
+        let n = measure(table, chains()).map_err(owned)?;
+        let mut buf = vec![0u8; n];
+        fill(table, chains(), &mut buf).map_err(owned)?;
+        Ok(buf)
+    }
+
+    fn facts() -> PacketFacts {
+        PacketFacts {
+            family: Family::Ipv4,
+            src: [0; 16],
+            dst: [0; 16],
+            proto: 17,
+            total_len: 60,
+            frag_offset: 0,
+            is_fragment: false,
+            l4_offset: 20,
+            l4: L4::Ports {
+                sport: 1000,
+                dport: 53,
+            },
+            payload_offset: Some(28),
+        }
+    }
+
+    /// Whether a filter rule with the given matches (and action drop)
+    /// matches a packet in `env`.
+    fn hits(rule: RuleSpec<'_>, env: &CtEnv) -> bool {
+        let buf = compile_rules(Table::Filter, &[rule]).unwrap();
+        let mut e = env.clone();
+        eval(&buf, Hook::LocalIn, &facts(), &mut e) == Verdict::Drop
+    }
+
+    fn env(state: CtState, flow: Option<(Direction, u32, u32)>) -> CtEnv {
+        CtEnv {
+            state,
+            flow,
+            ..CtEnv::default()
+        }
+    }
+
+    const ORIG: Direction = Direction::Original;
+    const REPLY: Direction = Direction::Reply;
+
+    #[test]
+    fn ct_state_each_state_and_negation() {
+        let set = CtState::ESTABLISHED.union(CtState::RELATED);
+        for (_, state) in CtState::NAMES {
+            let flow =
+                (state == CtState::NEW || state == CtState::ESTABLISHED).then_some((ORIG, 0, 0));
+            let e = env(state, flow);
+            for negated in [false, true] {
+                let rule = RuleSpec {
+                    ct_state: Some(CtStateMatch {
+                        states: set,
+                        negated,
+                    }),
+                    ..RuleSpec::new(Action::Drop)
+                };
+                let want = (state == CtState::ESTABLISHED || state == CtState::RELATED) != negated;
+                assert_eq!(hits(rule, &e), want, "{state:?} negated {negated}");
+            }
+        }
+    }
+
+    #[test]
+    fn ct_status_any_listed_bit_and_no_flow() {
+        let rule = |negated| RuleSpec {
+            ct_status: Some(CtStatusMatch {
+                bits: status::ASSURED | status::DST_NAT,
+                negated,
+            }),
+            ..RuleSpec::new(Action::Drop)
+        };
+        let est = CtState::ESTABLISHED;
+        let cases = [
+            (Some((ORIG, status::ASSURED | status::CONFIRMED, 0)), true),
+            (Some((REPLY, status::DST_NAT, 0)), true),
+            (
+                Some((ORIG, status::CONFIRMED | status::SEEN_REPLY, 0)),
+                false,
+            ),
+            (Some((ORIG, 0, 0)), false),
+        ];
+        for (flow, want) in cases {
+            assert_eq!(hits(rule(false), &env(est, flow)), want, "{flow:?}");
+            assert_eq!(hits(rule(true), &env(est, flow)), !want, "! {flow:?}");
+        }
+        // Without a flow neither the match nor its negation holds.
+        for state in [CtState::UNTRACKED, CtState::INVALID] {
+            assert!(!hits(rule(false), &env(state, None)));
+            assert!(!hits(rule(true), &env(state, None)));
+        }
+    }
+
+    #[test]
+    fn ct_direction_and_no_flow() {
+        let rule = |direction, negated| RuleSpec {
+            ct_direction: Some(CtDirectionMatch { direction, negated }),
+            ..RuleSpec::new(Action::Drop)
+        };
+        let est = CtState::ESTABLISHED;
+        for want in [ORIG, REPLY] {
+            for have in [ORIG, REPLY] {
+                let e = env(est, Some((have, 0, 0)));
+                assert_eq!(hits(rule(want, false), &e), want == have);
+                assert_eq!(hits(rule(want, true), &e), want != have);
+            }
+            assert!(!hits(rule(want, false), &env(CtState::INVALID, None)));
+            assert!(!hits(rule(want, true), &env(CtState::INVALID, None)));
+        }
+    }
+
+    #[test]
+    fn ct_mark_masked_and_no_flow() {
+        let rule = |negated| RuleSpec {
+            ct_mark: Some(MarkMatch {
+                value: 0x10,
+                mask: 0xf0,
+                negated,
+            }),
+            ..RuleSpec::new(Action::Drop)
+        };
+        let est = CtState::ESTABLISHED;
+        for (ct, want) in [
+            (0x10, true),
+            (0x1f, true),
+            (0xff10, true),
+            (0x20, false),
+            (0, false),
+        ] {
+            let e = env(est, Some((ORIG, 0, ct)));
+            assert_eq!(hits(rule(false), &e), want, "{ct:#x}");
+            assert_eq!(hits(rule(true), &e), !want, "! {ct:#x}");
+        }
+        // The packet mark is not the flow's.
+        let e = CtEnv {
+            mark: 0x10,
+            ..env(CtState::UNTRACKED, None)
+        };
+        assert!(!hits(rule(false), &e));
+        assert!(!hits(rule(true), &e));
+    }
+
+    /// Runs `actions` then a rule dropping packets whose flow mark and
+    /// packet mark are what the test wants; returns the environment after.
+    fn run_actions(table: Table, actions: &[Action<'_>], env: &CtEnv) -> (Verdict, CtEnv) {
+        let rules: Vec<RuleSpec<'_>> = actions.iter().map(|a| RuleSpec::new(*a)).collect();
+        let buf = compile_rules(table, &rules).unwrap();
+        let mut e = env.clone();
+        let v = eval(&buf, table.hooks()[0], &facts(), &mut e);
+        (v, e)
+    }
+
+    #[test]
+    fn ct_mark_actions_continue_and_need_a_flow() {
+        let start = CtEnv {
+            mark: 0xf0,
+            ..env(CtState::ESTABLISHED, Some((ORIG, 0, 0x0f)))
+        };
+        let a = |op, value, mask| Action::CtMark { op, value, mask };
+        let cases = [
+            (a(CtMarkOp::Set, 0x30, u32::MAX), 0x30, 0xf0),
+            (a(CtMarkOp::Set, 0x30, 0xf0), 0x3f, 0xf0),
+            (a(CtMarkOp::Xor, 0x03, u32::MAX), 0x0c, 0xf0),
+            (a(CtMarkOp::And, 0x03, u32::MAX), 0x03, 0xf0),
+            (a(CtMarkOp::Or, 0x30, u32::MAX), 0x3f, 0xf0),
+            (a(CtMarkOp::Save, 0, u32::MAX), 0xf0, 0xf0),
+            (a(CtMarkOp::Save, 0, 0x30), 0x3f, 0xf0),
+            (a(CtMarkOp::Restore, 0, u32::MAX), 0x0f, 0x0f),
+            (a(CtMarkOp::Restore, 0, 0x03), 0x0f, 0xf3),
+        ];
+        for (action, ct, mark) in cases {
+            // Non-terminal: a later rule drops.
+            let (v, e) = run_actions(Table::Mangle, &[action, Action::Drop], &start);
+            assert_eq!(v, Verdict::Drop, "{action:?}");
+            assert_eq!(e.flow.map(|f| f.2), Some(ct), "{action:?}");
+            assert_eq!(e.mark, mark, "{action:?}");
+            // Without a flow nothing changes, and evaluation goes on.
+            let no_flow = CtEnv {
+                flow: None,
+                ..start.clone()
+            };
+            let (v, e) = run_actions(Table::Mangle, &[action], &no_flow);
+            assert_eq!(v, Verdict::Accept);
+            assert_eq!((e.flow, e.mark), (None, 0xf0), "{action:?}");
+        }
+        // A later match sees the new flow mark.
+        let rules = [
+            RuleSpec::new(a(CtMarkOp::Set, 5, u32::MAX)),
+            RuleSpec {
+                ct_mark: Some(MarkMatch {
+                    value: 5,
+                    mask: u32::MAX,
+                    negated: false,
+                }),
+                ..RuleSpec::new(Action::Drop)
+            },
+        ];
+        let buf = compile_rules(Table::Filter, &rules).unwrap();
+        let mut e = start.clone();
+        assert_eq!(eval(&buf, Hook::LocalIn, &facts(), &mut e), Verdict::Drop);
+    }
+
+    #[test]
+    fn notrack_continues_in_raw_and_is_refused_elsewhere() {
+        let start = env(CtState::INVALID, None);
+        let (v, e) = run_actions(Table::Raw, &[Action::Notrack], &start);
+        assert_eq!(v, Verdict::Accept);
+        assert_eq!(e.notracked, 1);
+        // Non-terminal: the next rule sees an untracked packet.
+        let rules = [
+            RuleSpec::new(Action::Notrack),
+            RuleSpec {
+                ct_state: Some(CtStateMatch {
+                    states: CtState::UNTRACKED,
+                    negated: false,
+                }),
+                ..RuleSpec::new(Action::Drop)
+            },
+        ];
+        let buf = compile_rules(Table::Raw, &rules).unwrap();
+        let mut e = start.clone();
+        assert_eq!(
+            eval(&buf, Hook::PreRouting, &facts(), &mut e),
+            Verdict::Drop
+        );
+        for t in [Table::Mangle, Table::Nat, Table::Filter] {
+            let rules = [
+                RuleSpec::new(Action::Accept),
+                RuleSpec::new(Action::Notrack),
+            ];
+            let err = compile_rules(t, &rules).unwrap_err();
+            assert_eq!(err.field, "notrack");
+            assert_eq!(err.handle, Some(2));
+            assert_eq!(err.chain, Some(t.hooks()[0].name()));
+            assert_eq!(
+                err.message,
+                "notrack: only in the raw table, which runs before connection tracking"
+            );
+        }
+    }
+
+    fn state() -> impl Strategy<Value = CtState> {
+        prop::sample::select(CtState::NAMES.iter().map(|(_, s)| *s).collect::<Vec<_>>())
+    }
+
+    fn direction() -> impl Strategy<Value = Direction> {
+        prop::sample::select(vec![ORIG, REPLY])
+    }
+
+    fn mark() -> impl Strategy<Value = u32> {
+        prop_oneof![0u32..4, Just(0xff), Just(0x100), any::<u32>()]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Compiled ct matches agree with the definition, written out
+        /// here without the rule model's helpers.
+        #[test]
+        fn ct_matches_agree_with_reference(
+            st in prop::option::of((1u8..=0x4f, any::<bool>())),
+            stat in prop::option::of((1u32..=status::ALL, any::<bool>())),
+            dir in prop::option::of((direction(), any::<bool>())),
+            cm in prop::option::of((mark(), prop_oneof![Just(u32::MAX), Just(0xff), mark()], any::<bool>())),
+            pkt_state in state(),
+            flow in prop::option::of((direction(), 0u32..=status::ALL, mark())),
+        ) {
+            let st = st.map(|(b, n)| (CtState(b & CtState::ALL.0), n)).filter(|(s, _)| s.0 != 0);
+            let stat = stat.map(|(b, n)| (b & status::ALL, n)).filter(|(b, _)| *b != 0);
+            let cm = cm.map(|(v, m, n)| (v & m, m, n));
+            let rule = RuleSpec {
+                ct_state: st.map(|(states, negated)| CtStateMatch { states, negated }),
+                ct_status: stat.map(|(bits, negated)| CtStatusMatch { bits, negated }),
+                ct_direction: dir.map(|(direction, negated)| CtDirectionMatch { direction, negated }),
+                ct_mark: cm.map(|(value, mask, negated)| MarkMatch { value, mask, negated }),
+                ..RuleSpec::new(Action::Drop)
+            };
+            let mut want = true;
+            if let Some((s, n)) = st {
+                want &= (s.0 & pkt_state.0 != 0) ^ n;
+            }
+            if let Some((b, n)) = stat {
+                want &= flow.is_some_and(|(_, fs, _)| (fs & b != 0) ^ n);
+            }
+            if let Some((d, n)) = dir {
+                want &= flow.is_some_and(|(fd, _, _)| (fd == d) ^ n);
+            }
+            if let Some((v, m, n)) = cm {
+                want &= flow.is_some_and(|(_, _, fm)| (fm & m == v) ^ n);
+            }
+            let e = env(pkt_state, flow);
+            prop_assert_eq!(hits(rule, &e), want);
+        }
+    }
+}

@@ -115,7 +115,7 @@ fn bump(c: &AtomicU64) {
 /// What conntrack knows about a packet at a hook after tracking.
 #[derive(Clone, Copy)]
 pub struct PacketCt<'g> {
-    /// `ct state`; 0 (matching no state) before tracking.
+    /// `ct state`.
     pub state: CtState,
     /// The packet's flow and its direction in it, if any.
     pub flow: Option<(&'g CtFlow, Direction)>,
@@ -123,10 +123,11 @@ pub struct PacketCt<'g> {
 }
 
 impl PacketCt<'_> {
-    /// Nothing known (the raw table runs before tracking).
+    /// Before tracking (the raw table): like nftables' `ct state` on a
+    /// packet without a conntrack entry, INVALID.
     pub const fn none() -> Self {
         PacketCt {
-            state: CtState(0),
+            state: CtState::INVALID,
             flow: None,
             note: None,
         }
@@ -152,7 +153,8 @@ pub struct Conntrack {
     tcp: TcpConfig,
     stats: Stats,
     gc_cursor: AtomicU32,
-    net: NetRef,
+    /// The namespace, for events; `None` in tests.
+    net: Option<NetRef>,
 }
 
 /// A copy of the packet's first bytes and what they say.
@@ -227,11 +229,12 @@ impl Conntrack {
     /// Tracking for a new namespace, with the default limit and timeouts.
     pub fn new(net: NetRef) -> Result<Self> {
         let (limit, buckets) = default_sizes();
-        Self::with_size(net, limit, buckets)
+        Self::with_size(Some(net), limit, buckets)
     }
 
-    /// Tracking with a given limit and bucket count.
-    pub fn with_size(net: NetRef, limit: u32, buckets: u32) -> Result<Self> {
+    /// Tracking with a given limit and bucket count; without a namespace
+    /// (tests), no events are sent.
+    pub fn with_size(net: Option<NetRef>, limit: u32, buckets: u32) -> Result<Self> {
         let timeouts = RcuBox::empty();
         drop(timeouts.replace(Some(KBox::new(Timeouts::default(), GFP_KERNEL)?)));
         Ok(Self {
@@ -271,7 +274,7 @@ impl Conntrack {
     }
 
     /// Tracks a packet at the conntrack priority.
-    fn track(&self, skb: &SkBuff, guard: &ReadGuard) -> Verdict {
+    pub(crate) fn track(&self, skb: &SkBuff, guard: &ReadGuard) -> Verdict {
         let Some(h) = Headers::read(skb) else {
             // Nothing to track; the rules see it as invalid.
             bump(&self.stats.invalid);
@@ -708,7 +711,9 @@ impl Conntrack {
 
     /// Tells `monitor conntrack` listeners about a flow.
     fn event(&self, flow: &CtFlow, kind: u8, guard: &ReadGuard) {
-        let net = self.net.get();
+        let Some(net) = self.net.as_ref().map(NetRef::get) else {
+            return;
+        };
         if !genl::has_listeners(net, 0, guard) {
             return;
         }
@@ -726,7 +731,7 @@ impl Conntrack {
     }
 
     /// One garbage collection pass over a slice of the table.
-    fn gc_pass(&self) {
+    pub(crate) fn gc_pass(&self) {
         let n = self.table.buckets();
         let slice = (n / GC_SLICES).max(1);
         let start = self

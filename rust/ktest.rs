@@ -29,3 +29,44 @@ macro_rules! check {
         }
     };
 }
+
+/// Runs `background` in a kernel thread, over and over until `foreground`
+/// returns, then stops the thread and waits for it: for tests of
+/// concurrent readers and writers.
+pub fn concurrently<B: Fn() + Sync, R>(
+    background: &B,
+    foreground: impl FnOnce() -> R,
+) -> Option<R> {
+    /// # Safety
+    ///
+    /// `arg` is the `&B` passed by `concurrently`, alive until the thread
+    /// is stopped.
+    unsafe extern "C" fn run<B: Fn() + Sync>(arg: *mut kernel::ffi::c_void) -> kernel::ffi::c_int {
+        // SAFETY: see above.
+        let f = unsafe { &*arg.cast::<B>() };
+        // SAFETY: no preconditions (called in the kthread).
+        while !unsafe { sys::rnf_kthread_should_stop() } {
+            f();
+            // SAFETY: no preconditions; kthread context.
+            unsafe { sys::rnf_cond_resched() };
+        }
+        0
+    }
+    let arg = (background as *const B).cast_mut().cast();
+    // SAFETY: `arg` outlives the thread, which is stopped below before
+    // `background` goes out of scope.
+    let task = unsafe { sys::rnf_kthread_start(Some(run::<B>), arg) };
+    if task.is_null() {
+        return None;
+    }
+    let r = foreground();
+    // SAFETY: `task` was started above and not stopped yet.
+    unsafe { sys::rnf_kthread_stop(task) };
+    Some(r)
+}
+
+/// Lets other threads run (`cond_resched()`).
+pub fn yield_now() {
+    // SAFETY: no preconditions; process context.
+    unsafe { sys::rnf_cond_resched() };
+}

@@ -372,3 +372,209 @@ pub extern "C" fn rnf_kunit_ruleset_publish() {
     check!(verdict_for(&image, 443) == Some(crate::eval::Verdict::Drop));
     check!(verdict_for(&image, 80) == Some(crate::eval::Verdict::Accept));
 }
+
+/// An IPv4/UDP packet `src:sport -> dst:dport` with one payload byte.
+fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> [u8; 29] {
+    let [s0, s1] = sport.to_be_bytes();
+    let [d0, d1] = dport.to_be_bytes();
+    [
+        0x45, 0, 0, 29, 0, 1, 0x40, 0, 64, 17, 0, 0, src[0], src[1], src[2], src[3], dst[0],
+        dst[1], dst[2], dst[3], s0, s1, d0, d1, 0, 9, 0, 0, b'x',
+    ]
+}
+
+fn tuple_of(pkt: &[u8]) -> Option<crate::ct::Tuple> {
+    let facts = crate::packet::parse(pkt).ok()?;
+    crate::ct::Tuple::from_facts(&facts, pkt)
+}
+
+/// The flow table: a flow is found by either tuple, a second flow with one
+/// of its tuples clashes, removal hides it at once, and the count and the
+/// reservation limit hold.
+#[no_mangle]
+pub extern "C" fn rnf_kunit_flow_table() {
+    use crate::ct::Direction;
+    use crate::flow_table::{FlowTable, InsertError};
+    let Ok(table) = FlowTable::<u32>::new(4, [7; 16]) else {
+        check!(false);
+        return;
+    };
+    let (Some(a), Some(b)) = (
+        tuple_of(&udp4([10, 0, 0, 1], 1000, [10, 0, 0, 2], 53)),
+        tuple_of(&udp4([10, 0, 0, 1], 1001, [10, 0, 0, 2], 53)),
+    ) else {
+        check!(false);
+        return;
+    };
+    let lock = crate::rcu::read_lock();
+    let g = lock.guard();
+    check!(table.reserve(2));
+    let Ok(fa) = table.alloc(a, a.invert(), 0, 1) else {
+        check!(false);
+        return;
+    };
+    let Ok(inserted) = table.insert(fa, g) else {
+        check!(false);
+        return;
+    };
+    check!(table.count() == 1);
+    check!(matches!(table.lookup(&a, g), Some((f, Direction::Original)) if f.id == inserted.id));
+    check!(
+        matches!(table.lookup(&a.invert(), g), Some((f, Direction::Reply)) if f.id == inserted.id)
+    );
+    check!(table.lookup(&b, g).is_none());
+    check!(table.track(inserted) == 1);
+    table.with_track(inserted, |t| *t = 2);
+    check!(table.track(inserted) == 2);
+    // The same flow again (another CPU's packet) clashes with the first.
+    check!(table.reserve(2));
+    if let Ok(dup) = table.alloc(a.invert(), a, 0, 0) {
+        check!(
+            matches!(table.insert(dup, g), Err(InsertError::Clash(f, Direction::Reply)) if f.id == inserted.id)
+        );
+    }
+    check!(table.count() == 1);
+    // The limit holds.
+    check!(table.reserve(2));
+    check!(!table.reserve(2));
+    table.unreserve();
+    // Removal: once, and at once invisible.
+    check!(table.remove(inserted));
+    check!(!table.remove(inserted));
+    check!(table.lookup(&a, g).is_none());
+    check!(table.lookup(&a.invert(), g).is_none());
+    check!(table.count() == 0);
+}
+
+/// Tracking policy: NEW then ESTABLISHED for a reply; expiry collected by
+/// GC; a full table evicts an unassured flow first and, when every flow is
+/// assured, drops the new flow's packet instead.
+#[no_mangle]
+pub extern "C" fn rnf_kunit_conntrack_policy() {
+    use crate::conntrack::Conntrack;
+    use crate::netfilter::Verdict;
+    let Ok(ct) = Conntrack::with_size(None, 3, 8) else {
+        check!(false);
+        return;
+    };
+    let send = |pkt: &[u8]| -> Option<(Verdict, crate::ct::CtState)> {
+        let mut skb = OwnedSkBuff::alloc(128).ok()?;
+        skb.put(pkt).ok()?;
+        let lock = crate::rcu::read_lock();
+        let v = ct.track(&skb, lock.guard());
+        let facts = crate::packet::parse(pkt).ok()?;
+        let st = ct.packet_ct(&skb, &facts, pkt, lock.guard()).state;
+        Some((v, st))
+    };
+    let c = [10, 0, 0, 1];
+    let s = [10, 0, 0, 2];
+    check!(send(&udp4(c, 1000, s, 53)) == Some((Verdict::Accept, crate::ct::CtState::NEW)));
+    check!(send(&udp4(s, 53, c, 1000)) == Some((Verdict::Accept, crate::ct::CtState::ESTABLISHED)));
+    check!(send(&udp4(c, 1000, s, 53)) == Some((Verdict::Accept, crate::ct::CtState::ESTABLISHED)));
+    check!(ct.stats().count == 1 && ct.stats().inserted == 1);
+    // Expiry: make every flow due, then one full GC sweep removes it.
+    let expire_all = || {
+        let lock = crate::rcu::read_lock();
+        for b in 0..ct.table().buckets() {
+            ct.table().for_each_in(b, lock.guard(), |f| {
+                f.expires_ns.store(0, core::sync::atomic::Ordering::Relaxed)
+            });
+        }
+    };
+    expire_all();
+    for _ in 0..16 {
+        ct.gc_pass();
+    }
+    check!(ct.stats().count == 0 && ct.stats().expired == 1);
+    // Fill the table (limit 3) with unassured flows; a fourth evicts one.
+    for p in 2000..2004 {
+        check!(matches!(
+            send(&udp4(c, p, s, 53)),
+            Some((Verdict::Accept, _))
+        ));
+    }
+    check!(ct.stats().count == 3);
+    check!(ct.stats().early_drops == 1);
+    // All assured: nothing can be evicted; the new flow's packet is dropped.
+    {
+        let lock = crate::rcu::read_lock();
+        for b in 0..ct.table().buckets() {
+            ct.table().for_each_in(b, lock.guard(), |f| {
+                f.set_status(crate::ct::status::ASSURED);
+            });
+        }
+    }
+    check!(matches!(
+        send(&udp4(c, 3000, s, 53)),
+        Some((Verdict::Drop, _))
+    ));
+    check!(ct.stats().full_drops == 1 && ct.stats().count == 3);
+    check!(ct.flush() == 3);
+    check!(ct.stats().count == 0);
+}
+
+/// Lookups in a kernel thread while flows are inserted and removed: every
+/// flow a reader finds has the tuple it looked for (never a freed or
+/// half-built flow).
+#[no_mangle]
+pub extern "C" fn rnf_kunit_flow_table_concurrent() {
+    use crate::flow_table::FlowTable;
+    use core::sync::atomic::{AtomicU32, Ordering};
+    let Ok(table) = FlowTable::<u32>::new(8, [3; 16]) else {
+        check!(false);
+        return;
+    };
+    let mut tuples = [None; 16];
+    for (i, t) in tuples.iter_mut().enumerate() {
+        *t = tuple_of(&udp4([10, 0, 0, 1], 1000 + i as u16, [10, 0, 0, 2], 53));
+    }
+    let lookups = AtomicU32::new(0);
+    let found = AtomicU32::new(0);
+    let wrong = AtomicU32::new(0);
+    let reader = || {
+        let lock = crate::rcu::read_lock();
+        for t in tuples.iter().flatten() {
+            lookups.fetch_add(1, Ordering::Relaxed);
+            for q in [*t, t.invert()] {
+                if let Some((f, d)) = table.lookup(&q, lock.guard()) {
+                    found.fetch_add(1, Ordering::Relaxed);
+                    if f.tuple.get(d.index()) != Some(&q)
+                        || table.track(f) != u32::from(t.src_port_or_icmp_id)
+                    {
+                        wrong.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    };
+    let rounds = crate::ktest::concurrently(&reader, || {
+        for round in 0..300u32 {
+            let lock = crate::rcu::read_lock();
+            let g = lock.guard();
+            for t in tuples.iter().flatten() {
+                if table.reserve(u32::MAX) {
+                    if let Ok(f) = table.alloc(*t, t.invert(), 0, u32::from(t.src_port_or_icmp_id))
+                    {
+                        let _ = table.insert(f, g);
+                    } else {
+                        table.unreserve();
+                    }
+                }
+            }
+            for (i, t) in tuples.iter().flatten().enumerate() {
+                if (i as u32 + round) % 2 == 0 {
+                    if let Some((f, _)) = table.lookup(t, g) {
+                        table.remove(f);
+                    }
+                }
+            }
+            drop(lock);
+            // Let the reader run on a one-CPU machine too.
+            crate::ktest::yield_now();
+        }
+    });
+    check!(rounds.is_some());
+    check!(lookups.load(Ordering::Relaxed) > 0);
+    check!(found.load(Ordering::Relaxed) > 0);
+    check!(wrong.load(Ordering::Relaxed) == 0);
+}

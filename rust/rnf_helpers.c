@@ -18,6 +18,7 @@
 #include <net/netfilter/ipv6/nf_reject.h>
 #include <kunit/test-bug.h>
 #include <linux/workqueue.h>
+#include <linux/kthread.h>
 #include <linux/slab.h>
 #include <linux/mm.h>
 #include <linux/spinlock.h>
@@ -517,4 +518,21 @@ void rnf_defrag_disable(struct net *net)
 u64 rnf_totalram_bytes(void)
 {
 	return (u64)totalram_pages() << PAGE_SHIFT;
+}
+
+struct task_struct *rnf_kthread_start(int (*fn)(void *arg), void *arg)
+{
+	struct task_struct *t = kthread_run(fn, arg, "rnf-test");
+
+	return IS_ERR(t) ? NULL : t;
+}
+
+void rnf_kthread_stop(struct task_struct *task)
+{
+	kthread_stop(task);
+}
+
+bool rnf_kthread_should_stop(void)
+{
+	return kthread_should_stop();
 }

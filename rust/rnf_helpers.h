@@ -133,4 +133,10 @@ void rnf_defrag_disable(struct net *net);
 
 u64 rnf_totalram_bytes(void);
 
+/* Tests: a kernel thread running fn until stopped. */
+struct task_struct;
+struct task_struct *rnf_kthread_start(int (*fn)(void *arg), void *arg);
+void rnf_kthread_stop(struct task_struct *task);
+bool rnf_kthread_should_stop(void);
+
 #endif

@@ -303,6 +303,8 @@ def run():
         t.run_test("malformed requests are refused with a message", test_bad_requests_refused)
         import test_rules
         test_rules.run(topo)
+        import test_conntrack
+        test_conntrack.run(topo)
         t.run_test("load and unload 50 times under traffic", test_load_unload_under_traffic, topo)
     finally:
         topo.down()

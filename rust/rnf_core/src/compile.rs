@@ -13,8 +13,9 @@
 //! Everything a rule set can get wrong is found here, before anything is
 //! published: invalid rules, duplicate or misnamed chains, jumps to chains
 //! that do not exist, loops through `jump`/`goto`, and jumps nested deeper
-//! than [`MAX_JUMP_DEPTH`]. The errors name the chain (and rule handle) at
-//! fault.
+//! than [`MAX_JUMP_DEPTH`], and actions bound to hooks (NAT) in a chain
+//! reached from a hook where they cannot run. The errors name the chain
+//! (and rule handle) at fault.
 //!
 //! # Layout (version [`layout::VERSION`])
 //!
@@ -28,23 +29,26 @@
 //!   has no chain there).
 //! - Chain table: one [`layout::CHAIN_LEN`]-byte entry per chain, in input
 //!   order: name, first record, rule count, jump depth and worst-case
-//!   steps below it, hook and policy for built-in chains.
+//!   steps below it, hook and policy for built-in chains, the hooks the
+//!   chain can be reached from.
 //! - Records, chain after chain, each chain ending with an end record. A
 //!   rule record is a [`layout::REC_HDR`]-byte header (length, family,
 //!   protocol, action, a bit mask of the match sections that follow,
 //!   counter slot, handle, two action arguments: for `jump`/`goto` the
 //!   target chain's offset and index) followed by the match sections
 //!   present, in bit order, each with pre-computed fixed-size fields
-//!   (address and mask pairs, port ranges, NUL-padded interface names).
+//!   (address and mask pairs, port ranges, NUL-padded interface names),
+//!   then the action's sections (log prefix, third argument, NAT range).
 //!
 //! Rules are evaluated linearly in this version; per-field lookup
 //! structures (issue 6) will come as a new layout version.
 
 use crate::hooks::{Family, Hook};
+use crate::nat::NatKind;
 use crate::packet::copy_into;
 use crate::rules::{
-    builtin_chain_hook, validate_chain_name, Action, Policy, RuleView, Table, MAX_CHAINS,
-    MAX_JUMP_DEPTH, MAX_RULES,
+    builtin_chain_hook, check_nat_hook, validate_chain_name, Action, Policy, RuleError, RuleView,
+    Table, MAX_CHAINS, MAX_JUMP_DEPTH, MAX_RULES,
 };
 
 /// Constants of the compiled layout, shared with the evaluator.
@@ -52,7 +56,7 @@ pub mod layout {
     /// Magic bytes at offset 0.
     pub const MAGIC: [u8; 4] = *b"RNFc";
     /// Layout version at offset 4. Bumped whenever the layout changes.
-    pub const VERSION: u8 = 2;
+    pub const VERSION: u8 = 3;
     /// Size of the header.
     pub const HDR_LEN: usize = 64;
     /// Header offset: table (`u8`).
@@ -92,6 +96,10 @@ pub mod layout {
     pub const C_POLICY: usize = 49;
     /// Chain entry offset: compile-time scratch (`u8`, search state).
     pub const C_STATE: usize = 50;
+    /// Chain entry offset: the hooks the chain can be reached from (`u8`,
+    /// bit `1 << hook` per [`Hook`](crate::hooks::Hook)); 0 for a user
+    /// chain no built-in chain reaches.
+    pub const C_HOOKS: usize = 51;
     /// Chain entry offset: compile-time scratch (`u32`, search parent).
     pub const C_PARENT: usize = 52;
     /// Chain entry offset: compile-time scratch (`u32`, search cursor).
@@ -198,6 +206,12 @@ pub mod layout {
     /// Section: third action argument (`u32`): the mask of a `ct mark`
     /// action (value in [`R_ARG`], operation in [`R_ARG2`]).
     pub const M_ARG3: u32 = 1 << 29;
+    /// Section: the range of a NAT action, [`NAT_LEN`] bytes: `u8`
+    /// [`range_flag`](crate::nat::range_flag) bits, `u8` family of the
+    /// addresses (`NFPROTO_*`, 0 without `MAP_IPS`), 2 bytes 0, `u16`
+    /// lowest and `u16` highest port, 16 bytes lowest and 16 bytes highest
+    /// address (laid out as [`NatRange`](crate::nat::NatRange)'s).
+    pub const M_NAT: u32 = 1 << 30;
 
     /// Size of a ct state section.
     pub const CT_STATE_LEN: usize = 4;
@@ -211,6 +225,8 @@ pub mod layout {
     pub const IFACE_LEN: usize = 20;
     /// Size of a limit section.
     pub const LIMIT_LEN: usize = 12;
+    /// Size of a NAT section.
+    pub const NAT_LEN: usize = 40;
 }
 
 use layout::*;
@@ -343,8 +359,16 @@ fn record_len(v: &RuleView<'_>) -> usize {
     if let Action::CtMark { .. } = v.action {
         n += 4;
     }
+    if let Action::Nat(_) = v.action {
+        n += NAT_LEN;
+    }
     n
 }
+
+/// Why a nat chain cannot have policy drop, as iptables refuses `DROP` in
+/// the nat table.
+pub const NAT_POLICY_DROP: &str =
+    "the nat table's chains have policy accept: it sees only a flow's first packet and is not for filtering";
 
 /// Checks a chain's name and policy against the table.
 fn check_chain<'a>(
@@ -360,6 +384,9 @@ fn check_chain<'a>(
                 Some(name),
                 None,
             ));
+        }
+        if table == Table::Nat && policy == Some(Policy::Drop) {
+            return Err(err("policy", NAT_POLICY_DROP, Some(name), None));
         }
         return Ok(Some(h));
     }
@@ -432,6 +459,10 @@ where
             }
             let v = RuleView::decode(r.blob)
                 .and_then(|v| v.check_table(table).map(|()| v))
+                .and_then(|v| match table.builtin(c.name) {
+                    Some(h) => v.check_hook(h).map(|()| v),
+                    None => Ok(v),
+                })
                 .map_err(|e| err(e.field, e.message, Some(c.name), Some(r.handle)))?;
             if let Some(t) = jump_target(&v.action) {
                 if !chains.clone().any(|d| d.name == t) {
@@ -484,6 +515,11 @@ impl Out<'_> {
     }
     fn get_u32(&self, at: usize) -> u32 {
         rd_u32(self.buf, at).unwrap_or(0)
+    }
+    fn get_u64(&self, at: usize) -> u64 {
+        let lo = u64::from(self.get_u32(at));
+        let hi = u64::from(self.get_u32(at.saturating_add(4)));
+        lo | (hi << 32)
     }
 }
 
@@ -558,6 +594,7 @@ fn write_record(
             u32::from(op as u8),
         ),
         Action::Notrack => (crate::rules::action_kind::NOTRACK, 0, 0),
+        Action::Nat(n) => (n.kind.action_kind(), 0, 0),
     };
     out.u8(at + R_ACTION, kind);
     out.u32(at + R_ARG, arg);
@@ -717,6 +754,19 @@ fn write_record(
         out.u32(p, mask);
         p += 4;
     }
+    if let Action::Nat(n) = v.action {
+        m |= M_NAT;
+        let r = &n.range;
+        out.u8(p, r.flags);
+        if r.has(crate::nat::range_flag::MAP_IPS) {
+            out.u8(p + 1, r.family as u8);
+        }
+        out.u16(p + 4, r.min_port);
+        out.u16(p + 6, r.max_port);
+        out.bytes(p + 8, &r.min_addr);
+        out.bytes(p + 24, &r.max_addr);
+        p += NAT_LEN;
+    }
     out.u32(at + R_MATCHES, m);
     if p != at + len {
         out.ok = false;
@@ -849,6 +899,23 @@ where
     // Slack for the end record reached by a return from a chain entered
     // with goto.
     out.u32(H_MAX_STEPS, max_steps.saturating_add(2));
+
+    mark_hooks(&mut out, n_chains).map_err(|(i, message)| {
+        err(
+            "chain",
+            message,
+            chains.clone().nth(i).map(|c| c.name),
+            None,
+        )
+    })?;
+    check_nat_hooks(&out, n_chains).map_err(|(i, handle, e)| {
+        err(
+            e.field,
+            e.message,
+            chains.clone().nth(i).map(|c| c.name),
+            Some(handle),
+        )
+    })?;
     if !out.ok {
         return Err(err("table", "internal error while compiling", None, None));
     }
@@ -909,6 +976,107 @@ fn check_graph(out: &mut Out<'_>, n_chains: usize) -> Result<(), (usize, &'stati
                     cur = t;
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Records in every chain's [`C_HOOKS`] the hooks whose built-in chain
+/// can reach it through `jump` and `goto`, as iptables'
+/// `mark_source_chains` does, so that hook-bound actions in user chains
+/// can be checked. One depth-first walk per hook, in the chain table's
+/// scratch fields: each chain is entered at most once per hook (its bit
+/// marks it), so the work is at most five passes over the records. Runs
+/// after [`check_graph`], on a loop-free graph.
+fn mark_hooks(out: &mut Out<'_>, n_chains: usize) -> Result<(), (usize, &'static str)> {
+    const CORRUPT: &str = "internal error: bad record while marking hooks";
+    for root in 0..n_chains {
+        let re = chain_entry(root);
+        let Some(hook) = Hook::from_u8(out.get_u8(re + C_HOOK)) else {
+            continue;
+        };
+        let bit = 1u8 << (hook as u8);
+        visit(out, root, bit, NO_PARENT);
+        let mut cur = root;
+        loop {
+            let e = chain_entry(cur);
+            let at = out.get_u32(e + C_CURSOR) as usize;
+            let len = out.get_u32(at + R_LEN) as usize;
+            if len < REC_HDR {
+                return Err((cur, CORRUPT));
+            }
+            if out.get_u8(at + R_KIND) == KIND_END {
+                let parent = out.get_u32(e + C_PARENT);
+                if parent == NO_PARENT {
+                    break;
+                }
+                cur = parent as usize;
+                let pe = chain_entry(cur);
+                let pat = out.get_u32(pe + C_CURSOR) as usize;
+                let plen = out.get_u32(pat + R_LEN) as usize;
+                out.u32(pe + C_CURSOR, to_u32(pat.saturating_add(plen)));
+                continue;
+            }
+            let action = out.get_u8(at + R_ACTION);
+            if action == crate::rules::action_kind::JUMP
+                || action == crate::rules::action_kind::GOTO
+            {
+                let t = out.get_u32(at + R_ARG2) as usize;
+                if t >= n_chains {
+                    return Err((cur, CORRUPT));
+                }
+                if out.get_u8(chain_entry(t) + C_HOOKS) & bit == 0 {
+                    visit(out, t, bit, to_u32(cur));
+                    cur = t;
+                    continue;
+                }
+            }
+            out.u32(e + C_CURSOR, to_u32(at.saturating_add(len)));
+        }
+    }
+    Ok(())
+}
+
+/// Marks chain `i` as reached from the hook of `bit` and starts walking
+/// it.
+fn visit(out: &mut Out<'_>, i: usize, bit: u8, parent: u32) {
+    let e = chain_entry(i);
+    let hooks = out.get_u8(e + C_HOOKS) | bit;
+    out.u8(e + C_HOOKS, hooks);
+    out.u32(e + C_PARENT, parent);
+    let start = out.get_u32(e + C_START);
+    out.u32(e + C_CURSOR, start);
+}
+
+/// Checks every NAT action against the hooks its chain can be reached
+/// from ([`check_nat_hook`]); returns the chain, the rule's handle and the
+/// error.
+fn check_nat_hooks(out: &Out<'_>, n_chains: usize) -> Result<(), (usize, u64, RuleError)> {
+    const CORRUPT: RuleError = RuleError {
+        field: "table",
+        message: "internal error: bad record while checking NAT hooks",
+    };
+    for i in 0..n_chains {
+        let e = chain_entry(i);
+        let hooks = out.get_u8(e + C_HOOKS);
+        let mut at = out.get_u32(e + C_START) as usize;
+        loop {
+            let len = out.get_u32(at + R_LEN) as usize;
+            if len < REC_HDR {
+                return Err((i, 0, CORRUPT));
+            }
+            if out.get_u8(at + R_KIND) != KIND_RULE {
+                break;
+            }
+            if let Some(kind) = NatKind::from_action_kind(out.get_u8(at + R_ACTION)) {
+                for h in Hook::ALL {
+                    if hooks & (1u8 << (h as u8)) != 0 {
+                        check_nat_hook(kind, h)
+                            .map_err(|er| (i, out.get_u64(at + R_HANDLE), er))?;
+                    }
+                }
+            }
+            at = at.saturating_add(len);
         }
     }
     Ok(())

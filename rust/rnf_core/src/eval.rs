@@ -3,7 +3,8 @@
 //! Evaluating a packet against a compiled table (see [`crate::compile`]).
 //!
 //! Semantics are iptables': the rules of a chain are tried in order; the
-//! first matching rule with a terminal action decides; `log`, `mark`,
+//! first matching rule with a terminal action (NAT actions included)
+//! decides; `log`, `mark`,
 //! `ct mark` and `notrack` act and go on; `jump` remembers where to come back (a stack of
 //! [`MAX_JUMP_DEPTH`] entries, no allocation), `goto` does not; `return`
 //! or the end of a user chain comes back to the last `jump`, or, if there
@@ -36,6 +37,7 @@ use crate::compile::layout::*;
 use crate::compile::{rd_u16, rd_u32};
 use crate::ct::{CtState, Direction};
 use crate::hooks::{Family, Hook};
+use crate::nat::{range_flag, NatAction, NatKind, NatRange};
 use crate::packet::PacketFacts;
 use crate::rules::{
     action_kind, CtMarkOp, Limit, LimitUnit, MarkOp, Policy, RejectKind, Table, MAX_JUMP_DEPTH,
@@ -96,17 +98,24 @@ pub trait EvalEnv {
 
 /// The outcome of a table for a packet.
 ///
-/// NAT verdicts (translate) will be added as further variants when their
-/// actions are; `notrack` is not a verdict but a request to the kernel
+/// `notrack` is not a verdict but a request to the kernel
 /// ([`EvalEnv::notrack`]) on the way to one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
-    /// Let the packet go on (`NF_ACCEPT`).
+    /// Let the packet go on (`NF_ACCEPT`). In the nat table: no
+    /// translation at this hook.
     Accept,
     /// Drop the packet (`NF_DROP`).
     Drop,
     /// Drop the packet and send the error (`NF_DROP` after sending it).
     Reject(RejectKind),
+    /// A NAT action matched (nat table only): bind the packet's flow to a
+    /// translation within the range and let the packet go on
+    /// (`NF_ACCEPT`, unless no tuple can be had). The range's family is
+    /// the packet's; for `masquerade` and `redirect` it has no
+    /// [`MAP_IPS`](crate::nat::range_flag::MAP_IPS) and the kernel fills
+    /// in the address with [`NatRange::resolve`](crate::nat::NatRange::resolve).
+    Nat(NatAction),
 }
 
 /// Why a buffer is not a compiled table this evaluator can use.
@@ -323,6 +332,11 @@ impl<'a> CompiledTable<'a> {
                     env.notrack();
                     pos = pos.checked_add(len)?;
                 }
+                action_kind::SNAT..=action_kind::REDIRECT => {
+                    let kind = NatKind::from_action_kind(action)?;
+                    return nat_range(rec, facts.family)
+                        .map(|range| Verdict::Nat(NatAction { kind, range }));
+                }
                 _ => return None,
             }
         }
@@ -458,6 +472,46 @@ fn arg3(rec: &[u8]) -> Option<u32> {
         s.text()?;
     }
     s.u32()
+}
+
+/// The range of a NAT record, for a packet of `family`; `None` if the
+/// record is malformed or its addresses are of another family (which the
+/// compiler never writes: such a rule is restricted to its addresses'
+/// family).
+fn nat_range(rec: &[u8], family: Family) -> Option<NatRange> {
+    let m = rd_u32(rec, R_MATCHES)?;
+    if m & M_NAT == 0 {
+        return None;
+    }
+    let mut s = Sections { rec, p: REC_HDR };
+    skip_matches(&mut s, m)?;
+    if m & M_LOG_PREFIX != 0 {
+        s.text()?;
+    }
+    if m & M_ARG3 != 0 {
+        s.u32()?;
+    }
+    let sec = s.take(NAT_LEN)?;
+    let flags = byte(sec, 0)?;
+    if flags & range_flag::MAP_IPS != 0 && byte(sec, 1)? != family as u8 {
+        return None;
+    }
+    let mut min_addr = [0u8; 16];
+    let mut max_addr = [0u8; 16];
+    for (d, s) in min_addr.iter_mut().zip(sec.get(8..24)?) {
+        *d = *s;
+    }
+    for (d, s) in max_addr.iter_mut().zip(sec.get(24..40)?) {
+        *d = *s;
+    }
+    Some(NatRange {
+        family,
+        min_addr,
+        max_addr,
+        min_port: rd_u16(sec, 4)?,
+        max_port: rd_u16(sec, 6)?,
+        flags,
+    })
 }
 
 /// Moves past every match section of a record.

@@ -47,7 +47,7 @@ use crate::rules::action_kind;
 pub const MAX_ATTEMPTS: u32 = 128;
 
 /// The NAT actions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NatKind {
     /// Source NAT to a given address range (`snat to`).
     Snat,
@@ -63,11 +63,42 @@ impl NatKind {
     /// The kind for a rule's [`action_kind`] value, if it is a NAT action.
     pub const fn from_action_kind(kind: u8) -> Option<Self> {
         match kind {
-            action_kind::RESERVED_SNAT => Some(Self::Snat),
-            action_kind::RESERVED_DNAT => Some(Self::Dnat),
-            action_kind::RESERVED_MASQUERADE => Some(Self::Masquerade),
-            action_kind::RESERVED_REDIRECT => Some(Self::Redirect),
+            action_kind::SNAT => Some(Self::Snat),
+            action_kind::DNAT => Some(Self::Dnat),
+            action_kind::MASQUERADE => Some(Self::Masquerade),
+            action_kind::REDIRECT => Some(Self::Redirect),
             _ => None,
+        }
+    }
+
+    /// The rule's [`action_kind`] value.
+    pub const fn action_kind(self) -> u8 {
+        match self {
+            Self::Snat => action_kind::SNAT,
+            Self::Dnat => action_kind::DNAT,
+            Self::Masquerade => action_kind::MASQUERADE,
+            Self::Redirect => action_kind::REDIRECT,
+        }
+    }
+
+    /// Whether the action translates to addresses given in the rule
+    /// (`snat`, `dnat`) rather than to a local address the kernel finds
+    /// (`masquerade`, `redirect`).
+    pub const fn takes_addr(self) -> bool {
+        matches!(self, Self::Snat | Self::Dnat)
+    }
+
+    /// The [`range_flag`] option bits the action accepts besides
+    /// `MAP_IPS` and `PROTO_SPECIFIED`, as iptables' targets do: SNAT
+    /// `--random --random-fully --persistent`, DNAT `--random
+    /// --persistent`, MASQUERADE `--random --random-fully`, REDIRECT
+    /// `--random`.
+    pub const fn option_flags(self) -> u8 {
+        match self {
+            Self::Snat => range_flag::RANDOM | range_flag::FULLY_RANDOM | range_flag::PERSISTENT,
+            Self::Dnat => range_flag::RANDOM | range_flag::PERSISTENT,
+            Self::Masquerade => range_flag::RANDOM | range_flag::FULLY_RANDOM,
+            Self::Redirect => range_flag::RANDOM,
         }
     }
 
@@ -165,8 +196,10 @@ pub mod range_flag {
 /// inclusive port range (Linux `struct nf_nat_range2`).
 ///
 /// Addresses are laid out like [`PacketFacts::src`]: an IPv4 address fills
-/// the first 4 bytes, the rest is zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// the first 4 bytes, the rest is zero. Without
+/// [`range_flag::MAP_IPS`] the addresses are zero; without
+/// [`range_flag::PROTO_SPECIFIED`] the ports are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NatRange {
     /// Address family of the addresses.
     pub family: Family,
@@ -269,6 +302,24 @@ impl NatRange {
         };
         lo <= port && port <= hi
     }
+}
+
+/// A NAT action as a rule gives it and the evaluator returns it in
+/// [`Verdict::Nat`](crate::eval::Verdict::Nat): the kind and the range
+/// to map to.
+///
+/// For `masquerade` and `redirect` the range has no
+/// [`range_flag::MAP_IPS`]: the kernel finds the address and builds the
+/// range it uses with [`NatRange::resolve`]. In a
+/// [`Verdict`](crate::eval::Verdict) the range's family is the packet's;
+/// in a rule ([`Action::Nat`](crate::rules::Action::Nat)) a range without
+/// addresses has family IPv4 (unused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NatAction {
+    /// What to translate.
+    pub kind: NatKind,
+    /// Where to.
+    pub range: NatRange,
 }
 
 fn ordered(a: [u8; 16], b: [u8; 16]) -> ([u8; 16], [u8; 16]) {

@@ -19,6 +19,7 @@
 
 use crate::ct::{status as ct_status, CtState, Direction};
 use crate::hooks::{Family, Hook, Stage};
+use crate::nat::{range_flag, NatAction, NatKind, NatRange};
 use crate::packet::{
     copy_into, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
     IPPROTO_UDPLITE,
@@ -215,9 +216,26 @@ pub mod action_attr {
     /// Ct mark: mask of `set`, `save` and `restore` (`u32`); absent means
     /// all bits.
     pub const MARK_MASK: u16 = 8;
-    /// First id reserved for NAT and trace arguments (addresses, port
-    /// ranges, flags, zones).
-    pub const RESERVED_FIRST: u16 = 9;
+    /// NAT: lowest address of the range, 4 (IPv4) or 16 (IPv6) bytes in
+    /// network order. `snat` and `dnat` only, and required there.
+    pub const NAT_MIN_ADDR: u16 = 9;
+    /// NAT: highest address of the range, of the same length as
+    /// [`NAT_MIN_ADDR`] (equal to it for a single address); required with
+    /// it.
+    pub const NAT_MAX_ADDR: u16 = 10;
+    /// NAT: lowest port of the range (`u16`, 1 or more); needs a rule
+    /// protocol with ports.
+    pub const NAT_MIN_PORT: u16 = 11;
+    /// NAT: highest port (`u16`, at least [`NAT_MIN_PORT`]); required
+    /// with it.
+    pub const NAT_MAX_PORT: u16 = 12;
+    /// NAT: [`range_flag`](crate::nat::range_flag) bits (`u8`). Required:
+    /// `MAP_IPS` exactly when addresses are given, `PROTO_SPECIFIED`
+    /// exactly when ports are, and only the options the action takes
+    /// ([`NatKind::option_flags`]).
+    pub const NAT_FLAGS: u16 = 13;
+    /// First id reserved for further arguments (trace, zones).
+    pub const RESERVED_FIRST: u16 = 14;
 }
 
 /// Values of [`action_attr::KIND`].
@@ -238,14 +256,18 @@ pub mod action_kind {
     pub const LOG: u8 = 7;
     /// Change the packet mark and continue.
     pub const MARK: u8 = 8;
-    /// Reserved: source NAT.
-    pub const RESERVED_SNAT: u8 = 9;
-    /// Reserved: destination NAT.
-    pub const RESERVED_DNAT: u8 = 10;
-    /// Reserved: masquerade.
-    pub const RESERVED_MASQUERADE: u8 = 11;
-    /// Reserved: redirect to the local host.
-    pub const RESERVED_REDIRECT: u8 = 12;
+    /// Source NAT to the rule's addresses (terminal; nat table,
+    /// POSTROUTING and INPUT).
+    pub const SNAT: u8 = 9;
+    /// Destination NAT to the rule's addresses (terminal; nat table,
+    /// PREROUTING and OUTPUT).
+    pub const DNAT: u8 = 10;
+    /// Source NAT to the outgoing interface's address (terminal; nat
+    /// table, POSTROUTING).
+    pub const MASQUERADE: u8 = 11;
+    /// Destination NAT to the local host (terminal; nat table, PREROUTING
+    /// and OUTPUT).
+    pub const REDIRECT: u8 = 12;
     /// Exempt the packet from connection tracking and continue (raw
     /// table only).
     pub const NOTRACK: u8 = 13;
@@ -1100,9 +1122,21 @@ pub enum Action<'a> {
     /// Exempt the packet from connection tracking and continue
     /// (non-terminal, like iptables' `-j CT --notrack`). Raw table only.
     Notrack,
+    /// Translate the flow's addresses or ports (terminal: the nat table's
+    /// verdict for the packet). Nat table only, on the hooks
+    /// [`NatKind::allowed_at`] allows.
+    Nat(NatAction),
 }
 
 impl Action<'_> {
+    /// The NAT action, if it is one.
+    pub const fn nat(&self) -> Option<NatAction> {
+        match self {
+            Self::Nat(n) => Some(*n),
+            _ => None,
+        }
+    }
+
     /// Whether evaluation goes on to the next rule after this action.
     pub const fn is_terminal(&self) -> bool {
         !matches!(
@@ -1150,6 +1184,27 @@ impl Action<'_> {
                 }
             }
             Self::Notrack => w.put_u8(action_attr::KIND, action_kind::NOTRACK),
+            Self::Nat(n) => {
+                w.put_u8(action_attr::KIND, n.kind.action_kind());
+                let r = &n.range;
+                if r.has(range_flag::MAP_IPS) {
+                    let len = match r.family {
+                        Family::Ipv4 => 4,
+                        Family::Ipv6 => 16,
+                    };
+                    for (ty, a) in [
+                        (action_attr::NAT_MIN_ADDR, &r.min_addr),
+                        (action_attr::NAT_MAX_ADDR, &r.max_addr),
+                    ] {
+                        w.put_bytes(ty, a.get(..len).unwrap_or(&[]));
+                    }
+                }
+                if r.has(range_flag::PROTO_SPECIFIED) {
+                    w.put_u16(action_attr::NAT_MIN_PORT, r.min_port);
+                    w.put_u16(action_attr::NAT_MAX_PORT, r.max_port);
+                }
+                w.put_u8(action_attr::NAT_FLAGS, r.flags);
+            }
         }
         w.end_nested(nest);
     }
@@ -1616,6 +1671,199 @@ fn decode_ct_match(payload: &[u8], bad: RuleError) -> Result<(Attr<'_>, bool), R
     Ok((value.ok_or(bad)?, negated))
 }
 
+/// The NAT arguments of an action, as found.
+#[derive(Default)]
+struct NatArgs<'a> {
+    min_addr: Option<&'a [u8]>,
+    max_addr: Option<&'a [u8]>,
+    min_port: Option<u16>,
+    max_port: Option<u16>,
+    flags: Option<u8>,
+}
+
+/// An address as an integer, for ordering a range (IPv4 in the low 32
+/// bits).
+fn addr_key(a: &[u8; 16], family: Family) -> (u64, u64) {
+    let word = |bytes: &[u8]| bytes.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b));
+    match family {
+        Family::Ipv4 => (0, word(a.get(..4).unwrap_or(&[]))),
+        Family::Ipv6 => (
+            word(a.get(..8).unwrap_or(&[])),
+            word(a.get(8..).unwrap_or(&[])),
+        ),
+    }
+}
+
+/// The error for a NAT action's `field` (its keyword) with one message per
+/// kind, so that messages stay `&'static str`.
+fn nat_err(kind: NatKind, msgs: [&'static str; 4]) -> RuleError {
+    let [snat, dnat, masq, redir] = msgs;
+    match kind {
+        NatKind::Snat => e("snat", snat),
+        NatKind::Dnat => e("dnat", dnat),
+        NatKind::Masquerade => e("masquerade", masq),
+        NatKind::Redirect => e("redirect", redir),
+    }
+}
+
+fn decode_nat_range(kind: NatKind, a: &NatArgs<'_>) -> Result<NatRange, RuleError> {
+    let flags = a
+        .flags
+        .ok_or(e("action", "action: malformed NAT action (no flags)"))?;
+    if flags & !range_flag::ALL != 0 {
+        return Err(e(
+            "action",
+            "action: unknown NAT flag (is rnfctl newer than the module?)",
+        ));
+    }
+    let options = flags & !(range_flag::MAP_IPS | range_flag::PROTO_SPECIFIED);
+    if options & !kind.option_flags() != 0 {
+        return Err(nat_err(
+            kind,
+            [
+                "snat: the options are random, fully-random and persistent",
+                "dnat: the options are random and persistent",
+                "masquerade: the options are random and fully-random",
+                "redirect: the only option is random",
+            ],
+        ));
+    }
+    let mut range = NatRange::empty(Family::Ipv4).with_flags(options);
+    match (a.min_addr, a.max_addr) {
+        (None, None) => {
+            if kind.takes_addr() {
+                return Err(nat_err(
+                    kind,
+                    [
+                        "snat: needs an address to translate to ('snat to ADDR')",
+                        "dnat: needs an address to translate to ('dnat to ADDR')",
+                        "",
+                        "",
+                    ],
+                ));
+            }
+            if flags & range_flag::MAP_IPS != 0 {
+                return Err(e(
+                    "action",
+                    "action: malformed NAT action (flags without addresses)",
+                ));
+            }
+        }
+        (Some(lo), Some(hi)) => {
+            if !kind.takes_addr() {
+                return Err(nat_err(
+                    kind,
+                    [
+                        "",
+                        "",
+                        "masquerade: translates to the outgoing interface's address; 'to' takes only ports",
+                        "redirect: translates to the local host's address; 'to' takes only ports",
+                    ],
+                ));
+            }
+            let family = match (lo.len(), hi.len()) {
+                (4, 4) => Family::Ipv4,
+                (16, 16) => Family::Ipv6,
+                _ => return Err(e("action", "action: malformed NAT address")),
+            };
+            if flags & range_flag::MAP_IPS == 0 {
+                return Err(e(
+                    "action",
+                    "action: malformed NAT action (addresses without flags)",
+                ));
+            }
+            let mut min = [0u8; 16];
+            let mut max = [0u8; 16];
+            copy_into(&mut min, lo);
+            copy_into(&mut max, hi);
+            if addr_key(&min, family) > addr_key(&max, family) {
+                return Err(nat_err(
+                    kind,
+                    [
+                        "snat: the first address of the range is above the last",
+                        "dnat: the first address of the range is above the last",
+                        "",
+                        "",
+                    ],
+                ));
+            }
+            range = NatRange::addrs(family, min, max).with_flags(options);
+        }
+        _ => {
+            return Err(e(
+                "action",
+                "action: malformed NAT action (half an address range)",
+            ))
+        }
+    }
+    match (a.min_port, a.max_port) {
+        (None, None) => {
+            if flags & range_flag::PROTO_SPECIFIED != 0 {
+                return Err(e(
+                    "action",
+                    "action: malformed NAT action (flags without ports)",
+                ));
+            }
+        }
+        (Some(lo), Some(hi)) => {
+            if flags & range_flag::PROTO_SPECIFIED == 0 {
+                return Err(e(
+                    "action",
+                    "action: malformed NAT action (ports without flags)",
+                ));
+            }
+            if lo == 0 {
+                return Err(nat_err(
+                    kind,
+                    [
+                        "snat: ports are 1 to 65535",
+                        "dnat: ports are 1 to 65535",
+                        "masquerade: ports are 1 to 65535",
+                        "redirect: ports are 1 to 65535",
+                    ],
+                ));
+            }
+            if lo > hi {
+                return Err(nat_err(
+                    kind,
+                    [
+                        "snat: the first port of the range is above the last",
+                        "dnat: the first port of the range is above the last",
+                        "masquerade: the first port of the range is above the last",
+                        "redirect: the first port of the range is above the last",
+                    ],
+                ));
+            }
+            range = range.with_ports(lo, hi);
+        }
+        _ => {
+            return Err(e(
+                "action",
+                "action: malformed NAT action (half a port range)",
+            ))
+        }
+    }
+    Ok(range)
+}
+
+/// Checks that NAT action `kind` may run on `hook` of the nat table
+/// ([`NatKind::allowed_at`]). The compiler runs it for every hook a chain
+/// can be reached from.
+pub fn check_nat_hook(kind: NatKind, hook: Hook) -> Result<(), RuleError> {
+    if kind.allowed_at(hook) {
+        return Ok(());
+    }
+    Err(nat_err(
+        kind,
+        [
+            "snat: only in nat POSTROUTING and INPUT, or in a chain reached only from them",
+            "dnat: only in nat PREROUTING and OUTPUT, or in a chain reached only from them",
+            "masquerade: only in nat POSTROUTING, or in a chain reached only from it",
+            "redirect: only in nat PREROUTING and OUTPUT, or in a chain reached only from them",
+        ],
+    ))
+}
+
 fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
     const MALFORMED: RuleError = e("action", "action: malformed action");
     let mut kind = None;
@@ -1626,6 +1874,7 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
     let mut mark_op = None;
     let mut mark_value = None;
     let mut mark_mask = None;
+    let mut nat = NatArgs::default();
     for a in AttrIter::new(payload) {
         let a = a.map_err(|_| MALFORMED)?;
         let dup = e("action", "action: an argument is given twice");
@@ -1660,6 +1909,17 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
             action_attr::MARK_MASK => {
                 set_once(&mut mark_mask, a.u32().map_err(|_| MALFORMED)?, dup)?
             }
+            action_attr::NAT_MIN_ADDR => set_once(&mut nat.min_addr, a.payload, dup)?,
+            action_attr::NAT_MAX_ADDR => set_once(&mut nat.max_addr, a.payload, dup)?,
+            action_attr::NAT_MIN_PORT => {
+                set_once(&mut nat.min_port, a.u16().map_err(|_| MALFORMED)?, dup)?
+            }
+            action_attr::NAT_MAX_PORT => {
+                set_once(&mut nat.max_port, a.u16().map_err(|_| MALFORMED)?, dup)?
+            }
+            action_attr::NAT_FLAGS => {
+                set_once(&mut nat.flags, a.u8().map_err(|_| MALFORMED)?, dup)?
+            }
             _ => {
                 return Err(e(
                     "action",
@@ -1670,7 +1930,12 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
     }
     let kind = kind.ok_or(e("action", "action: the rule has no action"))?;
     let stray = e("action", "action: argument does not belong to this action");
-    let only = |allowed: [bool; 7]| -> Result<(), RuleError> {
+    let nat_present = nat.min_addr.is_some()
+        || nat.max_addr.is_some()
+        || nat.min_port.is_some()
+        || nat.max_port.is_some()
+        || nat.flags.is_some();
+    let only = |allowed: [bool; 8]| -> Result<(), RuleError> {
         let present = [
             reject.is_some(),
             chain.is_some(),
@@ -1679,6 +1944,7 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
             mark_op.is_some(),
             mark_value.is_some(),
             mark_mask.is_some(),
+            nat_present,
         ];
         if present.iter().zip(allowed).any(|(p, a)| *p && !a) {
             Err(stray)
@@ -1688,23 +1954,23 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
     };
     let action = match kind {
         action_kind::ACCEPT => {
-            only([false; 7])?;
+            only([false; 8])?;
             Action::Accept
         }
         action_kind::DROP => {
-            only([false; 7])?;
+            only([false; 8])?;
             Action::Drop
         }
         action_kind::RETURN => {
-            only([false; 7])?;
+            only([false; 8])?;
             Action::Return
         }
         action_kind::REJECT => {
-            only([true, false, false, false, false, false, false])?;
+            only([true, false, false, false, false, false, false, false])?;
             Action::Reject(reject.unwrap_or(RejectKind::PortUnreachable))
         }
         action_kind::JUMP | action_kind::GOTO => {
-            only([false, true, false, false, false, false, false])?;
+            only([false, true, false, false, false, false, false, false])?;
             let c = chain.ok_or(e("chain", "chain: jump and goto need a chain name"))?;
             validate_chain_name(c)?;
             if kind == action_kind::JUMP {
@@ -1714,7 +1980,7 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
             }
         }
         action_kind::LOG => {
-            only([false, false, true, true, false, false, false])?;
+            only([false, false, true, true, false, false, false, false])?;
             let prefix = log_prefix.unwrap_or("");
             if prefix.len() > MAX_LOG_PREFIX || prefix.bytes().any(|b| b.is_ascii_control()) {
                 return Err(e(
@@ -1732,7 +1998,7 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
             Action::Log { prefix, level }
         }
         action_kind::MARK => {
-            only([false, false, false, false, true, true, false])?;
+            only([false, false, false, false, true, true, false, false])?;
             let op = mark_op
                 .and_then(MarkOp::from_u8)
                 .ok_or(e("mark", "mark: the action is 'mark set|xor|and|or VALUE'"))?;
@@ -1740,7 +2006,7 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
             Action::Mark { op, value }
         }
         action_kind::CT_MARK => {
-            only([false, false, false, false, true, true, true])?;
+            only([false, false, false, false, true, true, true, false])?;
             let op = mark_op.and_then(CtMarkOp::from_u8).ok_or(e(
                 "ct mark",
                 "ct mark: the action is 'ct mark set|xor|and|or VALUE' or 'ct mark save|restore'",
@@ -1769,14 +2035,21 @@ fn decode_action(payload: &[u8]) -> Result<Action<'_>, RuleError> {
             Action::CtMark { op, value, mask }
         }
         action_kind::NOTRACK => {
-            only([false; 7])?;
+            only([false; 8])?;
             Action::Notrack
         }
-        action_kind::RESERVED_SNAT..=action_kind::RESERVED_REDIRECT
-        | action_kind::RESERVED_TRACE => {
+        action_kind::SNAT..=action_kind::REDIRECT => {
+            only([false, false, false, false, false, false, false, true])?;
+            let kind = NatKind::from_action_kind(kind).ok_or(MALFORMED)?;
+            Action::Nat(NatAction {
+                kind,
+                range: decode_nat_range(kind, &nat)?,
+            })
+        }
+        action_kind::RESERVED_TRACE => {
             return Err(e(
                 "action",
-                "action: NAT and trace actions are not supported by this module yet",
+                "action: trace is not supported by this module yet",
             ))
         }
         _ => {
@@ -2123,16 +2396,46 @@ impl<'a> RuleView<'a> {
     }
 
     /// Checks what depends on the table the rule is in: `notrack` only in
-    /// `raw`, the table that runs before connection tracking. The compiler
-    /// runs it for every rule of a table.
+    /// `raw`, the table that runs before connection tracking; NAT actions
+    /// only in `nat`, and no `drop` or `reject` there (as iptables: the
+    /// nat table sees only a flow's first packet and is not for
+    /// filtering). The compiler runs it for every rule of a table.
     pub fn check_table(&self, table: Table) -> Result<(), RuleError> {
-        if matches!(self.action, Action::Notrack) && table != Table::Raw {
-            return Err(e(
+        match self.action {
+            Action::Notrack if table != Table::Raw => Err(e(
                 "notrack",
                 "notrack: only in the raw table, which runs before connection tracking",
-            ));
+            )),
+            Action::Nat(n) if table != Table::Nat => Err(nat_err(
+                n.kind,
+                [
+                    "snat: only in the nat table",
+                    "dnat: only in the nat table",
+                    "masquerade: only in the nat table",
+                    "redirect: only in the nat table",
+                ],
+            )),
+            Action::Drop if table == Table::Nat => Err(e(
+                "drop",
+                "drop: not in the nat table, which sees only a flow's first packet and is not for filtering (use the filter table)",
+            )),
+            Action::Reject(_) if table == Table::Nat => Err(e(
+                "reject",
+                "reject: not in the nat table, which sees only a flow's first packet and is not for filtering (use the filter table)",
+            )),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Checks what depends on the hook of the built-in chain the rule is
+    /// in (after [`check_table`](Self::check_table)): where a NAT action
+    /// may run. For a user chain the compiler checks every hook it can be
+    /// reached from.
+    pub fn check_hook(&self, hook: Hook) -> Result<(), RuleError> {
+        match self.action {
+            Action::Nat(n) => check_nat_hook(n.kind, hook),
+            _ => Ok(()),
+        }
     }
 
     fn check_consistency(&self) -> Result<(), RuleError> {
@@ -2203,6 +2506,50 @@ impl<'a> RuleView<'a> {
         if let Action::Reject(RejectKind::TcpReset) = self.action {
             if self.proto != Some(IPPROTO_TCP) {
                 return Err(e("reject", "reject: 'with tcp-reset' needs 'proto tcp'"));
+            }
+        }
+        if let Action::Nat(n) = self.action {
+            self.check_nat(n)?;
+        }
+        Ok(())
+    }
+
+    /// A NAT action against the rule's matches: ports need a protocol
+    /// with ports (as iptables' `--to-ports` needs `-p tcp|udp|...`), and
+    /// an address makes the rule one of its family only.
+    fn check_nat(&self, n: NatAction) -> Result<(), RuleError> {
+        if n.range.has(range_flag::PROTO_SPECIFIED) && !self.proto.is_some_and(proto_has_ports) {
+            return Err(nat_err(
+                n.kind,
+                [
+                    "snat: a port needs proto tcp, udp, udplite, sctp or dccp",
+                    "dnat: a port needs proto tcp, udp, udplite, sctp or dccp",
+                    "masquerade: a port needs proto tcp, udp, udplite, sctp or dccp",
+                    "redirect: a port needs proto tcp, udp, udplite, sctp or dccp",
+                ],
+            ));
+        }
+        if n.range.has(range_flag::MAP_IPS) {
+            match self.family {
+                Some(f) if f != n.range.family => {
+                    return Err(nat_err(
+                        n.kind,
+                        [
+                            "snat: an address of the other family than the rule's 'ip'/'ip6'",
+                            "dnat: an address of the other family than the rule's 'ip'/'ip6'",
+                            "",
+                            "",
+                        ],
+                    ))
+                }
+                Some(_) => {}
+                // Canonical form, as for the address matches: an IPv4
+                // translation applies to IPv4 packets only, and the rule
+                // says so.
+                None => return Err(e(
+                    "family",
+                    "family: a rule translating to an IPv4 or IPv6 address must say 'ip' or 'ip6'",
+                )),
             }
         }
         Ok(())

@@ -450,7 +450,7 @@ mod tests {
         );
         assert_eq!(
             local_err(&["insert", "filter", "INPUT", "at", "2"]),
-            "insert: at the end of the rule: expected an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V), got nothing"
+            "insert: at the end of the rule: expected an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V, ct mark set|xor|and|or|save|restore, notrack, snat to ADDR, dnat to ADDR, masquerade, redirect), got nothing"
         );
     }
 
@@ -627,7 +627,7 @@ mod tests {
         );
         assert_eq!(
             local_err(&["replace", "filter", "INPUT", "3", "frobnicate"]),
-            "replace: at 'frobnicate': unknown word; expected a match (ip, ip6, proto, saddr, daddr, sport, dport, iif, oif, tcp flags, icmp type, mark, limit, uid, gid, payload contains, random, nth, comment) or an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V)"
+            "replace: at 'frobnicate': unknown word; expected a match (ip, ip6, proto, saddr, daddr, sport, dport, iif, oif, tcp flags, icmp type, mark, ct state, ct status, ct direction, ct mark, limit, uid, gid, payload contains, random, nth, comment) or an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V, ct mark set|xor|and|or|save|restore, notrack, snat to ADDR, dnat to ADDR, masquerade, redirect)"
         );
     }
 

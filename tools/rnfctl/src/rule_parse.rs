@@ -48,6 +48,7 @@ use std::net::IpAddr;
 
 use rnf_core::ct::{self, CtState, Direction};
 use rnf_core::hooks::Family;
+use rnf_core::nat::{range_flag, NatAction, NatKind, NatRange};
 use rnf_core::packet::{
     tcp_flag, IPPROTO_AH, IPPROTO_DCCP, IPPROTO_ESP, IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6,
     IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
@@ -166,8 +167,15 @@ pub const LOG_LEVELS: [&str; 8] = [
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
 ];
 
-/// Words that will start NAT and tracing actions.
-const RESERVED: &[&str] = &["snat", "dnat", "masquerade", "redirect", "trace"];
+/// Words that will start tracing actions.
+const RESERVED: &[&str] = &["trace"];
+
+/// Options of the NAT actions, in printing order.
+pub const NAT_OPTIONS: &[(&str, u8)] = &[
+    ("random", range_flag::RANDOM),
+    ("fully-random", range_flag::FULLY_RANDOM),
+    ("persistent", range_flag::PERSISTENT),
+];
 
 /// Names of the directions of `ct direction`.
 pub const CT_DIRECTIONS: [(&str, Direction); 2] = [
@@ -176,9 +184,11 @@ pub const CT_DIRECTIONS: [(&str, Direction); 2] = [
 ];
 
 const MATCH_WORDS: &str = "ip, ip6, proto, saddr, daddr, sport, dport, iif, oif, tcp flags, \
-     icmp type, mark, limit, uid, gid, payload contains, random, nth, comment";
-const ACTION_WORDS: &str =
-    "accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V";
+     icmp type, mark, ct state, ct status, ct direction, ct mark, limit, uid, gid, \
+     payload contains, random, nth, comment";
+const ACTION_WORDS: &str = "accept, drop, reject, return, jump CHAIN, goto CHAIN, log, \
+     mark set|xor|and|or V, ct mark set|xor|and|or|save|restore, notrack, snat to ADDR, \
+     dnat to ADDR, masquerade, redirect";
 
 /// Whether the ICMPv6 type table applies to a rule.
 pub fn uses_icmpv6(family: Option<Family>, proto: Option<u8>) -> bool {
@@ -469,6 +479,123 @@ fn parse_ct<S: AsRef<str>>(w: &mut Words<'_, S>, r: &mut Parsed) -> Result<(), P
         }
         _ => Err(ParseError::expected("ct", what, Some(k))),
     }
+}
+
+/// `ADDR[-ADDR]` of one family.
+fn parse_addr_range(s: &str) -> Option<(Family, [u8; 16], [u8; 16])> {
+    let one = |a: &str| -> Option<(Family, [u8; 16])> {
+        match a.parse::<IpAddr>().ok()? {
+            IpAddr::V4(v) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&v.octets());
+                Some((Family::Ipv4, b))
+            }
+            IpAddr::V6(v) => Some((Family::Ipv6, v.octets())),
+        }
+    };
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let ((fa, lo), (fb, hi)) = (one(a)?, one(b)?);
+            (fa == fb).then_some((fa, lo, hi))
+        }
+        None => one(s).map(|(f, a)| (f, a, a)),
+    }
+}
+
+/// The argument of `snat to` and `dnat to`: `ADDR[-ADDR][:PORTS]` for
+/// IPv4; `ADDR[-ADDR]`, `[ADDR[-ADDR]][:PORTS]` or `[ADDR]-[ADDR][:PORTS]`
+/// for IPv6; `:PORTS` alone. Returns the address part and the port part.
+fn split_nat_to(s: &str) -> Option<(Option<String>, Option<&str>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (first, mut after) = rest.split_once(']')?;
+        let mut addrs = first.to_string();
+        if let Some(r2) = after.strip_prefix("-[") {
+            let (second, a2) = r2.split_once(']')?;
+            addrs = format!("{first}-{second}");
+            after = a2;
+        }
+        let ports = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        return Some((Some(addrs), ports));
+    }
+    if let Some(p) = s.strip_prefix(':') {
+        return Some((None, Some(p)));
+    }
+    match s.matches(':').count() {
+        1 => {
+            let (a, p) = s.split_once(':')?;
+            Some((Some(a.to_string()), Some(p)))
+        }
+        _ => Some((Some(s.to_string()), None)),
+    }
+}
+
+/// The words after `snat`, `dnat`, `masquerade` or `redirect`: `to` and
+/// its argument (required for `snat` and `dnat`), then the options.
+fn parse_nat<S: AsRef<str>>(w: &mut Words<'_, S>, kind: NatKind) -> Result<NatAction, ParseError> {
+    let name = kind.name();
+    let mut range = NatRange::empty(Family::Ipv4);
+    let port_what = "a port or range like 80 or 8000-8010";
+    if kind.takes_addr() {
+        let what = "'to' and an address, range or address and ports like 10.0.0.1, \
+                    10.0.0.1-10.0.0.3:8000-8010 or [fd00::1]:80";
+        let t = w.need(name, what)?;
+        if t != "to" {
+            return Err(ParseError::expected(name, what, Some(t)));
+        }
+        let at = format!("{name} to");
+        let what = "an address, range or address and ports like 10.0.0.1, \
+                    10.0.0.1-10.0.0.3:8000-8010 or [fd00::1]:80";
+        let v = w.need(&at, what)?;
+        let (addrs, ports) =
+            split_nat_to(v).ok_or_else(|| ParseError::expected(&at, what, Some(v)))?;
+        let Some(addrs) = addrs else {
+            return Err(ParseError::other(
+                &at,
+                format!("{name} needs an address to translate to, like 10.0.0.1{v}"),
+            ));
+        };
+        let (family, lo, hi) = parse_addr_range(&addrs).ok_or_else(|| {
+            ParseError::expected(
+                &at,
+                "an address or range like 10.0.0.1-10.0.0.3",
+                Some(&addrs),
+            )
+        })?;
+        range = NatRange::addrs(family, lo, hi);
+        if let Some(p) = ports {
+            let r =
+                parse_port_range(p).ok_or_else(|| ParseError::expected(&at, port_what, Some(p)))?;
+            range = range.with_ports(r.lo, r.hi);
+        }
+    } else if w.peek() == Some("to") {
+        w.next();
+        let at = format!("{name} to");
+        let what = if kind == NatKind::Masquerade {
+            "a port or range like 1024-65535 (masquerade translates to the outgoing \
+             interface's address)"
+        } else {
+            "a port or range like 8443 or 8000-8010 (redirect translates to the local \
+             host's address)"
+        };
+        let v = w.need(&at, what)?;
+        let p = v.strip_prefix(':').unwrap_or(v);
+        let r = parse_port_range(p).ok_or_else(|| ParseError::expected(&at, what, Some(v)))?;
+        range = range.with_ports(r.lo, r.hi);
+    }
+    while let Some((opt, bit)) = w
+        .peek()
+        .and_then(|o| NAT_OPTIONS.iter().find(|(n, _)| *n == o))
+    {
+        w.next();
+        if range.has(*bit) {
+            return Err(ParseError::other(opt, "given twice"));
+        }
+        range = range.with_flags(*bit);
+    }
+    Ok(NatAction { kind, range })
 }
 
 fn parse_limit(s: &str) -> Option<(u32, LimitUnit)> {
@@ -779,10 +906,19 @@ pub fn parse_rule<S: AsRef<str>>(words: &[S]) -> Result<Vec<u8>, ParseError> {
                     level.unwrap_or(DEFAULT_LOG_LEVEL),
                 ));
             }
+            "snat" | "dnat" | "masquerade" | "redirect" => {
+                let kind = match word {
+                    "snat" => NatKind::Snat,
+                    "dnat" => NatKind::Dnat,
+                    "masquerade" => NatKind::Masquerade,
+                    _ => NatKind::Redirect,
+                };
+                r.action = Some(ParsedAction::Plain(Action::Nat(parse_nat(&mut w, kind)?)));
+            }
             _ if RESERVED.contains(&word) => {
                 return Err(ParseError::other(
                     word,
-                    "NAT and trace rules are not supported by this version of rnf yet",
+                    "trace is not supported by this version of rnf yet",
                 ))
             }
             _ => {
@@ -824,6 +960,13 @@ fn encode(mut r: Parsed) -> Result<Vec<u8>, ParseError> {
             if fams.all(|f| f == first) {
                 r.family = Some(first);
             }
+        }
+    }
+    // And when the address to translate to does: an IPv4 dnat is for IPv4
+    // packets only.
+    if let (None, ParsedAction::Plain(Action::Nat(n))) = (r.family, &action) {
+        if n.range.has(range_flag::MAP_IPS) {
+            r.family = Some(n.range.family);
         }
     }
     let icmp = match &r.icmp {

@@ -9,13 +9,15 @@ use std::fmt::Write;
 
 use rnf_core::ct;
 use rnf_core::hooks::Family;
+use rnf_core::nat::{range_flag, NatAction};
 use rnf_core::rules::{
     Action, AddrList, Cidr, CtMarkOp, IfaceMatch, MarkMatch, PortList, RejectKind, RuleError,
     RuleView, DEFAULT_LOG_LEVEL, RANDOM_ALWAYS,
 };
 
 use crate::rule_parse::{
-    uses_icmpv6, CT_DIRECTIONS, ICMPV6_TYPES, ICMP_TYPES, LOG_LEVELS, PROTOCOLS, TCP_FLAGS,
+    uses_icmpv6, CT_DIRECTIONS, ICMPV6_TYPES, ICMP_TYPES, LOG_LEVELS, NAT_OPTIONS, PROTOCOLS,
+    TCP_FLAGS,
 };
 
 /// A text in double quotes, with `"`, `\` and control characters escaped.
@@ -116,6 +118,52 @@ fn probability(p: u32) -> String {
         }
     }
     f.to_string()
+}
+
+fn addr(family: Family, a: &[u8; 16]) -> String {
+    match family {
+        Family::Ipv4 => std::net::Ipv4Addr::from([a[0], a[1], a[2], a[3]]).to_string(),
+        Family::Ipv6 => std::net::Ipv6Addr::from(*a).to_string(),
+    }
+}
+
+/// `snat to ADDR[-ADDR][:PORT[-PORT]]`, `masquerade [to PORT[-PORT]]`,
+/// then the options; an IPv6 address in brackets when a port follows
+/// (`[fd00::1]:80`, `[fd00::1-fd00::3]:80`).
+fn nat(out: &mut String, n: NatAction) {
+    let r = &n.range;
+    let _ = write!(out, " {}", n.kind.name());
+    let ports = r.has(range_flag::PROTO_SPECIFIED).then(|| {
+        if r.min_port == r.max_port {
+            r.min_port.to_string()
+        } else {
+            format!("{}-{}", r.min_port, r.max_port)
+        }
+    });
+    if r.has(range_flag::MAP_IPS) {
+        let mut a = addr(r.family, &r.min_addr);
+        if r.max_addr != r.min_addr {
+            let _ = write!(a, "-{}", addr(r.family, &r.max_addr));
+        }
+        match (&ports, r.family) {
+            (Some(p), Family::Ipv6) => {
+                let _ = write!(out, " to [{a}]:{p}");
+            }
+            (Some(p), Family::Ipv4) => {
+                let _ = write!(out, " to {a}:{p}");
+            }
+            (None, _) => {
+                let _ = write!(out, " to {a}");
+            }
+        }
+    } else if let Some(p) = &ports {
+        let _ = write!(out, " to {p}");
+    }
+    for (name, bit) in NAT_OPTIONS {
+        if r.has(*bit) {
+            let _ = write!(out, " {name}");
+        }
+    }
 }
 
 /// Prints a rule blob as rule words, e.g. `ip proto tcp dport 22 accept`.
@@ -273,6 +321,7 @@ pub fn print_rule(blob: &[u8]) -> Result<String, RuleError> {
             }
         }
         Action::Notrack => out.push_str(" notrack"),
+        Action::Nat(n) => nat(&mut out, n),
     }
     Ok(out.trim_start().to_string())
 }

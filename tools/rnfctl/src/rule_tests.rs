@@ -265,7 +265,7 @@ fn errors_name_the_word_and_what_was_expected() {
         ),
         (
             "proto tcp",
-            "rnfctl: at the end of the rule: expected an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V), got nothing",
+            "rnfctl: at the end of the rule: expected an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V, ct mark set|xor|and|or|save|restore, notrack, snat to ADDR, dnat to ADDR, masquerade, redirect), got nothing",
         ),
         ("accept drop", "rnfctl: at 'drop': unexpected word after the action (the action comes last)"),
         ("dport 1 dport 2 accept", "rnfctl: at 'dport': given twice"),
@@ -357,12 +357,12 @@ fn errors_name_the_word_and_what_was_expected() {
             "rnfctl: at 'iif': expected an interface name like eth0, or a prefix like eth+, got nothing",
         ),
         (
-            "dnat to 10.0.0.1",
-            "rnfctl: at 'dnat': NAT and trace rules are not supported by this version of rnf yet",
+            "trace",
+            "rnfctl: at 'trace': trace is not supported by this version of rnf yet",
         ),
         (
             "frobnicate accept",
-            "rnfctl: at 'frobnicate': unknown word; expected a match (ip, ip6, proto, saddr, daddr, sport, dport, iif, oif, tcp flags, icmp type, mark, limit, uid, gid, payload contains, random, nth, comment) or an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V)",
+            "rnfctl: at 'frobnicate': unknown word; expected a match (ip, ip6, proto, saddr, daddr, sport, dport, iif, oif, tcp flags, icmp type, mark, ct state, ct status, ct direction, ct mark, limit, uid, gid, payload contains, random, nth, comment) or an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V, ct mark set|xor|and|or|save|restore, notrack, snat to ADDR, dnat to ADDR, masquerade, redirect)",
         ),
     ];
     for (line, want) in cases {

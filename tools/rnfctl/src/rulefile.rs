@@ -577,7 +577,7 @@ chain X
         );
         assert_eq!(
             e("table filter\nadd INPUT proto tcp\n"),
-            "line 2: at the end of the line: expected an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V), got nothing"
+            "line 2: at the end of the line: expected an action (accept, drop, reject, return, jump CHAIN, goto CHAIN, log, mark set|xor|and|or V, ct mark set|xor|and|or|save|restore, notrack, snat to ADDR, dnat to ADDR, masquerade, redirect), got nothing"
         );
         assert_eq!(
             e("table filter\nadd INPUT comment \"open\n"),

@@ -60,6 +60,7 @@ pub enum OwnedAction {
     Mark(rnf_core::rules::MarkOp, u32),
     CtMark(rnf_core::rules::CtMarkOp, u32, u32),
     Notrack,
+    Nat(rnf_core::nat::NatAction),
 }
 
 impl OwnedRule {
@@ -89,6 +90,7 @@ impl OwnedRule {
                 mask: *mask,
             },
             OwnedAction::Notrack => Action::Notrack,
+            OwnedAction::Nat(n) => Action::Nat(*n),
         };
         let spec = RuleSpec {
             family: self.family,
@@ -320,6 +322,13 @@ fn ref_chain(
                 }
             }
             Action::Notrack => env.notrack(),
+            // The verdict's range is of the packet's family (a rule with
+            // addresses only matches packets of theirs).
+            Action::Nat(n) => {
+                let mut n = n;
+                n.range.family = f.family;
+                return Outcome::Verdict(Verdict::Nat(n));
+            }
         }
     }
     Outcome::Return

@@ -3035,4 +3035,340 @@ mod tests {
         assert_eq!(MarkOp::And.apply(5, 3), 1);
         assert_eq!(MarkOp::Or.apply(5, 3), 7);
     }
+
+    fn a4(a: [u8; 4]) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&a);
+        b
+    }
+
+    fn a6(last: u8) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[0] = 0xfd;
+        b[15] = last;
+        b
+    }
+
+    fn nat(kind: NatKind, range: NatRange) -> Action<'static> {
+        Action::Nat(NatAction { kind, range })
+    }
+
+    #[test]
+    fn nat_actions_round_trip() {
+        let v4 = NatRange::addrs(Family::Ipv4, a4([10, 0, 0, 1]), a4([10, 0, 0, 3]));
+        let v6 = NatRange::addrs(Family::Ipv6, a6(1), a6(1));
+        let cases = [
+            (Some(Family::Ipv4), None, nat(NatKind::Dnat, v4)),
+            (
+                Some(Family::Ipv4),
+                Some(IPPROTO_TCP),
+                nat(NatKind::Dnat, v4.with_ports(8000, 8010)),
+            ),
+            (
+                Some(Family::Ipv6),
+                Some(IPPROTO_UDP),
+                nat(
+                    NatKind::Snat,
+                    v6.with_ports(53, 53).with_flags(
+                        range_flag::RANDOM | range_flag::FULLY_RANDOM | range_flag::PERSISTENT,
+                    ),
+                ),
+            ),
+            (
+                None,
+                None,
+                nat(NatKind::Masquerade, NatRange::empty(Family::Ipv4)),
+            ),
+            (
+                None,
+                Some(IPPROTO_SCTP),
+                nat(
+                    NatKind::Masquerade,
+                    NatRange::empty(Family::Ipv4)
+                        .with_ports(1024, 65535)
+                        .with_flags(range_flag::FULLY_RANDOM),
+                ),
+            ),
+            (
+                None,
+                Some(IPPROTO_TCP),
+                nat(
+                    NatKind::Redirect,
+                    NatRange::empty(Family::Ipv4)
+                        .with_ports(8443, 8443)
+                        .with_flags(range_flag::RANDOM),
+                ),
+            ),
+        ];
+        for (family, proto, action) in cases {
+            let spec = RuleSpec {
+                family,
+                proto,
+                ..RuleSpec::new(action)
+            };
+            let blob = encode(&spec);
+            let v = RuleView::decode(&blob).unwrap_or_else(|e| panic!("{action:?}: {e}"));
+            assert_eq!(v.action, action);
+            assert!(v.action.is_terminal());
+            assert_eq!(v.action.nat(), action.nat());
+            assert!(v.check_table(Table::Nat).is_ok());
+        }
+    }
+
+    #[test]
+    fn nat_action_refusals() {
+        let msg = |blob: Vec<u8>| validate(&blob).unwrap_err().message;
+        let raw = |kind: u8, args: &dyn Fn(&mut AttrWriter<'_>)| {
+            action_blob(move |w| {
+                w.put_u8(action_attr::KIND, kind);
+                args(w);
+            })
+        };
+        let addrs = |w: &mut AttrWriter<'_>, lo: &[u8], hi: &[u8]| {
+            w.put_bytes(action_attr::NAT_MIN_ADDR, lo);
+            w.put_bytes(action_attr::NAT_MAX_ADDR, hi);
+        };
+        let ports = |w: &mut AttrWriter<'_>, lo: u16, hi: u16| {
+            w.put_u16(action_attr::NAT_MIN_PORT, lo);
+            w.put_u16(action_attr::NAT_MAX_PORT, hi);
+        };
+        let flags = |w: &mut AttrWriter<'_>, f: u8| w.put_u8(action_attr::NAT_FLAGS, f);
+        let mi = range_flag::MAP_IPS;
+        let ps = range_flag::PROTO_SPECIFIED;
+        // dnat/snat need an address; masquerade/redirect take none.
+        assert_eq!(
+            msg(raw(action_kind::DNAT, &|w| flags(w, 0))),
+            "dnat: needs an address to translate to ('dnat to ADDR')"
+        );
+        assert_eq!(
+            msg(raw(action_kind::SNAT, &|w| flags(w, 0))),
+            "snat: needs an address to translate to ('snat to ADDR')"
+        );
+        assert_eq!(
+            msg(raw(action_kind::MASQUERADE, &|w| {
+                addrs(w, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+                flags(w, mi);
+            })),
+            "masquerade: translates to the outgoing interface's address; 'to' takes only ports"
+        );
+        assert_eq!(
+            msg(raw(action_kind::REDIRECT, &|w| {
+                addrs(w, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+                flags(w, mi);
+            })),
+            "redirect: translates to the local host's address; 'to' takes only ports"
+        );
+        // Ranges in order; ports from 1.
+        assert_eq!(
+            msg(raw(action_kind::DNAT, &|w| {
+                addrs(w, &[10, 0, 0, 3], &[10, 0, 0, 1]);
+                flags(w, mi);
+            })),
+            "dnat: the first address of the range is above the last"
+        );
+        assert_eq!(
+            msg(raw(action_kind::REDIRECT, &|w| {
+                ports(w, 90, 80);
+                flags(w, ps);
+            })),
+            "redirect: the first port of the range is above the last"
+        );
+        assert_eq!(
+            msg(raw(action_kind::REDIRECT, &|w| {
+                ports(w, 0, 80);
+                flags(w, ps);
+            })),
+            "redirect: ports are 1 to 65535"
+        );
+        // Options per kind.
+        assert_eq!(
+            msg(raw(action_kind::REDIRECT, &|w| flags(
+                w,
+                range_flag::PERSISTENT
+            ))),
+            "redirect: the only option is random"
+        );
+        assert_eq!(
+            msg(raw(action_kind::MASQUERADE, &|w| flags(
+                w,
+                range_flag::PERSISTENT
+            ))),
+            "masquerade: the options are random and fully-random"
+        );
+        assert_eq!(
+            msg(raw(action_kind::DNAT, &|w| {
+                addrs(w, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+                flags(w, mi | range_flag::FULLY_RANDOM);
+            })),
+            "dnat: the options are random and persistent"
+        );
+        // Malformed: flags missing or not matching the arguments, mixed
+        // address lengths, half ranges, unknown bits, stray arguments.
+        let malformed: [&dyn Fn(&mut AttrWriter<'_>); 8] = [
+            &|w| addrs(w, &[1, 2, 3, 4], &[1, 2, 3, 4]),
+            &|w| {
+                addrs(w, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+                flags(w, 0);
+            },
+            &|w| {
+                addrs(w, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+                flags(w, mi | ps);
+            },
+            &|w| {
+                addrs(w, &[1, 2, 3, 4], &[0; 16]);
+                flags(w, mi);
+            },
+            &|w| {
+                w.put_bytes(action_attr::NAT_MIN_ADDR, &[1, 2, 3, 4]);
+                flags(w, mi);
+            },
+            &|w| {
+                addrs(w, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+                w.put_u16(action_attr::NAT_MIN_PORT, 80);
+                flags(w, mi | ps);
+            },
+            &|w| {
+                addrs(w, &[1, 2, 3, 4], &[1, 2, 3, 4]);
+                flags(w, mi | 0x80);
+            },
+            &|w| {
+                addrs(w, &[1, 2, 3], &[1, 2, 3]);
+                flags(w, mi);
+            },
+        ];
+        for (i, args) in malformed.iter().enumerate() {
+            let e = validate(&raw(action_kind::DNAT, args)).unwrap_err();
+            assert_eq!(e.field, "action", "case {i}: {}", e.message);
+        }
+        assert_eq!(
+            msg(raw(action_kind::ACCEPT, &|w| flags(w, 0))),
+            "action: argument does not belong to this action"
+        );
+        assert_eq!(
+            msg(raw(action_kind::REDIRECT, &|w| {
+                flags(w, 0);
+                w.put_u32(action_attr::MARK_VALUE, 1);
+            })),
+            "action: argument does not belong to this action"
+        );
+
+        // Against the rule: ports need a protocol with ports; the
+        // address's family is the rule's, and must be said.
+        let v4 = NatRange::addrs(Family::Ipv4, a4([10, 0, 0, 1]), a4([10, 0, 0, 1]));
+        let rule = |family, proto, a| {
+            let spec = RuleSpec {
+                family,
+                proto,
+                ..RuleSpec::new(a)
+            };
+            validate(&encode(&spec)).map_err(|e| e.message)
+        };
+        let with_ports = nat(NatKind::Dnat, v4.with_ports(80, 80));
+        assert_eq!(
+            rule(Some(Family::Ipv4), None, with_ports),
+            Err("dnat: a port needs proto tcp, udp, udplite, sctp or dccp")
+        );
+        assert_eq!(
+            rule(Some(Family::Ipv4), Some(IPPROTO_ICMP), with_ports),
+            Err("dnat: a port needs proto tcp, udp, udplite, sctp or dccp")
+        );
+        assert!(rule(Some(Family::Ipv4), Some(IPPROTO_DCCP), with_ports).is_ok());
+        let redirect = nat(
+            NatKind::Redirect,
+            NatRange::empty(Family::Ipv4).with_ports(8443, 8443),
+        );
+        assert_eq!(
+            rule(None, None, redirect),
+            Err("redirect: a port needs proto tcp, udp, udplite, sctp or dccp")
+        );
+        assert_eq!(
+            rule(Some(Family::Ipv6), None, nat(NatKind::Snat, v4)),
+            Err("snat: an address of the other family than the rule's 'ip'/'ip6'")
+        );
+        assert_eq!(
+            rule(None, None, nat(NatKind::Snat, v4)),
+            Err("family: a rule translating to an IPv4 or IPv6 address must say 'ip' or 'ip6'")
+        );
+        // Without an address a NAT rule may be for both families.
+        assert!(rule(
+            None,
+            None,
+            nat(NatKind::Masquerade, NatRange::empty(Family::Ipv4))
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn nat_tables_and_hooks() {
+        let v4 = NatRange::addrs(Family::Ipv4, a4([10, 0, 0, 1]), a4([10, 0, 0, 1]));
+        let check = |a: Action<'static>, table: Table, hook: Option<Hook>| {
+            let spec = RuleSpec {
+                family: Some(Family::Ipv4),
+                ..RuleSpec::new(a)
+            };
+            let blob = encode(&spec);
+            let v = RuleView::decode(&blob).unwrap();
+            v.check_table(table)
+                .and_then(|()| hook.map_or(Ok(()), |h| v.check_hook(h)))
+                .map_err(|e| e.message)
+        };
+        let kinds = [
+            NatKind::Snat,
+            NatKind::Dnat,
+            NatKind::Masquerade,
+            NatKind::Redirect,
+        ];
+        for kind in kinds {
+            let range = if kind.takes_addr() {
+                v4
+            } else {
+                NatRange::empty(Family::Ipv4)
+            };
+            let a = nat(kind, range);
+            for t in [Table::Raw, Table::Mangle, Table::Filter] {
+                let e = check(a, t, None).unwrap_err();
+                assert!(e.ends_with(": only in the nat table"), "{e}");
+                assert!(e.starts_with(kind.name()), "{e}");
+            }
+            for h in Table::Nat.hooks() {
+                let got = check(a, Table::Nat, Some(*h));
+                assert_eq!(got.is_ok(), kind.allowed_at(*h), "{kind:?} at {h:?}");
+            }
+        }
+        assert_eq!(
+            check(nat(NatKind::Dnat, v4), Table::Nat, Some(Hook::PostRouting)),
+            Err("dnat: only in nat PREROUTING and OUTPUT, or in a chain reached only from them")
+        );
+        assert_eq!(
+            check(
+                nat(NatKind::Masquerade, NatRange::empty(Family::Ipv4)),
+                Table::Nat,
+                Some(Hook::LocalIn)
+            ),
+            Err("masquerade: only in nat POSTROUTING, or in a chain reached only from it")
+        );
+        // The nat table is not for filtering.
+        assert_eq!(
+            check(Action::Drop, Table::Nat, None),
+            Err("drop: not in the nat table, which sees only a flow's first packet and is not for filtering (use the filter table)")
+        );
+        assert!(check(
+            Action::Reject(RejectKind::PortUnreachable),
+            Table::Nat,
+            None
+        )
+        .unwrap_err()
+        .starts_with("reject: not in the nat table"));
+        for ok in [
+            Action::Accept,
+            Action::Return,
+            Action::Log {
+                prefix: "",
+                level: 4,
+            },
+            Action::Jump("X"),
+        ] {
+            assert!(check(ok, Table::Nat, Some(Hook::PreRouting)).is_ok());
+        }
+    }
 }

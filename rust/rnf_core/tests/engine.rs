@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use rnf_core::ct::{self, CtState, Direction};
 use rnf_core::eval::{eval, CompiledTable, Verdict};
 use rnf_core::hooks::{Family, Hook};
+use rnf_core::nat::{range_flag, NatAction, NatKind, NatRange};
 use rnf_core::packet::{PacketFacts, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L4};
 use rnf_core::rules::{
     proto_has_ports, Cidr, CtDirectionMatch, CtMarkOp, CtStateMatch, CtStatusMatch, IcmpMatch,
@@ -429,7 +430,11 @@ fn env() -> impl Strategy<Value = TestEnv> {
 /// that live across packets (so nth and limit state carries over), and
 /// checks they agree on verdicts and on every call into the environment.
 fn agree(chains: &[OwnedChain], packets: &[(Hook, PacketFacts)], env: &TestEnv) {
-    let compiled = compile(Table::Filter, chains).expect("acyclic rule set compiles");
+    agree_in(Table::Filter, chains, packets, env);
+}
+
+fn agree_in(table: Table, chains: &[OwnedChain], packets: &[(Hook, PacketFacts)], env: &TestEnv) {
+    let compiled = compile(table, chains).expect("acyclic rule set compiles");
     let table = CompiledTable::new(&compiled).expect("header");
     let mut e_ref = env.clone();
     let mut e_cmp = env.clone();
@@ -509,6 +514,237 @@ proptest! {
             buf[8..12].copy_from_slice(&n.to_le_bytes());
         }
         let _ = eval(&buf, h, &f, &mut TestEnv::new(1));
+    }
+}
+
+// ---------------------------------------------------------------------
+// The nat table: NAT verdicts are terminal, and hook-bound.
+
+const NAT_KINDS: [NatKind; 4] = [
+    NatKind::Snat,
+    NatKind::Dnat,
+    NatKind::Masquerade,
+    NatKind::Redirect,
+];
+
+/// A NAT action before its chain's hooks are known: the kind is picked
+/// afterwards among those allowed there (`pick`), or at random.
+#[derive(Clone, Debug)]
+struct NatChoice {
+    pick: usize,
+    v6: bool,
+    addrs: (usize, usize),
+    ports: Option<(u16, u16)>,
+    options: u8,
+}
+
+#[derive(Clone, Debug)]
+enum NatTableAction {
+    Plain(ActionChoice),
+    Nat(NatChoice),
+}
+
+fn nat_choice() -> impl Strategy<Value = NatChoice> {
+    (
+        any::<usize>(),
+        any::<bool>(),
+        (0usize..4, 0usize..4),
+        opt((1u16..3, 0u16..3).prop_map(|(lo, n)| (lo * 1000, lo * 1000 + n))),
+        any::<u8>(),
+    )
+        .prop_map(|(pick, v6, addrs, ports, options)| NatChoice {
+            pick,
+            v6,
+            addrs,
+            ports,
+            options,
+        })
+}
+
+/// Actions of the nat table: no drop or reject.
+fn nat_table_action() -> impl Strategy<Value = NatTableAction> {
+    prop_oneof![
+        3 => nat_choice().prop_map(NatTableAction::Nat),
+        4 => action()
+            .prop_filter("the nat table does not filter", |a| !matches!(
+                a,
+                ActionChoice::Fixed(OwnedAction::Drop | OwnedAction::Reject(_))
+            ))
+            .prop_map(NatTableAction::Plain),
+    ]
+}
+
+/// Makes a NAT action of `kind` from `c` and fits the rule to it: the
+/// address's family becomes the rule's, ports go when the rule's protocol
+/// has none.
+fn resolve_nat(kind: NatKind, c: &NatChoice, mut r: OwnedRule) -> OwnedRule {
+    let mut range = NatRange::empty(Family::Ipv4);
+    if kind.takes_addr() {
+        let (a, b) = if c.v6 {
+            (V6[c.addrs.0 % 3], V6[c.addrs.1 % 3])
+        } else {
+            (addr16(V4[c.addrs.0]), addr16(V4[c.addrs.1]))
+        };
+        let family = if c.v6 { Family::Ipv6 } else { Family::Ipv4 };
+        range = NatRange::addrs(family, a.min(b), a.max(b));
+        r.family = Some(family);
+    }
+    if let Some((lo, hi)) = c.ports {
+        if r.proto.is_some_and(proto_has_ports) {
+            range = range.with_ports(lo, hi);
+        }
+    }
+    range = range.with_flags(c.options & kind.option_flags());
+    r.action = OwnedAction::Nat(NatAction { kind, range });
+    fix(r)
+}
+
+/// A nat table: the four built-ins (policy accept), then `n_user` user
+/// chains, jumps and gotos only forward (no loops). With `fit`, each NAT
+/// action gets a kind allowed at every hook its chain is reached from (or
+/// becomes accept when none is); without, a random kind.
+fn nat_rule_set(
+    n_user: std::ops::Range<usize>,
+    rules_per_chain: std::ops::Range<usize>,
+    fit: bool,
+) -> impl Strategy<Value = Vec<OwnedChain>> {
+    n_user.prop_flat_map(move |n_user| {
+        let n = 4 + n_user;
+        prop::collection::vec(
+            prop::collection::vec(
+                (rule_matches(), nat_table_action()),
+                rules_per_chain.clone(),
+            ),
+            n,
+        )
+        .prop_map(move |chains| {
+            let names: Vec<String> = ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain((0..n_user).map(|i| format!("user{i}")))
+                .collect();
+            // First the graph, with NAT actions left as accept.
+            let mut counter = 0u32;
+            let mut handle = 100u64;
+            let mut pending = Vec::new();
+            let mut out: Vec<OwnedChain> = chains
+                .into_iter()
+                .enumerate()
+                .map(|(i, rules)| {
+                    let rules = rules
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, (m, a))| {
+                            let target = |x: usize| -> Option<String> {
+                                let lo = (i + 1).max(4);
+                                (lo < n).then(|| names[lo + x % (n - lo)].clone())
+                            };
+                            let action = match a {
+                                NatTableAction::Plain(ActionChoice::Fixed(a)) => a,
+                                NatTableAction::Plain(ActionChoice::Jump(x)) => {
+                                    target(x).map_or(OwnedAction::Accept, OwnedAction::Jump)
+                                }
+                                NatTableAction::Plain(ActionChoice::Goto(x)) => {
+                                    target(x).map_or(OwnedAction::Return, OwnedAction::Goto)
+                                }
+                                NatTableAction::Nat(c) => {
+                                    pending.push((i, k, m.clone(), c));
+                                    OwnedAction::Accept
+                                }
+                            };
+                            counter += 1;
+                            handle += 1;
+                            (handle, counter, fix(OwnedRule { action, ..m }).encode())
+                        })
+                        .collect();
+                    counter += 1;
+                    OwnedChain {
+                        name: names[i].clone(),
+                        policy: (i < 4).then_some(Policy::Accept),
+                        policy_counter: counter,
+                        rules,
+                    }
+                })
+                .collect();
+            // Then the NAT actions, for the hooks their chains are
+            // reached from.
+            let hooks = ref_chain_hooks(Table::Nat, &out);
+            for (i, k, m, c) in pending {
+                let allowed: Vec<NatKind> = NAT_KINDS
+                    .into_iter()
+                    .filter(|kind| {
+                        !fit || Hook::ALL
+                            .iter()
+                            .filter(|h| hooks[i] & (1 << (**h as u8)) != 0)
+                            .all(|h| kind.allowed_at(*h))
+                    })
+                    .collect();
+                let r = match allowed.get(c.pick % allowed.len().max(1)) {
+                    Some(kind) => resolve_nat(*kind, &c, m),
+                    None => fix(OwnedRule {
+                        action: OwnedAction::Accept,
+                        ..m
+                    }),
+                };
+                out[i].rules[k].2 = r.encode();
+            }
+            out
+        })
+    })
+}
+
+fn nat_hook() -> impl Strategy<Value = Hook> {
+    prop::sample::select(Table::Nat.hooks().to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// First-match semantics with NAT verdicts: the compiled nat table and
+    /// the reference interpreter agree on every verdict (the NAT action
+    /// and its range included) and every call into the environment.
+    #[test]
+    fn nat_table_agrees_with_reference(
+        chains in nat_rule_set(0..5, 0..8, true),
+        packets in prop::collection::vec((nat_hook(), packet()), 1..24),
+        env in env(),
+    ) {
+        agree_in(Table::Nat, &chains, &packets, &env);
+    }
+
+    #[test]
+    fn corrupt_nat_tables_never_panic(
+        chains in nat_rule_set(0..4, 0..6, true),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        packets in prop::collection::vec((nat_hook(), packet()), 1..8),
+        env in env(),
+    ) {
+        let mut buf = compile(Table::Nat, &chains).unwrap();
+        for (i, b) in flips {
+            let i = i.index(buf.len());
+            buf[i] = b;
+        }
+        let mut e = env;
+        for (h, f) in &packets {
+            let _ = eval(&buf, *h, f, &mut e);
+        }
+    }
+
+    /// A NAT action in a chain reached from a hook where it cannot run is
+    /// refused exactly when the reference says so, naming the chain and
+    /// the rule.
+    #[test]
+    fn nat_hooks_are_refused_exactly_when_the_reference_says(
+        chains in nat_rule_set(1..5, 0..5, false),
+    ) {
+        let got = compile(Table::Nat, &chains);
+        prop_assert_eq!(got.is_ok(), ref_nat_hooks_ok(Table::Nat, &chains), "{:?}", got.err());
+        if let Err(e) = got {
+            prop_assert!(["snat", "dnat", "masquerade", "redirect"].contains(&e.field), "{}", e);
+            let name = e.chain.expect("names the chain");
+            let c = chains.iter().find(|c| c.name == name).unwrap();
+            prop_assert!(c.rules.iter().any(|r| Some(r.0) == e.handle));
+        }
     }
 }
 
@@ -762,4 +998,272 @@ fn empty_table_and_small_buffer() {
         eval(&buf, Hook::LocalIn, &tcp_packet(1), &mut e),
         Verdict::Drop
     );
+}
+
+// ---------------------------------------------------------------------
+// NAT by hand.
+
+fn v4_range(a: [u8; 4], b: [u8; 4]) -> NatRange {
+    NatRange::addrs(Family::Ipv4, addr16(a), addr16(b))
+}
+
+fn dnat_tcp(to: [u8; 4], port: u16) -> OwnedRule {
+    OwnedRule {
+        family: Some(Family::Ipv4),
+        proto: Some(IPPROTO_TCP),
+        action: OwnedAction::Nat(NatAction {
+            kind: NatKind::Dnat,
+            range: v4_range(to, to).with_ports(port, port),
+        }),
+        ..Default::default()
+    }
+}
+
+fn nat_chains(
+    pre: Vec<OwnedRule>,
+    post: Vec<OwnedRule>,
+    user: &[(&str, Vec<OwnedRule>)],
+) -> Vec<OwnedChain> {
+    let mut chains = vec![
+        chain("PREROUTING", Some(Policy::Accept), pre),
+        chain("INPUT", Some(Policy::Accept), vec![]),
+        chain("OUTPUT", Some(Policy::Accept), vec![]),
+        chain("POSTROUTING", Some(Policy::Accept), post),
+    ];
+    for (name, rules) in user {
+        chains.push(chain(name, None, rules.clone()));
+    }
+    chains
+}
+
+fn v6_tcp_packet(dport: u16) -> PacketFacts {
+    PacketFacts {
+        family: Family::Ipv6,
+        src: V6[0],
+        dst: V6[1],
+        l4_offset: 40,
+        ..tcp_packet(dport)
+    }
+}
+
+#[test]
+fn nat_verdicts_are_terminal_and_per_family() {
+    let port = |p: u16, r: OwnedRule| OwnedRule {
+        dport: Some((false, vec![PortRange { lo: p, hi: p }])),
+        ..r
+    };
+    let masq = OwnedRule {
+        action: OwnedAction::Nat(NatAction {
+            kind: NatKind::Masquerade,
+            range: NatRange::empty(Family::Ipv4).with_flags(range_flag::FULLY_RANDOM),
+        }),
+        ..Default::default()
+    };
+    let chains = nat_chains(
+        vec![
+            rule(OwnedAction::Log("nat ".into(), 6)),
+            port(80, dnat_tcp([10, 0, 2, 2], 8080)),
+            // Never reached for port 80: the dnat before decided.
+            port(80, dnat_tcp([10, 0, 2, 3], 8080)),
+            port(22, rule(OwnedAction::Accept)),
+            port(22, dnat_tcp([10, 0, 2, 4], 22)),
+        ],
+        vec![masq],
+        &[],
+    );
+    let buf = compile(Table::Nat, &chains).unwrap();
+    let run = |hook, f: &PacketFacts| eval(&buf, hook, f, &mut TestEnv::new(1));
+    let want = NatAction {
+        kind: NatKind::Dnat,
+        range: v4_range([10, 0, 2, 2], [10, 0, 2, 2]).with_ports(8080, 8080),
+    };
+    assert_eq!(run(Hook::PreRouting, &tcp_packet(80)), Verdict::Nat(want));
+    // accept ends the lookup without a translation.
+    assert_eq!(run(Hook::PreRouting, &tcp_packet(22)), Verdict::Accept);
+    assert_eq!(run(Hook::PreRouting, &tcp_packet(443)), Verdict::Accept);
+    // An IPv4 dnat never answers an IPv6 packet.
+    assert_eq!(run(Hook::PreRouting, &v6_tcp_packet(80)), Verdict::Accept);
+    // Masquerade has no address; its range takes the packet's family.
+    for f in [tcp_packet(1), v6_tcp_packet(1)] {
+        match run(Hook::PostRouting, &f) {
+            Verdict::Nat(n) => {
+                assert_eq!(n.kind, NatKind::Masquerade);
+                assert_eq!(n.range.family, f.family);
+                assert_eq!(n.range.flags, range_flag::FULLY_RANDOM);
+                let local = if f.family == Family::Ipv4 {
+                    addr16([192, 0, 2, 1])
+                } else {
+                    V6[2]
+                };
+                let r = n.range.resolve(n.kind, local);
+                assert!(r.has(range_flag::MAP_IPS) && r.contains_addr(&local));
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+    // The log before the dnat ran and the counters of the matching rules.
+    let mut e = TestEnv::new(1);
+    eval(&buf, Hook::PreRouting, &tcp_packet(80), &mut e);
+    assert_eq!(
+        e.events,
+        vec![
+            Event::Count(1, 60),
+            Event::Log(b"nat ".to_vec(), 6),
+            Event::Count(2, 60)
+        ]
+    );
+}
+
+#[test]
+fn service_load_balancing_like_kube_proxy() {
+    let svc = OwnedRule {
+        family: Some(Family::Ipv4),
+        proto: Some(IPPROTO_TCP),
+        daddr: Some((
+            false,
+            vec![Cidr::new(Family::Ipv4, addr16([10, 96, 0, 10]), 32).unwrap()],
+        )),
+        dport: Some((false, vec![PortRange { lo: 80, hi: 80 }])),
+        action: OwnedAction::Jump("SVC".into()),
+        ..Default::default()
+    };
+    let backends = [[10, 0, 2, 2], [10, 0, 2, 3], [10, 0, 2, 4]];
+    let spread = |first: OwnedRule, second: OwnedRule| {
+        let rules = vec![
+            OwnedRule { ..first },
+            OwnedRule { ..second },
+            dnat_tcp(backends[2], 8080),
+        ];
+        nat_chains(vec![svc.clone()], vec![], &[("SVC", rules)])
+    };
+    let to = |p: PacketFacts| PacketFacts {
+        dst: addr16([10, 96, 0, 10]),
+        ..p
+    };
+    let count = |chains: &[OwnedChain], n: usize| {
+        let buf = compile(Table::Nat, chains).unwrap();
+        let mut e = TestEnv::new(7);
+        let mut e_ref = TestEnv::new(7);
+        let mut hits = [0usize; 3];
+        for _ in 0..n {
+            let f = to(tcp_packet(80));
+            let v = eval(&buf, Hook::PreRouting, &f, &mut e);
+            assert_eq!(v, ref_eval(chains, Hook::PreRouting, &f, &mut e_ref));
+            let Verdict::Nat(NatAction {
+                kind: NatKind::Dnat,
+                range,
+            }) = v
+            else {
+                panic!("{v:?}");
+            };
+            let i = backends
+                .iter()
+                .position(|b| addr16(*b) == range.min_addr)
+                .unwrap();
+            assert_eq!((range.min_port, range.max_port), (8080, 8080));
+            hits[i] += 1;
+        }
+        // Other destinations and IPv6 are not translated.
+        assert_eq!(
+            eval(&buf, Hook::PreRouting, &tcp_packet(80), &mut e),
+            Verdict::Accept
+        );
+        assert_eq!(
+            eval(&buf, Hook::PreRouting, &to(v6_tcp_packet(80)), &mut e),
+            Verdict::Accept
+        );
+        hits
+    };
+    // nth: every third connection to the first, every second of the rest
+    // to the second, the others to the third.
+    let chains = spread(
+        OwnedRule {
+            nth: Some(3),
+            ..dnat_tcp(backends[0], 8080)
+        },
+        OwnedRule {
+            nth: Some(2),
+            ..dnat_tcp(backends[1], 8080)
+        },
+    );
+    assert_eq!(count(&chains, 6), [2, 2, 2]);
+    // random: 1/3, then 1/2 of the rest.
+    let chains = spread(
+        OwnedRule {
+            random: Some(RANDOM_ALWAYS / 3),
+            ..dnat_tcp(backends[0], 8080)
+        },
+        OwnedRule {
+            random: Some(RANDOM_ALWAYS / 2),
+            ..dnat_tcp(backends[1], 8080)
+        },
+    );
+    let hits = count(&chains, 3000);
+    assert!(hits.iter().all(|h| (850..1150).contains(h)), "{hits:?}");
+}
+
+#[test]
+fn nat_actions_in_user_chains_are_checked_against_their_hooks() {
+    let dnat = dnat_tcp([10, 0, 2, 2], 80);
+    let masq = OwnedRule {
+        action: OwnedAction::Nat(NatAction {
+            kind: NatKind::Masquerade,
+            range: NatRange::empty(Family::Ipv4),
+        }),
+        ..Default::default()
+    };
+    // Reached from PREROUTING only (through a goto too): fine.
+    let ok = nat_chains(
+        vec![rule(OwnedAction::Jump("A".into()))],
+        vec![],
+        &[
+            ("A", vec![rule(OwnedAction::Goto("B".into()))]),
+            (
+                "B",
+                vec![rule(OwnedAction::Log(String::new(), 4)), dnat.clone()],
+            ),
+            ("UNUSED", vec![masq.clone(), dnat.clone()]),
+        ],
+    );
+    let buf = compile(Table::Nat, &ok).unwrap();
+    assert!(matches!(
+        eval(&buf, Hook::PreRouting, &tcp_packet(1), &mut TestEnv::new(1)),
+        Verdict::Nat(_)
+    ));
+    // Reached from POSTROUTING too: refused, naming the chain and rule.
+    let bad = nat_chains(
+        vec![rule(OwnedAction::Jump("A".into()))],
+        vec![rule(OwnedAction::Jump("A".into()))],
+        &[
+            ("A", vec![rule(OwnedAction::Goto("B".into()))]),
+            (
+                "B",
+                vec![rule(OwnedAction::Log(String::new(), 4)), dnat.clone()],
+            ),
+        ],
+    );
+    let e = compile(Table::Nat, &bad).unwrap_err();
+    assert_eq!((e.field, e.chain, e.handle), ("dnat", Some("B"), Some(2)));
+    assert_eq!(
+        e.to_string(),
+        "chain 'B' rule 2: dnat: only in nat PREROUTING and OUTPUT, or in a chain reached only from them"
+    );
+    // In a built-in chain directly.
+    let bad = nat_chains(vec![masq.clone()], vec![], &[]);
+    let e = compile(Table::Nat, &bad).unwrap_err();
+    assert_eq!(
+        (e.field, e.chain, e.handle),
+        ("masquerade", Some("PREROUTING"), Some(1))
+    );
+    // Not in another table; the nat table neither drops nor rejects, nor
+    // has a drop policy.
+    let filter = vec![chain("INPUT", Some(Policy::Accept), vec![dnat.clone()])];
+    let e = compile(Table::Filter, &filter).unwrap_err();
+    assert_eq!(e.message, "dnat: only in the nat table");
+    let drop = nat_chains(vec![rule(OwnedAction::Drop)], vec![], &[]);
+    assert_eq!(compile(Table::Nat, &drop).unwrap_err().field, "drop");
+    let mut policy = nat_chains(vec![], vec![], &[]);
+    policy[3].policy = Some(Policy::Drop);
+    let e = compile(Table::Nat, &policy).unwrap_err();
+    assert_eq!((e.field, e.chain), ("policy", Some("POSTROUTING")));
 }

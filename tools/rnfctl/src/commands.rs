@@ -6,7 +6,7 @@
 use std::io::Read;
 
 use rnf_core::netlink::GenlMsgHdr;
-use rnf_core::rules::{validate_chain_name, Policy, Table};
+use rnf_core::rules::{validate_chain_name, Policy, RuleView, Table};
 use rnf_core::wire::{self, attr, cmd, AttrIter, WireError};
 
 use crate::cli::{ChainCommand, Command, ListArgs, MonitorCommand};
@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::listing::{self, HumanOpts, Listing};
 use crate::nl::GenlSocket;
 use crate::request::{self, Place, Request, Which};
-use crate::rule_parse::parse_rule;
+use crate::rule_parse::{parse_rule, strip_field};
 use crate::rulefile;
 
 fn wire_err(op: &'static str) -> impl Fn(WireError) -> Error {
@@ -31,6 +31,30 @@ fn wire_err(op: &'static str) -> impl Fn(WireError) -> Error {
 
 fn rule(op: &'static str, words: &[String]) -> Result<Vec<u8>, Error> {
     parse_rule(words).map_err(|e| Error::invalid(op, e.to_string()))
+}
+
+/// A rule to put in `chain` of `table`: parsed, and checked against the
+/// table (notrack only in raw, NAT only in nat) and a built-in chain's
+/// hook (where each NAT action runs), as the module would.
+fn placed_rule(
+    op: &'static str,
+    table: Table,
+    chain: &str,
+    words: &[String],
+) -> Result<Vec<u8>, Error> {
+    let blob = rule(op, words)?;
+    RuleView::decode(&blob)
+        .and_then(|v| {
+            v.check_table(table)?;
+            table.builtin(chain).map_or(Ok(()), |h| v.check_hook(h))
+        })
+        .map_err(|e| {
+            Error::invalid(
+                op,
+                format!("at '{}': {}", e.field, strip_field(e.message, e.field)),
+            )
+        })?;
+    Ok(blob)
 }
 
 /// `[at N] RULE...` of `insert`: the 0-based position and the rule words.
@@ -72,7 +96,7 @@ fn check_chain_name(op: &'static str, name: &str) -> Result<(), Error> {
 pub fn build(command: &Command) -> Result<Request, Error> {
     match command {
         Command::Add(a) => {
-            let blob = rule("add", &a.rule)?;
+            let blob = placed_rule("add", a.table, &a.chain, &a.rule)?;
             request::new_rule(
                 "add",
                 a.table,
@@ -85,7 +109,7 @@ pub fn build(command: &Command) -> Result<Request, Error> {
         }
         Command::Insert(a) => {
             let (pos, words) = split_insert(&a.rule)?;
-            let blob = rule("insert", words)?;
+            let blob = placed_rule("insert", a.table, &a.chain, words)?;
             request::new_rule(
                 "insert",
                 a.table,
@@ -97,7 +121,7 @@ pub fn build(command: &Command) -> Result<Request, Error> {
             .map_err(wire_err("insert"))
         }
         Command::Replace(a) => {
-            let blob = rule("replace", &a.rule)?;
+            let blob = placed_rule("replace", a.table, &a.chain, &a.rule)?;
             request::new_rule(
                 "replace",
                 a.table,
@@ -135,6 +159,12 @@ pub fn build(command: &Command) -> Result<Request, Error> {
                         a.table.name(),
                         names.join(", ")
                     ),
+                ));
+            }
+            if a.table == Table::Nat && Policy::from(a.policy) == Policy::Drop {
+                return Err(Error::invalid(
+                    "policy",
+                    format!("at 'drop': {}", rnf_core::compile::NAT_POLICY_DROP),
                 ));
             }
             request::set_policy(a.table, &a.chain, Policy::from(a.policy))

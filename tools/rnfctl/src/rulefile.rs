@@ -219,6 +219,9 @@ pub fn parse(text: &str) -> Result<RuleFile, FileError> {
                 let p = need(1, "accept or drop")?;
                 let policy = match p.as_str() {
                     "accept" => Policy::Accept,
+                    "drop" if table == Table::Nat => {
+                        return Err(err(n, p, rnf_core::compile::NAT_POLICY_DROP))
+                    }
                     "drop" => Policy::Drop,
                     _ => return Err(err(n, p, "expected accept or drop")),
                 };
@@ -282,9 +285,14 @@ pub fn parse(text: &str) -> Result<RuleFile, FileError> {
                     word: e.at,
                     message: e.message,
                 })?;
-                // What depends on the table (notrack only in raw).
+                // What depends on the table (notrack only in raw, NAT
+                // only in nat) and on a built-in chain's hook (NAT).
+                let hook = table.builtin(chain);
                 RuleView::decode(&blob)
-                    .and_then(|v| v.check_table(table))
+                    .and_then(|v| {
+                        v.check_table(table)?;
+                        hook.map_or(Ok(()), |h| v.check_hook(h))
+                    })
                     .map_err(|e| err(n, e.field, strip_field(e.message, e.field)))?;
                 c.rules.push((n, blob));
             }
@@ -322,7 +330,43 @@ pub fn parse(text: &str) -> Result<RuleFile, FileError> {
             }
         }
     }
+    for spec in &tables {
+        check_user_chain_hooks(spec)?;
+    }
     Ok(RuleFile { tables })
+}
+
+/// Checks the rules of user chains against every hook whose built-in
+/// chain reaches them through `jump` and `goto` (what the module's
+/// compiler checks too, but here with the line).
+fn check_user_chain_hooks(spec: &TableSpec) -> Result<(), FileError> {
+    let index = |name: &str| spec.chains.iter().position(|c| c.name == name);
+    for (i, c) in spec.chains.iter().enumerate() {
+        let Some(hook) = spec.table.builtin(&c.name) else {
+            continue;
+        };
+        let mut seen = vec![false; spec.chains.len()];
+        seen[i] = true;
+        let mut todo = vec![i];
+        while let Some(j) = todo.pop() {
+            for (line, blob) in &spec.chains[j].rules {
+                let Ok(v) = RuleView::decode(blob) else {
+                    continue;
+                };
+                if j != i {
+                    v.check_hook(hook)
+                        .map_err(|e| err(*line, e.field, strip_field(e.message, e.field)))?;
+                }
+                if let Action::Jump(t) | Action::Goto(t) = v.action {
+                    if let Some(k) = index(t).filter(|k| !seen[*k]) {
+                        seen[k] = true;
+                        todo.push(k);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl RuleFile {

@@ -409,6 +409,51 @@ pub fn ref_graph_ok(chains: &[OwnedChain]) -> bool {
         .all(|(i, _)| depth(i, &edges, &mut memo) <= MAX_JUMP_DEPTH)
 }
 
+/// The reference for the hooks each chain can be reached from: bit
+/// `1 << hook` per built-in chain of `table` that reaches it through
+/// jumps and gotos.
+pub fn ref_chain_hooks(table: Table, chains: &[OwnedChain]) -> Vec<u8> {
+    let mut hooks = vec![0u8; chains.len()];
+    for (root, c) in chains.iter().enumerate() {
+        let Some(h) = table.builtin(&c.name) else {
+            continue;
+        };
+        let bit = 1u8 << (h as u8);
+        let mut todo = vec![root];
+        while let Some(i) = todo.pop() {
+            if hooks[i] & bit != 0 {
+                continue;
+            }
+            hooks[i] |= bit;
+            for (_, _, b) in &chains[i].rules {
+                if let Action::Jump(t) | Action::Goto(t) = RuleView::decode(b).unwrap().action {
+                    if let Some(j) = chains.iter().position(|c| c.name == t) {
+                        todo.push(j);
+                    }
+                }
+            }
+        }
+    }
+    hooks
+}
+
+/// The reference check of NAT actions against the hooks their chains
+/// are reached from.
+pub fn ref_nat_hooks_ok(table: Table, chains: &[OwnedChain]) -> bool {
+    let hooks = ref_chain_hooks(table, chains);
+    chains.iter().zip(hooks).all(|(c, mask)| {
+        c.rules
+            .iter()
+            .all(|(_, _, b)| match RuleView::decode(b).unwrap().action {
+                Action::Nat(n) => Hook::ALL
+                    .iter()
+                    .filter(|h| mask & (1 << (**h as u8)) != 0)
+                    .all(|h| n.kind.allowed_at(*h)),
+                _ => true,
+            })
+    })
+}
+
 // ---------------------------------------------------------------------
 // A deterministic environment that records what the evaluator asks of it.
 

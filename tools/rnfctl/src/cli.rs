@@ -24,6 +24,10 @@ Matches:
                                  (flags: fin syn rst psh ack urg ece cwr, comma-separated, or none)
   icmp type NAME|N [code C]      ICMP/ICMPv6 type (echo-request, destination-unreachable, ...)
   mark [!] V[/M]                 packet mark (masked)
+  ct state [!] new|established|related|invalid|untracked[,...]   conntrack state
+  ct status [!] expected|seen-reply|assured|confirmed|snat|dnat[,...]   any of these flow bits
+  ct direction [!] original|reply   direction of the packet in its flow
+  ct mark [!] V[/M]              the flow's mark (masked)
   limit N/second|minute|hour|day [burst B]   rate limit (default burst 5)
   uid N | gid N                  owner of a locally generated packet
   payload contains TEXT          the transport payload contains TEXT
@@ -39,6 +43,18 @@ Actions (last word or words):
   goto CHAIN                     continue in a user chain without coming back
   log [prefix TEXT] [level emerg|alert|crit|err|warning|notice|info|debug|0-7]   (non-terminal)
   mark set|xor|and|or V          change the packet mark (non-terminal)
+  ct mark set V[/M] | ct mark xor|and|or V | ct mark save|restore [mask M]
+                                 change the flow's mark, or copy it to/from the packet mark
+  notrack                        exempt from connection tracking (raw table; non-terminal)
+  dnat to ADDR[-ADDR][:PORT[-PORT]] [random] [persistent]
+                                 destination NAT (nat PREROUTING, OUTPUT); IPv6: [fd00::1]:80
+  snat to ADDR[-ADDR][:PORT[-PORT]] [random] [fully-random] [persistent]
+                                 source NAT (nat POSTROUTING, INPUT)
+  masquerade [to PORT[-PORT]] [random] [fully-random]
+                                 source NAT to the outgoing interface's address (nat POSTROUTING)
+  redirect [to PORT[-PORT]] [random]
+                                 to the local host (nat PREROUTING, OUTPUT)
+  (ports in NAT actions need proto tcp, udp, udplite, sctp or dccp)
 
 Quote TEXT for the shell when it has blanks: comment 'ssh from the office'.
 A word starting with '-' must come after '--'.
@@ -51,6 +67,10 @@ Examples:
   rnfctl add filter INPUT icmp type echo-request limit 1/second burst 10 accept
   rnfctl add filter FORWARD ip6 daddr ! 2001:db8::/32 reject with icmp-admin-prohibited
   rnfctl add mangle PREROUTING iif eth+ mark set 0x10
+  rnfctl add filter INPUT ct state established,related accept
+  rnfctl add nat PREROUTING proto tcp dport 8445 redirect to 8443
+  rnfctl add nat PREROUTING iif eth0 proto tcp dport 2222 dnat to 10.0.2.2:22
+  rnfctl add nat POSTROUTING saddr 10.0.1.0/24 oif eth0 masquerade
   rnfctl chain add filter WEB && rnfctl add filter INPUT proto tcp dport 80 jump WEB
   rnfctl replace filter INPUT 7 proto tcp dport 2222 accept
   rnfctl delete filter INPUT 7
@@ -775,6 +795,16 @@ mod tests {
                 "goto CHAIN",
                 "log [prefix TEXT] [level",
                 "mark set|xor|and|or V",
+                "ct state [!]",
+                "ct status [!]",
+                "ct direction [!]",
+                "ct mark [!]",
+                "ct mark set V[/M]",
+                "notrack",
+                "dnat to ADDR",
+                "snat to ADDR",
+                "masquerade [to PORT",
+                "redirect [to PORT",
                 "Examples:",
             ] {
                 assert!(help.contains(word), "{sub} --help lacks {word:?}");

@@ -367,6 +367,64 @@ mod tests {
     const FILTER: u8 = Table::Filter as u8;
 
     #[test]
+    fn rules_are_checked_against_table_and_hook_before_sending() {
+        let r = req(&[
+            "add",
+            "nat",
+            "PREROUTING",
+            "proto",
+            "tcp",
+            "dport",
+            "8445",
+            "redirect",
+            "to",
+            "8443",
+        ]);
+        assert_eq!(
+            get(&r, attr::RULE),
+            blob("proto tcp dport 8445 redirect to 8443")
+        );
+        let r = req(&["insert", "nat", "POSTROUTING", "oif", "eth0", "masquerade"]);
+        assert_eq!(get(&r, attr::RULE), blob("oif eth0 masquerade"));
+        // A user chain is checked by the module, against the hooks that
+        // reach it.
+        req(&[
+            "add",
+            "nat",
+            "SVC",
+            "proto",
+            "tcp",
+            "dnat",
+            "to",
+            "10.0.0.1:80",
+        ]);
+        assert_eq!(
+            local_err(&["add", "filter", "INPUT", "notrack"]),
+            "add: at 'notrack': only in the raw table, which runs before connection tracking"
+        );
+        assert_eq!(
+            local_err(&["add", "filter", "INPUT", "dnat", "to", "1.2.3.4"]),
+            "add: at 'dnat': only in the nat table"
+        );
+        assert_eq!(
+            local_err(&["replace", "nat", "POSTROUTING", "3", "dnat", "to", "1.2.3.4"]),
+            "replace: at 'dnat': only in nat PREROUTING and OUTPUT, or in a chain reached only from them"
+        );
+        assert_eq!(
+            local_err(&["insert", "nat", "INPUT", "masquerade"]),
+            "insert: at 'masquerade': only in nat POSTROUTING, or in a chain reached only from it"
+        );
+        assert_eq!(
+            local_err(&["add", "nat", "PREROUTING", "drop"]),
+            "add: at 'drop': not in the nat table, which sees only a flow's first packet and is not for filtering (use the filter table)"
+        );
+        assert_eq!(
+            local_err(&["policy", "nat", "POSTROUTING", "drop"]),
+            "policy: at 'drop': the nat table's chains have policy accept: it sees only a flow's first packet and is not for filtering"
+        );
+    }
+
+    #[test]
     fn add_appends() {
         let r = req(&[
             "add", "filter", "INPUT", "proto", "tcp", "dport", "22", "accept",
@@ -396,8 +454,8 @@ mod tests {
     #[test]
     fn generation_is_sent_last() {
         for args in [
-            &["add", "--generation", "42", "nat", "OUTPUT", "drop"][..],
-            &["add", "nat", "OUTPUT", "drop", "--generation", "42"][..],
+            &["add", "--generation", "42", "nat", "OUTPUT", "accept"][..],
+            &["add", "nat", "OUTPUT", "accept", "--generation", "42"][..],
         ] {
             let r = req(args);
             assert_eq!(

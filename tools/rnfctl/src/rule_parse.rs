@@ -16,6 +16,12 @@
 //!         | goto CHAIN | log [prefix TEXT] [level L] | mark set|xor|and|or V
 //!         | ct mark set V[/M] | ct mark xor|and|or V
 //!         | ct mark save|restore [mask M] | notrack
+//!         | dnat to NAT_TO [random] [persistent]
+//!         | snat to NAT_TO [random] [fully-random] [persistent]
+//!         | masquerade [to [:]PORT[-PORT]] [random] [fully-random]
+//!         | redirect [to [:]PORT[-PORT]] [random]
+//! NAT_TO := ADDR[-ADDR][:PORT[-PORT]]   (IPv6: [ADDR[-ADDR]]:PORT..., or
+//!           ADDR[-ADDR] without a port)
 //! STATE := new | established | related | invalid | untracked
 //! BIT   := expected | seen-reply | assured | confirmed | snat | dnat
 //! ```
@@ -26,6 +32,11 @@
 //! need a flow: a packet without one matches neither them nor their
 //! negation. `notrack` is only allowed in the raw table.
 //!
+//! The NAT actions are for the nat table (snat in POSTROUTING and INPUT,
+//! dnat and redirect in PREROUTING and OUTPUT, masquerade in POSTROUTING);
+//! ports in them need `proto tcp|udp|udplite|sctp|dccp`, as iptables'
+//! `--to-ports` needs `-p`.
+//!
 //! Matches come in any order, each at most once; the action comes last.
 //! The words arrive already split (by the shell, or by [`split_words`] for
 //! a rule file), so `TEXT` is one word; the printer quotes it.
@@ -35,6 +46,8 @@
 //! - when every address of a rule belongs to one family and no `ip`/`ip6`
 //!   is given, the rule is restricted to that family (so that `saddr !
 //!   10.0.0.0/8` does not match every IPv6 packet);
+//! - likewise when the address a `snat`/`dnat` translates to does (an
+//!   IPv4 `dnat` never applies to IPv6 packets);
 //! - `icmp type` without `proto` sets `proto icmp` (`icmpv6` in an `ip6`
 //!   rule); names of ICMP types are looked up in the ICMPv6 table for
 //!   `ip6` or `proto icmpv6` rules, in the ICMP table otherwise;

@@ -233,6 +233,177 @@ fn err(line: &str) -> String {
 }
 
 #[test]
+fn nat_rule_forms_round_trip() {
+    let cases: &[(&str, &str)] = &[
+        // An address implies the rule's family.
+        ("dnat to 10.0.0.1", "ip dnat to 10.0.0.1"),
+        ("ip dnat to 10.0.0.1-10.0.0.1", "ip dnat to 10.0.0.1"),
+        (
+            "proto tcp dport 80 dnat to 10.0.0.1:8080",
+            "ip proto tcp dport 80 dnat to 10.0.0.1:8080",
+        ),
+        (
+            "proto tcp dnat to 10.0.0.1-10.0.0.3:8000-8010",
+            "ip proto tcp dnat to 10.0.0.1-10.0.0.3:8000-8010",
+        ),
+        (
+            "proto udp dnat to 10.0.0.1:53-53 random persistent",
+            "ip proto udp dnat to 10.0.0.1:53 random persistent",
+        ),
+        ("dnat to fd00::1", "ip6 dnat to fd00::1"),
+        ("dnat to [fd00::1]", "ip6 dnat to fd00::1"),
+        ("dnat to fd00::1-fd00::3", "ip6 dnat to fd00::1-fd00::3"),
+        (
+            "proto tcp dnat to [fd00::1]:80",
+            "ip6 proto tcp dnat to [fd00::1]:80",
+        ),
+        (
+            "proto tcp dnat to [fd00::1-fd00::3]:80-81",
+            "ip6 proto tcp dnat to [fd00::1-fd00::3]:80-81",
+        ),
+        (
+            "proto tcp dnat to [fd00::1]-[fd00::3]:80",
+            "ip6 proto tcp dnat to [fd00::1-fd00::3]:80",
+        ),
+        (
+            "ip6 saddr fd00:1::/64 oif eth0 snat to 2001:db8::1",
+            "ip6 saddr fd00:1::/64 oif eth0 snat to 2001:db8::1",
+        ),
+        (
+            "saddr 10.0.1.0/24 proto udp snat to 192.0.2.1-192.0.2.9:1024-65535 persistent fully-random random",
+            "ip proto udp saddr 10.0.1.0/24 snat to 192.0.2.1-192.0.2.9:1024-65535 random fully-random persistent",
+        ),
+        ("masquerade", "masquerade"),
+        ("oif eth0 masquerade random", "oif eth0 masquerade random"),
+        (
+            "proto tcp masquerade to :1024-65535 fully-random",
+            "proto tcp masquerade to 1024-65535 fully-random",
+        ),
+        (
+            "proto tcp dport 8445 redirect to 8443",
+            "proto tcp dport 8445 redirect to 8443",
+        ),
+        (
+            "proto udp redirect to :5353 random",
+            "proto udp redirect to 5353 random",
+        ),
+        ("redirect", "redirect"),
+        (
+            "ip6 proto tcp dport 80 redirect to 8080",
+            "ip6 proto tcp dport 80 redirect to 8080",
+        ),
+        (
+            "proto tcp random 0.3333 dnat to 10.0.2.2:8080",
+            "ip proto tcp random 0.3333 dnat to 10.0.2.2:8080",
+        ),
+        (
+            "proto tcp nth 3 dnat to 10.0.2.2:8080",
+            "ip proto tcp nth 3 dnat to 10.0.2.2:8080",
+        ),
+    ];
+    for (line, canonical) in cases {
+        round_trip(line, canonical);
+    }
+}
+
+#[test]
+fn nat_errors_name_the_word_and_what_was_expected() {
+    let to = "an address, range or address and ports like 10.0.0.1, \
+              10.0.0.1-10.0.0.3:8000-8010 or [fd00::1]:80";
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "dnat",
+            format!("rnfctl: at 'dnat': expected 'to' and {to}, got nothing"),
+        ),
+        (
+            "dnat 10.0.0.1",
+            format!("rnfctl: at 'dnat': expected 'to' and {to}, got '10.0.0.1'"),
+        ),
+        (
+            "snat to",
+            format!("rnfctl: at 'snat to': expected {to}, got nothing"),
+        ),
+        (
+            "proto tcp dnat to :80",
+            "rnfctl: at 'dnat to': dnat needs an address to translate to, like 10.0.0.1:80".into(),
+        ),
+        (
+            "dnat to 10.0.0.300",
+            "rnfctl: at 'dnat to': expected an address or range like 10.0.0.1-10.0.0.3, got '10.0.0.300'".into(),
+        ),
+        (
+            "dnat to 10.0.0.1-fd00::1",
+            "rnfctl: at 'dnat to': expected an address or range like 10.0.0.1-10.0.0.3, got '10.0.0.1-fd00::1'".into(),
+        ),
+        (
+            "proto tcp dnat to 10.0.0.1:90-80",
+            "rnfctl: at 'dnat to': expected a port or range like 80 or 8000-8010, got '90-80'".into(),
+        ),
+        (
+            "proto tcp dnat to [fd00::1:80",
+            format!("rnfctl: at 'dnat to': expected {to}, got '[fd00::1:80'"),
+        ),
+        (
+            "dnat to 10.0.0.3-10.0.0.1",
+            "rnfctl: at 'dnat': the first address of the range is above the last".into(),
+        ),
+        (
+            "proto tcp dnat to 10.0.0.1:0",
+            "rnfctl: at 'dnat': ports are 1 to 65535".into(),
+        ),
+        (
+            "dnat to 10.0.0.1:80",
+            "rnfctl: at 'dnat': a port needs proto tcp, udp, udplite, sctp or dccp".into(),
+        ),
+        (
+            "proto icmp redirect to 8443",
+            "rnfctl: at 'redirect': a port needs proto tcp, udp, udplite, sctp or dccp".into(),
+        ),
+        (
+            "ip6 dnat to 10.0.0.1",
+            "rnfctl: at 'dnat': an address of the other family than the rule's 'ip'/'ip6'".into(),
+        ),
+        (
+            "saddr fd00::/8 snat to 10.0.0.1",
+            "rnfctl: at 'snat': an address of the other family than the rule's 'ip'/'ip6'".into(),
+        ),
+        (
+            "proto tcp redirect to 10.0.0.1:8443",
+            "rnfctl: at 'redirect to': expected a port or range like 8443 or 8000-8010 (redirect \
+             translates to the local host's address), got '10.0.0.1:8443'".into(),
+        ),
+        (
+            "masquerade to eth0",
+            "rnfctl: at 'masquerade to': expected a port or range like 1024-65535 (masquerade \
+             translates to the outgoing interface's address), got 'eth0'".into(),
+        ),
+        (
+            "redirect persistent",
+            "rnfctl: at 'redirect': the only option is random".into(),
+        ),
+        (
+            "masquerade persistent",
+            "rnfctl: at 'masquerade': the options are random and fully-random".into(),
+        ),
+        (
+            "dnat to 10.0.0.1 fully-random",
+            "rnfctl: at 'dnat': the options are random and persistent".into(),
+        ),
+        (
+            "masquerade random random",
+            "rnfctl: at 'random': given twice".into(),
+        ),
+        (
+            "masquerade accept",
+            "rnfctl: at 'accept': unexpected word after the action (the action comes last)".into(),
+        ),
+    ];
+    for (line, want) in cases {
+        assert_eq!(err(line), want, "for '{line}'");
+    }
+}
+
+#[test]
 fn errors_name_the_word_and_what_was_expected() {
     let cases: &[(&str, &str)] = &[
         (

@@ -452,7 +452,7 @@ mod tests {
         let f = parse(
             "  # a comment\n\n\
              table nat\n\
-             policy POSTROUTING drop\n\
+             policy POSTROUTING accept\n\
              \t# indented comment\n\
              chain A\n\
              add A accept\n\
@@ -469,8 +469,10 @@ mod tests {
         let nat = table(&f, Table::Nat);
         let names: Vec<_> = nat.chains.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "A"]);
-        assert_eq!(nat.chains[3].policy, Some(Policy::Drop));
+        assert_eq!(nat.chains[3].policy, Some(Policy::Accept));
+        assert_eq!(nat.chains[3].line, Some(4));
         assert_eq!(nat.chains[0].policy, Some(Policy::Accept));
+        assert_eq!(nat.chains[0].line, None);
         assert_eq!(nat.chains[4].policy, None);
         assert_eq!(nat.chains[4].rules.len(), 1);
         assert_eq!(nat.chains[4].rules[0].0, 7);
@@ -530,6 +532,90 @@ add FORWARD ct status ! assured,confirmed log
         let dump = crate::test_util::kernel_after_restore(&r, 9);
         let l = Listing::decode("save", &dump).unwrap();
         assert_eq!(save(&l).unwrap(), text);
+    }
+
+    #[test]
+    fn nat_rules_save_restore_save_identically() {
+        let text = "\
+# rnf rule set (rnfctl save); load it with: rnfctl restore < FILE
+# generation 4
+table raw
+policy PREROUTING accept
+policy OUTPUT accept
+
+table mangle
+policy PREROUTING accept
+policy INPUT accept
+policy FORWARD accept
+policy OUTPUT accept
+policy POSTROUTING accept
+
+table nat
+policy PREROUTING accept
+policy INPUT accept
+policy OUTPUT accept
+policy POSTROUTING accept
+chain SVC-WEB
+add PREROUTING ip proto tcp daddr 10.96.0.10 dport 80 jump SVC-WEB
+add PREROUTING ip proto tcp dport 2222 iif ra dnat to 10.0.2.2:22
+add PREROUTING ip6 proto tcp dport 2222 iif ra dnat to [fd00:2::2]:22
+add PREROUTING proto tcp dport 8445 redirect to 8443
+add OUTPUT ip proto tcp daddr 10.96.0.10 dport 80 jump SVC-WEB
+add POSTROUTING ip saddr 10.0.1.0/24 oif rb masquerade
+add POSTROUTING ip6 saddr fd00:1::/64 oif rb masquerade random fully-random
+add POSTROUTING ip proto udp oif rc snat to 192.0.2.1-192.0.2.9:1024-65535 persistent
+add SVC-WEB ip proto tcp random 0.3333 dnat to 10.0.2.2:8080
+add SVC-WEB ip proto tcp nth 2 dnat to 10.0.2.3:8080
+add SVC-WEB ip proto tcp dnat to 10.0.2.4-10.0.2.6:8080-8081 random
+
+table filter
+policy INPUT accept
+policy FORWARD accept
+policy OUTPUT accept
+";
+        let file = parse(text).unwrap();
+        let r = crate::request::replace_ruleset(|w| file.encode(w), None).unwrap();
+        let dump = crate::test_util::kernel_after_restore(&r, 4);
+        let l = Listing::decode("save", &dump).unwrap();
+        assert_eq!(save(&l).unwrap(), text);
+    }
+
+    #[test]
+    fn nat_rules_are_checked_against_table_and_hooks() {
+        assert_eq!(
+            e("table filter\nadd INPUT dnat to 10.0.0.1\n"),
+            "line 2: at 'dnat': only in the nat table"
+        );
+        assert_eq!(
+            e("table nat\nadd POSTROUTING proto tcp redirect to 8443\n"),
+            "line 2: at 'redirect': only in nat PREROUTING and OUTPUT, or in a chain reached only from them"
+        );
+        assert_eq!(
+            e("table nat\npolicy INPUT drop\n"),
+            "line 2: at 'drop': the nat table's chains have policy accept: it sees only a flow's first packet and is not for filtering"
+        );
+        assert_eq!(
+            e("table nat\nadd PREROUTING reject\n"),
+            "line 2: at 'reject': not in the nat table, which sees only a flow's first packet and is not for filtering (use the filter table)"
+        );
+        // A user chain: against every hook that reaches it, through jumps
+        // and gotos, whatever the order of the lines.
+        let ok = "table nat
+chain A
+chain B
+add PREROUTING jump A
+add OUTPUT goto A
+add A goto B
+add B dnat to 10.0.0.1
+chain UNUSED
+add UNUSED masquerade
+add UNUSED dnat to 10.0.0.1
+";
+        assert!(parse(ok).is_ok());
+        assert_eq!(
+            e(&format!("{ok}add POSTROUTING jump A\n")),
+            "line 7: at 'dnat': only in nat PREROUTING and OUTPUT, or in a chain reached only from them"
+        );
     }
 
     #[test]

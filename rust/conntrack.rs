@@ -31,6 +31,7 @@ use crate::ct_tcp::{TcpAction, TcpConfig, TcpConn, TcpSegment};
 use crate::flow_table::{Flow, FlowTable, InsertError};
 use crate::genl;
 use crate::hooks::{Family, Hook};
+use crate::nat::{self, Manip, NatKind, NatRange};
 use crate::netfilter::{self, HookSpec, HookState, Verdict};
 use crate::packet::{self, PacketFacts, L4};
 use crate::percpu::{PacketNote, PacketNotes};
@@ -72,6 +73,15 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 const NOTE_UNCONFIRMED: u8 = 1;
 const NOTE_CREATED: u8 = 2;
 
+/// Internal status bits: the NAT of each side has been decided for the
+/// flow (Linux `IPS_SRC_NAT_DONE`, `IPS_DST_NAT_DONE`).
+const NAT_DONE_SRC: u32 = 1 << 28;
+const NAT_DONE_DST: u32 = 1 << 29;
+
+/// Bytes of headers a NAT rewrite needs writable: IP header with options
+/// or extension headers and the largest transport header it changes.
+const NAT_HEADER_BYTES: u32 = 192;
+
 /// The per-protocol state of a flow.
 #[derive(Clone, Copy, Debug)]
 pub enum Track {
@@ -106,6 +116,26 @@ struct Stats {
     full_drops: AtomicU64,
     invalid: AtomicU64,
     deleted: AtomicU64,
+    nat_failed: AtomicU64,
+}
+
+fn nat_done_bit(manip: Manip) -> u32 {
+    match manip {
+        Manip::Src => NAT_DONE_SRC,
+        Manip::Dst => NAT_DONE_DST,
+    }
+}
+
+/// Whether a packet in `dir` is rewritten at a hook doing `manip`: the
+/// original direction gets the flow's own NAT of that side, the reply
+/// direction the undoing of the other side (`nf_nat_packet()`'s status bit
+/// flip).
+fn nat_applies(flow: &CtFlow, dir: Direction, manip: Manip) -> bool {
+    let side = match (dir, manip) {
+        (Direction::Original, Manip::Src) | (Direction::Reply, Manip::Dst) => ct::status::SRC_NAT,
+        (Direction::Original, Manip::Dst) | (Direction::Reply, Manip::Src) => ct::status::DST_NAT,
+    };
+    flow.status() & side != 0
 }
 
 fn bump(c: &AtomicU64) {
@@ -274,7 +304,7 @@ impl Conntrack {
     }
 
     /// Tracks a packet at the conntrack priority.
-    pub(crate) fn track(&self, skb: &SkBuff, guard: &ReadGuard) -> Verdict {
+    pub(crate) fn track(&self, skb: &SkBuff, looped: bool, guard: &ReadGuard) -> Verdict {
         let Some(h) = Headers::read(skb) else {
             // Nothing to track; the rules see it as invalid.
             bump(&self.stats.invalid);
@@ -292,7 +322,7 @@ impl Conntrack {
             ..PacketNote::default()
         };
         let verdict = match ct::classify(&h.facts, h.pkt()) {
-            Classified::Flow(tuple) => self.track_flow(&h, &tuple, &mut note, guard),
+            Classified::Flow(tuple) => self.track_flow(&h, &tuple, looped, &mut note, guard),
             Classified::IcmpError => {
                 note.state = self.icmp_error_state(&h, guard).0;
                 Verdict::Accept
@@ -334,10 +364,25 @@ impl Conntrack {
         }
     }
 
+    /// A packet that looped back (arriving on `lo`) after it was translated
+    /// on its way out: its tuple is the inverse of one of a NATed flow's
+    /// tuples. Linux knows such packets by the conntrack entry they carry;
+    /// rnf recognises them by their tuple.
+    fn looped_back<'g>(
+        &'g self,
+        tuple: &ct::Tuple,
+        guard: &'g ReadGuard,
+    ) -> Option<(&'g CtFlow, Direction)> {
+        let (flow, d) = self.table.lookup(&tuple.invert(), guard)?;
+        let nat = ct::status::SRC_NAT | ct::status::DST_NAT;
+        (flow.status() & nat != 0).then_some((flow, d.opposite()))
+    }
+
     fn track_flow(
         &self,
         h: &Headers,
         tuple: &ct::Tuple,
+        looped: bool,
         note: &mut PacketNote,
         guard: &ReadGuard,
     ) -> Verdict {
@@ -351,6 +396,7 @@ impl Conntrack {
                     self.kill(flow, Gone::Expired, guard);
                     None
                 }
+                None if looped => self.looped_back(tuple, guard),
                 other => other,
             };
             let (flow, dir, created) = match found {
@@ -369,7 +415,7 @@ impl Conntrack {
                     note.state = state.0;
                     note.id = flow.id;
                     note.dir = dir.index() as u8;
-                    note.bucket = flow.bucket.get(dir.index()).copied().unwrap_or(0);
+                    note.bucket = flow.bucket(dir);
                     if flow.status() & ct::status::CONFIRMED == 0 {
                         note.flags |= NOTE_UNCONFIRMED;
                     }
@@ -439,7 +485,15 @@ impl Conntrack {
                 bump(&self.stats.inserted);
                 Ok(Some((f, Direction::Original, true)))
             }
-            Err(InsertError::Clash(f, d)) => Ok(Some((f, d, false))),
+            // Another CPU inserted the same flow first: use it.
+            Err(InsertError::Clash(f, d, Direction::Original)) => Ok(Some((f, d, false))),
+            // The packet's reply tuple is another flow's (one NATed to
+            // this packet's tuple): the insertion fails and the packet is
+            // dropped, as `__nf_conntrack_confirm()` does.
+            Err(InsertError::Clash(_, _, Direction::Reply)) => {
+                bump(&self.stats.full_drops);
+                Err(())
+            }
             Err(InsertError::NoBucket) => Err(()),
         }
     }
@@ -691,8 +745,8 @@ impl Conntrack {
     fn flow_msg(&self, flow: &CtFlow, now: u64, event: Option<u8>) -> FlowMsg {
         let expires = flow.expires_ns.load(Ordering::Relaxed);
         FlowMsg {
-            orig: flow.tuple[0],
-            reply: flow.tuple[1],
+            orig: flow.tuple(Direction::Original),
+            reply: flow.tuple(Direction::Reply),
             id: flow.id,
             proto_state: self.table.track(flow).proto_state(),
             status: flow.status(),
@@ -890,6 +944,187 @@ impl Conntrack {
         }
     }
 
+    /// Whether the NAT of side `manip` is decided for the flow.
+    pub fn nat_done(flow: &CtFlow, manip: Manip) -> bool {
+        flow.status.load(Ordering::Relaxed) & nat_done_bit(manip) != 0
+    }
+
+    /// Decides the NAT of side `manip` for a flow on its first packet:
+    /// `action` is what the nat table said (`None`: no translation). The
+    /// flow's reply tuple becomes the inverse of the translated tuple,
+    /// chosen so that no other flow has it. `Err` when no free tuple is
+    /// left in the range (the packet is dropped and counted).
+    pub fn bind_nat(
+        &self,
+        flow: &CtFlow,
+        manip: Manip,
+        action: Option<(NatKind, NatRange)>,
+        skb: &SkBuff,
+        state: &HookState<'_>,
+    ) -> core::result::Result<(), ()> {
+        let guard = state.rcu();
+        let done = nat_done_bit(manip);
+        let Some((kind, range)) = action else {
+            flow.set_status(done);
+            return Ok(());
+        };
+        let local = match kind {
+            NatKind::Masquerade => match state.masquerade_addr(skb) {
+                Some((addr, ifindex)) => {
+                    flow.aux.store(ifindex, Ordering::Relaxed);
+                    Some(addr)
+                }
+                None => None,
+            },
+            NatKind::Redirect => state.redirect_addr(skb),
+            NatKind::Snat | NatKind::Dnat => Some([0; 16]),
+        };
+        let Some(local) = local else {
+            bump(&self.stats.nat_failed);
+            return Err(());
+        };
+        let range = range.resolve(kind, local);
+        let cur = flow.tuple(Direction::Reply).invert();
+        let chosen = nat::choose_tuple(
+            &cur,
+            &range,
+            manip,
+            0,
+            // SAFETY: no preconditions.
+            || unsafe { sys::rnf_random_u32() },
+            |reply| {
+                self.table
+                    .lookup(reply, guard)
+                    .is_some_and(|(f, _)| f.id != flow.id)
+            },
+        );
+        let Some(new) = chosen else {
+            bump(&self.stats.nat_failed);
+            return Err(());
+        };
+        if new != cur {
+            if !self.table.rehash_reply(flow, &new.invert(), guard) {
+                bump(&self.stats.nat_failed);
+                return Err(());
+            }
+            flow.set_status(match manip {
+                Manip::Src => ct::status::SRC_NAT,
+                Manip::Dst => ct::status::DST_NAT,
+            });
+        }
+        flow.set_status(done);
+        Ok(())
+    }
+
+    /// Rewrites a packet of the flow (direction `dir`) for side `manip`
+    /// from the flow's binding, as `nf_nat_packet()`. Returns whether the
+    /// packet was changed.
+    pub fn nat_packet(
+        &self,
+        flow: &CtFlow,
+        dir: Direction,
+        manip: Manip,
+        skb: &SkBuff,
+        facts: &PacketFacts,
+    ) -> Result<bool> {
+        if !nat_applies(flow, dir, manip) {
+            return Ok(false);
+        }
+        let target = flow.tuple(dir.opposite()).invert();
+        let ep = nat::endpoint(&target, manip);
+        let now = Headers::read(skb).and_then(|h| ct::Tuple::from_facts(&h.facts, h.pkt()));
+        if let Some(t) = now {
+            if nat::endpoint(&t, manip) == ep {
+                // Translated already (a packet that looped back).
+                return Ok(false);
+            }
+        }
+        let partial = skb.csum_partial();
+        let mut rw = skb.write_headers(NAT_HEADER_BYTES, |buf| {
+            nat::manip_packet(buf, facts, manip, &ep, partial)
+        })?;
+        if rw == Err(nat::NatError::NeedFullPacket) {
+            skb.linearize()?;
+            rw = skb.write_headers(skb.network_len(), |buf| {
+                nat::manip_packet(buf, facts, manip, &ep, partial)
+            })?;
+        }
+        let rw = rw.map_err(|_| EINVAL)?;
+        skb.csum_update(
+            crate::csum::to_native_wsum(crate::csum::fold(rw.csum_delta)),
+            rw.csum_none,
+        );
+        self.renote(skb);
+        Ok(true)
+    }
+
+    /// Translates an ICMP error about a NATed flow (travelling in `dir`)
+    /// at a hook doing `manip`: the quoted packet and the outer address,
+    /// as `nf_nat_icmp_reply_translation()`.
+    pub fn nat_icmp_error(
+        &self,
+        flow: &CtFlow,
+        dir: Direction,
+        manip: Manip,
+        skb: &SkBuff,
+        facts: &PacketFacts,
+    ) -> Result<bool> {
+        if !nat_applies(flow, dir, manip) {
+            return Ok(false);
+        }
+        let other = flow.tuple(dir.opposite());
+        let inner = nat::endpoint(&other, manip.invert());
+        let outer = nat::endpoint(&other.invert(), manip).addr;
+        let partial = skb.csum_partial();
+        let rw = skb.write_headers(skb.network_len(), |buf| {
+            nat::translate_icmp_error(buf, facts, manip, &outer, &inner, partial)
+        })?;
+        let rw = rw.map_err(|_| EINVAL)?;
+        skb.csum_update(
+            crate::csum::to_native_wsum(crate::csum::fold(rw.csum_delta)),
+            rw.csum_none,
+        );
+        self.renote(skb);
+        Ok(true)
+    }
+
+    /// After a rewrite, notes the packet's new headers for the later hooks.
+    fn renote(&self, skb: &SkBuff) {
+        let Some(mut note) = self.notes.get(skb) else {
+            return;
+        };
+        if let Some(h) = Headers::read(skb) {
+            note.fingerprint = fingerprint(&h.facts);
+            self.notes.set(skb, &note);
+        }
+    }
+
+    /// Forgets masqueraded flows of interface `ifindex` in this namespace
+    /// (all of them when it went down, those mapped to `addr` when it lost
+    /// that address), as `nf_nat_masquerade` does. Does not sleep.
+    pub fn forget_masquerade(&self, ifindex: i32, addr: Option<(Family, [u8; 16])>) {
+        let lock = rcu::read_lock();
+        let guard = lock.guard();
+        for b in 0..self.table.buckets() {
+            self.table.for_each_in(b, guard, |flow| {
+                if flow.status() & ct::status::SRC_NAT == 0
+                    || flow.aux.load(Ordering::Relaxed) != ifindex as u32
+                    || flow.aux.load(Ordering::Relaxed) == 0
+                {
+                    return;
+                }
+                let mapped = flow.tuple(Direction::Reply);
+                let gone = match addr {
+                    None => true,
+                    Some((family, a)) => mapped.family == family && mapped.dst == a,
+                };
+                if gone {
+                    self.kill(flow, Gone::Deleted, guard);
+                }
+            });
+        }
+    }
+
     /// The table, for tests.
     #[allow(dead_code)]
     pub fn table(&self) -> &FlowTable<Track> {
@@ -900,7 +1135,9 @@ impl Conntrack {
 impl netfilter::Handler for Conntrack {
     fn hook(&self, tag: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
         if tag < 4 {
-            self.track(skb, state.rcu())
+            let mut name = [0u8; 16];
+            let looped = state.in_name(&mut name) == b"lo";
+            self.track(skb, looped, state.rcu())
         } else {
             self.confirm(skb, state.rcu());
             Verdict::Accept

@@ -6,22 +6,24 @@
 //! (`hooks::HOOK_STAGES` for IPv4 and IPv6): the points where iptables has
 //! its raw, mangle, nat and filter tables, at the same priorities. Each point
 //! counts the packets and bytes it sees, then evaluates its table's compiled
-//! rules (raw, mangle and filter; the nat table is evaluated once NAT is
-//! built on connection tracking). Connection tracking (`conntrack`) has its
-//! own hooks, between raw and mangle; rules after it see its result.
+//! rules. Connection tracking (`conntrack`) has its own hooks, between raw
+//! and mangle; rules after it see its result. The nat table is consulted
+//! for a flow's first packet only; its decision is bound to the flow and
+//! applied to every packet of it.
 
 use crate::conntrack::{Conntrack, PacketCt};
-use crate::ct::{CtState, Direction};
+use crate::ct::{self, CtState, Direction};
 use crate::eval::{CompiledTable, EvalEnv, Verdict as RuleVerdict};
 use crate::hooks::{self, Family, Hook, Stage, NUM_HOOK_POINTS};
+use crate::nat::Manip;
 use crate::net::Net;
 use crate::netfilter::{self, Defrag, HookSpec, HookState, Verdict};
 use crate::packet::{self, PacketFacts};
 use crate::percpu::{Counter, PerCpuCounters};
-use crate::pernet::{self, NetId, NetRef, PreExit};
+use crate::pernet::{self, NetData, NetId, NetRef, PreExit};
 use crate::rcu::RcuBox;
 use crate::rules::{Limit, Table};
-use crate::ruleset::{Image, RuleStore, SlotState};
+use crate::ruleset::{Image, RuleStore, SlotState, TableImage};
 use crate::skb::SkBuff;
 use crate::sys;
 use crate::wire::HookStat;
@@ -67,13 +69,12 @@ impl PacketPath {
     }
 }
 
-fn table_of(stage: Stage) -> Option<Table> {
+fn table_of(stage: Stage) -> Table {
     match stage {
-        Stage::Raw => Some(Table::Raw),
-        Stage::Mangle => Some(Table::Mangle),
-        Stage::Filter => Some(Table::Filter),
-        // NAT rules apply to a flow's first packet; that needs conntrack.
-        Stage::NatDst | Stage::NatSrc => None,
+        Stage::Raw => Table::Raw,
+        Stage::Mangle => Table::Mangle,
+        Stage::Filter => Table::Filter,
+        Stage::NatDst | Stage::NatSrc => Table::Nat,
     }
 }
 
@@ -83,18 +84,18 @@ impl netfilter::Handler for PacketPath {
         let Some((_family, hook, stage)) = hooks::hook_point(point as usize) else {
             return Verdict::Accept;
         };
-        let Some(table) = table_of(stage) else {
+        let table = table_of(stage);
+        let rcu = state.rcu();
+        let timg = self
+            .image
+            .read(rcu)
+            .and_then(|image| image.tables.get(table as usize))
+            .and_then(|t| t.as_deref());
+        let is_nat = matches!(stage, Stage::NatDst | Stage::NatSrc);
+        // NAT applies the bindings of existing flows even without rules.
+        if timg.is_none() && !is_nat {
             return Verdict::Accept;
-        };
-        let Some(image) = self.image.read(state.rcu()) else {
-            return Verdict::Accept;
-        };
-        let Some(Some(timg)) = image.tables.get(table as usize) else {
-            return Verdict::Accept;
-        };
-        let Ok(compiled) = CompiledTable::new(&timg.buf) else {
-            return Verdict::Drop;
-        };
+        }
         let mut hdr = [0u8; HEADER_BYTES];
         let n = skb.copy_network(0, &mut hdr);
         let pkt = hdr.get(..n).unwrap_or(&[]);
@@ -106,15 +107,128 @@ impl netfilter::Handler for PacketPath {
         let ct = if stage == Stage::Raw {
             PacketCt::none()
         } else {
-            self.ct.packet_ct(skb, &facts, pkt, state.rcu())
+            self.ct.packet_ct(skb, &facts, pkt, rcu)
         };
+        let mut env = KernelEnv::new(skb, state, &facts, hook, &self.ct, ct);
+        if is_nat {
+            return self.nat(&mut env, timg);
+        }
+        let Some(timg) = timg else {
+            return Verdict::Accept;
+        };
+        let Ok(compiled) = CompiledTable::new(&timg.buf) else {
+            return Verdict::Drop;
+        };
+        env.slots = Some(&timg.state);
+        let verdict = compiled.eval(hook, &facts, &mut env);
+        self.finish(verdict, &env)
+    }
+}
+
+impl PacketPath {
+    /// Turns a table's verdict into netfilter's.
+    fn finish(&self, verdict: RuleVerdict, env: &KernelEnv<'_>) -> Verdict {
+        match verdict {
+            RuleVerdict::Accept => Verdict::Accept,
+            // Only the nat table gives NAT verdicts (see `nat`).
+            RuleVerdict::Nat(_) => Verdict::Accept,
+            RuleVerdict::Drop => {
+                self.ct.dropped(&env.ct, env.state.rcu());
+                Verdict::Drop
+            }
+            RuleVerdict::Reject(kind) => {
+                self.ct.dropped(&env.ct, env.state.rcu());
+                env.state.reject(env.skb, kind as u8);
+                Verdict::Drop
+            }
+        }
+    }
+
+    /// The NAT stages: on a flow's first packet the nat table decides the
+    /// translation of this side (`Manip`), bound to the flow; every packet
+    /// of the flow, both ways, is then rewritten from that binding.
+    fn nat<'a>(&self, env: &mut KernelEnv<'a>, timg: Option<&'a TableImage>) -> Verdict {
+        let Some(manip) = Manip::for_hook(env.hook) else {
+            return Verdict::Accept;
+        };
+        let Some((flow, dir)) = env.ct.flow else {
+            return Verdict::Accept;
+        };
+        let (skb, state, facts) = (env.skb, env.state, env.facts);
+        if env.ct.state == CtState::RELATED {
+            // An ICMP error about a flow: translate what it quotes.
+            return match self.ct.nat_icmp_error(flow, dir, manip, skb, facts) {
+                Ok(_) => Verdict::Accept,
+                Err(_) => Verdict::Drop,
+            };
+        }
+        if !Conntrack::nat_done(flow, manip)
+            && dir == Direction::Original
+            && flow.status() & ct::status::CONFIRMED == 0
+        {
+            let mut action = None;
+            if let Some(timg) = timg {
+                let Ok(compiled) = CompiledTable::new(&timg.buf) else {
+                    return Verdict::Drop;
+                };
+                env.slots = Some(&timg.state);
+                match compiled.eval(env.hook, facts, env) {
+                    RuleVerdict::Nat(a) => action = Some((a.kind, a.range)),
+                    RuleVerdict::Accept => {}
+                    v => return self.finish(v, env),
+                }
+            }
+            if self.ct.bind_nat(flow, manip, action, skb, state).is_err() {
+                self.ct.dropped(&env.ct, state.rcu());
+                return Verdict::Drop;
+            }
+        }
+        match self.ct.nat_packet(flow, dir, manip, skb, facts) {
+            Ok(true) if env.hook == Hook::LocalOut && manip == Manip::Dst => {
+                // A new destination may need another route.
+                match state.reroute(skb) {
+                    Ok(()) => Verdict::Accept,
+                    Err(_) => Verdict::Drop,
+                }
+            }
+            Ok(_) => Verdict::Accept,
+            Err(_) => Verdict::Drop,
+        }
+    }
+}
+
+/// What the evaluator asks of the kernel for one packet.
+struct KernelEnv<'a> {
+    skb: &'a SkBuff,
+    state: &'a HookState<'a>,
+    /// The evaluated table's per-rule state (counters, limits).
+    slots: Option<&'a SlotState>,
+    facts: &'a PacketFacts,
+    hook: Hook,
+    conntrack: &'a Conntrack,
+    ct: PacketCt<'a>,
+    in_name: [u8; 16],
+    in_len: usize,
+    out_name: [u8; 16],
+    out_len: usize,
+}
+
+impl<'a> KernelEnv<'a> {
+    fn new(
+        skb: &'a SkBuff,
+        state: &'a HookState<'a>,
+        facts: &'a PacketFacts,
+        hook: Hook,
+        conntrack: &'a Conntrack,
+        ct: PacketCt<'a>,
+    ) -> Self {
         let mut env = KernelEnv {
             skb,
             state,
-            slots: &timg.state,
-            facts: &facts,
+            slots: None,
+            facts,
             hook,
-            conntrack: &self.ct,
+            conntrack,
             ct,
             in_name: [0; 16],
             in_len: 0,
@@ -127,43 +241,19 @@ impl netfilter::Handler for PacketPath {
         let mut buf = [0u8; 16];
         env.out_len = state.out_name(&mut buf).len();
         env.out_name = buf;
-        let verdict = compiled.eval(hook, &facts, &mut env);
-        if verdict != RuleVerdict::Accept {
-            self.ct.dropped(&env.ct, state.rcu());
-        }
-        match verdict {
-            RuleVerdict::Accept => Verdict::Accept,
-            RuleVerdict::Drop => Verdict::Drop,
-            RuleVerdict::Reject(kind) => {
-                state.reject(skb, kind as u8);
-                Verdict::Drop
-            }
-        }
+        env
     }
-}
-
-/// What the evaluator asks of the kernel for one packet.
-struct KernelEnv<'a> {
-    skb: &'a SkBuff,
-    state: &'a HookState<'a>,
-    slots: &'a SlotState,
-    facts: &'a PacketFacts,
-    hook: Hook,
-    conntrack: &'a Conntrack,
-    ct: PacketCt<'a>,
-    in_name: [u8; 16],
-    in_len: usize,
-    out_name: [u8; 16],
-    out_len: usize,
 }
 
 impl EvalEnv for KernelEnv<'_> {
     fn count(&mut self, counter: u32, bytes: u32) {
-        self.slots.counters.add(counter, u64::from(bytes));
+        if let Some(slots) = self.slots {
+            slots.counters.add(counter, u64::from(bytes));
+        }
     }
 
     fn limit_allows(&mut self, counter: u32, limit: &Limit) -> bool {
-        let Some(tat) = self.slots.limit_tat.get(counter as usize) else {
+        let Some(tat) = self.slots.and_then(|s| s.limit_tat.get(counter as usize)) else {
             return false;
         };
         // GCRA: a packet conforms if it is not earlier than the theoretical
@@ -192,7 +282,7 @@ impl EvalEnv for KernelEnv<'_> {
     }
 
     fn nth_hit(&mut self, counter: u32, n: u32) -> bool {
-        let Some(c) = self.slots.nth.get(counter as usize) else {
+        let Some(c) = self.slots.and_then(|s| s.nth.get(counter as usize)) else {
             return false;
         };
         n != 0 && (c.fetch_add(1, Ordering::Relaxed).wrapping_add(1)) % n == 0
@@ -496,5 +586,17 @@ impl pernet::NetData for NetState {
     fn pre_exit(&self, _net: &Net, grace: &PreExit) {
         self.hooks.unregister(grace);
         self.ct_hooks.unregister(grace);
+    }
+}
+
+/// Forgets masqueraded flows when their interface goes down or loses the
+/// address they were mapped to.
+pub struct MasqueradeEvents;
+
+impl netfilter::AddrEvents for MasqueradeEvents {
+    fn address_gone(net: &Net, ifindex: i32, addr: Option<(Family, [u8; 16])>) {
+        if let Some(state) = NetState::get(net) {
+            state.conntrack().forget_masquerade(ifindex, addr);
+        }
     }
 }

@@ -11,8 +11,16 @@
 //! after a grace period (`kfree_rcu`), so a reader that is still on it can
 //! go on walking. The per-protocol state of a flow is changed only under the
 //! lock stripe of its original bucket.
+//!
+//! NAT changes a flow's reply tuple after the flow is in the table: the
+//! flow's reply node moves to the new tuple's bucket. The tuples are kept
+//! as atomic words so that a reader comparing them meanwhile reads either
+//! value without a data race; a reader that was on the moving node may
+//! miss the rest of its old chain, as with `hlist_nulls` restarts in
+//! Linux: a lookup can miss, never find a wrong flow, and the insertion
+//! of a duplicate is caught under the bucket locks.
 
-use crate::ct::{self, Direction, HashKey, Tuple};
+use crate::ct::{self, Direction, HashKey, Tuple, TUPLE_BYTES};
 use crate::locks::StripedLocks;
 use crate::rcu::ReadGuard;
 use crate::sys;
@@ -40,10 +48,14 @@ pub struct Flow<T: Copy> {
     rcu: Opaque<sys::callback_head>,
     next: [AtomicUsize; 2],
     free_next: AtomicUsize,
-    /// The original and reply tuples, indexed by [`Direction::index`].
-    pub tuple: [Tuple; 2],
+    /// The original and reply tuples, indexed by [`Direction::index`], as
+    /// packed words ([`pack`]).
+    keys: [[AtomicU64; KEY_WORDS]; 2],
     /// The hash bucket of each tuple.
-    pub bucket: [u32; 2],
+    bucket: [AtomicU32; 2],
+    /// A word for the table's owner (conntrack keeps the interface of a
+    /// masqueraded flow here).
+    pub aux: AtomicU32,
     /// A number that names the flow in listings and events.
     pub id: u32,
     /// When the flow was created (`rnf_now_ns` clock).
@@ -65,7 +77,72 @@ unsafe impl<T: Copy + Send> Sync for Flow<T> {}
 // SAFETY: as above.
 unsafe impl<T: Copy + Send> Send for Flow<T> {}
 
+/// Words of a packed tuple.
+const KEY_WORDS: usize = 5;
+
+/// A tuple as words, for comparison without locks.
+fn pack(t: &Tuple) -> [u64; KEY_WORDS] {
+    let b = t.to_bytes();
+    let mut w = [0u64; KEY_WORDS];
+    for (i, byte) in b.iter().enumerate() {
+        if let Some(word) = w.get_mut(i / 8) {
+            *word |= u64::from(*byte) << ((i % 8) * 8);
+        }
+    }
+    w
+}
+
+fn unpack(w: &[u64; KEY_WORDS]) -> Option<Tuple> {
+    let mut b = [0u8; TUPLE_BYTES];
+    for (i, byte) in b.iter_mut().enumerate() {
+        *byte = (w.get(i / 8).copied().unwrap_or(0) >> ((i % 8) * 8)) as u8;
+    }
+    Tuple::from_bytes(&b)
+}
+
+fn atomic_key(t: &Tuple) -> [AtomicU64; KEY_WORDS] {
+    pack(t).map(AtomicU64::new)
+}
+
 impl<T: Copy> Flow<T> {
+    fn key(&self, d: usize) -> [u64; KEY_WORDS] {
+        let mut w = [0u64; KEY_WORDS];
+        if let Some(k) = self.keys.get(d) {
+            for (o, a) in w.iter_mut().zip(k.iter()) {
+                *o = a.load(Ordering::Relaxed);
+            }
+        }
+        w
+    }
+
+    fn key_is(&self, d: usize, want: &[u64; KEY_WORDS]) -> bool {
+        self.keys.get(d).is_some_and(|k| {
+            k.iter()
+                .zip(want.iter())
+                .all(|(a, w)| a.load(Ordering::Relaxed) == *w)
+        })
+    }
+
+    /// The tuple of direction `dir`.
+    pub fn tuple(&self, dir: Direction) -> Tuple {
+        // A key is always a packed valid tuple; the fallback is unreachable.
+        unpack(&self.key(dir.index())).unwrap_or(Tuple {
+            family: crate::hooks::Family::Ipv4,
+            proto: 0,
+            src: [0; 16],
+            dst: [0; 16],
+            src_port_or_icmp_id: 0,
+            dst_port_or_icmp_type_code: 0,
+        })
+    }
+
+    /// The hash bucket the tuple of direction `dir` is linked in.
+    pub fn bucket(&self, dir: Direction) -> u32 {
+        self.bucket
+            .get(dir.index())
+            .map_or(0, |b| b.load(Ordering::Relaxed))
+    }
+
     /// Status bits without the internal ones.
     pub fn status(&self) -> u32 {
         self.status.load(Ordering::Relaxed) & ct::status::ALL
@@ -113,9 +190,12 @@ fn untag<T: Copy>(link: usize) -> (*const Flow<T>, usize) {
 
 /// Why a flow was not inserted.
 pub enum InsertError<'g, T: Copy> {
-    /// A flow with one of its tuples is in the table already (another CPU
-    /// inserted it first); the new one was freed.
-    Clash(&'g Flow<T>, Direction),
+    /// A flow with one of the new flow's tuples is in the table already
+    /// (another CPU inserted it first, or another flow's reply tuple is
+    /// this flow's); the new one was freed. Gives the flow found, the
+    /// direction the tuple has in it, and which of the new flow's tuples
+    /// it was.
+    Clash(&'g Flow<T>, Direction, Direction),
     /// The flow's bucket is out of range (cannot happen: `bucket_of` keeps
     /// it in range); the new flow was freed.
     NoBucket,
@@ -196,8 +276,12 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
             rcu: Opaque::uninit(),
             next: [AtomicUsize::new(0), AtomicUsize::new(0)],
             free_next: AtomicUsize::new(0),
-            bucket: [self.bucket_of(&orig), self.bucket_of(&reply)],
-            tuple: [orig, reply],
+            bucket: [
+                AtomicU32::new(self.bucket_of(&orig)),
+                AtomicU32::new(self.bucket_of(&reply)),
+            ],
+            keys: [atomic_key(&orig), atomic_key(&reply)],
+            aux: AtomicU32::new(0),
             id,
             created_ns: now_ns,
             expires_ns: AtomicU64::new(now_ns),
@@ -252,8 +336,9 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
         t: &Tuple,
         guard: &'g ReadGuard,
     ) -> Option<(&'g Flow<T>, Direction)> {
+        let want = pack(t);
         self.walk(b, guard, |flow, d| {
-            (!flow.is_dying() && flow.tuple.get(d) == Some(t)).then_some((flow, dir_of(d)))
+            (!flow.is_dying() && flow.key_is(d, &want)).then_some((flow, dir_of(d)))
         })
     }
 
@@ -288,21 +373,21 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
         flow: KBox<Flow<T>>,
         guard: &'g ReadGuard,
     ) -> core::result::Result<&'g Flow<T>, InsertError<'g, T>> {
-        let [b0, b1] = flow.bucket;
+        let (b0, b1) = (
+            flow.bucket(Direction::Original),
+            flow.bucket(Direction::Reply),
+        );
         let (Some(h0), Some(h1)) = (self.head(b0), self.head(b1)) else {
             drop(flow);
             self.unreserve();
             return Err(InsertError::NoBucket);
         };
         let _locks = self.locks.lock2(b0, b1);
-        for t in &flow.tuple {
-            let clash = self
-                .lookup_in(b0, t, guard)
-                .or_else(|| self.lookup_in(b1, t, guard));
-            if let Some((other, dir)) = clash {
+        for (which, b) in [(Direction::Original, b0), (Direction::Reply, b1)] {
+            if let Some((other, dir)) = self.lookup_in(b, &flow.tuple(which), guard) {
                 drop(flow);
                 self.unreserve();
-                return Err(InsertError::Clash(other, dir));
+                return Err(InsertError::Clash(other, dir, which));
             }
         }
         let p = KBox::into_raw(flow);
@@ -349,15 +434,21 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
     /// Unlinks `flow` and frees it after a grace period. False if it was
     /// being removed already (by another CPU, or earlier).
     pub fn remove(&self, flow: &Flow<T>) -> bool {
-        {
-            let [b0, b1] = flow.bucket;
+        loop {
+            let b0 = flow.bucket(Direction::Original);
+            let b1 = flow.bucket(Direction::Reply);
             let _locks = self.locks.lock2(b0, b1);
+            // The reply node may have moved (NAT) before we got the locks.
+            if flow.bucket(Direction::Reply) != b1 {
+                continue;
+            }
             if flow.status.fetch_or(DYING, Ordering::Relaxed) & DYING != 0 {
                 return false;
             }
             let p: *const Flow<T> = flow;
             self.unlink(b0, tag(p, 0));
             self.unlink(b1, tag(p, 1));
+            break;
         }
         self.count.fetch_sub(1, Ordering::Relaxed);
         let p: *const Flow<T> = flow;
@@ -369,9 +460,41 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
         true
     }
 
+    /// Gives the flow a new reply tuple, moving its reply node to that
+    /// tuple's bucket (NAT). False, and nothing changed, if another flow
+    /// has that tuple or the flow is being removed.
+    pub fn rehash_reply(&self, flow: &Flow<T>, reply: &Tuple, guard: &ReadGuard) -> bool {
+        let nb = self.bucket_of(reply);
+        let Some(new_head) = self.head(nb) else {
+            return false;
+        };
+        loop {
+            let ob = flow.bucket(Direction::Reply);
+            let _locks = self.locks.lock2(ob, nb);
+            if flow.bucket(Direction::Reply) != ob {
+                continue;
+            }
+            if flow.is_dying() || self.lookup_in(nb, reply, guard).is_some() {
+                return false;
+            }
+            let p: *const Flow<T> = flow;
+            self.unlink(ob, tag(p, 1));
+            if let Some(k) = flow.keys.get(1) {
+                for (a, w) in k.iter().zip(pack(reply).iter()) {
+                    a.store(*w, Ordering::Relaxed);
+                }
+            }
+            flow.bucket[1].store(nb, Ordering::Relaxed);
+            flow.next[1].store(new_head.load(Ordering::Relaxed), Ordering::Relaxed);
+            // Release: the new key is visible before the node is reachable.
+            new_head.store(tag(p, 1), Ordering::Release);
+            return true;
+        }
+    }
+
     /// Runs `f` on the flow's per-protocol state, under its lock.
     pub fn with_track<R>(&self, flow: &Flow<T>, f: impl FnOnce(&mut T) -> R) -> R {
-        let _lock = self.locks.lock(flow.bucket[0]);
+        let _lock = self.locks.lock(flow.bucket(Direction::Original));
         // SAFETY: `track` is only reached under this stripe (type
         // invariant), which is held until the end of this function.
         f(unsafe { &mut *flow.track.get() })

@@ -430,7 +430,7 @@ pub extern "C" fn rnf_kunit_flow_table() {
     check!(table.reserve(2));
     if let Ok(dup) = table.alloc(a.invert(), a, 0, 0) {
         check!(
-            matches!(table.insert(dup, g), Err(InsertError::Clash(f, Direction::Reply)) if f.id == inserted.id)
+            matches!(table.insert(dup, g), Err(InsertError::Clash(f, Direction::Reply, Direction::Original)) if f.id == inserted.id)
         );
     }
     check!(table.count() == 1);
@@ -461,7 +461,7 @@ pub extern "C" fn rnf_kunit_conntrack_policy() {
         let mut skb = OwnedSkBuff::alloc(128).ok()?;
         skb.put(pkt).ok()?;
         let lock = crate::rcu::read_lock();
-        let v = ct.track(&skb, lock.guard());
+        let v = ct.track(&skb, false, lock.guard());
         let facts = crate::packet::parse(pkt).ok()?;
         let st = ct.packet_ct(&skb, &facts, pkt, lock.guard()).state;
         Some((v, st))
@@ -538,9 +538,7 @@ pub extern "C" fn rnf_kunit_flow_table_concurrent() {
             for q in [*t, t.invert()] {
                 if let Some((f, d)) = table.lookup(&q, lock.guard()) {
                     found.fetch_add(1, Ordering::Relaxed);
-                    if f.tuple.get(d.index()) != Some(&q)
-                        || table.track(f) != u32::from(t.src_port_or_icmp_id)
-                    {
+                    if f.tuple(d) != q || table.track(f) != u32::from(t.src_port_or_icmp_id) {
                         wrong.fetch_add(1, Ordering::Relaxed);
                     }
                 }

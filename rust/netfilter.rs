@@ -85,6 +85,31 @@ impl HookState<'_> {
         dev_name(self.0.out, buf)
     }
 
+    /// Routes `skb` again after its destination changed (DNAT at OUTPUT).
+    pub fn reroute(&self, skb: &SkBuff) -> Result {
+        // SAFETY: `skb` and the state are valid for the hook call.
+        kernel::error::to_result(unsafe { sys::rnf_route_me_harder(self.0, skb.as_ptr()) })
+    }
+
+    /// The address masquerade maps `skb` to (the output interface's
+    /// address for its next hop) and that interface's index.
+    pub fn masquerade_addr(&self, skb: &SkBuff) -> Option<([u8; 16], u32)> {
+        let mut addr = [0u8; 16];
+        let mut ifindex = 0u32;
+        // SAFETY: `skb` and the state are valid for the hook call (under
+        // RCU); the outputs are writable.
+        unsafe { sys::rnf_masq_addr(self.0, skb.as_ptr(), addr.as_mut_ptr(), &mut ifindex) }
+            .then_some((addr, ifindex))
+    }
+
+    /// The address redirect maps `skb` to: loopback for local traffic,
+    /// else the input interface's first address.
+    pub fn redirect_addr(&self, skb: &SkBuff) -> Option<[u8; 16]> {
+        let mut addr = [0u8; 16];
+        // SAFETY: as above.
+        unsafe { sys::rnf_redirect_addr(self.0, skb.as_ptr(), addr.as_mut_ptr()) }.then_some(addr)
+    }
+
     /// Sends a reject for `skb` (a TCP reset for `kind` 1, else the ICMP or
     /// ICMPv6 error for `rules::RejectKind` `kind`), as iptables' REJECT
     /// does. The caller then drops the packet.
@@ -266,5 +291,65 @@ impl Drop for Defrag {
         // SAFETY: enabled in `new` for this live namespace; each enable is
         // paired with one disable.
         unsafe { sys::rnf_defrag_disable(self.net.get().as_ptr()) };
+    }
+}
+
+/// What [`AddrNotifier`] reports.
+pub trait AddrEvents: 'static {
+    /// In `net`, interface `ifindex` went down (`addr` is `None`) or lost
+    /// the address `addr` (IPv4 in the first 4 bytes). May run in atomic
+    /// context: must not sleep.
+    fn address_gone(net: &Net, ifindex: i32, addr: Option<(crate::hooks::Family, [u8; 16])>);
+}
+
+/// Registered interface and address notifiers (one per module).
+pub struct AddrNotifier {
+    _p: core::marker::PhantomData<()>,
+}
+
+/// # Safety
+///
+/// Called by the notifier helpers only, with a live namespace and `addr`
+/// NULL or 16 readable bytes.
+unsafe extern "C" fn addr_callback<E: AddrEvents>(
+    net: *mut sys::net,
+    ifindex: kernel::ffi::c_int,
+    addr: *const u8,
+    family: u8,
+) {
+    // SAFETY: the notifier runs for a live namespace.
+    let net = unsafe { Net::from_raw(net) };
+    let a = if addr.is_null() {
+        None
+    } else {
+        let mut b = [0u8; 16];
+        // SAFETY: `addr` points at 16 bytes (see above).
+        unsafe { core::ptr::copy_nonoverlapping(addr, b.as_mut_ptr(), 16) };
+        let fam = if u32::from(family) == sys::NFPROTO_IPV6 {
+            crate::hooks::Family::Ipv6
+        } else {
+            crate::hooks::Family::Ipv4
+        };
+        Some((fam, b))
+    };
+    E::address_gone(net, ifindex, a);
+}
+
+impl AddrNotifier {
+    /// Registers the notifiers; `E` hears every event until dropped.
+    pub fn register<E: AddrEvents>() -> Result<Self> {
+        // SAFETY: the callback matches; it stays valid (module code) until
+        // `drop` unregisters.
+        kernel::error::to_result(unsafe { sys::rnf_notifiers_register(Some(addr_callback::<E>)) })?;
+        Ok(Self {
+            _p: core::marker::PhantomData,
+        })
+    }
+}
+
+impl Drop for AddrNotifier {
+    fn drop(&mut self) {
+        // SAFETY: registered in `register`; after this no callback runs.
+        unsafe { sys::rnf_notifiers_unregister() };
     }
 }

@@ -19,6 +19,13 @@
 #include <kunit/test-bug.h>
 #include <linux/workqueue.h>
 #include <linux/kthread.h>
+#include <linux/inetdevice.h>
+#include <net/addrconf.h>
+#include <net/ip6_route.h>
+#include <net/route.h>
+#include <net/if_inet6.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6.h>
 #include <linux/slab.h>
 #include <linux/mm.h>
 #include <linux/spinlock.h>
@@ -535,4 +542,232 @@ void rnf_kthread_stop(struct task_struct *task)
 bool rnf_kthread_should_stop(void)
 {
 	return kthread_should_stop();
+}
+
+int rnf_skb_make_writable(struct sk_buff *skb, unsigned int len)
+{
+	unsigned int want = skb_network_offset(skb) + len;
+
+	return skb_ensure_writable(skb, min(want, skb->len));
+}
+
+int rnf_skb_linearize(struct sk_buff *skb)
+{
+	return skb_linearize(skb);
+}
+
+u8 *rnf_skb_network_data(struct sk_buff *skb, unsigned int *linear_len)
+{
+	*linear_len = skb_headlen(skb) - skb_network_offset(skb);
+	return skb_network_header(skb);
+}
+
+bool rnf_skb_csum_partial(const struct sk_buff *skb)
+{
+	return skb->ip_summed == CHECKSUM_PARTIAL;
+}
+
+void rnf_skb_csum_update(struct sk_buff *skb, u32 native_delta, bool csum_none)
+{
+	if (csum_none)
+		skb->ip_summed = CHECKSUM_NONE;
+	else if (skb->ip_summed == CHECKSUM_COMPLETE)
+		skb->csum = csum_add(skb->csum, (__force __wsum)native_delta);
+}
+
+int rnf_route_me_harder(const struct nf_hook_state *state, struct sk_buff *skb)
+{
+	if (state->pf == NFPROTO_IPV4)
+		return ip_route_me_harder(state->net, state->sk, skb, RTN_UNSPEC);
+#if IS_ENABLED(CONFIG_IPV6)
+	if (state->pf == NFPROTO_IPV6)
+		return ip6_route_me_harder(state->net, state->sk, skb);
+#endif
+	return 0;
+}
+
+/* The address masquerade maps to: the outgoing interface's source address
+ * for the packet's next hop (nf_nat_masquerade_ipv4/6). */
+bool rnf_masq_addr(const struct nf_hook_state *state, struct sk_buff *skb,
+		   u8 *addr, u32 *ifindex)
+{
+	const struct net_device *out = state->out;
+
+	memset(addr, 0, 16);
+	if (!out)
+		return false;
+	*ifindex = out->ifindex;
+	if (state->pf == NFPROTO_IPV4) {
+		const struct rtable *rt = skb_rtable(skb);
+		__be32 nh, src;
+
+		if (!rt)
+			return false;
+		nh = rt_nexthop(rt, ip_hdr(skb)->daddr);
+		src = inet_select_addr(out, nh, RT_SCOPE_UNIVERSE);
+		if (!src)
+			return false;
+		memcpy(addr, &src, 4);
+		return true;
+	}
+#if IS_ENABLED(CONFIG_IPV6)
+	if (state->pf == NFPROTO_IPV6) {
+		struct in6_addr src;
+
+		if (ipv6_dev_get_saddr(state->net, out, &ipv6_hdr(skb)->daddr,
+				       0, &src) < 0)
+			return false;
+		memcpy(addr, &src, 16);
+		return true;
+	}
+#endif
+	return false;
+}
+
+/* The address redirect maps to: loopback for local traffic, else the
+ * incoming interface's first address (nf_nat_redirect_ipv4/6). */
+bool rnf_redirect_addr(const struct nf_hook_state *state, struct sk_buff *skb,
+		       u8 *addr)
+{
+	memset(addr, 0, 16);
+	if (state->pf == NFPROTO_IPV4) {
+		__be32 a = 0;
+
+		if (state->hook == NF_INET_LOCAL_OUT) {
+			a = htonl(INADDR_LOOPBACK);
+		} else {
+			const struct in_device *indev;
+			const struct in_ifaddr *ifa;
+
+			indev = __in_dev_get_rcu(skb->dev);
+			if (indev) {
+				ifa = rcu_dereference(indev->ifa_list);
+				if (ifa)
+					a = ifa->ifa_local;
+			}
+		}
+		if (!a)
+			return false;
+		memcpy(addr, &a, 4);
+		return true;
+	}
+#if IS_ENABLED(CONFIG_IPV6)
+	if (state->pf == NFPROTO_IPV6) {
+		struct in6_addr a = IN6ADDR_LOOPBACK_INIT;
+
+		if (state->hook != NF_INET_LOCAL_OUT) {
+			struct inet6_dev *idev = __in6_dev_get(skb->dev);
+			struct inet6_ifaddr *ifa;
+			bool found = false;
+
+			if (!idev)
+				return false;
+			read_lock_bh(&idev->lock);
+			list_for_each_entry(ifa, &idev->addr_list, if_list) {
+				if (ifa->flags & IFA_F_TENTATIVE)
+					continue;
+				a = ifa->addr;
+				found = true;
+				break;
+			}
+			read_unlock_bh(&idev->lock);
+			if (!found)
+				return false;
+		}
+		memcpy(addr, &a, 16);
+		return true;
+	}
+#endif
+	return false;
+}
+
+static void (*rnf_addr_cb)(struct net *net, int ifindex, const u8 *addr,
+			   u8 family);
+
+static int rnf_netdev_event(struct notifier_block *nb, unsigned long event,
+			    void *ptr)
+{
+	struct net_device *dev = netdev_notifier_info_to_dev(ptr);
+
+	if (event == NETDEV_DOWN)
+		rnf_addr_cb(dev_net(dev), dev->ifindex, NULL, 0);
+	return NOTIFY_DONE;
+}
+
+static int rnf_inet_event(struct notifier_block *nb, unsigned long event,
+			  void *ptr)
+{
+	const struct in_ifaddr *ifa = ptr;
+	struct net_device *dev = ifa->ifa_dev->dev;
+	u8 addr[16] = {};
+
+	if (event != NETDEV_DOWN)
+		return NOTIFY_DONE;
+	memcpy(addr, &ifa->ifa_local, 4);
+	rnf_addr_cb(dev_net(dev), dev->ifindex, addr, NFPROTO_IPV4);
+	return NOTIFY_DONE;
+}
+
+#if IS_ENABLED(CONFIG_IPV6)
+static int rnf_inet6_event(struct notifier_block *nb, unsigned long event,
+			   void *ptr)
+{
+	const struct inet6_ifaddr *ifa = ptr;
+	u8 addr[16];
+
+	if (event != NETDEV_DOWN)
+		return NOTIFY_DONE;
+	memcpy(addr, &ifa->addr, 16);
+	rnf_addr_cb(dev_net(ifa->idev->dev), ifa->idev->dev->ifindex, addr,
+		    NFPROTO_IPV6);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block rnf_inet6_nb = {
+	.notifier_call = rnf_inet6_event,
+};
+#endif
+
+static struct notifier_block rnf_netdev_nb = {
+	.notifier_call = rnf_netdev_event,
+};
+
+static struct notifier_block rnf_inet_nb = {
+	.notifier_call = rnf_inet_event,
+};
+
+int rnf_notifiers_register(void (*cb)(struct net *net, int ifindex,
+				      const u8 *addr, u8 family))
+{
+	int err;
+
+	rnf_addr_cb = cb;
+	err = register_netdevice_notifier(&rnf_netdev_nb);
+	if (err)
+		return err;
+	err = register_inetaddr_notifier(&rnf_inet_nb);
+	if (err)
+		goto out_netdev;
+#if IS_ENABLED(CONFIG_IPV6)
+	err = register_inet6addr_notifier(&rnf_inet6_nb);
+	if (err)
+		goto out_inet;
+#endif
+	return 0;
+#if IS_ENABLED(CONFIG_IPV6)
+out_inet:
+	unregister_inetaddr_notifier(&rnf_inet_nb);
+#endif
+out_netdev:
+	unregister_netdevice_notifier(&rnf_netdev_nb);
+	return err;
+}
+
+void rnf_notifiers_unregister(void)
+{
+#if IS_ENABLED(CONFIG_IPV6)
+	unregister_inet6addr_notifier(&rnf_inet6_nb);
+#endif
+	unregister_inetaddr_notifier(&rnf_inet_nb);
+	unregister_netdevice_notifier(&rnf_netdev_nb);
 }

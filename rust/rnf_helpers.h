@@ -133,6 +133,23 @@ void rnf_defrag_disable(struct net *net);
 
 u64 rnf_totalram_bytes(void);
 
+/* NAT: writing headers, checksum state, routes and local addresses. */
+int rnf_skb_make_writable(struct sk_buff *skb, unsigned int len);
+int rnf_skb_linearize(struct sk_buff *skb);
+u8 *rnf_skb_network_data(struct sk_buff *skb, unsigned int *linear_len);
+bool rnf_skb_csum_partial(const struct sk_buff *skb);
+void rnf_skb_csum_update(struct sk_buff *skb, u32 native_delta, bool csum_none);
+int rnf_route_me_harder(const struct nf_hook_state *state, struct sk_buff *skb);
+bool rnf_masq_addr(const struct nf_hook_state *state, struct sk_buff *skb,
+		   u8 *addr, u32 *ifindex);
+bool rnf_redirect_addr(const struct nf_hook_state *state, struct sk_buff *skb,
+		       u8 *addr);
+
+/* Interface and address changes (masquerade forgets flows). */
+int rnf_notifiers_register(void (*cb)(struct net *net, int ifindex,
+				      const u8 *addr, u8 family));
+void rnf_notifiers_unregister(void);
+
 /* Tests: a kernel thread running fn until stopped. */
 struct task_struct;
 struct task_struct *rnf_kthread_start(int (*fn)(void *arg), void *arg);

@@ -88,8 +88,10 @@ module! {
 }
 
 struct Rnf {
-    // Dropped in this order: first no more requests, then each namespace's
-    // hooks are unregistered and, after a grace period, its state freed.
+    // Dropped in this order: no more address events, no more requests,
+    // then each namespace's hooks are unregistered and, after a grace
+    // period, its state freed.
+    _addr: netfilter::AddrNotifier,
     _control: genl::Registration,
     _pernet: pernet::Registration<firewall::NetState>,
 }
@@ -98,8 +100,10 @@ impl kernel::Module for Rnf {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let pernet = pernet::Registration::<firewall::NetState>::register()?;
         let control = control::register(module)?;
+        let addr = netfilter::AddrNotifier::register::<firewall::MasqueradeEvents>()?;
         pr_info!("rnf {} loaded\n", VERSION);
         Ok(Rnf {
+            _addr: addr,
             _control: control,
             _pernet: pernet,
         })

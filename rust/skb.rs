@@ -74,6 +74,47 @@ impl SkBuff {
             .then_some((uid, gid))
     }
 
+    /// Makes the first `len` bytes from the network header writable
+    /// (unshared, in the linear part) and runs `f` on them (fewer if the
+    /// packet is shorter). The hook that was handed the skb owns it for the
+    /// call; `f`'s slice is the only view of those bytes meanwhile.
+    pub fn write_headers<R>(&self, len: u32, f: impl FnOnce(&mut [u8]) -> R) -> Result<R> {
+        // SAFETY: `self` is valid and owned by the caller's hook.
+        kernel::error::to_result(unsafe { sys::rnf_skb_make_writable(self.raw(), len) })?;
+        let mut linear = 0u32;
+        // SAFETY: as above; `linear` is written.
+        let p = unsafe { sys::rnf_skb_network_data(self.raw(), &mut linear) };
+        let n = linear.min(len).min(self.network_len()) as usize;
+        // SAFETY: after `skb_ensure_writable` the first `n` bytes from the
+        // network header are in the skb's own linear buffer; nothing else
+        // reads or writes them while `f` runs (the hook owns the skb, and
+        // other views of the packet copy it out).
+        let bytes = unsafe { core::slice::from_raw_parts_mut(p, n) };
+        Ok(f(bytes))
+    }
+
+    /// Pulls the whole packet into the linear part (for rewrites that
+    /// cover every byte, such as SCTP's CRC32c).
+    pub fn linearize(&self) -> Result {
+        // SAFETY: `self` is valid and owned by the caller's hook.
+        kernel::error::to_result(unsafe { sys::rnf_skb_linearize(self.raw()) })
+    }
+
+    /// Whether the transport checksum is left to the NIC
+    /// (`CHECKSUM_PARTIAL`).
+    pub fn csum_partial(&self) -> bool {
+        // SAFETY: `self` is valid.
+        unsafe { sys::rnf_skb_csum_partial(self.raw()) }
+    }
+
+    /// Accounts a rewrite in the skb's checksum state: adds `native_delta`
+    /// to a `CHECKSUM_COMPLETE` sum, or marks the checksum as computed in
+    /// software (`none`).
+    pub fn csum_update(&self, native_delta: u32, none: bool) {
+        // SAFETY: `self` is valid and owned by the caller's hook.
+        unsafe { sys::rnf_skb_csum_update(self.raw(), native_delta, none) }
+    }
+
     pub(crate) fn as_ptr(&self) -> *mut sys::sk_buff {
         self.raw()
     }

@@ -345,6 +345,30 @@ impl Tuple {
         out
     }
 
+    /// The tuple [`to_bytes`](Self::to_bytes) encoded; `None` for an
+    /// unknown family.
+    pub fn from_bytes(b: &[u8; TUPLE_BYTES]) -> Option<Tuple> {
+        let family = match b[0] {
+            2 => Family::Ipv4,
+            10 => Family::Ipv6,
+            _ => return None,
+        };
+        let mut src = [0u8; 16];
+        let mut dst = [0u8; 16];
+        for (i, (s, d)) in src.iter_mut().zip(dst.iter_mut()).enumerate() {
+            *s = b.get(2 + i).copied().unwrap_or(0);
+            *d = b.get(18 + i).copied().unwrap_or(0);
+        }
+        Some(Tuple {
+            family,
+            proto: b[1],
+            src,
+            dst,
+            src_port_or_icmp_id: u16::from_be_bytes([b[34], b[35]]),
+            dst_port_or_icmp_type_code: u16::from_be_bytes([b[36], b[37]]),
+        })
+    }
+
     /// Keyed hash of the tuple for the flow table: SipHash-1-3 of
     /// [`to_bytes`](Self::to_bytes) under `key`. Linux's
     /// `hash_conntrack_raw()` likewise hashes the tuple with `siphash()`

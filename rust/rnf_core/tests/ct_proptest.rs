@@ -167,6 +167,11 @@ proptest! {
     }
 
     #[test]
+    fn encoding_round_trips(a in tuple()) {
+        prop_assert_eq!(Tuple::from_bytes(&a.to_bytes()), Some(a));
+    }
+
+    #[test]
     fn encoding_is_injective(a in tuple(), b in tuple()) {
         prop_assert_eq!(a == b, a.to_bytes() == b.to_bytes());
     }

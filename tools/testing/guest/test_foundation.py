@@ -305,6 +305,8 @@ def run():
         test_rules.run(topo)
         import test_conntrack
         test_conntrack.run(topo)
+        import test_nat
+        test_nat.run(topo)
         t.run_test("load and unload 50 times under traffic", test_load_unload_under_traffic, topo)
     finally:
         topo.down()

@@ -1,0 +1,332 @@
+# SPDX-License-Identifier: GPL-2.0
+"""NAT tests (issue 5): the samples for port redirect, port forward,
+masquerade and service load balancing, on real traffic between
+namespaces, IPv4 and IPv6, with checksum offloads on and off."""
+
+import hashlib
+import json
+import subprocess
+import time
+
+import rnftest as t
+from rnftest import check, check_eq
+
+# A TCP server that greets each client with its own address and the
+# client's address as it sees them, then echoes lines; "SEND n" makes it
+# send n pseudo-random bytes and close, "RECV n" makes it read n bytes and
+# answer their SHA-256.
+SERVER = r"""
+import hashlib, random, socket, sys, threading
+fam = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(64)
+def serve(c):
+    with c:
+        f = c.makefile('rwb')
+        me = c.getsockname(); peer = c.getpeername()
+        f.write(f"{me[0]} {peer[0]} {peer[1]}\n".encode()); f.flush()
+        for line in f:
+            w = line.split()
+            if w and w[0] == b'SEND':
+                rnd = random.Random(int(w[1]))
+                left = int(w[1])
+                while left:
+                    n = min(left, 65536)
+                    f.write(rnd.randbytes(n)); left -= n
+                f.flush()
+                return
+            if w and w[0] == b'RECV':
+                left = int(w[1]); h = hashlib.sha256()
+                while left:
+                    d = f.read(min(left, 65536))
+                    if not d:
+                        break
+                    h.update(d); left -= len(d)
+                f.write(h.hexdigest().encode() + b"\n"); f.flush()
+                continue
+            f.write(line); f.flush()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+# A client: connects (from an optional source address and port), prints the
+# greeting, then runs commands from argv: "echo WORD", "get N", "put N".
+CLIENT = r"""
+import hashlib, random, socket, sys
+dst, port, src, sport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+fam = socket.AF_INET6 if ':' in dst else socket.AF_INET
+c = socket.socket(fam)
+c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+if src != '-':
+    c.bind((src, sport))
+c.settimeout(20)
+c.connect((dst, port))
+f = c.makefile('rwb')
+print('greeting', f.readline().decode().strip(), flush=True)
+for cmd in sys.argv[5:]:
+    op, arg = cmd.split(':')
+    if op == 'echo':
+        f.write(arg.encode() + b"\n"); f.flush()
+        print('echo', f.readline().decode().strip(), flush=True)
+    elif op == 'get':
+        n = int(arg); f.write(f"SEND {n}\n".encode()); f.flush()
+        h = hashlib.sha256(); got = 0
+        while True:
+            d = f.read(65536)
+            if not d:
+                break
+            h.update(d); got += len(d)
+        want = hashlib.sha256(random.Random(n).randbytes(n)).hexdigest()
+        print('get', got, h.hexdigest() == want, flush=True)
+    elif op == 'put':
+        n = int(arg); data = random.Random(n + 1).randbytes(n)
+        f.write(f"RECV {n}\n".encode()); f.write(data); f.flush()
+        ok = f.readline().decode().strip() == hashlib.sha256(data).hexdigest()
+        print('put', n, ok, flush=True)
+"""
+
+
+def rnf(ns, *args, ok=True):
+    p = t.rnfctl(*args, ns=ns, check_rc=False)
+    if ok and p.returncode != 0:
+        raise t.TestFailure(f"rnfctl {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+    return p
+
+
+def restore(ns, name):
+    with open(f"{t.REPO}/samples/{name}") as f:
+        text = f.read()
+    p = subprocess.run(["ip", "netns", "exec", ns, t.RNFCTL, "restore"], input=text,
+                       capture_output=True, text=True)
+    check_eq(p.returncode, 0, f"restore samples/{name}: {p.stderr}")
+
+
+def server(ns, addr, port):
+    p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", SERVER, addr, str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.7)
+    check(p.poll() is None, f"server {addr}:{port} runs: {p.stderr.read() if p.poll() else ''}")
+    return p
+
+
+def client(ns, dst, port, *cmds, src="-", sport=0, check_rc=True, timeout=120):
+    """Runs the client; returns {'greeting': (local, peer, peer_port), ...} or None."""
+    p = subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", CLIENT, dst, str(port), src,
+                        str(sport), *cmds], capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        if check_rc:
+            raise t.TestFailure(f"client {dst}:{port} from {ns} failed: {p.stderr[-500:]}")
+        return None
+    out = {"echo": [], "get": [], "put": []}
+    for line in p.stdout.splitlines():
+        w = line.split()
+        if w[0] == "greeting":
+            out["greeting"] = (w[1], w[2], int(w[3]))
+        else:
+            out[w[0]].append(w[1:])
+    return out
+
+
+def stop(*procs):
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def cleanup(*nss):
+    for ns in nss:
+        rnf(ns, "flush")
+        rnf(ns, "conntrack", "flush")
+
+
+def flows(ns, *filters):
+    return json.loads(rnf(ns, "conntrack", "list", "--json", *filters).stdout)
+
+
+def test_port_redirect(topo):
+    """samples/port-redirect.rnf on b: 8445 reaches the server on 8443 from
+    another namespace and from b itself over loopback; 8443 is closed to
+    the network."""
+    restore("b", "port-redirect.rnf")
+    srv = server("b", "0.0.0.0", 8443)
+    try:
+        r = client("a", "10.0.2.2", 8445, "echo:via-8445")
+        check_eq(r["echo"], [["via-8445"]], "echo through the redirect")
+        check_eq(r["greeting"][0], "10.0.2.2", "server answered on the incoming interface's address")
+        r = client("b", "127.0.0.1", 8445, "echo:local")
+        check_eq(r["echo"], [["local"]], "local client via OUTPUT redirect on loopback")
+        check(client("a", "10.0.2.2", 8443, check_rc=False, timeout=30) is None,
+              "direct access to 8443 is refused")
+        f = flows("b", "-p", "tcp", "--dport", "8445")
+        check(f and f[0]["reply"]["sport"] == 8443 and "dnat" in f[0]["status"],
+              f"conntrack shows the redirect: {f}")
+    finally:
+        stop(srv)
+        cleanup("b")
+
+
+def test_port_forward(topo):
+    """samples/port-forward.rnf on r: a reaches b's port 22 through r's port
+    2222, b sees r's address, data flows both ways; IPv6 too; conntrack
+    shows both tuples."""
+    restore("r", "port-forward.rnf")
+    srv4 = server("b", "10.0.2.2", 22)
+    srv6 = server("b", "fd00:2::2", 22)
+    try:
+        r = client("a", "10.0.1.1", 2222, "echo:hello", "echo:again", "put:200000", "get:200000")
+        check_eq(r["greeting"][1], "10.0.2.1", "the server sees the router's address")
+        check_eq(r["echo"], [["hello"], ["again"]], "the session carries data both ways")
+        check_eq(r["get"], [["200000", "True"]], "download intact")
+        check_eq(r["put"], [["200000", "True"]], "upload intact")
+        r6 = client("a", "fd00:1::1", 2222, "echo:six")
+        check_eq(r6["greeting"][1], "fd00:2::1", "IPv6: the server sees the router's address")
+        check_eq(r6["echo"], [["six"]], "IPv6 session carries data")
+        f = flows("r", "-p", "tcp", "--dport", "2222", "-f", "ipv4")
+        check_eq(len(f), 1, f"one forwarded flow listed: {f}")
+        f = f[0]
+        check_eq((f["orig"]["src"], f["orig"]["dst"], f["orig"]["dport"]),
+                 ("10.0.1.2", "10.0.1.1", 2222), "original tuple")
+        check_eq((f["reply"]["src"], f["reply"]["sport"], f["reply"]["dst"]),
+                 ("10.0.2.2", 22, "10.0.2.1"), "reply tuple after DNAT and masquerade")
+        check("dnat" in f["status"] and "snat" in f["status"], f"status: {f['status']}")
+    finally:
+        stop(srv4, srv6)
+        cleanup("r")
+
+
+def test_masquerade_private_network(topo):
+    """samples/masquerade.rnf on r: three inside hosts (addresses) using the
+    same source port at once all reach the outside, which sees only the
+    router's address, each flow on its own port."""
+    for i in (3, 4):
+        t.sh(f"ip addr add 10.0.1.{i}/24 dev va", ns="a")
+    restore("r", "masquerade.rnf")
+    srv = server("b", "10.0.2.2", 80)
+    procs = []
+    try:
+        for i in (2, 3, 4):
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", "a", "python3", "-c", CLIENT, "10.0.2.2", "80",
+                 f"10.0.1.{i}", "40000", f"echo:host{i}"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        seen = []
+        for i, p in zip((2, 3, 4), procs):
+            out, err = p.communicate(timeout=60)
+            check_eq(p.returncode, 0, f"client 10.0.1.{i}: {err[-300:]}")
+            lines = dict(line.split(" ", 1) for line in out.splitlines())
+            local, peer, port = lines["greeting"].split()
+            check_eq(peer, "10.0.2.1", f"host {i} appears as the router")
+            check_eq(lines["echo"], f"host{i}", f"host {i}'s session works")
+            seen.append(int(port))
+        check_eq(len(set(seen)), 3, f"three flows on three distinct ports: {seen}")
+        check(40000 in seen, f"the first flow keeps its port: {seen}")
+        f = flows("r", "-p", "tcp", "--sport", "40000")
+        check_eq(len(f), 3, f"three flows listed: {f}")
+        check(all("snat" in x["status"] for x in f), "all source-NATed")
+        # IPv6 through the same sample.
+        srv6 = server("b", "fd00:2::2", 80)
+        try:
+            r = client("a", "fd00:2::2", 80, "echo:v6")
+            check_eq(r["greeting"][1], "fd00:2::1", "IPv6 masqueraded to the router's address")
+        finally:
+            stop(srv6)
+        # The router loses its inside address: its masqueraded flows go.
+        t.sh("ip addr del 10.0.2.1/24 dev rb", ns="r")
+        check_eq(flows("r", "-p", "tcp", "--sport", "40000", "-f", "ipv4"), [],
+                 "flows forgotten when the masquerade address goes away")
+    finally:
+        t.sh("ip addr add 10.0.2.1/24 dev rb", ns="r", check_rc=False)
+        t.sh("ip route replace default via 10.0.2.1", ns="b", check_rc=False)
+        for i in (3, 4):
+            t.sh(f"ip addr del 10.0.1.{i}/24 dev va", ns="a", check_rc=False)
+        stop(srv, *procs)
+        cleanup("r")
+
+
+def test_service_load_balancing(topo):
+    """samples/service-lb.rnf on r: connections to the virtual IP spread
+    over three backends; each connection stays on its backend."""
+    for i in (3, 4):
+        t.sh(f"ip addr add 10.0.2.{i}/24 dev vb", ns="b")
+    restore("r", "service-lb.rnf")
+    servers = [server("b", f"10.0.2.{i}", 8080) for i in (2, 3, 4)]
+    try:
+        used = {}
+        for _ in range(24):
+            r = client("a", "10.96.0.10", 80, "echo:one", "echo:two", "echo:three")
+            check_eq(r["echo"], [["one"], ["two"], ["three"]], "every request answered in order")
+            used[r["greeting"][0]] = used.get(r["greeting"][0], 0) + 1
+        check_eq(sorted(used), ["10.0.2.2", "10.0.2.3", "10.0.2.4"], f"every backend used: {used}")
+        # One held connection: the same backend answers every request.
+        p = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", CLIENT, "10.96.0.10",
+                              "80", "-", "0", *[f"echo:n{i}" for i in range(20)]],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate(timeout=60)
+        check_eq(p.returncode, 0, f"held connection: {err[-300:]}")
+        check_eq(out.count("echo n"), 20, "20 answers on one connection")
+        f = flows("r", "-p", "tcp", "--dport", "80", "--dst", "10.96.0.10")
+        check(f and all(x["reply"]["src"] in ("10.0.2.2", "10.0.2.3", "10.0.2.4") for x in f),
+              f"flows bound to backends: {f[:2]}")
+    finally:
+        stop(*servers)
+        for i in (3, 4):
+            t.sh(f"ip addr del 10.0.2.{i}/24 dev vb", ns="b", check_rc=False)
+        cleanup("r")
+
+
+def set_offloads(on):
+    state = "on" if on else "off"
+    for ns, dev in (("a", "va"), ("r", "ra"), ("r", "rb"), ("b", "vb")):
+        t.sh(f"ethtool -K {dev} tx {state} rx {state} tso {state} gso {state} gro {state}",
+             ns=ns, check_rc=False)
+
+
+def test_large_transfers_offloads(topo):
+    """Megabytes through DNAT + masquerade arrive intact (SHA-256 checked by
+    the receiver) with checksum offloads on and off, both families."""
+    restore("r", "port-forward.rnf")
+    srv4 = server("b", "10.0.2.2", 22)
+    srv6 = server("b", "fd00:2::2", 22)
+    try:
+        for on in (True, False):
+            set_offloads(on)
+            for dst in ("10.0.1.1", "fd00:1::1"):
+                r = client("a", dst, 2222, "put:3000000" if dst[0] == "1" else "echo:x",
+                           "get:3000000", timeout=240)
+                check_eq(r["get"], [["3000000", "True"]], f"download via {dst}, offloads {on}")
+                if dst[0] == "1":
+                    check_eq(r["put"], [["3000000", "True"]], f"upload via {dst}, offloads {on}")
+    finally:
+        set_offloads(True)
+        stop(srv4, srv6)
+        cleanup("r")
+
+
+def test_nat_rules_refused(topo):
+    """NAT actions outside the nat table or on the wrong hook are refused
+    with a reason, and change nothing."""
+    before = rnf("r", "save").stdout
+    for args, word in ((["filter", "INPUT", "dnat", "to", "10.0.0.1"], "nat"),
+                       (["nat", "POSTROUTING", "dnat", "to", "10.0.0.1"], "PREROUTING"),
+                       (["nat", "PREROUTING", "masquerade"], "POSTROUTING")):
+        p = rnf("r", "add", *args, ok=False)
+        check(p.returncode != 0 and word in p.stderr, f"{args} refused naming {word}: {p.stderr}")
+    check_eq(rnf("r", "save").stdout, before, "nothing changed")
+
+
+def run(topo):
+    t.run_test("nat: redirect 8445 to 8443 from outside and on loopback; 8443 closed",
+               test_port_redirect, topo)
+    t.run_test("nat: port forward 2222 -> 22 with masquerade, v4 and v6, tuples listed",
+               test_port_forward, topo)
+    t.run_test("nat: private network masquerade without port clashes; forgotten on address loss",
+               test_masquerade_private_network, topo)
+    t.run_test("nat: service VIP balanced over three backends, connections sticky",
+               test_service_load_balancing, topo)
+    t.run_test("nat: large transfers intact with offloads on and off",
+               test_large_transfers_offloads, topo)
+    t.run_test("nat: misplaced NAT rules refused", test_nat_rules_refused, topo)

@@ -438,11 +438,28 @@ pub extern "C" fn rnf_kunit_flow_table() {
     check!(table.reserve(2));
     check!(!table.reserve(2));
     table.unreserve();
+    // NAT moves the reply tuple: found under the new one only; a tuple
+    // another flow has is refused.
+    let moved = crate::ct::Tuple {
+        src: [10, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ..a.invert()
+    };
+    check!(table.rehash_reply(inserted, &moved, g));
+    check!(table.lookup(&a.invert(), g).is_none());
+    check!(matches!(table.lookup(&moved, g), Some((f, Direction::Reply)) if f.id == inserted.id));
+    check!(inserted.tuple(Direction::Reply) == moved);
+    check!(table.reserve(3));
+    if let Ok(fb) = table.alloc(b, b.invert(), 0, 3) {
+        if let Ok(other) = table.insert(fb, g) {
+            check!(!table.rehash_reply(inserted, &b.invert(), g));
+            check!(table.remove(other));
+        }
+    }
     // Removal: once, and at once invisible.
     check!(table.remove(inserted));
     check!(!table.remove(inserted));
     check!(table.lookup(&a, g).is_none());
-    check!(table.lookup(&a.invert(), g).is_none());
+    check!(table.lookup(&moved, g).is_none());
     check!(table.count() == 0);
 }
 

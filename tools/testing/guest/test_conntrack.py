@@ -168,6 +168,30 @@ def test_icmp_error_related(topo):
         rnf("r", "conntrack", "flush")
 
 
+def test_fragments_reassembled(topo):
+    """Fragmented datagrams are reassembled before tracking: a 4000-byte ping
+    through the router sample (which drops `ct state invalid`) is answered,
+    both ways fragmented, and tracked as one ICMP flow."""
+    restore("r", f"{t.REPO}/samples/router.rnf")
+    before = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)["invalid"]
+    try:
+        p = t.sh("ping -c2 -i0.3 -W3 -s 4000 10.0.2.2", ns="a", check_rc=False)
+        check(p.returncode == 0 and "2 received" in p.stdout, f"fragmented ping: {p.stdout}")
+        p = t.sh("ping -6 -c2 -i0.3 -W3 -s 4000 fd00:2::2", ns="a", check_rc=False)
+        check(p.returncode == 0 and "2 received" in p.stdout, f"fragmented ping6: {p.stdout}")
+        icmp = flows("r", "-p", "icmp")
+        check(len(icmp) == 1 and icmp[0]["orig"]["packets"] == 2,
+              f"one ICMP flow, two (reassembled) requests: {icmp}")
+        icmp6 = flows("r", "-p", "icmpv6")
+        check(len(icmp6) == 1 and icmp6[0]["reply"]["packets"] == 2,
+              f"one ICMPv6 flow, two (reassembled) replies: {icmp6}")
+        stats = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)
+        check_eq(stats["invalid"], before, "no fragment was seen as invalid")
+    finally:
+        rnf("r", "flush")
+        rnf("r", "conntrack", "flush")
+
+
 def test_listing_matches_traffic(topo):
     """conntrack list shows each flow with the state and timeout its traffic
     gives it: an established TCP session (5 days), an unreplied UDP flow
@@ -370,6 +394,8 @@ def run(topo):
                test_router_sample, topo)
     t.run_test("conntrack: ICMP error for a tracked UDP flow passes as related",
                test_icmp_error_related, topo)
+    t.run_test("conntrack: IPv4 and IPv6 fragments reassembled before tracking",
+               test_fragments_reassembled, topo)
     t.run_test("conntrack: list shows flows with states, timeouts and counters; delete",
                test_listing_matches_traffic, topo)
     t.run_test("conntrack: timeouts and limit settable, refused for nobody, expiry",

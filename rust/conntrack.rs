@@ -674,7 +674,13 @@ impl Conntrack {
             }
         }
         match ct::classify(facts, pkt) {
-            Classified::Flow(t) => match self.table.lookup(&t, guard) {
+            // A packet translated since it was tracked has the inverse of
+            // one of its flow's tuples.
+            Classified::Flow(t) => match self
+                .table
+                .lookup(&t, guard)
+                .or_else(|| self.looped_back(&t, guard))
+            {
                 Some((flow, dir)) => PacketCt {
                     state: CtState::for_packet(dir, flow.status() & ct::status::SEEN_REPLY != 0),
                     flow: Some((flow, dir)),

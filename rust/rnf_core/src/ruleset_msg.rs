@@ -12,12 +12,21 @@
 //! A rule blob (the `rules` format) travels as the payload of a nested
 //! attribute ([`put_rule`]): its `nla_type` is `attr::RULE | NLA_F_NESTED`.
 //!
+//! A rule set larger than one attribute can hold (`nla_len` is a `u16`:
+//! 64 KiB) travels as several [`attr::RULESET_PART`] attributes of one
+//! request ([`RulesetPartWriter`]); a netlink message itself may be far
+//! larger than 64 KiB. The kernel reads the parts in order as one rule set
+//! ([`RulesetItems`]), so one request is still one atomic change.
+//!
 //! [`cmd::GET_RULES`]: crate::wire::cmd::GET_RULES
 //! [`cmd::REPLACE_RULESET`]: crate::wire::cmd::REPLACE_RULESET
 //! [`attr::RULESET`]: crate::wire::attr::RULESET
 
-use crate::rules::{Policy, Table};
-use crate::wire::{attr, rule_entry, ruleset, AttrIter, AttrWriter, Nest, WireError, NLA_F_NESTED};
+use crate::rules::{Policy, Table, MAX_RULES};
+use crate::wire::{
+    attr, nla_align, rule_entry, ruleset, AttrIter, AttrWriter, Nest, WireError, NLA_F_NESTED,
+    NLA_HDRLEN,
+};
 
 /// Writes a rule blob as a nested attribute of type `ty` (normally
 /// [`attr::RULE`]).
@@ -338,6 +347,257 @@ impl<'a> RulesetChain<'a> {
     /// The rule blobs (not validated), in order.
     pub fn rules(&self) -> Entries<'a> {
         Entries::new(self.rules, attr::RULE)
+    }
+}
+
+/// Size (header included) that [`RulesetPartWriter`] keeps each
+/// [`attr::RULESET_PART`] under, unless a single entry is larger: well
+/// below the 65535 bytes an attribute can hold.
+pub const PART_SIZE: usize = 60 * 1024;
+
+/// Most bytes of rule-set attributes (every `RULESET` and `RULESET_PART`,
+/// headers included) the kernel takes in one `REPLACE_RULESET`.
+pub const RULESET_MAX_BYTES: usize = 64 << 20;
+
+/// Most rules the kernel takes in one `REPLACE_RULESET` (each table is
+/// further limited to `rules::MAX_RULES`).
+pub const RULESET_MAX_RULES: usize = 4 * MAX_RULES;
+
+/// Size of a [`ruleset::TABLE`] entry's header and `attr::TABLE`.
+const TABLE_HEAD: usize = NLA_HDRLEN + NLA_HDRLEN + 4;
+
+/// Size of a [`ruleset::CHAIN`] entry's header, name and policy.
+fn chain_head(name: &str, policy: Option<Policy>) -> usize {
+    let name_attr = nla_align(NLA_HDRLEN.saturating_add(name.len()).saturating_add(1));
+    let policy_attr = if policy.is_some() { NLA_HDRLEN + 4 } else { 0 };
+    NLA_HDRLEN
+        .saturating_add(name_attr)
+        .saturating_add(policy_attr)
+}
+
+/// Writes a rule set as [`attr::RULESET_PART`] attributes, each at most
+/// `part_size` bytes unless a single entry does not fit in an empty part.
+///
+/// Call [`table`](Self::table), then [`chain`](Self::chain) for each of
+/// its chains, then [`rule`](Self::rule) for each of the chain's rules, in
+/// order, and [`finish`](Self::finish) at the end. Where a part is full,
+/// the open table and chain are closed and repeated (the chain without its
+/// policy) at the start of the next part: [`RulesetItems`] reads such a
+/// repeat as a continuation. Writing is deterministic, so the same calls
+/// on [`AttrWriter::measure`] size the buffer exactly.
+#[derive(Debug)]
+pub struct RulesetPartWriter<'w, 'b, 'n> {
+    w: &'w mut AttrWriter<'b>,
+    part_size: usize,
+    /// The open part and where it starts.
+    part: Option<(Nest, usize)>,
+    table: Option<(Nest, Table)>,
+    chain: Option<(Nest, &'n str)>,
+    parts: usize,
+}
+
+impl<'w, 'b, 'n> RulesetPartWriter<'w, 'b, 'n> {
+    /// A writer of parts of at most `part_size` bytes (at most
+    /// [`PART_SIZE`] is sensible; larger values are capped at what an
+    /// attribute can hold).
+    pub fn new(w: &'w mut AttrWriter<'b>, part_size: usize) -> Self {
+        Self {
+            w,
+            part_size: part_size.min(nla_align(u16::MAX as usize) - NLA_HDRLEN),
+            part: None,
+            table: None,
+            chain: None,
+            parts: 0,
+        }
+    }
+
+    fn used(&self) -> usize {
+        match &self.part {
+            Some((_, start)) => self.w.len().saturating_sub(*start),
+            None => 0,
+        }
+    }
+
+    fn close_chain(&mut self) {
+        if let Some((n, _)) = self.chain.take() {
+            self.w.end_nested(n);
+        }
+    }
+
+    fn close_table(&mut self) {
+        self.close_chain();
+        if let Some((n, _)) = self.table.take() {
+            self.w.end_nested(n);
+        }
+    }
+
+    fn close_part(&mut self) {
+        self.close_table();
+        if let Some((n, _)) = self.part.take() {
+            self.w.end_nested(n);
+        }
+    }
+
+    /// Makes sure `need` more bytes go into the open part: if they do not
+    /// fit, starts a new part and reopens the table and chain there.
+    fn room(&mut self, need: usize) {
+        if self.part.is_some() && self.used().saturating_add(need) <= self.part_size {
+            return;
+        }
+        let table = self.table.as_ref().map(|t| t.1);
+        let chain = self.chain.as_ref().map(|c| c.1);
+        self.close_part();
+        let start = self.w.len();
+        self.part = Some((self.w.begin_nested(attr::RULESET_PART), start));
+        self.parts = self.parts.saturating_add(1);
+        if let Some(t) = table {
+            self.table = Some((begin_ruleset_table(self.w, t), t));
+            if let Some(c) = chain {
+                self.chain = Some((begin_ruleset_chain(self.w, c, None), c));
+            }
+        }
+        // A new part takes the next entry even if it is too large alone.
+    }
+
+    /// Starts table `t` (closing the chain and table before it).
+    pub fn table(&mut self, t: Table) {
+        self.close_table();
+        self.room(TABLE_HEAD);
+        self.table = Some((begin_ruleset_table(self.w, t), t));
+    }
+
+    /// Starts chain `name` of the current table (closing the chain before
+    /// it); `policy` for built-in chains.
+    pub fn chain(&mut self, name: &'n str, policy: Option<Policy>) {
+        self.close_chain();
+        self.room(chain_head(name, policy));
+        self.chain = Some((begin_ruleset_chain(self.w, name, policy), name));
+    }
+
+    /// Appends a rule blob to the current chain.
+    pub fn rule(&mut self, blob: &[u8]) {
+        self.room(nla_align(NLA_HDRLEN.saturating_add(blob.len())));
+        put_rule(self.w, attr::RULE, blob);
+    }
+
+    /// Closes everything and returns the number of parts written (at least
+    /// one: an empty rule set is one empty part).
+    pub fn finish(mut self) -> usize {
+        if self.part.is_none() {
+            self.room(0);
+        }
+        self.close_part();
+        self.parts
+    }
+}
+
+/// One step of reading a rule set ([`RulesetItems`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RulesetItem<'a> {
+    /// A table starts; the chains and rules that follow are its own.
+    Table(Table),
+    /// A chain of the current table starts (or, for a name given just
+    /// before, continues with a new policy).
+    Chain(&'a str, Option<Policy>),
+    /// A rule blob (not validated) of the current chain.
+    Rule(&'a [u8]),
+}
+
+/// Reads the rule set of a `REPLACE_RULESET` request: every top-level
+/// [`attr::RULESET`] and [`attr::RULESET_PART`] attribute, in order, as one
+/// list of tables.
+///
+/// A table entry for the table just read continues that table, and a chain
+/// entry for the chain just read continues that chain (reported again only
+/// if it gives a policy): this is how [`RulesetPartWriter`] splits tables
+/// and chains across parts. Other top-level attributes are skipped; the
+/// first malformed entry ends the iteration with an error.
+#[derive(Clone, Debug)]
+pub struct RulesetItems<'a> {
+    parts: AttrIter<'a>,
+    tables: Entries<'a>,
+    chains: Entries<'a>,
+    rules: Entries<'a>,
+    table: Option<Table>,
+    chain: Option<&'a str>,
+    failed: bool,
+}
+
+impl<'a> RulesetItems<'a> {
+    /// Reads the top-level attributes `attrs` of a request (everything
+    /// after the generic netlink header).
+    pub const fn new(attrs: &'a [u8]) -> Self {
+        Self {
+            parts: AttrIter::new(attrs),
+            tables: Entries::new(&[], ruleset::TABLE),
+            chains: Entries::new(&[], ruleset::CHAIN),
+            rules: Entries::new(&[], attr::RULE),
+            table: None,
+            chain: None,
+            failed: false,
+        }
+    }
+
+    /// Reads the payload of a single [`attr::RULESET`].
+    pub const fn from_ruleset(payload: &'a [u8]) -> Self {
+        let mut s = Self::new(&[]);
+        s.tables = Entries::new(payload, ruleset::TABLE);
+        s
+    }
+
+    fn step(&mut self) -> Option<Result<RulesetItem<'a>, WireError>> {
+        loop {
+            if let Some(r) = self.rules.next() {
+                return Some(r.map(RulesetItem::Rule));
+            }
+            if let Some(c) = self.chains.next() {
+                let c = match c.and_then(RulesetChain::decode) {
+                    Ok(c) => c,
+                    Err(e) => return Some(Err(e)),
+                };
+                self.rules = c.rules();
+                if self.chain != Some(c.name) || c.policy.is_some() {
+                    self.chain = Some(c.name);
+                    return Some(Ok(RulesetItem::Chain(c.name, c.policy)));
+                }
+                continue;
+            }
+            if let Some(t) = self.tables.next() {
+                let t = match t.and_then(RulesetTable::decode) {
+                    Ok(t) => t,
+                    Err(e) => return Some(Err(e)),
+                };
+                self.chains = Entries::new(t.chains, ruleset::CHAIN);
+                if self.table != Some(t.table) {
+                    self.table = Some(t.table);
+                    self.chain = None;
+                    return Some(Ok(RulesetItem::Table(t.table)));
+                }
+                continue;
+            }
+            match self.parts.next()? {
+                Ok(a) if a.ty == attr::RULESET || a.ty == attr::RULESET_PART => {
+                    self.tables = Entries::new(a.payload, ruleset::TABLE);
+                }
+                Ok(_) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+impl<'a> Iterator for RulesetItems<'a> {
+    type Item = Result<RulesetItem<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let r = self.step();
+        if matches!(r, Some(Err(_))) {
+            self.failed = true;
+        }
+        r
     }
 }
 

@@ -472,8 +472,11 @@ pub mod cmd {
     pub const DEL_CHAIN: u8 = 9;
     /// Rename a user chain: `TABLE`, `CHAIN`, `NEW_NAME`.
     pub const RENAME_CHAIN: u8 = 10;
-    /// Replace the whole rule set atomically (restore): `RULESET`, optional
-    /// `GENERATION`.
+    /// Replace the whole rule set atomically (restore): the rule set as one
+    /// `RULESET`, or, for rule sets larger than one attribute can hold
+    /// (64 KiB), as several `RULESET_PART` attributes in the same message,
+    /// concatenated in order (see `ruleset_msg::RulesetItems`); optional
+    /// `GENERATION`. One request is one atomic change.
     pub const REPLACE_RULESET: u8 = 11;
     /// Dump the flow table; the request has no attributes. Each reply
     /// message is one flow: the attributes of `ct_msg::FlowMsg`
@@ -577,8 +580,14 @@ pub mod attr {
     pub const CT_STATS: u16 = 30;
     /// Seconds since the flow was created (`u32`).
     pub const CT_AGE: u16 = 31;
+    /// One piece of a rule set too large for one [`RULESET`] (nested, the
+    /// same format: a list of `ruleset::TABLE` entries). A request may carry
+    /// many, each under 64 KiB; the kernel reads them in order as one rule
+    /// set, where a table or chain entry that repeats the one just before
+    /// it continues it (see `ruleset_msg::RulesetItems`).
+    pub const RULESET_PART: u16 = 32;
     /// Highest attribute type.
-    pub const MAX: u16 = 31;
+    pub const MAX: u16 = 32;
 }
 
 /// Attributes inside [`attr::CT_ORIG`] and [`attr::CT_REPLY`]: one

@@ -43,6 +43,7 @@
 //! Rules are evaluated linearly in this version; per-field lookup
 //! structures (issue 6) will come as a new layout version.
 
+use crate::classify::{index_size, rule_keys, INDEX_MIN_RULES, N_FIELDS};
 use crate::hooks::{Family, Hook};
 use crate::nat::NatKind;
 use crate::packet::copy_into;
@@ -56,9 +57,9 @@ pub mod layout {
     /// Magic bytes at offset 0.
     pub const MAGIC: [u8; 4] = *b"RNFc";
     /// Layout version at offset 4. Bumped whenever the layout changes.
-    pub const VERSION: u8 = 3;
+    pub const VERSION: u8 = 4;
     /// Size of the header.
-    pub const HDR_LEN: usize = 64;
+    pub const HDR_LEN: usize = 96;
     /// Header offset: table (`u8`).
     pub const H_TABLE: usize = 5;
     /// Header offset: total length (`u32`).
@@ -75,6 +76,9 @@ pub mod layout {
     /// Header offset: 5 × `u32`, per hook the end record of its built-in
     /// chain, 0 if none.
     pub const H_POLICY: usize = 44;
+    /// Header offset: 5 × `u32`, per hook the index of its built-in chain
+    /// in the chain table (meaningful when its [`H_ENTRY`] is not 0).
+    pub const H_ENTRY_CHAIN: usize = 64;
 
     /// Size of a chain table entry.
     pub const CHAIN_LEN: usize = 64;
@@ -104,6 +108,9 @@ pub mod layout {
     pub const C_PARENT: usize = 52;
     /// Chain entry offset: compile-time scratch (`u32`, search cursor).
     pub const C_CURSOR: usize = 56;
+    /// Chain entry offset: the chain's classification index
+    /// ([`crate::classify`]), 0 for a chain walked linearly (`u32`).
+    pub const C_INDEX: usize = 60;
     /// "None" in `u8` fields.
     pub const NONE8: u8 = 0xff;
 
@@ -447,8 +454,11 @@ where
                 None,
             ));
         }
+        let mut in_chain = 0usize;
+        let mut keys = [0usize; N_FIELDS];
         for r in c.rules {
             n_rules += 1;
+            in_chain += 1;
             if n_rules > MAX_RULES {
                 return Err(err(
                     "table",
@@ -475,8 +485,14 @@ where
                 }
             }
             size = size.saturating_add(record_len(&v));
+            for (k, r) in keys.iter_mut().zip(rule_keys(&v)) {
+                *k = k.saturating_add(r);
+            }
         }
         size = size.saturating_add(CHAIN_LEN + REC_HDR);
+        if in_chain >= INDEX_MIN_RULES {
+            size = size.saturating_add(index_size(in_chain, &keys));
+        }
     }
     if u32::try_from(size).is_err() {
         return Err(err("table", "the rule set is too large", None, None));
@@ -842,6 +858,7 @@ where
         if let Some(h) = hook {
             out.u32(H_ENTRY + 4 * h as usize, to_u32(start));
             out.u32(H_POLICY + 4 * h as usize, to_u32(pos));
+            out.u32(H_ENTRY_CHAIN + 4 * h as usize, to_u32(i));
         }
         pos += REC_HDR;
     }
@@ -861,6 +878,42 @@ where
         }
         write_end(&mut out, pos, c.policy, c.policy_counter);
         pos += REC_HDR;
+    }
+
+    // Classification indexes, after the records.
+    for (i, c) in chains.clone().enumerate() {
+        let mut n = 0usize;
+        let mut keys = [0usize; N_FIELDS];
+        for r in c.rules {
+            n += 1;
+            if let Ok(v) = RuleView::decode(r.blob) {
+                for (k, r) in keys.iter_mut().zip(rule_keys(&v)) {
+                    *k = k.saturating_add(r);
+                }
+            }
+        }
+        if n < INDEX_MIN_RULES {
+            continue;
+        }
+        let e = chain_entry(i);
+        out.u32(e + C_INDEX, to_u32(pos));
+        let start = out.get_u32(e + C_START) as usize;
+        let rules = || {
+            chains
+                .clone()
+                .nth(i)
+                .into_iter()
+                .flat_map(|c| c.rules)
+                .filter_map(|r| RuleView::decode(r.blob).ok())
+                .map(|v| {
+                    let len = record_len(&v);
+                    (v, len)
+                })
+        };
+        if !crate::classify::build(out.buf, pos, start, n, &keys, rules) {
+            out.ok = false;
+        }
+        pos = pos.saturating_add(index_size(n, &keys));
     }
     if !out.ok || pos != size {
         return Err(err(

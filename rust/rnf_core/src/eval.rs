@@ -33,6 +33,7 @@
 //! wrote, but never panics or loops forever on any other: a buffer that
 //! does not make sense drops the packet.
 
+use crate::classify::Query;
 use crate::compile::layout::*;
 use crate::compile::{rd_u16, rd_u32};
 use crate::ct::{CtState, Direction};
@@ -226,6 +227,21 @@ impl<'a> CompiledTable<'a> {
         self.run(hook, facts, env).unwrap_or(Verdict::Drop)
     }
 
+    /// The classification index of chain `i` resolved for `facts`:
+    /// `Some(None)` for a chain walked linearly, `None` for a corrupt
+    /// buffer.
+    fn query(&self, i: u32, facts: &PacketFacts) -> Option<Option<Query>> {
+        let e = HDR_LEN.checked_add((i as usize).checked_mul(CHAIN_LEN)?)?;
+        if i as usize >= self.n_chains() {
+            return None;
+        }
+        let at = rd_u32(self.buf, e.checked_add(C_INDEX)?)? as usize;
+        if at == 0 {
+            return Some(None);
+        }
+        Query::new(self.buf, at, facts).map(Some)
+    }
+
     /// [`eval`](Self::eval), with `None` for a buffer that does not make
     /// sense.
     fn run<E: EvalEnv + ?Sized>(
@@ -241,9 +257,18 @@ impl<'a> CompiledTable<'a> {
         }
         let policy_at = rd_u32(self.buf, H_POLICY + 4 * h)? as usize;
         let max_steps = rd_u32(self.buf, H_MAX_STEPS)?;
-        let mut stack = [0usize; MAX_JUMP_DEPTH];
+        // Where to come back after a jump: record, chain, rule index.
+        let mut stack = [(0usize, 0u32, 0u32); MAX_JUMP_DEPTH];
         let mut sp = 0usize;
         let mut pos = entry;
+        // The chain being walked and the index of the rule at `pos` in it
+        // ([`NO_RULE`] at the policy record).
+        let mut chain = rd_u32(self.buf, H_ENTRY_CHAIN + 4 * h)?;
+        let mut idx = 0u32;
+        // The classification index of `chain` resolved for this packet,
+        // if it has one.
+        let mut q_chain = NO_CHAIN;
+        let mut query: Option<Query> = None;
         let mut steps = 0u32;
         loop {
             // Bounded by the compiler's worst case, so that even a corrupt
@@ -252,6 +277,23 @@ impl<'a> CompiledTable<'a> {
                 return None;
             }
             steps += 1;
+            if idx != NO_RULE {
+                if q_chain != chain {
+                    query = self.query(chain, facts)?;
+                    q_chain = chain;
+                }
+                if let Some(q) = &query {
+                    if idx < q.n() {
+                        // Skip to the next rule that can match.
+                        idx = q.next(self.buf, idx);
+                        pos = if idx < q.n() {
+                            q.rule_offset(self.buf, idx)?
+                        } else {
+                            q.end()
+                        };
+                    }
+                }
+            }
             let rest = self.buf.get(pos..)?;
             let len = rd_u32(rest, R_LEN)? as usize;
             if len < REC_HDR {
@@ -271,7 +313,8 @@ impl<'a> CompiledTable<'a> {
                         return Some(Verdict::Drop);
                     }
                     action_kind::RETURN => {
-                        pos = pop(&stack, &mut sp).unwrap_or(policy_at);
+                        (pos, chain, idx) =
+                            pop(&stack, &mut sp).unwrap_or((policy_at, chain, NO_RULE));
                         continue;
                     }
                     _ => return None,
@@ -279,8 +322,11 @@ impl<'a> CompiledTable<'a> {
                 KIND_RULE => {}
                 _ => return None,
             }
+            let next = pos.checked_add(len)?;
+            let next_idx = idx.saturating_add(1);
             if !rule_matches(rec, facts, env)? {
-                pos = pos.checked_add(len)?;
+                pos = next;
+                idx = next_idx;
                 continue;
             }
             env.count(counter, facts.total_len);
@@ -291,14 +337,22 @@ impl<'a> CompiledTable<'a> {
                 action_kind::REJECT => {
                     return RejectKind::from_u8(u8::try_from(arg).ok()?).map(Verdict::Reject)
                 }
-                action_kind::RETURN => pos = pop(&stack, &mut sp).unwrap_or(policy_at),
+                action_kind::RETURN => {
+                    (pos, chain, idx) = pop(&stack, &mut sp).unwrap_or((policy_at, chain, NO_RULE));
+                }
                 action_kind::JUMP => {
                     let slot = stack.get_mut(sp)?;
-                    *slot = pos.checked_add(len)?;
+                    *slot = (next, chain, next_idx);
                     sp += 1;
                     pos = arg as usize;
+                    chain = rd_u32(rec, R_ARG2)?;
+                    idx = 0;
                 }
-                action_kind::GOTO => pos = arg as usize,
+                action_kind::GOTO => {
+                    pos = arg as usize;
+                    chain = rd_u32(rec, R_ARG2)?;
+                    idx = 0;
+                }
                 action_kind::LOG => {
                     let m = rd_u32(rec, R_MATCHES)?;
                     let prefix = if m & M_LOG_PREFIX != 0 {
@@ -307,13 +361,13 @@ impl<'a> CompiledTable<'a> {
                         &[]
                     };
                     env.log(prefix, u8::try_from(arg).ok()?);
-                    pos = pos.checked_add(len)?;
+                    (pos, idx) = (next, next_idx);
                 }
                 action_kind::MARK => {
                     let op = MarkOp::from_u8(u8::try_from(rd_u32(rec, R_ARG2)?).ok()?)?;
                     let new = op.apply(env.mark(), arg);
                     env.set_mark(new);
-                    pos = pos.checked_add(len)?;
+                    (pos, idx) = (next, next_idx);
                 }
                 action_kind::CT_MARK => {
                     let op = CtMarkOp::from_u8(u8::try_from(rd_u32(rec, R_ARG2)?).ok()?)?;
@@ -326,11 +380,11 @@ impl<'a> CompiledTable<'a> {
                             env.set_ct_mark(new);
                         }
                     }
-                    pos = pos.checked_add(len)?;
+                    (pos, idx) = (next, next_idx);
                 }
                 action_kind::NOTRACK => {
                     env.notrack();
-                    pos = pos.checked_add(len)?;
+                    (pos, idx) = (next, next_idx);
                 }
                 action_kind::SNAT..=action_kind::REDIRECT => {
                     let kind = NatKind::from_action_kind(action)?;
@@ -343,7 +397,14 @@ impl<'a> CompiledTable<'a> {
     }
 }
 
-fn pop(stack: &[usize; MAX_JUMP_DEPTH], sp: &mut usize) -> Option<usize> {
+/// The rule index at a chain's policy record: no index lookups there.
+const NO_RULE: u32 = u32::MAX;
+/// No chain's index resolved yet.
+const NO_CHAIN: u32 = u32::MAX;
+
+type Frame = (usize, u32, u32);
+
+fn pop(stack: &[Frame; MAX_JUMP_DEPTH], sp: &mut usize) -> Option<Frame> {
     let i = sp.checked_sub(1)?;
     let v = stack.get(i).copied()?;
     *sp = i;

@@ -4,7 +4,7 @@
 //!
 //! This crate is `no_std`, uses no `alloc` and has no dependencies. The
 //! kernel module includes its modules (`hooks.rs`, `wire.rs`, `packet.rs`,
-//! `rules.rs`, `compile.rs`, `eval.rs`) directly with `#[path]` attributes
+//! `rules.rs`, `compile.rs`, `classify.rs`, `eval.rs`) directly with `#[path]` attributes
 //! at its crate root, so modules refer to each other only through
 //! `crate::<module>` paths.
 //!
@@ -29,6 +29,7 @@
     )
 )]
 
+pub mod classify;
 pub mod compile;
 pub mod csum;
 pub mod ct;

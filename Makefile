@@ -4,6 +4,7 @@
 #
 #   make demo     build everything and run rnf in a VM on a real scenario
 #   make check    run every test; ends with "N passed, N failed"
+#   make bench    rnf vs no firewall, nftables and iptables in the VM (BENCH_QUICK=1: fewer sizes)
 #
 #   make deps     install build and test dependencies (Debian 12, as root)
 #   make kernel   build (or reuse from the cache) the test kernel
@@ -26,7 +27,7 @@ endif
 
 MODULE_FLAGS := LLVM=1 $(if $(CLIPPY),CLIPPY=$(CLIPPY))
 
-.PHONY: all deps kernel module rnfctl demo check vm clean
+.PHONY: all deps kernel module rnfctl demo check bench vm clean
 all: module rnfctl
 
 deps:
@@ -47,6 +48,13 @@ demo: deps
 
 check: deps
 	@$(T)/check.sh
+
+# Not part of check: about 25 minutes under TCG. rnfctl is built with
+# --release here so that rule-update times measure rnf, not a debug build.
+bench: deps
+	@$(MAKE) --no-print-directory module
+	cargo build --release --locked -p rnfctl
+	@KDIR=$(KDIR) tools/bench/bench.sh
 
 vm: deps
 	@$(T)/vm.sh

@@ -1,0 +1,60 @@
+#!/bin/bash
+# `make bench`: rnf against no firewall, nftables (plain rules and sets or
+# verdict maps) and iptables (legacy and nft backends), in the test VM.
+#
+#   tools/bench/bench.sh            full run (about 25 minutes under TCG)
+#   BENCH_QUICK=1 tools/bench/bench.sh   sizes 1, 1000, 10000 only
+#
+# The guest (tools/bench/guest/bench.py) cannot write the checkout (it is
+# shared read-only), so it prints its CSV between markers; this script
+# writes bench-results/<timestamp>/{bench.log,results.csv,meta.txt,
+# table.txt,bench.png} and prints the table. Other knobs: BENCH_SECONDS,
+# BENCH_LOAD_BUDGET, BENCH_DEADLINE, BENCH_ONLY, BENCH_PROFILE (see bench.py),
+# RNF_KVM=1 (KVM where /dev/kvm works; TCG otherwise).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cd "$repo"
+out=${BENCH_OUT:-$repo/bench-results/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$out"
+
+[ -f rnf.ko ] || { echo "bench.sh: no rnf.ko (make module)" >&2; exit 1; }
+rnfctl=${RNFCTL:-$repo/target/release/rnfctl}
+[ -x "$rnfctl" ] || { echo "bench.sh: no $rnfctl (cargo build --release -p rnfctl)" >&2; exit 1; }
+
+# One VM at a time on this machine: wait for any other to finish.
+while pgrep -f qemu-system >/dev/null; do
+    echo "bench.sh: another VM is running; waiting 30 s" >&2
+    sleep 30
+done
+
+accel=TCG
+if [ "${RNF_KVM:-0}" = 1 ] && [ -w /dev/kvm ]; then accel=KVM; fi
+{
+    echo "command: ${BENCH_COMMAND:-make bench}${BENCH_QUICK:+ (BENCH_QUICK=$BENCH_QUICK)}"
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- rust tools/rnfctl 2>/dev/null || echo ' (+ uncommitted changes)')"
+    echo "host: nproc=$(nproc); cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); accel=$accel"
+    echo "vm: ${RNF_VM_CPUS:-2} vCPUs, ${RNF_VM_MEMORY:-2G}"
+} > "$out/meta.txt"
+cat "$out/meta.txt"
+
+env_args=()
+for v in BENCH_QUICK BENCH_SECONDS BENCH_LOAD_BUDGET BENCH_DEADLINE BENCH_ONLY BENCH_PROFILE; do
+    [ -n "${!v:-}" ] && env_args+=("$v=${!v}")
+done
+set +e
+timeout "${BENCH_TIMEOUT:-2400}" "$repo/tools/testing/vm.sh" \
+    env "${env_args[@]}" RNFCTL="$rnfctl" /usr/bin/python3 tools/bench/guest/bench.py 2>&1 | tee "$out/bench.log"
+rc=${PIPESTATUS[0]}
+set -e
+
+sed -n '/^=== BENCH CSV BEGIN ===$/,/^=== BENCH CSV END ===$/p' "$out/bench.log" | sed '1d;$d' > "$out/results.csv"
+sed -n '/^=== BENCH META BEGIN ===$/,/^=== BENCH META END ===$/p' "$out/bench.log" | sed '1d;$d' >> "$out/meta.txt"
+if [ ! -s "$out/results.csv" ]; then
+    echo "bench.sh: the guest printed no results (exit $rc); see $out/bench.log" >&2
+    exit 1
+fi
+python3 "$here/report.py" "$out"
+echo "bench.sh: results in $out"

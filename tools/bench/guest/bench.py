@@ -1,0 +1,643 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""rnf benchmark, run as root inside the test VM (tools/bench/bench.sh).
+
+Traffic: kernel pktgen in namespace a sends 64-byte UDP packets out of a's
+veth toward b through the router namespace r; the rate is the packets per
+second that arrive at b's veth (its rx counter) over a fixed interval. b
+drops them at once: r's neighbour entry for the sink address 10.0.2.3 is a
+MAC address that is not b's, so b's stack discards each frame before IP.
+The firewall under test runs in r (FORWARD, or nat PREROUTING/POSTROUTING).
+
+    a (10.0.1.2) --va/ra-- r (10.0.1.1 | 10.0.2.1) --rb/vb-- b (10.0.2.2; sink 10.0.2.3)
+
+Every configuration is measured in fresh namespaces. rnf.ko is loaded only
+for rnf's own rows, and nf_conntrack/nf_nat (and the iptables/nftables
+modules) are unloaded before them; no rnf row shares a run with
+nf_conntrack, and no nftables/iptables row with rnf.ko.
+
+Results go to stdout: human lines, then the CSV between the lines
+"=== BENCH CSV BEGIN ===" and "=== BENCH CSV END ===" (the checkout is
+read-only in the guest; the host script writes the files).
+
+Environment: BENCH_QUICK=1 (sizes 1, 1000, 10000), BENCH_SECONDS (length of
+one measurement, default 3), BENCH_LOAD_BUDGET (skip a rule-set size whose
+load is estimated to take longer, seconds, default 90), BENCH_DEADLINE
+(seconds after which remaining configurations are skipped, default 1260),
+BENCH_ONLY (comma-separated engines), BENCH_PROFILE=0 (no perf profile).
+"""
+
+import ctypes
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+MODULE = os.path.join(REPO, "rnf.ko")
+RNFCTL_SRC = os.environ.get("RNFCTL", os.path.join(REPO, "target", "release", "rnfctl"))
+RNFCTL = "/tmp/rnf-bin/rnfctl"
+TMP = "/tmp/rnf-bench"
+
+QUICK = os.environ.get("BENCH_QUICK", "0") == "1"
+SIZES = [1, 1000, 10000] if QUICK else [1, 100, 1000, 10000, 100000]
+SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
+WARMUP = 1.0
+LOAD_BUDGET = float(os.environ.get("BENCH_LOAD_BUDGET", "90"))
+DEADLINE = float(os.environ.get("BENCH_DEADLINE", "1260"))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
+PROFILE = os.environ.get("BENCH_PROFILE", "1") != "0"
+START = time.monotonic()
+
+SINK = "10.0.2.3"
+SINK_MAC = "02:00:00:00:00:99"
+DPORT = 5001
+NAT_PORT = 2222
+
+CSV_FIELDS = ["workload", "shape", "engine", "rules", "metric", "value", "unit", "ratio", "note"]
+rows = []
+
+GENERATOR = ("kernel pktgen (UDP 64 B, xmit_mode start_xmit, clone_skb 0) on a's veth, "
+             "one kpktgend thread; rate = rx packets at b's veth")
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def elapsed():
+    return time.monotonic() - START
+
+
+class Failed(Exception):
+    pass
+
+
+def sh(cmd, ns=None, check=True, timeout=600, stdin=None):
+    if isinstance(cmd, str):
+        cmd = ["sh", "-c", cmd]
+    if ns:
+        cmd = ["ip", "netns", "exec", ns] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=stdin)
+    if check and p.returncode != 0:
+        raise Failed(f"{' '.join(cmd)[:120]}: exit {p.returncode}: {(p.stderr or p.stdout).strip()[:300]}")
+    return p
+
+
+# --- timed commands run in r, entered with setns(2) in the child ----------
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+
+
+def _enter_r():
+    fd = os.open("/run/netns/r", os.O_RDONLY)
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        os._exit(126)
+    os.close(fd)
+
+
+def timed(cmd, stdin_path=None, timeout=900):
+    """Run cmd in namespace r; return seconds from its start to its exit."""
+    f = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+    try:
+        t0 = time.monotonic()
+        p = subprocess.run(cmd, stdin=f, capture_output=True, timeout=timeout,
+                           preexec_fn=_enter_r)
+        dt = time.monotonic() - t0
+    finally:
+        if stdin_path:
+            f.close()
+    if p.returncode != 0:
+        msg = (p.stderr or p.stdout).decode(errors="replace").strip().splitlines()
+        raise Failed(f"{os.path.basename(cmd[0])} exit {p.returncode}: {' / '.join(msg[:2])[:200]}")
+    return dt
+
+
+# --- modules -------------------------------------------------------------
+def loaded_modules():
+    with open("/proc/modules") as f:
+        return {line.split()[0]: int(line.split()[2]) for line in f}
+
+
+NETFILTER_MODULES = [
+    "nft_compat", "nft_masq", "nft_nat", "nft_chain_nat", "nft_ct", "nft_reject_inet",
+    "nft_reject_ipv4", "nft_reject_ipv6", "nft_reject", "iptable_nat", "iptable_filter",
+    "iptable_mangle", "iptable_raw", "ip6table_filter", "ip6table_nat", "ip6table_mangle",
+    "ip6table_raw", "xt_MASQUERADE", "xt_nat", "xt_conntrack", "xt_state", "xt_tcpudp",
+    "xt_comment", "ip_tables", "ip6_tables", "nf_tables", "nfnetlink", "x_tables",
+    "nf_nat", "nf_conntrack", "nf_defrag_ipv4", "nf_defrag_ipv6",
+]
+
+
+def unload_netfilter():
+    """Unload nftables/iptables/conntrack/NAT modules (those not in use)."""
+    for _ in range(3):
+        mods = loaded_modules()
+        for m in NETFILTER_MODULES:
+            if m in mods:
+                subprocess.run(["rmmod", m], capture_output=True)
+    left = [m for m in ("nf_conntrack", "nf_nat", "nf_tables", "ip_tables") if m in loaded_modules()]
+    return left
+
+
+def rnf_loaded():
+    return "rnf" in loaded_modules()
+
+
+def rnf_load():
+    if rnf_loaded():
+        return
+    left = unload_netfilter()
+    if "nf_conntrack" in left or "nf_nat" in left:
+        raise Failed(f"cannot unload {left} before loading rnf")
+    deps = sh(["modinfo", "-F", "depends", MODULE]).stdout.strip()
+    for dep in filter(None, deps.split(",")):
+        sh(["modprobe", dep])
+    sh(["insmod", MODULE])
+
+
+def rnf_unload():
+    if rnf_loaded():
+        sh(["rmmod", "rnf"])
+
+
+# --- topology --------------------------------------------------------------
+NS = ("a", "r", "b")
+_holders = {}
+
+
+def topo_down():
+    for p in _holders.values():
+        p.kill()
+        p.wait()
+    _holders.clear()
+    for n in NS:
+        subprocess.run(["ip", "netns", "del", n], capture_output=True)
+
+
+def topo_up():
+    topo_down()
+    for n in NS:
+        sh(["ip", "netns", "add", n])
+        sh("ip link set lo up", ns=n)
+    sh("ip link add va type veth peer name ra netns r", ns="a")
+    sh("ip link add vb type veth peer name rb netns r", ns="b")
+    sh("ip addr add 10.0.1.2/24 dev va && ip link set va up && ip route add default via 10.0.1.1", ns="a")
+    sh(f"ip addr add 10.0.2.2/24 dev vb && ip addr add {SINK}/32 dev vb && ip link set vb up"
+       " && ip route add default via 10.0.2.1", ns="b")
+    sh("ip addr add 10.0.1.1/24 dev ra && ip addr add 10.0.2.1/24 dev rb"
+       " && ip link set ra up && ip link set rb up"
+       " && sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0"
+       " net.ipv4.conf.ra.rp_filter=0 net.ipv4.conf.rb.rp_filter=0", ns="r")
+    # The sink: frames for 10.0.2.3 go to b's veth with a MAC address that
+    # is not b's, so b counts and drops them before IP (no ICMP, no socket).
+    sh(f"ip neigh replace {SINK} lladdr {SINK_MAC} dev rb nud permanent", ns="r")
+    ra_mac = sh("cat /sys/class/net/ra/address", ns="r").stdout.strip()
+    sh(f"ip neigh replace 10.0.1.1 lladdr {ra_mac} dev va nud permanent", ns="a")
+    sh("ip neigh replace 10.0.2.1 lladdr $(ip netns exec r cat /sys/class/net/rb/address)"
+       " dev vb nud permanent", ns="b")
+    # A process in each namespace lets us read its counters without exec.
+    for n in NS:
+        _holders[n] = subprocess.Popen(["ip", "netns", "exec", n, "sleep", "1000000"])
+    return ra_mac
+
+
+def dev_counter(ns, dev, which):
+    """rx or tx packets of dev in namespace ns, from /proc/PID/net/dev."""
+    with open(f"/proc/{_holders[ns].pid}/net/dev") as f:
+        for line in f:
+            if ":" in line and line.split(":")[0].strip() == dev:
+                v = line.split(":", 1)[1].split()
+                return int(v[0 + 1] if which == "rx" else v[8 + 1])
+    raise Failed(f"no device {dev} in {ns}")
+
+
+# --- the generator -----------------------------------------------------------
+def pktgen_setup(ra_mac, dst=SINK, dport=(DPORT, DPORT), sport=(1024, 65535),
+                 src=("10.0.1.2", "10.0.1.2"), dst_mac=None):
+    sh("modprobe pktgen")
+    base = f"/proc/{_holders['a'].pid}/net/pktgen"
+    for _ in range(50):
+        if os.path.exists(f"{base}/kpktgend_0"):
+            break
+        time.sleep(0.1)
+
+    def w(f, s):
+        with open(f"{base}/{f}", "w") as fh:
+            fh.write(s + "\n")
+
+    for t in sorted(x for x in os.listdir(base) if x.startswith("kpktgend_")):
+        w(t, "rem_device_all")
+    w("kpktgend_0", "add_device va")
+    for c in ("count 0", "clone_skb 0", "pkt_size 64", "delay 0", f"dst {dst}",
+              f"src_min {src[0]}", f"src_max {src[1]}", f"dst_mac {dst_mac or ra_mac}",
+              f"udp_src_min {sport[0]}", f"udp_src_max {sport[1]}",
+              f"udp_dst_min {dport[0]}", f"udp_dst_max {dport[1]}"):
+        w("va", c)
+
+
+def measure(count_ns="b", count_dev="vb", during=None):
+    """Run pktgen for WARMUP + SECONDS; return packets per second at count_dev."""
+    t = threading.Thread(target=lambda: sh("echo start > /proc/net/pktgen/pgctrl", ns="a",
+                                           check=False, timeout=120))
+    t.start()
+    try:
+        time.sleep(WARMUP)
+        c0, t0 = dev_counter(count_ns, count_dev, "rx"), time.monotonic()
+        if during:
+            during()
+        else:
+            time.sleep(SECONDS)
+        c1, t1 = dev_counter(count_ns, count_dev, "rx"), time.monotonic()
+    finally:
+        sh("echo stop > /proc/net/pktgen/pgctrl", ns="a", check=False)
+        t.join()
+    return (c1 - c0) / (t1 - t0)
+
+
+# --- rule sets ---------------------------------------------------------------
+def decoy_ip(i):
+    return f"10.{96 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}"
+
+
+def decoy_net(i):
+    # /24 prefixes from 11.0.0.0 on: none holds 10.0.1.2.
+    n = (11 << 24) + (i << 8)
+    return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.0/24"
+
+
+def write(path, lines):
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def rnf_filter(n, shape):
+    lines = ["table filter", "policy FORWARD drop"]
+    if shape == "kube":
+        lines += [f"add FORWARD daddr {decoy_ip(i)} proto udp dport 80 accept" for i in range(n - 1)]
+        lines.append(f"add FORWARD daddr {SINK} proto udp dport {DPORT} accept")
+    else:
+        lines += [f"add FORWARD saddr {decoy_net(i)} drop" for i in range(n - 1)]
+        lines.append("add FORWARD saddr 10.0.1.0/24 proto udp accept")
+    return write(f"{TMP}/rnf-{shape}-{n}.rnf", lines)
+
+
+def nft_filter(n, shape, sets):
+    lines = ["flush ruleset", "table ip t {"]
+    if sets and shape == "kube":
+        elems = [f"{decoy_ip(i)} . 80 : accept" for i in range(n - 1)] + [f"{SINK} . {DPORT} : accept"]
+        lines += ["  map svc { type ipv4_addr . inet_service : verdict",
+                  "    elements = { " + ",\n      ".join(elems) + " }", "  }",
+                  "  chain forward { type filter hook forward priority 0; policy drop;",
+                  "    ip daddr . udp dport vmap @svc", "  }"]
+    elif sets:
+        lines += ["  set block { type ipv4_addr; flags interval;"]
+        if n > 1:
+            lines += ["    elements = { " + ",\n      ".join(decoy_net(i) for i in range(n - 1)) + " }"]
+        lines += ["  }", "  chain forward { type filter hook forward priority 0; policy drop;",
+                  "    ip saddr @block drop", "    ip saddr 10.0.1.0/24 meta l4proto udp accept", "  }"]
+    else:
+        lines += ["  chain forward { type filter hook forward priority 0; policy drop;"]
+        if shape == "kube":
+            lines += [f"    ip daddr {decoy_ip(i)} udp dport 80 accept" for i in range(n - 1)]
+            lines.append(f"    ip daddr {SINK} udp dport {DPORT} accept")
+        else:
+            lines += [f"    ip saddr {decoy_net(i)} drop" for i in range(n - 1)]
+            lines.append("    ip saddr 10.0.1.0/24 meta l4proto udp accept")
+        lines.append("  }")
+    lines.append("}")
+    return write(f"{TMP}/nft-{'set' if sets else 'plain'}-{shape}-{n}.nft", lines)
+
+
+def ipt_filter(n, shape):
+    lines = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]"]
+    if shape == "kube":
+        lines += [f"-A FORWARD -d {decoy_ip(i)}/32 -p udp -m udp --dport 80 -j ACCEPT" for i in range(n - 1)]
+        lines.append(f"-A FORWARD -d {SINK}/32 -p udp -m udp --dport {DPORT} -j ACCEPT")
+    else:
+        lines += [f"-A FORWARD -s {decoy_net(i)} -j DROP" for i in range(n - 1)]
+        lines.append("-A FORWARD -s 10.0.1.0/24 -p udp -j ACCEPT")
+    lines.append("COMMIT")
+    return write(f"{TMP}/ipt-{shape}-{n}.rules", lines)
+
+
+# Engines of the filter workload: how to load N rules (atomically replacing
+# what is there), and how to add one rule (or element) to them.
+IPT = {"iptables-legacy": ("iptables-legacy", "iptables-legacy-restore"),
+       "iptables-nft": ("iptables-nft", "iptables-nft-restore")}
+
+
+def load_rules(engine, n, shape):
+    if engine == "rnf":
+        return timed([RNFCTL, "restore"], rnf_filter(n, shape))
+    if engine in ("nft", "nft-set"):
+        return timed(["nft", "-f", nft_filter(n, shape, engine == "nft-set")])
+    return timed([IPT[engine][1]], ipt_filter(n, shape))
+
+
+def add_one(engine, shape):
+    extra = "10.255.0.9"
+    if engine == "rnf":
+        return timed([RNFCTL, "add", "filter", "FORWARD", "daddr", extra, "proto", "udp", "dport", "80", "accept"])
+    if engine == "nft":
+        return timed(["nft", "add", "rule", "ip", "t", "forward", "ip", "daddr", extra, "udp", "dport", "80", "accept"])
+    if engine == "nft-set":
+        if shape == "kube":
+            return timed(["nft", "add", "element", "ip", "t", "svc", "{", f"{extra} . 80 : accept", "}"])
+        return timed(["nft", "add", "element", "ip", "t", "block", "{", "11.255.255.0/24", "}"])
+    return timed([IPT[engine][0], "-A", "FORWARD", "-d", extra + "/32", "-p", "udp", "-m", "udp",
+                  "--dport", "80", "-j", "ACCEPT"])
+
+
+# --- results -----------------------------------------------------------------
+def record(workload, shape, engine, rules, metric, value, unit, note=""):
+    rows.append(dict(workload=workload, shape=shape, engine=engine, rules=rules, metric=metric,
+                     value=value, unit=unit, ratio="", note=note))
+    v = f"{value:.4g}" if isinstance(value, float) else value
+    log(f"# {workload:9} {shape:6} {engine:16} {rules!s:>7} {metric:12} {v} {unit} {note}")
+
+
+def na(workload, shape, engine, rules, metric, unit, reason):
+    record(workload, shape, engine, rules, metric, "n/a", unit, f"n/a ({reason})")
+
+
+def over_deadline():
+    return elapsed() > DEADLINE
+
+
+def wanted(engine):
+    return not ONLY or engine in ONLY
+
+
+# --- workloads ---------------------------------------------------------------
+def baseline(tag):
+    if not wanted("none"):
+        return
+    ra_mac = topo_up()
+    pktgen_setup(ra_mac)
+    record("baseline", "-", "none", 0, "pps", measure(), "pkt/s", tag)
+    # How fast the generator alone goes: frames r drops at once (not its MAC).
+    pktgen_setup(ra_mac, dst_mac="02:00:00:00:00:98")
+    record("generator", "-", "none", 0, "pps", measure("r", "ra"), "pkt/s",
+           "pktgen alone: frames r's veth receives and drops before IP")
+
+
+def filter_rows(engine):
+    """Workload 1 and 5: N rules in FORWARD, traffic matches only the last."""
+    for shape in ("kube", "block"):
+        ra_mac = topo_up()
+        pktgen_setup(ra_mac)
+        if engine == "rnf":
+            record("empty", "-", engine, 0, "pps", measure(), "pkt/s", "module loaded, no rules")
+        elif engine == "nft" and shape == "kube":
+            sh("nft -f -", ns="r", stdin="table ip t { chain forward { type filter hook forward"
+               " priority 0; policy accept; } }")
+            record("empty", "-", engine, 0, "pps", measure(), "pkt/s", "empty base chain")
+        elif engine == "iptables-legacy" and shape == "kube":
+            sh("iptables-legacy -P FORWARD ACCEPT", ns="r")
+            record("empty", "-", engine, 0, "pps", measure(), "pkt/s", "empty filter table")
+        last = None  # (n, load seconds) of the previous size
+        for n in SIZES:
+            label = dict(workload="filter", shape=shape, engine=engine, rules=n)
+            if over_deadline():
+                for m, u in (("pps", "pkt/s"), ("replace", "s"), ("add_one", "s")):
+                    na(*label.values(), m, u, "bench deadline reached")
+                continue
+            if last and last[1] * n / last[0] > LOAD_BUDGET:
+                est = last[1] * n / last[0]
+                for m, u in (("pps", "pkt/s"), ("replace", "s"), ("add_one", "s")):
+                    na(*label.values(), m, u, f"skipped: load estimated {est:.0f} s > BENCH_LOAD_BUDGET {LOAD_BUDGET:.0f} s")
+                continue
+            try:
+                t_load = load_rules(engine, n, shape)
+            except (Failed, subprocess.TimeoutExpired) as e:
+                for m, u in (("pps", "pkt/s"), ("replace", "s"), ("add_one", "s")):
+                    na(*label.values(), m, u, f"load failed: {e}")
+                last = (n, 1e9)
+                continue
+            last = (n, t_load)
+            record(*label.values(), "replace", t_load, "s", "install N rules atomically over the previous set")
+            pps = measure()
+            record(*label.values(), "pps", pps, "pkt/s", "" if pps > 0 else "nothing passed: rule did not match")
+            if pps > 0 and PROFILE and engine == "rnf" and shape == "kube" and n == max(
+                    s for s in SIZES if s <= 10000):
+                profile(f"rnf filter kube {n} rules")
+            try:
+                record(*label.values(), "add_one", add_one(engine, shape), "s",
+                       "one element added to the set" if engine == "nft-set" else "one rule appended")
+            except (Failed, subprocess.TimeoutExpired) as e:
+                na(*label.values(), "add_one", "s", str(e))
+
+
+def ct_rules(engine):
+    if engine == "rnf":
+        return timed([RNFCTL, "restore"], write(f"{TMP}/rnf-ct.rnf", [
+            "table filter", "policy FORWARD drop",
+            "add FORWARD ct state established,related accept",
+            f"add FORWARD daddr {SINK} proto udp dport {DPORT} accept"]))
+    if engine == "nft":
+        return timed(["nft", "-f", write(f"{TMP}/nft-ct.nft", [
+            "flush ruleset", "table ip t {",
+            "  chain forward { type filter hook forward priority 0; policy drop;",
+            "    ct state established,related accept",
+            f"    ip daddr {SINK} udp dport {DPORT} accept", "  }", "}"])])
+    return timed([IPT[engine][1]], write(f"{TMP}/ipt-ct.rules", [
+        "*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]",
+        "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        f"-A FORWARD -d {SINK}/32 -p udp -m udp --dport {DPORT} -j ACCEPT", "COMMIT"]))
+
+
+def nat_rules(engine):
+    if engine == "rnf":
+        return timed([RNFCTL, "restore"], write(f"{TMP}/rnf-nat.rnf", [
+            "table nat",
+            f"add PREROUTING iif ra proto udp dport {NAT_PORT} dnat to {SINK}:{DPORT}",
+            "add POSTROUTING oif rb masquerade"]))
+    if engine == "nft":
+        return timed(["nft", "-f", write(f"{TMP}/nft-nat.nft", [
+            "flush ruleset", "table ip nat {",
+            "  chain pre { type nat hook prerouting priority dstnat;",
+            f"    iif \"ra\" udp dport {NAT_PORT} dnat to {SINK}:{DPORT}", "  }",
+            "  chain post { type nat hook postrouting priority srcnat;",
+            "    oif \"rb\" masquerade", "  }", "}"])])
+    return timed([IPT[engine][1]], write(f"{TMP}/ipt-nat.rules", [
+        "*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+        ":POSTROUTING ACCEPT [0:0]",
+        f"-A PREROUTING -i ra -p udp -m udp --dport {NAT_PORT} -j DNAT --to-destination {SINK}:{DPORT}",
+        "-A POSTROUTING -o rb -j MASQUERADE", "COMMIT"]))
+
+
+def set_ct_limit(engine):
+    if engine == "rnf":
+        sh([RNFCTL, "conntrack", "limit", "262144"], ns="r", check=False)
+    else:
+        sh("sysctl -qw net.netfilter.nf_conntrack_max=262144", ns="r", check=False)
+
+
+def establish(flows):
+    """One packet each way for each flow, so conntrack sees them replied."""
+    code = ("import socket,sys\n"
+            "for p in range(%d, %d):\n"
+            "    s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "    s.bind((sys.argv[1], %s))\n"
+            "    s.sendto(b'x', (sys.argv[2], %s))\n")
+    sh(["python3", "-c", code % (flows[0], flows[1] + 1, "p", DPORT), "10.0.1.2", SINK], ns="a")
+    time.sleep(0.3)
+    sh(["python3", "-c", code % (flows[0], flows[1] + 1, DPORT, "p"), SINK, "10.0.1.2"], ns="b")
+    time.sleep(0.3)
+
+
+def stateful_rows(engine):
+    """Workloads 2-4: new flows, established flows, DNAT + masquerade."""
+    for wl in ("ct_new", "ct_est", "nat"):
+        label = (wl, "-", engine, 2 if wl != "nat" else 2)
+        if over_deadline():
+            na(*label, "pps", "pkt/s", "bench deadline reached")
+            continue
+        try:
+            ra_mac = topo_up()
+            set_ct_limit(engine)
+            if wl == "ct_new":
+                ct_rules(engine)
+                set_ct_limit(engine)
+                # Every packet a new flow: source port 1024-65535 and source
+                # address 10.0.1.2-10.0.1.254 both step on each packet.
+                pktgen_setup(ra_mac, sport=(1024, 65535), src=("10.0.1.2", "10.0.1.254"))
+                note = "pktgen UDP, every packet a new flow (sport x saddr stepping)"
+            elif wl == "ct_est":
+                ct_rules(engine)
+                establish((10000, 10003))
+                pktgen_setup(ra_mac, sport=(10000, 10003))
+                note = "4 UDP flows seen both ways first (established)"
+            else:
+                nat_rules(engine)
+                set_ct_limit(engine)
+                pktgen_setup(ra_mac, dst="10.0.1.1", dport=(NAT_PORT, NAT_PORT), sport=(10000, 10015))
+                note = f"16 UDP flows to r:{NAT_PORT}, DNAT to {SINK}:{DPORT}, masquerade out of rb"
+            pps = measure()
+            if pps > 0 and PROFILE and engine == "rnf" and wl == "ct_new":
+                profile("rnf ct_new")
+            record(*label, "pps", pps, "pkt/s", note if pps > 0 else "nothing passed")
+        except (Failed, subprocess.TimeoutExpired) as e:
+            na(*label, "pps", "pkt/s", str(e))
+
+
+# --- profile -----------------------------------------------------------------
+profiles = []
+
+
+def profile(what):
+    """perf record -a during a measurement; keep the top of the report."""
+    if not os.path.exists("/usr/bin/perf") or over_deadline():
+        return
+    data = f"{TMP}/perf.data"
+    p = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-a", "-o", data, "--",
+                          "sleep", str(SECONDS)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    measure(during=lambda: p.wait())
+    rep = sh(["perf", "report", "-i", data, "--stdio", "--sort", "sym", "--percent-limit", "1"],
+             check=False)
+    lines = [x for x in rep.stdout.splitlines() if x.strip() and not x.startswith("#")][:30]
+    profiles.append((what, lines or [(rep.stderr or "perf report failed").strip()[:300]]))
+
+
+# --- main --------------------------------------------------------------------
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    hyp = "KVM" if os.path.exists("/sys/bus/platform/devices/kvm-clock") else "?"
+    try:
+        with open("/sys/devices/system/clocksource/clocksource0/current_clocksource") as f:
+            cs = f.read().strip()
+        hyp = "KVM" if cs == "kvm-clock" else "TCG"
+    except OSError:
+        pass
+    return f"guest nproc={os.cpu_count()}; cpu={model}; accel={hyp}; kernel={os.uname().release}"
+
+
+def add_ratios():
+    base = [r["value"] for r in rows if r["workload"] == "baseline" and r["metric"] == "pps"]
+    if not base:
+        return
+    b = sum(base) / len(base)
+    for r in rows:
+        if r["metric"] == "pps" and isinstance(r["value"], float) and b > 0:
+            r["ratio"] = f"{r['value'] / b:.3f}"
+
+
+def main():
+    os.makedirs(TMP, exist_ok=True)
+    os.makedirs(os.path.dirname(RNFCTL), exist_ok=True)
+    subprocess.run(["cp", RNFCTL_SRC, RNFCTL], check=True)
+    log(f"# machine: {machine()}")
+    log(f"# generator: {GENERATOR}")
+    log(f"# sizes: {SIZES}; {SECONDS:g} s per measurement after {WARMUP:g} s warm-up")
+    log(f"# rnfctl: {RNFCTL_SRC}")
+    rnf_unload()
+    unload_netfilter()
+    baseline("before")
+    # rnf first, with nf_conntrack/nf_nat and the nftables/iptables modules out.
+    if wanted("rnf"):
+        try:
+            rnf_load()
+            filter_rows("rnf")
+            stateful_rows("rnf")
+        except Failed as e:
+            na("filter", "-", "rnf", "-", "pps", "pkt/s", str(e))
+        finally:
+            topo_down()
+            rnf_unload()
+    baseline("after rnf")
+    for engine in ("nft", "nft-set", "iptables-legacy", "iptables-nft"):
+        if not wanted(engine):
+            continue
+        try:
+            filter_rows(engine)
+            if engine in ("nft", "iptables-legacy"):
+                stateful_rows(engine)
+        except Failed as e:
+            na("filter", "-", engine, "-", "pps", "pkt/s", str(e))
+        topo_down()
+        unload_netfilter()
+    add_ratios()
+    log(f"# done in {elapsed():.0f} s")
+    print("=== BENCH CSV BEGIN ===")
+    print(",".join(CSV_FIELDS))
+    for r in rows:
+        vals = []
+        for k in CSV_FIELDS:
+            v = r[k]
+            v = f"{v:.6g}" if isinstance(v, float) else str(v)
+            if "," in v or '"' in v:
+                v = '"' + v.replace('"', '""') + '"'
+            vals.append(v)
+        print(",".join(vals))
+    print("=== BENCH CSV END ===")
+    print("=== BENCH META BEGIN ===")
+    print(f"machine: {machine()}")
+    print(f"generator: {GENERATOR}")
+    print(f"sizes: {SIZES}; seconds: {SECONDS:g}; warmup: {WARMUP:g}; load budget: {LOAD_BUDGET:g} s")
+    print(f"elapsed: {elapsed():.0f} s")
+    for what, lines in profiles:
+        print(f"profile: {what} (perf record -e cpu-clock -a, {SECONDS:g} s)")
+        for x in lines:
+            print(f"    {x}")
+    if not profiles:
+        print("profile: none taken" + ("" if os.path.exists("/usr/bin/perf") else " (perf not in the guest)"))
+    print("=== BENCH META END ===")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        topo_down()

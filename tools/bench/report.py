@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Tables, targets and a plot from a bench run: report.py bench-results/<ts>.
+
+Reads results.csv (written by bench.sh from the guest's output), writes
+table.txt (also printed) and bench.png: with matplotlib if it is there,
+else with a small rasteriser of its own (zlib + struct), grouped bars on a
+log scale. Standard library only.
+"""
+
+import csv
+import math
+import os
+import struct
+import sys
+import zlib
+
+ENGINES = ["rnf", "nft", "nft-set", "iptables-legacy", "iptables-nft"]
+COLORS = {"none": (120, 120, 120), "rnf": (214, 39, 40), "nft": (31, 119, 180),
+          "nft-set": (44, 160, 44), "iptables-legacy": (255, 127, 14), "iptables-nft": (148, 103, 189)}
+
+
+def load(d):
+    with open(os.path.join(d, "results.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def fmt_pps(r):
+    if r is None:
+        return "-"
+    v = num(r["value"])
+    if v is None:
+        return "n/a"
+    ratio = f" ({float(r['ratio']):.2f}x)" if r.get("ratio") else ""
+    return f"{v:,.0f}{ratio}"
+
+
+def fmt_s(r):
+    if r is None:
+        return "-"
+    v = num(r["value"])
+    if v is None:
+        return "n/a"
+    return f"{v * 1000:,.0f} ms" if v < 10 else f"{v:,.1f} s"
+
+
+def table(rows, headers):
+    w = [max(len(str(x[i])) for x in [headers] + rows) for i in range(len(headers))]
+    line = "  ".join("-" * n for n in w)
+    out = ["  ".join(str(h).ljust(n) for h, n in zip(headers, w)), line]
+    out += ["  ".join(str(c).ljust(n) for c, n in zip(r, w)) for r in rows]
+    return out
+
+
+def find(data, **kw):
+    for r in data:
+        if all(str(r[k]) == str(v) for k, v in kw.items()):
+            return r
+    return None
+
+
+def sizes_of(data):
+    return sorted({int(r["rules"]) for r in data if r["workload"] == "filter" and r["rules"].isdigit()})
+
+
+def engines_in(data):
+    return [e for e in ENGINES if any(r["engine"] == e for r in data)]
+
+
+def report(data):
+    out = []
+    engines = engines_in(data)
+    base = [num(r["value"]) for r in data if r["workload"] == "baseline" and num(r["value"])]
+    gen = find(data, workload="generator")
+    out.append("Packets per second at b (ratio to the no-firewall baseline)")
+    out.append("")
+    rows = [["no firewall", fmt_pps(r)] for r in data if r["workload"] == "baseline"]
+    rows = [[f"no firewall ({r['note']})", fmt_pps(r)] for r in data if r["workload"] == "baseline"]
+    if gen:
+        rows.append(["generator alone (r drops at its veth)", fmt_pps(gen)])
+    out += table(rows, ["reference", "pkt/s"])
+    out.append("")
+    out.append("1. Filter: N rules in r's FORWARD, the traffic matches only the last")
+    out.append("   kube: daddr+dport -> accept; block: saddr /24 -> drop, final accept")
+    out.append("   (nft-set: one vmap/set lookup holding the N entries)")
+    rows = [["empty", "-"] + [fmt_pps(find(data, workload="empty", engine=e)) for e in engines]]
+    for shape in ("kube", "block"):
+        for n in sizes_of(data):
+            rows.append([shape, f"{n:,}"] + [fmt_pps(find(data, workload="filter", shape=shape, engine=e,
+                                                               rules=n, metric="pps")) for e in engines])
+    out += table(rows, ["shape", "rules"] + engines)
+    out.append("")
+    out.append("2-4. Stateful (ct state established,related accept first) and NAT")
+    st = [e for e in engines if any(r["engine"] == e and r["workload"] in ("ct_new", "ct_est", "nat") for r in data)]
+    names = {"ct_new": "2. new flows/s (each packet a new UDP flow)",
+             "ct_est": "3. established flows (4 UDP flows)",
+             "nat": "4. DNAT + masquerade (16 UDP flows)"}
+    rows = [[names[w]] + [fmt_pps(find(data, workload=w, engine=e)) for e in st] for w in names]
+    out += table(rows, ["workload"] + st)
+    out.append("")
+    out.append("5. Rule update latency, command start to exit (kube shape; nft-set adds a map element)")
+    rows = []
+    for n in sizes_of(data):
+        rows.append([f"{n:,}", "add one"] + [fmt_s(find(data, workload="filter", shape="kube", engine=e,
+                                                            rules=n, metric="add_one")) for e in engines])
+        rows.append(["", "replace all"] + [fmt_s(find(data, workload="filter", shape="kube", engine=e,
+                                                           rules=n, metric="replace")) for e in engines])
+    out += table(rows, ["rules", "change"] + engines)
+    notes = sorted({(r["engine"], r["note"]) for r in data if r["note"].startswith("n/a")})
+    if notes:
+        out.append("")
+        out.append("Not measured:")
+        seen = set()
+        for e, n in notes:
+            key = (e, n[:90])
+            if key not in seen:
+                seen.add(key)
+                out.append(f"  {e}: {n[:200]}")
+    out.append("")
+    out += targets(data)
+    del base
+    return out
+
+
+def targets(data):
+    def pps(**kw):
+        r = find(data, metric="pps", **kw)
+        return num(r["value"]) if r else None
+
+    def verdict(ok):
+        return "n/a" if ok is None else ("met" if ok else "MISSED")
+
+    out = ["Targets"]
+    sizes = sizes_of(data)
+    big = max(sizes) if sizes else None
+    for shape in ("kube", "block"):
+        p1, pb = pps(workload="filter", shape=shape, engine="rnf", rules=1), pps(
+            workload="filter", shape=shape, engine="rnf", rules=big)
+        ok = None if not (p1 and pb) else p1 / pb <= 1.25
+        detail = f"cost ratio {p1 / pb:.2f}x" if p1 and pb else "not measured"
+        out.append(f"  rnf cost at {big:,} rules <= 1.25x cost at 1 ({shape}): {verdict(ok)} ({detail})")
+    for shape in ("kube", "block"):
+        r = pps(workload="filter", shape=shape, engine="rnf", rules=10000)
+        for other in ("iptables-legacy", "iptables-nft", "nft"):
+            o = pps(workload="filter", shape=shape, engine=other, rules=10000)
+            ok = None if not (r and o) else r >= 10 * o
+            detail = f"{r / o:.2f}x" if r and o else "not measured"
+            out.append(f"  rnf >= 10x {other} at 10,000 rules ({shape}): {verdict(ok)} ({detail})")
+    r, o = pps(workload="empty", engine="rnf"), pps(workload="empty", engine="nft")
+    out.append(f"  rnf empty >= nft empty base chain: {verdict(None if not (r and o) else r >= o)}"
+               + (f" ({r / o:.2f}x)" if r and o else ""))
+    for w in ("ct_new", "ct_est", "nat"):
+        r = pps(workload=w, engine="rnf")
+        for other in ("nft", "iptables-legacy"):
+            o = pps(workload=w, engine=other)
+            ok = None if not (r and o) else r >= o
+            out.append(f"  {w}: rnf >= {other} (nf_conntrack{'/nf_nat' if w == 'nat' else ''}): {verdict(ok)}"
+                       + (f" ({r / o:.2f}x)" if r and o else ""))
+    a = find(data, workload="filter", shape="kube", engine="rnf", rules=100000, metric="add_one")
+    v = num(a["value"]) if a else None
+    out.append(f"  rnf add one rule to 100,000 < 10 ms: {verdict(None if v is None else v < 0.010)}"
+               + (f" ({v * 1000:.0f} ms)" if v is not None else ""))
+    return out
+
+
+# --- plot ----------------------------------------------------------------------
+def panels(data):
+    """[(title, log?, unit, groups=[(label, [(engine, value)])])]"""
+    engines = engines_in(data)
+    ps = []
+    for shape in ("kube", "block"):
+        groups = []
+        for n in sizes_of(data):
+            groups.append((f"{n}", [(e, num((find(data, workload="filter", shape=shape, engine=e, rules=n,
+                                                   metric="pps") or {}).get("value"))) for e in engines]))
+        ps.append((f"FILTER {shape.upper()} PPS VS RULES", groups))
+    groups = [("BASE", [("none", num((find(data, workload="baseline") or {}).get("value")))]),
+              ("EMPTY", [(e, num((find(data, workload="empty", engine=e) or {}).get("value"))) for e in engines])]
+    for w in ("ct_new", "ct_est", "nat"):
+        groups.append((w.upper().replace("_", " "), [(e, num((find(data, workload=w, engine=e) or {}).get("value")))
+                                                     for e in engines]))
+    ps.append(("STATEFUL AND NAT PPS", groups))
+    for metric, title in (("add_one", "ADD ONE RULE SECONDS"), ("replace", "REPLACE ALL SECONDS")):
+        groups = []
+        for n in sizes_of(data):
+            groups.append((f"{n}", [(e, num((find(data, workload="filter", shape="kube", engine=e, rules=n,
+                                                   metric=metric) or {}).get("value"))) for e in engines]))
+        ps.append((title, groups))
+    return ps
+
+
+def plot_matplotlib(data, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ps = panels(data)
+    fig, axes = plt.subplots(len(ps), 1, figsize=(10, 4 * len(ps)))
+    for ax, (title, groups) in zip(axes, ps):
+        names = [e for e in ["none"] + ENGINES if any(e == x for _, g in groups for x, _ in g)]
+        width = 0.8 / max(1, len(names))
+        for i, e in enumerate(names):
+            xs, ys = [], []
+            for gi, (_, g) in enumerate(groups):
+                for x, v in g:
+                    if x == e and v:
+                        xs.append(gi + i * width)
+                        ys.append(v)
+            ax.bar(xs, ys, width, label=e, color=[c / 255 for c in COLORS[e]])
+        ax.set_yscale("log")
+        ax.set_xticks([gi + 0.4 - width / 2 for gi in range(len(groups))], [g for g, _ in groups])
+        ax.set_title(title.capitalize())
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+# A 5x7 font for the stdlib rasteriser: upper case, digits, a few signs.
+FONT = {
+    "A": "0111010001100011111110001100011000110001", "B": "1111010001100011111010001100011000111110",
+    "C": "0111010001100001000010000100001000101110", "D": "1111010001100011000110001100011000111110",
+    "E": "1111110000100001111010000100001000011111", "F": "1111110000100001111010000100001000010000",
+    "G": "0111010001100001011110001100011000101111", "H": "1000110001100011111110001100011000110001",
+    "I": "0111000100001000010000100001000010001110", "J": "0011100010000100001000010100101001001100",
+    "K": "1000110010101001100010100100101000110001", "L": "1000010000100001000010000100001000011111",
+    "M": "1000111011101011010110001100011000110001", "N": "1000111001101011001110001100011000110001",
+    "O": "0111010001100011000110001100011000101110", "P": "1111010001100011111010000100001000010000",
+    "Q": "0111010001100011000110101100101001001101", "R": "1111010001100011111010100100101000110001",
+    "S": "0111110000100000111000001000010000111110", "T": "1111100100001000010000100001000010000100",
+    "U": "1000110001100011000110001100011000101110", "V": "1000110001100011000110001010100101000100",
+    "W": "1000110001100011010110101101011101110001", "X": "1000110001010100010001010100011000110001",
+    "Y": "1000110001010100010000100001000010000100", "Z": "1111100001000100010001000100001000011111",
+    "0": "0111010001100111010111001100011000101110", "1": "0010001100001000010000100001000010001110",
+    "2": "0111010001000010001000100010001000011111", "3": "1111100010001000001000001000011000101110",
+    "4": "0001000110010101001011111000100001000010", "5": "1111110000111100000100001000011000101110",
+    "6": "0011001000100001111010001100011000101110", "7": "1111100001000100010001000010000100001000",
+    "8": "0111010001100010111010001100011000101110", "9": "0111010001100010111100001000010001001100",
+    "-": "0000000000000001111100000000000000000000", ".": "0000000000000000000000000000000110001100",
+    " ": "0" * 35, "/": "0000100010000100010001000010001000010000",
+}
+
+
+class Canvas:
+    def __init__(self, w, h):
+        self.w, self.h = w, h
+        self.px = bytearray(b"\xff" * (w * h * 3))
+
+    def rect(self, x0, y0, x1, y1, c):
+        x0, x1 = max(0, int(x0)), min(self.w, int(x1))
+        y0, y1 = max(0, int(y0)), min(self.h, int(y1))
+        for y in range(y0, y1):
+            o = (y * self.w + x0) * 3
+            self.px[o:o + (x1 - x0) * 3] = bytes(c) * (x1 - x0)
+
+    def text(self, x, y, s, c=(0, 0, 0), scale=1):
+        for ch in s.upper():
+            g = FONT.get(ch)
+            if g is None:
+                x += 6 * scale
+                continue
+            g = g[:35].ljust(35, "0")
+            for i, bit in enumerate(g):
+                if bit == "1":
+                    cx, cy = x + (i % 5) * scale, y + (i // 5) * scale
+                    self.rect(cx, cy, cx + scale, cy + scale, c)
+            x += 6 * scale
+
+    def png(self, path):
+        raw = b"".join(b"\x00" + bytes(self.px[y * self.w * 3:(y + 1) * self.w * 3]) for y in range(self.h))
+
+        def chunk(t, d):
+            return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+        with open(path, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", self.w, self.h, 8, 2, 0, 0, 0))
+                    + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def plot_stdlib(data, path):
+    ps = panels(data)
+    W, PH = 900, 260
+    cv = Canvas(W, PH * len(ps) + 40)
+    # legend
+    x = 10
+    for e in ["none"] + ENGINES:
+        cv.rect(x, 12, x + 12, 24, COLORS[e])
+        cv.text(x + 16, 14, e)
+        x += 16 + 6 * len(e) + 24
+    for pi, (title, groups) in enumerate(ps):
+        top = 40 + pi * PH
+        x0, x1, y0, y1 = 70, W - 20, top + 25, top + PH - 35
+        cv.text(x0, top + 5, title + "  (LOG SCALE)", scale=2)
+        vals = [v for _, g in groups for _, v in g if v]
+        if not vals:
+            cv.text(x0, (y0 + y1) // 2, "NO DATA")
+            continue
+        lo = 10 ** math.floor(math.log10(min(vals)))
+        hi = 10 ** math.ceil(math.log10(max(vals)))
+        if hi <= lo:
+            hi = lo * 10
+
+        def ypos(v):
+            return y1 - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * (y1 - y0)
+        d = lo
+        while d <= hi * 1.0001:
+            y = int(ypos(d))
+            cv.rect(x0, y, x1, y + 1, (225, 225, 225))
+            lab = f"{d:g}".upper().replace("E+0", "E").replace("E+", "E").replace("E-0", "E-")
+            cv.text(x0 - 6 * len(lab) - 4, y - 3, lab)
+            d *= 10
+        cv.rect(x0, y1, x1, y1 + 1, (0, 0, 0))
+        cv.rect(x0, y0, x0 + 1, y1, (0, 0, 0))
+        gw = (x1 - x0) / max(1, len(groups))
+        for gi, (label, g) in enumerate(groups):
+            bw = (gw * 0.8) / max(1, len(g))
+            for bi, (e, v) in enumerate(g):
+                bx = x0 + gi * gw + gw * 0.1 + bi * bw
+                if v:
+                    cv.rect(bx, ypos(v), bx + bw - 1, y1, COLORS[e])
+                else:
+                    cv.text(int(bx + bw / 2) - 2, y1 - 10, "X", (150, 150, 150))
+            cv.text(int(x0 + gi * gw + gw / 2 - 3 * len(label)), y1 + 6, label)
+    cv.png(path)
+
+
+def main():
+    d = sys.argv[1]
+    data = load(d)
+    lines = report(data)
+    meta = os.path.join(d, "meta.txt")
+    head = []
+    if os.path.exists(meta):
+        with open(meta) as f:
+            head = [x.rstrip() for x in f if not x.startswith("    ") and not x.startswith("profile")]
+    text = "\n".join(head + [""] + lines) + "\n"
+    with open(os.path.join(d, "table.txt"), "w") as f:
+        f.write(text)
+    print(text, end="")
+    png = os.path.join(d, "bench.png")
+    try:
+        plot_matplotlib(data, png)
+        how = "matplotlib"
+    except ImportError:
+        plot_stdlib(data, png)
+        how = "stdlib rasteriser"
+    print(f"plot: {png} ({how})")
+
+
+if __name__ == "__main__":
+    main()

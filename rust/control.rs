@@ -16,7 +16,7 @@ use crate::genl::{self, AttrKind, Command, Request};
 use crate::pernet::NetData;
 use crate::rules::{self, Policy, Table};
 use crate::ruleset::{ChangeError, Placement, RestoreTable, Rule, RuleStore, TableRules, Victim};
-use crate::ruleset_msg::{self, ChainHeader, RuleEntry};
+use crate::ruleset_msg::{self, ChainHeader, RuleEntry, RulesetItem};
 use crate::wire::{self, attr, cmd, AttrWriter};
 use kernel::c_str;
 use kernel::prelude::*;
@@ -59,6 +59,7 @@ const POLICY: [AttrKind; attr::MAX as usize + 1] = [
     AttrKind::Nested,              // CT_TIMEOUTS
     AttrKind::Reject,              // CT_STATS
     AttrKind::Reject,              // CT_AGE
+    AttrKind::Nested,              // RULESET_PART
 ];
 
 const fn admin(cmd: u8) -> Command {
@@ -421,12 +422,7 @@ fn change(req: &mut Request<'_>, state: &NetState, c: u8) -> Result<(), ChangeEr
                 }
             }
         }
-        cmd::REPLACE_RULESET => {
-            let payload = req
-                .attr(attr::RULESET)
-                .ok_or(bad("a rule set is required"))?;
-            restore(&mut store, payload, image)
-        }
+        cmd::REPLACE_RULESET => restore(&mut store, req, image),
         _ => Err(ChangeError {
             errno: crate::errno::eopnotsupp(),
             text: text("unknown command"),
@@ -439,40 +435,82 @@ fn wire_error(e: wire::WireError) -> ChangeError {
 }
 
 /// `REPLACE_RULESET`: decode everything, then replace atomically.
+///
+/// The rule set is every `RULESET` and `RULESET_PART` attribute of the
+/// request, in order (`ruleset_msg::RulesetItems`): a rule set larger than
+/// one attribute (64 KiB) comes as many parts of one message, so one
+/// request is still one change, and no state is kept between requests.
+/// Bounded by `RULESET_MAX_BYTES` and `RULESET_MAX_RULES` (and each table
+/// by `rules::MAX_RULES` when compiled); the rule blobs are borrowed from
+/// the request, nothing changes unless everything compiles.
 fn restore(
     store: &mut RuleStore,
-    payload: &[u8],
+    req: &Request<'_>,
     image: &crate::rcu::RcuBox<crate::ruleset::Image>,
 ) -> Result<(), ChangeError> {
     let oom = |_| ChangeError {
         errno: ENOMEM,
         text: text("out of memory"),
     };
-    let mut tables = KVec::new();
-    for t in ruleset_msg::ruleset_tables(payload) {
-        let t = t.map_err(wire_error)?;
-        let mut chains = KVec::new();
-        for c in t.chains() {
-            let c = c.map_err(wire_error)?;
-            let mut blobs = KVec::new();
-            for r in c.rules() {
-                blobs
-                    .push(r.map_err(wire_error)?, GFP_KERNEL)
+    let too_big = |what: &str, limit: usize| {
+        let mut t = crate::ruleset::Text::default();
+        let _ = core::fmt::Write::write_fmt(&mut t, format_args!("{what} {limit}"));
+        ChangeError {
+            errno: crate::errno::emsgsize(),
+            text: t,
+        }
+    };
+    let raw = req.raw_attrs();
+    let mut bytes = 0usize;
+    for a in wire::AttrIter::new(raw) {
+        let a = a.map_err(wire_error)?;
+        if a.ty == attr::RULESET || a.ty == attr::RULESET_PART {
+            bytes = bytes.saturating_add(a.payload.len() + wire::NLA_HDRLEN);
+        }
+    }
+    if bytes == 0 {
+        return Err(bad("a rule set is required"));
+    }
+    if bytes > ruleset_msg::RULESET_MAX_BYTES {
+        return Err(too_big(
+            "rule set too large: at most MiB:",
+            ruleset_msg::RULESET_MAX_BYTES >> 20,
+        ));
+    }
+    let mut tables: KVec<RestoreTable<'_>> = KVec::new();
+    let mut rules = 0usize;
+    for item in ruleset_msg::RulesetItems::new(raw) {
+        match item.map_err(wire_error)? {
+            RulesetItem::Table(t) => tables
+                .push(
+                    RestoreTable {
+                        table: t,
+                        chains: KVec::new(),
+                    },
+                    GFP_KERNEL,
+                )
+                .map_err(oom)?,
+            RulesetItem::Chain(name, policy) => {
+                let t = tables.last_mut().ok_or(bad("a chain outside a table"))?;
+                t.chains
+                    .push((name, policy, KVVec::new()), GFP_KERNEL)
                     .map_err(oom)?;
             }
-            chains
-                .push((c.name, c.policy, blobs), GFP_KERNEL)
-                .map_err(oom)?;
+            RulesetItem::Rule(blob) => {
+                rules += 1;
+                if rules > ruleset_msg::RULESET_MAX_RULES {
+                    return Err(too_big(
+                        "too many rules in one rule set: at most",
+                        ruleset_msg::RULESET_MAX_RULES,
+                    ));
+                }
+                let c = tables
+                    .last_mut()
+                    .and_then(|t| t.chains.last_mut())
+                    .ok_or(bad("a rule outside a chain"))?;
+                c.2.push(blob, GFP_KERNEL).map_err(oom)?;
+            }
         }
-        tables
-            .push(
-                RestoreTable {
-                    table: t.table,
-                    chains,
-                },
-                GFP_KERNEL,
-            )
-            .map_err(oom)?;
     }
     store.replace(&tables, image)
 }

@@ -110,6 +110,38 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Every top-level attribute of the request, in order, as the raw
+    /// bytes after the generic netlink header: unlike [`attr`](Self::attr),
+    /// which sees only the last attribute of a type, this sees repeated
+    /// ones. The kernel validated each against the policy.
+    pub fn raw_attrs(&self) -> &'a [u8] {
+        const NLMSG_HDRLEN: usize = core::mem::size_of::<sys::nlmsghdr>();
+        const GENL_HDRLEN: usize = core::mem::size_of::<sys::genlmsghdr>();
+        // SAFETY: `info`, its `nlhdr`, `genlhdr` and `family` are valid for
+        // the request; `nlmsg_len` is the length of the whole message.
+        let (msg_len, genlhdr, hdrsize) = unsafe {
+            (
+                (*(*self.info).nlhdr).nlmsg_len as usize,
+                (*self.info).genlhdr.cast::<u8>(),
+                (*(*self.info).family).hdrsize as usize,
+            )
+        };
+        // As `genl_family_rcv_msg_attrs_parse`: the attributes follow the
+        // genl header and the family header, each aligned to 4 bytes.
+        let skip = (GENL_HDRLEN + hdrsize + 3) & !3;
+        let Some(len) = msg_len
+            .checked_sub(NLMSG_HDRLEN)
+            .and_then(|l| l.checked_sub(skip))
+        else {
+            return &[];
+        };
+        // SAFETY: the message (`nlmsg_len` bytes from `nlhdr`, checked by
+        // netlink against the skb) holds the genl header at `genlhdr`
+        // (`NLMSG_HDRLEN` bytes after `nlhdr`), the family header, then
+        // `len` bytes of attributes; it lives as long as the request.
+        unsafe { core::slice::from_raw_parts(genlhdr.add(skip), len) }
+    }
+
     /// Sets the extended-ack message sent back with an error.
     pub fn set_error(&mut self, msg: &'static CStr) {
         // SAFETY: `info` is valid; `msg` lives forever, as extack requires.

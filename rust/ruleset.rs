@@ -156,8 +156,9 @@ impl SlotState {
 
 /// One compiled table, as the packet path sees it.
 pub struct TableImage {
-    /// The compiled rule set (`compile` layout).
-    pub buf: KVec<u8>,
+    /// The compiled rule set (`compile` layout); a large table's is several
+    /// MB, so it may be virtually contiguous.
+    pub buf: KVVec<u8>,
     /// Its counter and match state.
     pub state: Arc<SlotState>,
 }
@@ -394,7 +395,7 @@ impl TableRules {
 
     /// Makes `chains`, compiled into `buf`, the table's rules and its image
     /// for the next publication.
-    fn install(&mut self, chains: KVec<Chain>, buf: KVec<u8>) -> Result<(), ChangeError> {
+    fn install(&mut self, chains: KVec<Chain>, buf: KVVec<u8>) -> Result<(), ChangeError> {
         let image = Arc::new(
             TableImage {
                 buf,
@@ -408,7 +409,16 @@ impl TableRules {
         Ok(())
     }
 
-    fn compile(&self, chains: &[Chain]) -> Result<KVec<u8>, ChangeError> {
+    fn compile(&self, chains: &[Chain]) -> Result<KVVec<u8>, ChangeError> {
+        self.compile_with(chains, compile_error)
+    }
+
+    /// [`compile`](Self::compile), with `map` wording a compile error.
+    fn compile_with(
+        &self,
+        chains: &[Chain],
+        map: impl Fn(CompileError<'_>) -> ChangeError,
+    ) -> Result<KVVec<u8>, ChangeError> {
         let specs = chains.iter().map(|c| ChainSpec {
             name: c.name(),
             policy: c.hook.map(|_| c.policy),
@@ -419,9 +429,9 @@ impl TableRules {
                 blob: &r.blob,
             }),
         });
-        let size = compile::measure(self.table, specs.clone()).map_err(compile_error)?;
-        let mut buf = KVec::from_elem(0u8, size, GFP_KERNEL).map_err(oom)?;
-        compile::fill(self.table, specs, &mut buf).map_err(compile_error)?;
+        let size = compile::measure(self.table, specs.clone()).map_err(&map)?;
+        let mut buf = KVVec::from_elem(0u8, size, GFP_KERNEL).map_err(oom)?;
+        compile::fill(self.table, specs, &mut buf).map_err(&map)?;
         Ok(buf)
     }
 }
@@ -437,6 +447,30 @@ fn compile_error(e: CompileError<'_>) -> ChangeError {
         EINVAL
     };
     fail(code, format_args!("{e}"))
+}
+
+/// A compile error of a restore, naming the rule by its position in its
+/// chain (counted from 1) rather than by its new handle:
+/// `"TABLE CHAIN rule N: ..."`, which rnfctl maps back to the file's line.
+fn restore_compile_error(e: CompileError<'_>, table: Table, chains: &[Chain]) -> ChangeError {
+    let at = e.chain.zip(e.handle).and_then(|(name, h)| {
+        let c = chains.iter().find(|c| c.name() == name)?;
+        let i = c.rules.iter().position(|r| r.handle == h)?;
+        Some((name, i + 1))
+    });
+    let message = e.message;
+    match at {
+        Some((name, n)) => {
+            let mut named = compile_error(e);
+            named.text = Text::default();
+            let _ = fmt::Write::write_fmt(
+                &mut named.text,
+                format_args!("{} {} rule {}: {}", table.name(), name, n, message),
+            );
+            named
+        }
+        None => compile_error(e),
+    }
 }
 
 /// Where a new rule goes.
@@ -460,8 +494,9 @@ pub enum Victim<'a> {
 }
 
 /// A chain of a rule set being restored: name, policy (built-in chains)
-/// and rule blobs in order.
-pub type RestoreChain<'a> = (&'a str, Option<Policy>, KVec<&'a [u8]>);
+/// and rule blobs in order (up to a whole table's, so possibly MBs of
+/// slices: virtually contiguous).
+pub type RestoreChain<'a> = (&'a str, Option<Policy>, KVVec<&'a [u8]>);
 
 /// A whole table of a rule set being restored.
 pub struct RestoreTable<'a> {
@@ -475,7 +510,7 @@ pub struct RestoreTable<'a> {
 struct Staged {
     table: Table,
     chains: KVec<Chain>,
-    buf: KVec<u8>,
+    buf: KVVec<u8>,
 }
 
 /// The rule set of a namespace.
@@ -999,8 +1034,18 @@ impl RuleStore {
                     c.policy = *p;
                 }
                 for blob in blobs.iter() {
+                    let n = chains.get(ci).map_or(0, |c| c.rules.len()) + 1;
                     if let Err(e) = rules::validate(blob) {
-                        refuse!(EINVAL, "chain '{}': {}", name, e.message);
+                        // "TABLE CHAIN rule N: ...", N counted from 1 in the
+                        // chain: rnfctl maps it back to the file's line.
+                        refuse!(
+                            EINVAL,
+                            "{} {} rule {}: {}",
+                            rt.table.name(),
+                            name,
+                            n,
+                            e.message
+                        );
                     }
                     let mut copy = KVec::with_capacity(blob.len(), GFP_KERNEL).map_err(oom)?;
                     copy.extend_from_slice(blob, GFP_KERNEL).map_err(oom)?;
@@ -1033,7 +1078,8 @@ impl RuleStore {
                 }
             }
             let tr = self.table_mut(rt.table)?;
-            let buf = match tr.compile(&chains) {
+            let table = rt.table;
+            let buf = match tr.compile_with(&chains, |e| restore_compile_error(e, table, &chains)) {
                 Ok(b) => b,
                 Err(e) => {
                     for s in new_slots {

@@ -198,9 +198,51 @@ pub fn build(command: &Command) -> Result<Request, Error> {
 }
 
 /// The `REPLACE_RULESET` request for the rule file `text`.
+#[cfg(test)]
 pub fn restore_request(text: &str, generation: Option<u64>) -> Result<Request, Error> {
     let file = rulefile::parse(text).map_err(|e| Error::invalid("restore", e.to_string()))?;
-    request::replace_ruleset(|w| file.encode(w), generation).map_err(wire_err("restore"))
+    restore_file_request(&file, generation, rnf_core::ruleset_msg::PART_SIZE)
+}
+
+/// The `REPLACE_RULESET` request for a parsed rule file: one `RULESET`
+/// if the rule set fits in one attribute (64 KiB; what every version of
+/// the module reads), else `RULESET_PART`s of at most `part_size` bytes in
+/// the same message, which the module reads as one rule set: one request,
+/// one atomic change, for a rule set of any size.
+pub fn restore_file_request(
+    file: &rulefile::RuleFile,
+    generation: Option<u64>,
+    part_size: usize,
+) -> Result<Request, Error> {
+    match request::replace_ruleset(|w| file.encode(w), generation) {
+        Err(WireError::Overflow) => {
+            request::replace_ruleset_parts(|p| file.encode_parts(p), part_size, generation)
+                .map_err(wire_err("restore"))
+        }
+        r => r.map_err(wire_err("restore")),
+    }
+}
+
+/// A kernel refusal of a restore that names a rule (`"TABLE CHAIN rule
+/// N: ..."`) reworded with the rule's line in the file.
+pub fn restore_error_line(e: Error, file: &rulefile::RuleFile) -> Error {
+    let named = match &e {
+        Error::Refused {
+            ext_ack: Some(m), ..
+        } => rulefile::refused_rule(m).and_then(|(t, c, n)| {
+            let line = file.rule_line(t, c, n)?;
+            let why = m.split_once(": ").map_or(m.as_str(), |(_, w)| w);
+            Some(format!(
+                "line {line}: the kernel refused rule {n} of chain '{c}' in table {}: {why}; nothing was changed",
+                t.name()
+            ))
+        }),
+        _ => None,
+    };
+    match named {
+        Some(message) => Error::invalid("restore", message),
+        None => e,
+    }
 }
 
 /// The handle in the reply to a `NEW_RULE`.
@@ -312,11 +354,16 @@ pub fn run(command: &Command) -> Result<String, Error> {
         }
         Command::Restore(a) => {
             let text = read_input("restore", &a.file)?;
-            let r = restore_request(&text, a.write.generation)?;
+            let file =
+                rulefile::parse(&text).map_err(|e| Error::invalid("restore", e.to_string()))?;
+            let r =
+                restore_file_request(&file, a.write.generation, rnf_core::ruleset_msg::PART_SIZE)?;
             if a.check {
                 return Ok(String::new());
             }
-            Conn::open()?.send(&r)?;
+            Conn::open()?
+                .send(&r)
+                .map_err(|e| restore_error_line(e, &file))?;
             Ok(String::new())
         }
         _ => {
@@ -788,6 +835,84 @@ mod tests {
             e.to_string(),
             "restore: line 3: at 'reject': 'with tcp-reset' needs 'proto tcp'"
         );
+    }
+
+    /// Every item of a restore request, as the kernel reads it.
+    fn restore_items(r: &Request) -> Vec<String> {
+        rnf_core::ruleset_msg::RulesetItems::new(&r.attrs)
+            .map(|i| format!("{:?}", i.unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn large_restore_is_split_into_parts_of_one_request() {
+        let mut text = String::from("table filter\npolicy INPUT drop\nchain BLOCK\n");
+        for i in 0..5000 {
+            text.push_str(&format!(
+                "add BLOCK ip saddr 10.{}.{}.0/24 proto tcp dport {} drop\n",
+                i / 256,
+                i % 256,
+                1000 + i
+            ));
+        }
+        text.push_str("add INPUT jump BLOCK\ntable raw\nadd PREROUTING notrack\n");
+        let r = restore_request(&text, Some(3)).unwrap();
+        assert_eq!((r.cmd, r.dump), (cmd::REPLACE_RULESET, false));
+        let t = types(&r);
+        assert_eq!(t.last(), Some(&attr::GENERATION));
+        let parts = &t[..t.len() - 1];
+        assert!(parts.len() > 2, "{} parts", parts.len());
+        assert!(parts.iter().all(|ty| *ty == attr::RULESET_PART));
+        assert!(attrs(&r)
+            .iter()
+            .filter(|a| a.0 == attr::RULESET_PART)
+            .all(|a| a.1 && a.2.len() + 4 <= rnf_core::ruleset_msg::PART_SIZE));
+        // The kernel reads the same rule set as from one big RULESET.
+        let file = rulefile::parse(&text).unwrap();
+        let single = request::encode(|w| {
+            let n = w.begin_nested(attr::RULESET);
+            file.encode(w);
+            // A measuring writer does not check nested lengths until the end.
+            w.end_nested(n);
+        });
+        assert!(single.is_err(), "too large for one attribute");
+        let small = restore_file_request(&file, Some(3), 1 << 20).unwrap();
+        let items = restore_items(&r);
+        assert_eq!(items, restore_items(&small));
+        assert_eq!(
+            items.iter().filter(|i| i.starts_with("Rule(")).count(),
+            5002
+        );
+        // Tiny parts read the same too.
+        assert_eq!(
+            restore_items(&restore_file_request(&file, Some(3), 64).unwrap()),
+            items
+        );
+    }
+
+    #[test]
+    fn kernel_refusal_of_a_restore_names_the_line() {
+        let text = "table filter\nchain WEB\n\nadd WEB accept\nadd WEB drop\n";
+        let file = rulefile::parse(text).unwrap();
+        let refused = |m: &str| Error::Refused {
+            op: "restore",
+            errno: libc::EINVAL,
+            ext_ack: Some(m.to_string()),
+            target: Box::default(),
+        };
+        let e = restore_error_line(
+            refused("filter WEB rule 2: rule: malformed rule attributes"),
+            &file,
+        );
+        assert_eq!(
+            e.to_string(),
+            "restore: line 5: the kernel refused rule 2 of chain 'WEB' in table filter: rule: malformed rule attributes; nothing was changed"
+        );
+        // Messages that name no rule of the file are kept.
+        let e = restore_error_line(refused("filter WEB rule 3: x"), &file);
+        assert!(matches!(e, Error::Refused { .. }));
+        let e = restore_error_line(refused("table filter given twice"), &file);
+        assert!(matches!(e, Error::Refused { .. }));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! `rnf_core`.
 
 use std::io;
+use std::os::fd::AsRawFd;
 
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 use rnf_core::netlink::{self, GenlMsgHdr, MsgKind, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
@@ -24,6 +25,13 @@ pub const CTRL_ATTR_MCAST_GROUPS: u16 = 7;
 pub const CTRL_ATTR_MCAST_GRP_NAME: u16 = 1;
 /// Inside one multicast group entry: its id (`u32`).
 pub const CTRL_ATTR_MCAST_GRP_ID: u16 = 2;
+
+/// Messages up to this size fit any netlink socket's default send buffer.
+const SMALL_MESSAGE: usize = 64 * 1024;
+
+/// What netlink keeps of the send buffer for itself (a message may be at
+/// most the buffer less this), with a margin.
+const SNDBUF_OVERHEAD: usize = 64;
 
 /// Receive buffer asked for on sockets that listen to events, so that a
 /// burst of events is not lost (the kernel caps it at `rmem_max`).
@@ -386,7 +394,79 @@ impl GenlSocket {
         }
     }
 
+    /// Makes the socket's send buffer large enough for a message of `len`
+    /// bytes: netlink refuses a message longer than the send buffer less
+    /// 32 bytes (`EMSGSIZE`), and the buffer is about 200 KiB by default.
+    /// `SO_SNDBUFFORCE` (CAP_NET_ADMIN in the initial namespace) sets any
+    /// size; otherwise `SO_SNDBUF` is capped at `net.core.wmem_max`.
+    fn fit_send_buffer(&mut self, op: &'static str, len: usize) -> Result<(), Error> {
+        let current = self.send_buffer().unwrap_or(0);
+        let need = len.saturating_add(SNDBUF_OVERHEAD);
+        if current >= need {
+            return Ok(());
+        }
+        // The kernel doubles the value it is given.
+        let ask = libc::c_int::try_from(need.div_ceil(2)).unwrap_or(libc::c_int::MAX);
+        if self.set_send_buffer(libc::SO_SNDBUFFORCE, ask).is_err() {
+            let _ = self.set_send_buffer(libc::SO_SNDBUF, ask);
+        }
+        let got = self.send_buffer().unwrap_or(0);
+        if got >= need {
+            return Ok(());
+        }
+        Err(Error::Invalid {
+            op,
+            message: format!(
+                "the request is {len} bytes, more than this netlink socket may send ({} bytes):                  run rnfctl with CAP_NET_ADMIN in the initial namespace (as root), or raise                  the sysctl net.core.wmem_max to at least {}",
+                got.saturating_sub(SNDBUF_OVERHEAD),
+                need.div_ceil(2)
+            ),
+        })
+    }
+
+    fn set_send_buffer(&self, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
+        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the socket is open; `value` is a readable `c_int` of
+        // `len` bytes for the duration of the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::c_int).cast(),
+                len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn send_buffer(&self) -> io::Result<usize> {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the socket is open; `value` and `len` are writable and
+        // `len` says how large `value` is.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(usize::try_from(value).unwrap_or(0))
+    }
+
     fn send_all(&mut self, op: &'static str, msg: &[u8]) -> Result<(), Error> {
+        if msg.len() > SMALL_MESSAGE {
+            self.fit_send_buffer(op, msg.len())?;
+        }
         let sent = self
             .sock
             .send(msg, 0)

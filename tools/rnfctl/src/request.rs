@@ -17,11 +17,12 @@
 //! | `chain add/delete T C`                | `NEW_CHAIN`/`DEL_CHAIN` | `TABLE` `CHAIN`                         |
 //! | `chain rename T C N`                  | `RENAME_CHAIN`    | `TABLE` `CHAIN` `NEW_NAME`                    |
 //! | `restore`                             | `REPLACE_RULESET` | `RULESET` [`GENERATION`]                      |
+//! | `restore` (over 64 KiB)               | `REPLACE_RULESET` | `RULESET_PART`... [`GENERATION`]              |
 //!
 //! `RULE` is nested (`NLA_F_NESTED`) with the rule blob as its payload.
 
 use rnf_core::rules::{Policy, Table};
-use rnf_core::ruleset_msg::put_rule;
+use rnf_core::ruleset_msg::{put_rule, RulesetPartWriter};
 use rnf_core::wire::{attr, cmd, AttrWriter, WireError};
 
 use crate::error::Target;
@@ -254,6 +255,30 @@ pub fn replace_ruleset(
         let nest = w.begin_nested(attr::RULESET);
         ruleset(w);
         w.end_nested(nest);
+        put_generation(w, generation);
+    })?;
+    Ok(Request {
+        op: "restore",
+        cmd: cmd::REPLACE_RULESET,
+        dump: false,
+        attrs,
+        target: target(None, None, generation),
+    })
+}
+
+/// `REPLACE_RULESET` with the rule set that `ruleset` writes split into
+/// `RULESET_PART` attributes of at most `part_size` bytes each: for rule
+/// sets larger than one attribute holds. Still one request, so one atomic
+/// change.
+pub fn replace_ruleset_parts<'n>(
+    ruleset: impl Fn(&mut RulesetPartWriter<'_, '_, 'n>),
+    part_size: usize,
+    generation: Option<u64>,
+) -> Result<Request, WireError> {
+    let attrs = encode(|w| {
+        let mut p = RulesetPartWriter::new(w, part_size);
+        ruleset(&mut p);
+        p.finish();
         put_generation(w, generation);
     })?;
     Ok(Request {

@@ -40,7 +40,9 @@ use std::fmt;
 use std::fmt::Write;
 
 use rnf_core::rules::{validate_chain_name, Action, Policy, RuleView, Table};
-use rnf_core::ruleset_msg::{begin_ruleset_chain, begin_ruleset_table, put_rule};
+use rnf_core::ruleset_msg::{
+    begin_ruleset_chain, begin_ruleset_table, put_rule, RulesetPartWriter,
+};
 use rnf_core::wire::{attr, AttrWriter};
 
 use crate::listing::Listing;
@@ -386,6 +388,41 @@ impl RuleFile {
             w.end_nested(tn);
         }
     }
+
+    /// Writes the same rule set as `attr::RULESET_PART` attributes, for
+    /// rule sets too large for one `attr::RULESET`.
+    pub fn encode_parts<'n>(&'n self, p: &mut RulesetPartWriter<'_, '_, 'n>) {
+        for t in &self.tables {
+            p.table(t.table);
+            for c in &t.chains {
+                p.chain(&c.name, c.policy);
+                for (_, blob) in &c.rules {
+                    p.rule(blob);
+                }
+            }
+        }
+    }
+
+    /// The line of rule `n` (counted from 1) of chain `chain` of table
+    /// `table`, as the kernel names a rule it refuses in a restore.
+    pub fn rule_line(&self, table: Table, chain: &str, n: usize) -> Option<usize> {
+        let t = self.tables.iter().find(|t| t.table == table)?;
+        let c = t.chains.iter().find(|c| c.name == chain)?;
+        c.rules.get(n.checked_sub(1)?).map(|(line, _)| *line)
+    }
+}
+
+/// Where a restore refusal of the kernel names a rule (`"TABLE CHAIN rule
+/// N: ..."`): the table, chain and N.
+pub fn refused_rule(ext_ack: &str) -> Option<(Table, &str, usize)> {
+    let mut words = ext_ack.splitn(4, ' ');
+    let table = Table::from_name(words.next()?)?;
+    let chain = words.next()?;
+    if words.next()? != "rule" {
+        return None;
+    }
+    let n = words.next()?.split(':').next()?.parse().ok()?;
+    Some((table, chain, n))
 }
 
 /// Prints a listing as a rule file. A rule that rnfctl cannot print is an

@@ -26,11 +26,12 @@
 //!   table, total length, chain and rule counts, the worst-case number of
 //!   records one evaluation visits, and per hook the offset of the built-in
 //!   chain's first record and of its end (policy) record (0 when the table
-//!   has no chain there).
+//!   has no chain there) and the built-in chain's index in the chain table.
 //! - Chain table: one [`layout::CHAIN_LEN`]-byte entry per chain, in input
 //!   order: name, first record, rule count, jump depth and worst-case
 //!   steps below it, hook and policy for built-in chains, the hooks the
-//!   chain can be reached from.
+//!   chain can be reached from, the offset of its classification index (0
+//!   for none).
 //! - Records, chain after chain, each chain ending with an end record. A
 //!   rule record is a [`layout::REC_HDR`]-byte header (length, family,
 //!   protocol, action, a bit mask of the match sections that follow,
@@ -40,8 +41,16 @@
 //!   (address and mask pairs, port ranges, NUL-padded interface names),
 //!   then the action's sections (log prefix, third argument, NAT range).
 //!
-//! Rules are evaluated linearly in this version; per-field lookup
-//! structures (issue 6) will come as a new layout version.
+//! - Classification indexes, one per chain of at least
+//!   [`INDEX_MIN_RULES`] rules, after all the records (layout in
+//!   [`crate::classify`]): per field (protocol, source and destination
+//!   address per family, source and destination port) a hash table from
+//!   key to the sorted list of rules with that key, and the sorted list
+//!   of rules that do not constrain the field. The evaluator uses them to
+//!   skip to the next rule that can match, so a packet's cost depends on
+//!   its fields, not on the number of rules; the records stay the source
+//!   of truth. Their size is bounded from the number of keys of the
+//!   rules (see [`crate::classify`]); [`measure`] counts it.
 
 use crate::classify::{index_size, rule_keys, INDEX_MIN_RULES, N_FIELDS};
 use crate::hooks::{Family, Hook};

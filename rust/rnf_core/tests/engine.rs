@@ -508,7 +508,7 @@ proptest! {
         // Give half of the cases a valid header so the walk gets further.
         if buf.len() >= 64 && buf[0] & 1 == 0 {
             buf[..4].copy_from_slice(b"RNFc");
-            buf[4] = 1;
+            buf[4] = rnf_core::compile::layout::VERSION;
             buf[5] = 3;
             let n = buf.len() as u32;
             buf[8..12].copy_from_slice(&n.to_le_bytes());

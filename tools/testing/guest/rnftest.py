@@ -103,6 +103,17 @@ def status(ns=None):
     }
 
 
+def kill_strays(*namespaces):
+    """Kills every process left running in the given namespaces (servers
+    of earlier tests), so that ports are free."""
+    for ns in namespaces:
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
+                              text=True).stdout.split()
+        for pid in pids:
+            subprocess.run(["kill", "-9", pid], capture_output=True)
+    time.sleep(0.2)
+
+
 def module_loaded():
     with open("/proc/modules") as f:
         return any(line.split()[0] == "rnf" for line in f)

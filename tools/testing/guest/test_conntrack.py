@@ -76,8 +76,10 @@ def restore(ns, path):
 
 def start_echo(ns, addr, port):
     p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", ECHO_SERVER, addr, str(port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.7)
+    check(p.poll() is None, f"echo server on {addr}:{port} runs: "
+          f"{p.stderr.read() if p.poll() is not None else ''}")
     return p
 
 
@@ -390,6 +392,7 @@ def test_rmmod_during_flood(topo):
 
 
 def run(topo):
+    t.kill_strays("a", "r", "b")
     t.run_test("conntrack: router sample lets replies back, blocks unsolicited traffic",
                test_router_sample, topo)
     t.run_test("conntrack: ICMP error for a tracked UDP flow passes as related",

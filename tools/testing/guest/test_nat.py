@@ -108,7 +108,8 @@ def server(ns, addr, port):
     p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", SERVER, addr, str(port)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.7)
-    check(p.poll() is None, f"server {addr}:{port} runs: {p.stderr.read() if p.poll() else ''}")
+    check(p.poll() is None,
+          f"server {addr}:{port} runs: {p.stderr.read() if p.poll() is not None else ''}")
     return p
 
 
@@ -319,6 +320,7 @@ def test_nat_rules_refused(topo):
 
 
 def run(topo):
+    t.kill_strays("a", "r", "b")
     t.run_test("nat: redirect 8445 to 8443 from outside and on loopback; 8443 closed",
                test_port_redirect, topo)
     t.run_test("nat: port forward 2222 -> 22 with masquerade, v4 and v6, tuples listed",

@@ -175,7 +175,7 @@ def test_host_firewall_sample(topo):
     check_eq(p.returncode, 0, f"restore the sample: {p.stderr}")
     got = "/tmp/rnf-ssh-received"
     server = subprocess.Popen(["ip", "netns", "exec", "b", "sh", "-c",
-                               f"nc -l -k -p 22 > {got}"],
+                               f"exec nc -l -k -p 22 > {got}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)

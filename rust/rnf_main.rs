@@ -15,6 +15,9 @@ use kernel::prelude::*;
 // The shared core, included at the crate root so `crate::` paths inside it
 // mean the same here as in the `rnf-core` crate.
 #[allow(dead_code)]
+#[path = "rnf_core/src/classify.rs"]
+pub mod classify;
+#[allow(dead_code)]
 #[path = "rnf_core/src/compile.rs"]
 pub mod compile;
 #[allow(dead_code)]

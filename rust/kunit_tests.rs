@@ -563,7 +563,7 @@ pub extern "C" fn rnf_kunit_flow_table_concurrent() {
         }
     };
     let rounds = crate::ktest::concurrently(&reader, || {
-        for round in 0..300u32 {
+        for round in 0..100u32 {
             let lock = crate::rcu::read_lock();
             let g = lock.guard();
             for t in tuples.iter().flatten() {

@@ -119,12 +119,19 @@ def module_loaded():
         return any(line.split()[0] == "rnf" for line in f)
 
 
+_deps_loaded = False
+
+
 def insmod():
-    # rnf uses symbols of other modules (nf_reject_ipv4/6 for REJECT):
-    # load what modinfo says it depends on, as modprobe would.
-    deps = sh(["modinfo", "-F", "depends", MODULE]).stdout.strip()
-    for dep in filter(None, deps.split(",")):
-        sh(["modprobe", dep])
+    # rnf uses symbols of other modules (nf_reject_ipv4/6 for REJECT,
+    # nf_defrag_ipv4/6): load what modinfo says it depends on, as modprobe
+    # would, once (they stay loaded when rnf is unloaded).
+    global _deps_loaded
+    if not _deps_loaded:
+        deps = sh(["modinfo", "-F", "depends", MODULE]).stdout.strip()
+        for dep in filter(None, deps.split(",")):
+            sh(["modprobe", dep])
+        _deps_loaded = True
     sh(["insmod", MODULE])
 
 

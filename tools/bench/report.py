@@ -221,7 +221,7 @@ def plot_matplotlib(data, path):
     fig.savefig(path, dpi=80)
 
 
-# A 5x7 font for the stdlib rasteriser: upper case, digits, a few signs.
+# A 5x8 font for the stdlib rasteriser: upper case, digits, a few signs.
 FONT = {
     "A": "0111010001100011111110001100011000110001", "B": "1111010001100011111010001100011000111110",
     "C": "0111010001100001000010000100001000101110", "D": "1111010001100011000110001100011000111110",
@@ -242,7 +242,7 @@ FONT = {
     "6": "0011001000100001111010001100011000101110", "7": "1111100001000100010001000010000100001000",
     "8": "0111010001100010111010001100011000101110", "9": "0111010001100010111100001000010001001100",
     "-": "0000000000000001111100000000000000000000", ".": "0000000000000000000000000000000110001100",
-    " ": "0" * 35, "/": "0000100010000100010001000010001000010000",
+    " ": "0" * 40, "/": "0000100010000100010001000010001000010000",
 }
 
 
@@ -264,7 +264,6 @@ class Canvas:
             if g is None:
                 x += 6 * scale
                 continue
-            g = g[:35].ljust(35, "0")
             for i, bit in enumerate(g):
                 if bit == "1":
                     cx, cy = x + (i % 5) * scale, y + (i // 5) * scale
@@ -300,6 +299,8 @@ def plot_stdlib(data, path):
             cv.text(x0, (y0 + y1) // 2, "NO DATA")
             continue
         lo = 10 ** math.floor(math.log10(min(vals)))
+        if lo >= min(vals):
+            lo /= 10
         hi = 10 ** math.ceil(math.log10(max(vals)))
         if hi <= lo:
             hi = lo * 10

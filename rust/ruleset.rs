@@ -28,6 +28,13 @@ use kernel::sync::Arc;
 /// Counter slots a table starts with; doubled when they run out.
 const INITIAL_SLOTS: u32 = 64;
 
+/// Most counter slots of a table (rules plus built-in chain policies): its
+/// counters are one per-CPU allocation, which the kernel refuses (with a
+/// warning) above `PCPU_MIN_UNIT_SIZE`, 32 KiB. Asking for more would only
+/// warn; this refuses cleanly instead. Lifting it needs counters split over
+/// several per-CPU allocations (`percpu`).
+const MAX_SLOTS: usize = (32 << 10) / core::mem::size_of::<Counter>();
+
 /// Why a change was refused: the errno and a message for the extended ack.
 pub struct ChangeError {
     /// The errno.
@@ -374,10 +381,14 @@ impl TableRules {
         let old = self.state.slots();
         let new = old
             .checked_mul(2)
-            .filter(|n| (*n as usize) <= rules::MAX_RULES + rules::MAX_CHAINS + 8)
+            .filter(|n| (*n as usize) <= (rules::MAX_RULES + rules::MAX_CHAINS + 8).min(MAX_SLOTS))
             .ok_or(fail(
                 errno(ENOSPC_),
-                format_args!("too many rules in table {}", self.table.name()),
+                format_args!(
+                    "too many rules in table {} (at most {} counters)",
+                    self.table.name(),
+                    MAX_SLOTS
+                ),
             ))?;
         let state = Arc::new(SlotState::new(new).map_err(oom)?, GFP_KERNEL).map_err(oom)?;
         for _ in old..new {

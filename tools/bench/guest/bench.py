@@ -475,7 +475,8 @@ def set_ct_limit(engine):
     if engine == "rnf":
         sh([RNFCTL, "conntrack", "limit", "262144"], ns="r", check=False)
     else:
-        sh("sysctl -qw net.netfilter.nf_conntrack_max=262144", ns="r", check=False)
+        # Global: writable in the initial namespace only.
+        sh("sysctl -qw net.netfilter.nf_conntrack_max=262144", check=False)
 
 
 def establish(flows):
@@ -486,9 +487,9 @@ def establish(flows):
             "    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
             "    s.bind((sys.argv[1], %s))\n"
             "    s.sendto(b'x', (sys.argv[2], %s))\n")
-    sh(["python3", "-c", code % (flows[0], flows[1] + 1, "p", DPORT), "10.0.1.2", SINK], ns="a")
+    sh([sys.executable, "-c", code % (flows[0], flows[1] + 1, "p", DPORT), "10.0.1.2", SINK], ns="a")
     time.sleep(0.3)
-    sh(["python3", "-c", code % (flows[0], flows[1] + 1, DPORT, "p"), SINK, "10.0.1.2"], ns="b")
+    sh([sys.executable, "-c", code % (flows[0], flows[1] + 1, DPORT, "p"), SINK, "10.0.1.2"], ns="b")
     time.sleep(0.3)
 
 

@@ -947,6 +947,7 @@ impl Conntrack {
             full_drops: ld(&self.stats.full_drops),
             invalid: ld(&self.stats.invalid),
             deleted: ld(&self.stats.deleted),
+            nat_drops: ld(&self.stats.nat_failed),
         }
     }
 

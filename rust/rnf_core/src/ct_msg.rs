@@ -430,6 +430,8 @@ pub struct CtStatsMsg {
     pub invalid: u64,
     /// Flows removed by delete, flush or TCP reset.
     pub deleted: u64,
+    /// Packets dropped because NAT had no free tuple (or address).
+    pub nat_drops: u64,
 }
 
 impl CtStatsMsg {
@@ -447,6 +449,7 @@ impl CtStatsMsg {
         w.put_u64(ct_stats::FULL_DROPS, self.full_drops);
         w.put_u64(ct_stats::INVALID, self.invalid);
         w.put_u64(ct_stats::DELETED, self.deleted);
+        w.put_u64(ct_stats::NAT_DROPS, self.nat_drops);
         w.end_nested(nest);
     }
 
@@ -470,7 +473,7 @@ impl CtStatsMsg {
                 _ => {}
             }
         }
-        let [inserted, expired, early_drops, full_drops, invalid, deleted] =
+        let [inserted, expired, early_drops, full_drops, invalid, deleted, nat_drops] =
             stats.ok_or(WireError::Missing(attr::CT_STATS))?;
         Ok(Self {
             count: count.ok_or(WireError::Missing(attr::CT_COUNT))?,
@@ -483,16 +486,18 @@ impl CtStatsMsg {
             full_drops,
             invalid,
             deleted,
+            nat_drops,
         })
     }
 }
 
-/// The six [`ct_stats`] counters, in attribute order.
-fn decode_stats(payload: &[u8]) -> Result<[u64; 6], WireError> {
-    let mut v = [None; 6];
+/// The [`ct_stats`] counters, in attribute order; all but the last
+/// (`NAT_DROPS`, 0 when absent) are required.
+fn decode_stats(payload: &[u8]) -> Result<[u64; 7], WireError> {
+    let mut v = [None; 7];
     for a in AttrIter::new(payload) {
         let a = a?;
-        // Types 1..=6 map to slots 0..=5.
+        // Types 1..=7 map to slots 0..=6.
         if let Some(slot) = usize::from(a.ty)
             .checked_sub(usize::from(ct_stats::INSERTED))
             .and_then(|i| v.get_mut(i))
@@ -500,10 +505,14 @@ fn decode_stats(payload: &[u8]) -> Result<[u64; 6], WireError> {
             *slot = Some(a.u64()?);
         }
     }
-    let mut out = [0u64; 6];
+    let mut out = [0u64; 7];
     let mut ty = ct_stats::INSERTED;
     for (o, x) in out.iter_mut().zip(v) {
-        *o = x.ok_or(WireError::Missing(ty))?;
+        *o = match x {
+            Some(x) => x,
+            None if ty == ct_stats::NAT_DROPS => 0,
+            None => return Err(WireError::Missing(ty)),
+        };
         ty = ty.saturating_add(1);
     }
     Ok(out)
@@ -881,6 +890,7 @@ mod tests {
             full_drops: 2,
             invalid: 5,
             deleted: u64::MAX,
+            nat_drops: 7,
         }
     }
 

@@ -636,6 +636,9 @@ pub mod ct_stats {
     pub const INVALID: u16 = 5;
     /// Flows removed by `DEL_CT`, `FLUSH_CT` or a TCP reset.
     pub const DELETED: u16 = 6;
+    /// Packets dropped because NAT found no free tuple in its range (or no
+    /// address to masquerade or redirect to). Optional on decode (0).
+    pub const NAT_DROPS: u16 = 7;
 }
 
 /// Attributes inside [`attr::CT_TIMEOUTS`].

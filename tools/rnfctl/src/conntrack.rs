@@ -513,6 +513,7 @@ struct StatsJson {
     early_drops: u64,
     full_drops: u64,
     invalid: u64,
+    nat_drops: u64,
 }
 
 /// What `conntrack stats` prints.
@@ -528,12 +529,13 @@ pub fn render_stats(s: &CtStatsMsg, json: bool) -> String {
             early_drops: s.early_drops,
             full_drops: s.full_drops,
             invalid: s.invalid,
+            nat_drops: s.nat_drops,
         };
         let mut out = serde_json::to_string(&j).unwrap_or_default();
         out.push('\n');
         return out;
     }
-    let rows: [(&str, String); 9] = [
+    let rows: [(&str, String); 10] = [
         ("count", s.count.to_string()),
         ("limit", s.limit.to_string()),
         ("buckets", s.buckets.to_string()),
@@ -543,6 +545,7 @@ pub fn render_stats(s: &CtStatsMsg, json: bool) -> String {
         ("early_drops", s.early_drops.to_string()),
         ("full_drops", s.full_drops.to_string()),
         ("invalid", s.invalid.to_string()),
+        ("nat_drops", s.nat_drops.to_string()),
     ];
     let mut out = String::new();
     for (k, v) in rows {
@@ -1108,6 +1111,7 @@ gre      47 599 src=10.0.0.5 dst=198.51.100.1 packets=4 bytes=400 src=198.51.100
             full_drops: 2,
             invalid: 5,
             deleted: 6,
+            nat_drops: 0,
         };
         decode_stats(
             "conntrack stats",
@@ -1131,13 +1135,14 @@ deleted      6
 early_drops  1
 full_drops   2
 invalid      5
+nat_drops    0
 "
         );
         let v: serde_json::Value = serde_json::from_str(&render_stats(&s, true)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"count": 3, "limit": 262144, "buckets": 65536, "inserted": 10,
-                "expired": 4, "deleted": 6, "early_drops": 1, "full_drops": 2, "invalid": 5})
+                "expired": 4, "deleted": 6, "early_drops": 1, "full_drops": 2, "invalid": 5, "nat_drops": 0})
         );
         assert_eq!(render_limit(&s), "limit  262144\ncount  3\n");
         let t = render_timeouts(&s);

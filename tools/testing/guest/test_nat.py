@@ -307,6 +307,43 @@ def test_large_transfers_offloads(topo):
         cleanup("r")
 
 
+UDP_SINK = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('10.0.2.2', 7000)); s.settimeout(4)
+seen = []
+try:
+    while True:
+        d, a = s.recvfrom(100); seen.append(a[1])
+except socket.timeout:
+    pass
+print(' '.join(map(str, sorted(seen))))
+"""
+
+
+def test_snat_range_exhausted(topo):
+    """snat to a range of two ports: two flows get them, a third finds no
+    free tuple and its packet is dropped and counted."""
+    rnf("r", "add", "nat", "POSTROUTING", "oif", "rb", "proto", "udp", "snat", "to",
+        "10.0.2.1:30000-30001")
+    before = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)["nat_drops"]
+    sink = subprocess.Popen(["ip", "netns", "exec", "b", "python3", "-c", UDP_SINK],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.7)
+        for sport in (5001, 5002, 5003):
+            t.sh(["python3", "-c", "import socket; s=socket.socket(socket.AF_INET, "
+                  f"socket.SOCK_DGRAM); s.bind(('10.0.1.2', {sport})); "
+                  "s.sendto(b'x', ('10.0.2.2', 7000))"], ns="a")
+        out, err = sink.communicate(timeout=30)
+        check_eq(out.split(), ["30000", "30001"], f"two flows mapped into the range: {err}")
+        after = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)["nat_drops"]
+        check_eq(after - before, 1, "the third flow's packet dropped and counted")
+    finally:
+        stop(sink)
+        cleanup("r")
+
+
 def test_nat_rules_refused(topo):
     """NAT actions outside the nat table or on the wrong hook are refused
     with a reason, and change nothing."""
@@ -331,4 +368,6 @@ def run(topo):
                test_service_load_balancing, topo)
     t.run_test("nat: large transfers intact with offloads on and off",
                test_large_transfers_offloads, topo)
+    t.run_test("nat: snat port range exhausted: packet dropped and counted",
+               test_snat_range_exhausted, topo)
     t.run_test("nat: misplaced NAT rules refused", test_nat_rules_refused, topo)

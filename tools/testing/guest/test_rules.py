@@ -408,7 +408,7 @@ def large_rule_file(bad_at=None, loop_at=None):
             text = "saddr 198.19.999.1 drop"
         elif n == loop_at:
             text = "jump LOOPA"
-        lines.append(f"add {chain} {text}{LARGE_COMMENT}")
+        lines.append(f"add {chain}{LARGE_COMMENT} {text}")
 
     for i in range(LARGE_RAW):
         rule("PREROUTING", f"saddr 198.18.{i // 256 % 256}.{i % 256} drop")

@@ -400,15 +400,17 @@ def filter_rows(engine):
         elif engine == "iptables-legacy" and shape == "kube":
             sh("iptables-legacy -P FORWARD ACCEPT", ns="r")
             record("empty", "-", engine, 0, "pps", measure(), "pkt/s", "empty filter table")
-        last = None  # (n, load seconds) of the previous size
+        first = last = None  # (n, load seconds) of the smallest and the previous size
         for n in SIZES:
             label = dict(workload="filter", shape=shape, engine=engine, rules=n)
             if over_deadline():
                 for m, u in (("pps", "pkt/s"), ("replace", "s"), ("add_one", "s")):
                     na(*label.values(), m, u, "bench deadline reached")
                 continue
-            if last and last[1] * n / last[0] > LOAD_BUDGET:
-                est = last[1] * n / last[0]
+            # Load time = fixed cost (that of the smallest size) + a part
+            # linear in N, extrapolated from the previous size.
+            est = first[1] + max(0.0, last[1] - first[1]) * n / last[0] if last and last is not first else 0
+            if est > LOAD_BUDGET:
                 for m, u in (("pps", "pkt/s"), ("replace", "s"), ("add_one", "s")):
                     na(*label.values(), m, u, f"skipped: load estimated {est:.0f} s > BENCH_LOAD_BUDGET {LOAD_BUDGET:.0f} s")
                 continue
@@ -418,8 +420,10 @@ def filter_rows(engine):
                 for m, u in (("pps", "pkt/s"), ("replace", "s"), ("add_one", "s")):
                     na(*label.values(), m, u, f"load failed: {e}")
                 last = (n, 1e9)
+                first = first or last
                 continue
             last = (n, t_load)
+            first = first or last
             record(*label.values(), "replace", t_load, "s", "install N rules atomically over the previous set")
             pps = measure()
             record(*label.values(), "pps", pps, "pkt/s", "" if pps > 0 else "nothing passed: rule did not match")

@@ -18,18 +18,24 @@ pub struct Counter {
     pub bytes: u64,
 }
 
+/// Counters per per-CPU allocation: the kernel refuses (with a warning)
+/// per-CPU allocations above `PCPU_MIN_UNIT_SIZE` (32 KiB), so a large array
+/// is split into chunks of 16 KiB.
+const CHUNK: u32 = 1024;
+
 /// An array of per-CPU counters.
 ///
 /// # Invariants
 ///
-/// `ptr` is a per-CPU allocation of `len` (> 0) `rnf_counter`s made by
-/// `rnf_counters_alloc`, owned by this value and freed when it is dropped.
+/// Each of `chunks` is a per-CPU allocation of `CHUNK` `rnf_counter`s made
+/// by `rnf_counters_alloc`, owned by this value and freed when it is
+/// dropped; there are enough chunks for `len` (> 0) counters.
 pub struct PerCpuCounters {
-    ptr: *mut sys::rnf_counter,
+    chunks: KVec<*mut sys::rnf_counter>,
     len: u32,
 }
 
-// SAFETY: the allocation is owned by the value and may be freed from any
+// SAFETY: the allocations are owned by the value and may be freed from any
 // thread.
 unsafe impl Send for PerCpuCounters {}
 // SAFETY: updates use `this_cpu` operations and reads use `READ_ONCE`, both
@@ -37,15 +43,40 @@ unsafe impl Send for PerCpuCounters {}
 unsafe impl Sync for PerCpuCounters {}
 
 impl PerCpuCounters {
-    /// Allocates `len` zeroed counters.
+    /// Allocates `len` (at least one) zeroed counters.
     pub fn new(len: u32) -> Result<Self> {
-        // SAFETY: no preconditions; returns NULL on failure or if `len` is 0.
-        let ptr = unsafe { sys::rnf_counters_alloc(len) };
-        if ptr.is_null() {
+        if len == 0 {
             return Err(ENOMEM);
         }
-        // INVARIANT: `ptr` is a fresh allocation of `len` counters.
-        Ok(Self { ptr, len })
+        let n = len.div_ceil(CHUNK);
+        let mut chunks = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+        let mut this = Self {
+            chunks: KVec::new(),
+            len,
+        };
+        for _ in 0..n {
+            // SAFETY: no preconditions; returns NULL on failure.
+            let ptr = unsafe { sys::rnf_counters_alloc(CHUNK) };
+            if ptr.is_null() {
+                this.chunks = chunks;
+                return Err(ENOMEM);
+            }
+            // Capacity reserved above: cannot fail.
+            chunks.push(ptr, GFP_KERNEL)?;
+        }
+        // INVARIANT: `n` chunks of `CHUNK` counters cover `len`.
+        this.chunks = chunks;
+        Ok(this)
+    }
+
+    /// The chunk holding counter `idx` and the index within it.
+    #[inline]
+    fn at(&self, idx: u32) -> Option<(*mut sys::rnf_counter, u32)> {
+        if idx >= self.len {
+            return None;
+        }
+        let p = *self.chunks.get((idx / CHUNK) as usize)?;
+        Some((p, idx % CHUNK))
     }
 
     /// The number of counters.
@@ -62,10 +93,9 @@ impl PerCpuCounters {
     /// An index out of range counts nothing.
     #[inline]
     pub fn add(&self, idx: u32, bytes: u64) {
-        if idx < self.len {
-            // SAFETY: `ptr` holds `len` counters (type invariant) and
-            // `idx < len`.
-            unsafe { sys::rnf_counter_add(self.ptr, idx, bytes) }
+        if let Some((p, i)) = self.at(idx) {
+            // SAFETY: `p` holds `CHUNK` counters (type invariant), `i < CHUNK`.
+            unsafe { sys::rnf_counter_add(p, i, bytes) }
         }
     }
 
@@ -75,20 +105,22 @@ impl PerCpuCounters {
     pub fn add_on_cpu(&self, idx: u32, cpu: u32, bytes: u64) {
         // SAFETY: no preconditions.
         let cpus = unsafe { sys::rnf_nr_possible_cpus() };
-        if idx < self.len && cpu < cpus {
-            // SAFETY: `ptr` holds `len` counters, `idx < len` and `cpu` is
-            // below `nr_cpu_ids`.
-            unsafe { sys::rnf_counter_add_on_cpu(self.ptr, idx, cpu, bytes) }
+        if let Some((p, i)) = self.at(idx) {
+            if cpu < cpus {
+                // SAFETY: `p` holds `CHUNK` counters, `i < CHUNK` and `cpu`
+                // is below `nr_cpu_ids`.
+                unsafe { sys::rnf_counter_add_on_cpu(p, i, cpu, bytes) }
+            }
         }
     }
 
     /// The sum over all CPUs of counter `idx` (zero if out of range).
     pub fn sum(&self, idx: u32) -> Counter {
         let mut out = sys::rnf_counter::default();
-        if idx < self.len {
-            // SAFETY: `ptr` holds `len` counters, `idx < len`, and `out` is a
+        if let Some((p, i)) = self.at(idx) {
+            // SAFETY: `p` holds `CHUNK` counters, `i < CHUNK`, and `out` is a
             // valid place to write.
-            unsafe { sys::rnf_counter_sum(self.ptr, idx, &mut out) }
+            unsafe { sys::rnf_counter_sum(p, i, &mut out) }
         }
         Counter {
             packets: out.packets,
@@ -99,18 +131,20 @@ impl PerCpuCounters {
     /// Resets counter `idx` on every CPU.
     #[allow(dead_code)]
     pub fn zero(&self, idx: u32) {
-        if idx < self.len {
-            // SAFETY: `ptr` holds `len` counters and `idx < len`.
-            unsafe { sys::rnf_counter_zero(self.ptr, idx) }
+        if let Some((p, i)) = self.at(idx) {
+            // SAFETY: `p` holds `CHUNK` counters and `i < CHUNK`.
+            unsafe { sys::rnf_counter_zero(p, i) }
         }
     }
 }
 
 impl Drop for PerCpuCounters {
     fn drop(&mut self) {
-        // SAFETY: `ptr` was allocated by `rnf_counters_alloc` and is owned by
-        // `self` (type invariant); nothing uses it after this.
-        unsafe { sys::rnf_counters_free(self.ptr) }
+        for p in self.chunks.iter() {
+            // SAFETY: each chunk was allocated by `rnf_counters_alloc` and is
+            // owned by `self` (type invariant); nothing uses it after this.
+            unsafe { sys::rnf_counters_free(*p) }
+        }
     }
 }
 

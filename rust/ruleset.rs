@@ -28,12 +28,9 @@ use kernel::sync::Arc;
 /// Counter slots a table starts with; doubled when they run out.
 const INITIAL_SLOTS: u32 = 64;
 
-/// Most counter slots of a table (rules plus built-in chain policies): its
-/// counters are one per-CPU allocation, which the kernel refuses (with a
-/// warning) above `PCPU_MIN_UNIT_SIZE`, 32 KiB. Asking for more would only
-/// warn; this refuses cleanly instead. Lifting it needs counters split over
-/// several per-CPU allocations (`percpu`).
-const MAX_SLOTS: usize = (32 << 10) / core::mem::size_of::<Counter>();
+/// Most counter slots of a table: its rules plus built-in chain policies
+/// and a little room. (Counters are per-CPU, in chunks: see `percpu`.)
+const MAX_SLOTS: usize = rules::MAX_RULES + rules::MAX_CHAINS + 8;
 
 /// Why a change was refused: the errno and a message for the extended ack.
 pub struct ChangeError {
@@ -379,9 +376,9 @@ impl TableRules {
     /// published, and `publish` moves those last counts over too.
     fn grow(&mut self) -> Result<(), ChangeError> {
         let old = self.state.slots();
-        let new = old
-            .checked_mul(2)
-            .filter(|n| (*n as usize) <= (rules::MAX_RULES + rules::MAX_CHAINS + 8).min(MAX_SLOTS))
+        let cap = u32::try_from(MAX_SLOTS).unwrap_or(u32::MAX);
+        let new = Some(old.saturating_mul(2).min(cap))
+            .filter(|n| *n > old)
             .ok_or(fail(
                 errno(ENOSPC_),
                 format_args!(

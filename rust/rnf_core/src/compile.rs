@@ -471,7 +471,7 @@ where
             if n_rules > MAX_RULES {
                 return Err(err(
                     "table",
-                    "more than 65536 rules in one table",
+                    "more than 131072 rules in one table",
                     None,
                     None,
                 ));

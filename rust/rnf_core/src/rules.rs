@@ -33,7 +33,7 @@ pub const MAX_LIST_ITEMS: usize = 64;
 /// Most chains in one table, built-in chains included.
 pub const MAX_CHAINS: usize = 1024;
 /// Most rules in one table.
-pub const MAX_RULES: usize = 65536;
+pub const MAX_RULES: usize = 131_072;
 /// Deepest nesting of `jump`s a packet can take from a built-in chain.
 pub const MAX_JUMP_DEPTH: usize = 16;
 /// Longest chain name, in bytes.

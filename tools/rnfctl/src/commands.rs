@@ -1068,7 +1068,7 @@ add WEB return
         for errno in [libc::E2BIG, libc::ENOSPC] {
             assert_eq!(
                 refused(&j, errno, None),
-                "add: a limit of rnf was reached (at most 65536 rules per table, 1024 chains per table, 4096 bytes per rule)"
+                "add: a limit of rnf was reached (at most 131072 rules per table, 1024 chains per table, 4096 bytes per rule)"
             );
         }
         let g = req(&["add", "--generation", "41", "filter", "INPUT", "drop"]);

@@ -164,6 +164,14 @@ impl PacketCt<'_> {
     }
 }
 
+/// What [`Conntrack::sweep`] hands its step.
+enum Sweep<'g> {
+    /// A flow, under the batch's RCU read section, at this time.
+    Flow(&'g CtFlow, &'g ReadGuard, u64),
+    /// The batch is done; the RCU read section is over.
+    Batch,
+}
+
 /// Why a flow went away, for events and counters.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Gone {
@@ -790,82 +798,91 @@ impl Conntrack {
         }
     }
 
-    /// One garbage collection pass over a slice of the table.
-    pub(crate) fn gc_pass(&self) {
+    /// Walks `count` buckets from `start` (wrapping), `GC_BATCH` buckets per
+    /// RCU read section: `step` gets `Sweep::Flow` for each flow (with the
+    /// section's guard and the time), then `Sweep::Batch` outside the
+    /// section, where it may sleep; the CPU is yielded between batches.
+    /// Returns the bucket after the last one walked.
+    fn sweep(
+        &self,
+        start: u32,
+        count: u32,
+        mut step: impl FnMut(Sweep<'_>) -> Result,
+    ) -> Result<u32> {
         let n = self.table.buckets();
-        let slice = (n / GC_SLICES).max(1);
-        let start = self
-            .gc_cursor
-            .load(Ordering::Relaxed)
-            .checked_rem(n)
-            .unwrap_or(0);
-        let mut b = start;
+        let mut b = start.checked_rem(n).unwrap_or(0);
         let mut done = 0;
-        while done < slice {
+        while done < count {
             {
                 let lock = rcu::read_lock();
                 let guard = lock.guard();
                 let now = now_ns();
-                for _ in 0..GC_BATCH.min(slice - done) {
+                let mut err = Ok(());
+                for _ in 0..GC_BATCH.min(count - done) {
                     self.table.for_each_in(b, guard, |flow| {
-                        let confirmed = flow.status() & ct::status::CONFIRMED != 0;
-                        if flow.expired(now) {
-                            self.kill(flow, Gone::Expired, guard);
-                        } else if !confirmed && now.saturating_sub(flow.created_ns) > UNCONFIRMED_NS
-                        {
-                            self.kill(flow, Gone::Silent, guard);
+                        if err.is_ok() {
+                            err = step(Sweep::Flow(flow, guard, now));
                         }
                     });
                     b = b.wrapping_add(1).checked_rem(n).unwrap_or(0);
                     done += 1;
                 }
+                err?;
             }
+            step(Sweep::Batch)?;
             // SAFETY: no preconditions; process context, no lock held.
             unsafe { sys::rnf_cond_resched() };
         }
-        self.gc_cursor.store(b, Ordering::Relaxed);
+        Ok(b)
+    }
+
+    /// One garbage collection pass over a slice of the table.
+    pub(crate) fn gc_pass(&self) {
+        let slice = (self.table.buckets() / GC_SLICES).max(1);
+        let start = self.gc_cursor.load(Ordering::Relaxed);
+        let swept = self.sweep(start, slice, |s| {
+            if let Sweep::Flow(flow, guard, now) = s {
+                let confirmed = flow.status() & ct::status::CONFIRMED != 0;
+                if flow.expired(now) {
+                    self.kill(flow, Gone::Expired, guard);
+                } else if !confirmed && now.saturating_sub(flow.created_ns) > UNCONFIRMED_NS {
+                    self.kill(flow, Gone::Silent, guard);
+                }
+            }
+            Ok(())
+        });
+        if let Ok(next) = swept {
+            self.gc_cursor.store(next, Ordering::Relaxed);
+        }
     }
 
     /// Every flow, as messages for a listing.
     pub fn dump(&self) -> Result<KVec<KVec<u8>>> {
         let mut msgs = KVec::new();
-        let n = self.table.buckets();
-        let mut b = 0;
-        while b < n {
-            let mut batch: KVec<FlowMsg> = KVec::new();
-            {
-                let lock = rcu::read_lock();
-                let guard = lock.guard();
-                let now = now_ns();
-                let end = (b + GC_BATCH).min(n);
-                let mut err = Ok(());
-                while b < end {
-                    self.table.for_each_in(b, guard, |flow| {
-                        if flow.status() & ct::status::CONFIRMED != 0
-                            && !flow.expired(now)
-                            && err.is_ok()
-                        {
-                            err = batch
-                                .push(self.flow_msg(flow, now, None), GFP_ATOMIC)
-                                .map_err(|_| ENOMEM);
-                        }
-                    });
-                    b += 1;
+        let mut batch: KVec<FlowMsg> = KVec::new();
+        self.sweep(0, self.table.buckets(), |s| {
+            match s {
+                Sweep::Flow(flow, _, now) => {
+                    if flow.status() & ct::status::CONFIRMED != 0 && !flow.expired(now) {
+                        // Under RCU: no sleeping allocation.
+                        batch.push(self.flow_msg(flow, now, None), GFP_ATOMIC)?;
+                    }
                 }
-                err?;
+                Sweep::Batch => {
+                    for m in batch.iter() {
+                        let mut w = AttrWriter::measure();
+                        m.encode(&mut w);
+                        let mut buf = KVec::from_elem(0u8, w.len(), GFP_KERNEL)?;
+                        let mut w = AttrWriter::new(&mut buf);
+                        m.encode(&mut w);
+                        w.finish().map_err(|_| EINVAL)?;
+                        msgs.push(buf, GFP_KERNEL)?;
+                    }
+                    batch = KVec::new();
+                }
             }
-            for m in batch.iter() {
-                let mut w = AttrWriter::measure();
-                m.encode(&mut w);
-                let mut buf = KVec::from_elem(0u8, w.len(), GFP_KERNEL)?;
-                let mut w = AttrWriter::new(&mut buf);
-                m.encode(&mut w);
-                w.finish().map_err(|_| EINVAL)?;
-                msgs.push(buf, GFP_KERNEL)?;
-            }
-            // SAFETY: no preconditions; process context.
-            unsafe { sys::rnf_cond_resched() };
-        }
+            Ok(())
+        })?;
         Ok(msgs)
     }
 
@@ -881,31 +898,20 @@ impl Conntrack {
 
     /// Removes every flow; returns how many.
     pub fn flush(&self) -> u32 {
-        let n = self.table.buckets();
         let mut removed = 0u32;
-        let mut b = 0;
-        while b < n {
-            {
-                let lock = rcu::read_lock();
-                let guard = lock.guard();
-                let end = (b + GC_BATCH).min(n);
-                while b < end {
-                    self.table.for_each_in(b, guard, |flow| {
-                        let why = if flow.status() & ct::status::CONFIRMED != 0 {
-                            Gone::Deleted
-                        } else {
-                            Gone::Silent
-                        };
-                        if self.kill(flow, why, guard) {
-                            removed += 1;
-                        }
-                    });
-                    b += 1;
+        let _ = self.sweep(0, self.table.buckets(), |s| {
+            if let Sweep::Flow(flow, guard, _) = s {
+                let why = if flow.status() & ct::status::CONFIRMED != 0 {
+                    Gone::Deleted
+                } else {
+                    Gone::Silent
+                };
+                if self.kill(flow, why, guard) {
+                    removed += 1;
                 }
             }
-            // SAFETY: no preconditions; process context.
-            unsafe { sys::rnf_cond_resched() };
-        }
+            Ok(())
+        });
         removed
     }
 
@@ -1056,13 +1062,7 @@ impl Conntrack {
                 nat::manip_packet(buf, facts, manip, &ep, partial)
             })?;
         }
-        let rw = rw.map_err(|_| EINVAL)?;
-        skb.csum_update(
-            crate::csum::to_native_wsum(crate::csum::fold(rw.csum_delta)),
-            rw.csum_none,
-        );
-        self.renote(skb);
-        Ok(true)
+        self.rewritten(skb, rw)
     }
 
     /// Translates an ICMP error about a NATed flow (travelling in `dir`)
@@ -1086,6 +1086,16 @@ impl Conntrack {
         let rw = skb.write_headers(skb.network_len(), |buf| {
             nat::translate_icmp_error(buf, facts, manip, &outer, &inner, partial)
         })?;
+        self.rewritten(skb, rw)
+    }
+
+    /// Accounts a header rewrite in the skb's checksum state and notes the
+    /// packet's new headers for the later hooks.
+    fn rewritten(
+        &self,
+        skb: &SkBuff,
+        rw: core::result::Result<nat::Rewrite, nat::NatError>,
+    ) -> Result<bool> {
         let rw = rw.map_err(|_| EINVAL)?;
         skb.csum_update(
             crate::csum::to_native_wsum(crate::csum::fold(rw.csum_delta)),

@@ -394,8 +394,8 @@ def filter_rows(engine):
         if engine == "rnf" and shape == "kube":
             record("empty", "-", engine, 0, "pps", measure(), "pkt/s", "module loaded, no rules")
         elif engine == "nft" and shape == "kube":
-            sh("nft -f -", ns="r", stdin="table ip t { chain forward { type filter hook forward"
-               " priority 0; policy accept; } }")
+            sh("nft -f -", ns="r", stdin="table ip t {\n chain forward {\n  type filter hook forward"
+               " priority 0; policy accept;\n }\n}\n")
             record("empty", "-", engine, 0, "pps", measure(), "pkt/s", "empty base chain")
         elif engine == "iptables-legacy" and shape == "kube":
             sh("iptables-legacy -P FORWARD ACCEPT", ns="r")

@@ -233,7 +233,10 @@ def test_matches(topo):
     server = subprocess.Popen(["ip", "netns", "exec", "b", "nc", "-l", "-k", "-p", "8080"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(0.5)
+        # The server may take a while to listen on a loaded machine.
+        deadline = time.monotonic() + 10
+        while not tcp_ok("a", 8080) and time.monotonic() < deadline:
+            time.sleep(0.5)
         check(tcp_ok("a", 8080), "baseline TCP to b:8080")
         fi = ["filter", "INPUT"]
         # Ports: ranges and negation.

@@ -53,6 +53,17 @@ say "router: flush the rules; the server is reachable again"
 inns router "$rnfctl" flush
 inns client nc -q1 -w3 10.0.2.2 8080 </dev/null
 
+say "router: port forward - its port 2222 to the server's 8080, masqueraded (NAT on conntrack)"
+inns router "$rnfctl" add nat PREROUTING iif lan proto tcp dport 2222 dnat to 10.0.2.2:8080
+inns router "$rnfctl" add nat POSTROUTING oif wan masquerade
+inns router "$rnfctl" list nat
+inns server sh -c 'echo "hello through NAT" | nc -l -q1 -p 8080 >/dev/null 2>&1 &'
+sleep 0.5
+inns client nc -q1 -w3 10.0.1.1 2222 </dev/null
+say "router: rnfctl conntrack list (the NATed flow: original and reply tuples)"
+inns router "$rnfctl" conntrack list -p tcp --dport 2222
+inns router "$rnfctl" flush
+
 say "as an unprivileged user"
 setpriv --reuid=65534 --regid=65534 --clear-groups "$rnfctl" status || true
 

@@ -332,7 +332,7 @@ impl Conntrack {
         let verdict = match ct::classify(&h.facts, h.pkt()) {
             Classified::Flow(tuple) => self.track_flow(&h, &tuple, looped, &mut note, guard),
             Classified::IcmpError => {
-                note.state = self.icmp_error_state(&h, guard).0;
+                note.state = self.icmp_error_state(&h.facts, h.pkt(), guard).0;
                 Verdict::Accept
             }
             Classified::Untracked => {
@@ -352,20 +352,21 @@ impl Conntrack {
     }
 
     /// RELATED if the error quotes a tracked flow and goes to its endpoint.
+    /// `facts` describe `pkt`, the packet from its IP header on.
     fn icmp_error_state<'g>(
         &'g self,
-        h: &Headers,
+        facts: &PacketFacts,
+        pkt: &[u8],
         guard: &'g ReadGuard,
     ) -> (u8, Option<(&'g CtFlow, Direction)>) {
-        let inner = h
-            .pkt()
-            .get(h.facts.l4_offset.saturating_add(8)..)
-            .and_then(|p| icmp_error_inner(h.facts.family, p));
+        let inner = pkt
+            .get(facts.l4_offset.saturating_add(8)..)
+            .and_then(|p| icmp_error_inner(facts.family, p));
         let Some(inner) = inner else {
             return (CtState::INVALID.0, None);
         };
         match self.table.lookup(&inner.lookup, guard) {
-            Some((flow, dir)) if inner.outer_dst_matches(&h.facts.dst) => {
+            Some((flow, dir)) if inner.outer_dst_matches(&facts.dst) => {
                 (CtState::RELATED.0, Some((flow, dir)))
             }
             _ => (CtState::INVALID.0, None),
@@ -701,18 +702,7 @@ impl Conntrack {
                 },
             },
             Classified::IcmpError => {
-                let h = Headers {
-                    bytes: {
-                        let mut b = [0u8; HEADER_BYTES];
-                        for (d, s) in b.iter_mut().zip(pkt.iter()) {
-                            *d = *s;
-                        }
-                        b
-                    },
-                    len: pkt.len().min(HEADER_BYTES),
-                    facts: *facts,
-                };
-                let (state, flow) = self.icmp_error_state(&h, guard);
+                let (state, flow) = self.icmp_error_state(facts, pkt, guard);
                 PacketCt {
                     state: CtState(state),
                     flow,

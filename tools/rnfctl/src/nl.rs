@@ -4,8 +4,11 @@
 //! request/acknowledgement exchanges. Encoding and decoding is done by
 //! `rnf_core`.
 
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
 use rnf_core::netlink::{self, GenlMsgHdr, MsgKind, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
@@ -36,6 +39,35 @@ const SNDBUF_OVERHEAD: usize = 64;
 /// Receive buffer asked for on sockets that listen to events, so that a
 /// burst of events is not lost (the kernel caps it at `rmem_max`).
 const EVENT_RCVBUF: usize = 4 << 20;
+
+/// Whether a value of `RNFCTL_TIMING` asks for a timing line per request:
+/// any non-empty value does.
+pub fn timing_wanted(value: Option<&OsStr>) -> bool {
+    value.is_some_and(|v| !v.is_empty())
+}
+
+/// Whether `RNFCTL_TIMING` is set (read once).
+fn timing_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| timing_wanted(std::env::var_os("RNFCTL_TIMING").as_deref()))
+}
+
+/// The line printed to standard error for one request when
+/// `RNFCTL_TIMING` is set: the time from just before the request was sent
+/// to the arrival of its acknowledgement or end of dump.
+pub fn timing_line(op: &str, elapsed: Duration) -> String {
+    format!("rnfctl: timing: {op} {} us", elapsed.as_micros())
+}
+
+/// Prints the timing line of an exchange that began at `sent` when
+/// `RNFCTL_TIMING` asks for it, if the kernel answered it (with an
+/// acknowledgement or with an error).
+fn report_timing<T>(op: &str, sent: Instant, result: &Result<T, Error>) {
+    let answered = matches!(result, Ok(_) | Err(Error::Kernel { .. }));
+    if answered && timing_enabled() {
+        eprintln!("{}", timing_line(op, sent.elapsed()));
+    }
+}
 
 /// The id of the multicast group `group` in the attributes of a
 /// `CTRL_CMD_GETFAMILY` reply; `None` if the family has no such group.
@@ -309,16 +341,12 @@ impl GenlSocket {
             &[],
         )
         .map_err(|e| Error::wire(op, e))?;
-        self.send_all(op, &msg)?;
-        let mut replies = Vec::new();
-        loop {
-            self.recv_datagram(op)?;
-            if process_datagram_opts(op, &self.rx, family_id, seq, &mut replies, false)?
-                == Progress::Finished
-            {
-                return Ok(replies);
-            }
-        }
+        let sent = self.send_all(op, &msg)?;
+        let result = self.collect(op, |rx, replies| {
+            process_datagram_opts(op, rx, family_id, seq, replies, false)
+        });
+        report_timing(op, sent, &result);
+        result
     }
 
     /// Sends a request (`NLM_F_REQUEST | NLM_F_ACK | extra_flags`) and
@@ -384,11 +412,25 @@ impl GenlSocket {
         seq: u32,
         msg: &[u8],
     ) -> Result<Vec<Vec<u8>>, Error> {
-        self.send_all(op, msg)?;
+        let sent = self.send_all(op, msg)?;
+        let result = self.collect(op, |rx, replies| {
+            process_datagram(op, rx, family_id, seq, replies)
+        });
+        report_timing(op, sent, &result);
+        result
+    }
+
+    /// Receives datagrams and hands each to `process` until it says the
+    /// exchange is finished; returns the replies it collected.
+    fn collect(
+        &mut self,
+        op: &'static str,
+        mut process: impl FnMut(&[u8], &mut Vec<Vec<u8>>) -> Result<Progress, Error>,
+    ) -> Result<Vec<Vec<u8>>, Error> {
         let mut replies = Vec::new();
         loop {
             self.recv_datagram(op)?;
-            if process_datagram(op, &self.rx, family_id, seq, &mut replies)? == Progress::Finished {
+            if process(&self.rx, &mut replies)? == Progress::Finished {
                 return Ok(replies);
             }
         }
@@ -463,10 +505,13 @@ impl GenlSocket {
         Ok(usize::try_from(value).unwrap_or(0))
     }
 
-    fn send_all(&mut self, op: &'static str, msg: &[u8]) -> Result<(), Error> {
+    /// Sends `msg` in one `sendmsg`; returns the instant just before it,
+    /// where the exchange's timing starts.
+    fn send_all(&mut self, op: &'static str, msg: &[u8]) -> Result<Instant, Error> {
         if msg.len() > SMALL_MESSAGE {
             self.fit_send_buffer(op, msg.len())?;
         }
+        let start = Instant::now();
         let sent = self
             .sock
             .send(msg, 0)
@@ -477,7 +522,7 @@ impl GenlSocket {
                 err: io::Error::new(io::ErrorKind::WriteZero, "short netlink send"),
             });
         }
-        Ok(())
+        Ok(start)
     }
 
     /// Receives one whole datagram into `self.rx`, however large.
@@ -732,6 +777,22 @@ mod tests {
             ]
         );
         assert!(notifications("monitor", &[1, 2, 3], FAMILY).is_err());
+    }
+
+    #[test]
+    fn timing_variable_and_line() {
+        assert!(!timing_wanted(None));
+        assert!(!timing_wanted(Some(OsStr::new(""))));
+        assert!(timing_wanted(Some(OsStr::new("1"))));
+        assert!(timing_wanted(Some(OsStr::new("0"))));
+        assert_eq!(
+            timing_line("add", Duration::from_micros(2104)),
+            "rnfctl: timing: add 2104 us"
+        );
+        assert_eq!(
+            timing_line("restore", Duration::from_nanos(999)),
+            "rnfctl: timing: restore 0 us"
+        );
     }
 
     #[test]

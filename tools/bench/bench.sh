@@ -10,7 +10,10 @@
 # writes bench-results/<timestamp>/{bench.log,results.csv,meta.txt,
 # table.txt,bench.png} and prints the table. Other knobs: BENCH_SECONDS,
 # BENCH_LOAD_BUDGET, BENCH_DEADLINE, BENCH_ONLY, BENCH_PROFILE (see bench.py),
-# RNF_KVM=1 (KVM where /dev/kvm works; TCG otherwise).
+# RNF_KVM=1 (KVM where /dev/kvm works; TCG otherwise), BENCH_VM_PROFILE
+# (the VM's boot profile, RNF_VM_PROFILE of tools/testing/vm.sh: bench by
+# default, i.e. the kernel's boot-time debugging switched off; debug keeps
+# the test profile).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +32,7 @@ while pgrep -f qemu-system >/dev/null; do
     sleep 30
 done
 
+vm_profile=${BENCH_VM_PROFILE:-bench}
 accel=TCG
 if [ "${RNF_KVM:-0}" = 1 ] && [ -w /dev/kvm ]; then accel=KVM; fi
 {
@@ -36,7 +40,7 @@ if [ "${RNF_KVM:-0}" = 1 ] && [ -w /dev/kvm ]; then accel=KVM; fi
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- rust tools/rnfctl 2>/dev/null || echo ' (+ uncommitted changes)')"
     echo "host: nproc=$(nproc); cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); accel=$accel"
-    echo "vm: ${RNF_VM_CPUS:-2} vCPUs, ${RNF_VM_MEMORY:-2G}"
+    echo "vm: ${RNF_VM_CPUS:-2} vCPUs, ${RNF_VM_MEMORY:-2G}, boot profile $vm_profile (RNF_VM_PROFILE of tools/testing/vm.sh)"
 } > "$out/meta.txt"
 cat "$out/meta.txt"
 
@@ -45,7 +49,7 @@ for v in BENCH_QUICK BENCH_SECONDS BENCH_LOAD_BUDGET BENCH_DEADLINE BENCH_ONLY B
     [ -n "${!v:-}" ] && env_args+=("$v=${!v}")
 done
 set +e
-timeout "${BENCH_TIMEOUT:-2400}" "$repo/tools/testing/vm.sh" \
+RNF_VM_PROFILE=$vm_profile timeout "${BENCH_TIMEOUT:-2400}" "$repo/tools/testing/vm.sh" \
     env "${env_args[@]}" RNFCTL="$rnfctl" /usr/bin/python3 tools/bench/guest/bench.py 2>&1 | tee "$out/bench.log"
 rc=${PIPESTATUS[0]}
 set -e

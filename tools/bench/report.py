@@ -51,6 +51,30 @@ def fmt_s(r):
     return f"{v * 1000:,.0f} ms" if v < 10 else f"{v:,.1f} s"
 
 
+def fmt_ms(v):
+    """Seconds as milliseconds, with decimals where they matter."""
+    ms = v * 1000
+    if ms < 1:
+        return f"{ms:.2f} ms"
+    if ms < 100:
+        return f"{ms:.1f} ms"
+    return f"{ms:,.0f} ms" if v < 10 else f"{v:,.1f} s"
+
+
+def fmt_update(data, engine, n, metric):
+    """An update cell: the command's time, and for rnf the time of its
+    netlink request (RNFCTL_TIMING) where the run measured it."""
+    cell = fmt_s(find(data, workload="filter", shape="kube", engine=engine, rules=n, metric=metric))
+    req = num((find(data, workload="filter", shape="kube", engine=engine, rules=n,
+                    metric=metric + "_request") or {}).get("value"))
+    return cell if req is None else f"{cell} (req {fmt_ms(req)})"
+
+
+def process_floor(data):
+    r = find(data, workload="floor", engine="rnf", metric="process")
+    return num(r["value"]) if r else None
+
+
 def table(rows, headers):
     w = [max(len(str(x[i])) for x in [headers] + rows) for i in range(len(headers))]
     line = "  ".join("-" * n for n in w)
@@ -106,13 +130,17 @@ def report(data):
     out += table(rows, ["workload"] + st)
     out.append("")
     out.append("5. Rule update latency, command start to exit (kube shape; nft-set adds a map element)")
+    has_req = any(r["metric"].endswith("_request") for r in data)
+    if has_req:
+        out.append("   rnf (req X): rnfctl's netlink request alone, sendmsg to ack (RNFCTL_TIMING)")
     rows = []
     for n in sizes_of(data):
-        rows.append([f"{n:,}", "add one"] + [fmt_s(find(data, workload="filter", shape="kube", engine=e,
-                                                            rules=n, metric="add_one")) for e in engines])
-        rows.append(["", "replace all"] + [fmt_s(find(data, workload="filter", shape="kube", engine=e,
-                                                           rules=n, metric="replace")) for e in engines])
+        rows.append([f"{n:,}", "add one"] + [fmt_update(data, e, n, "add_one") for e in engines])
+        rows.append(["", "replace all"] + [fmt_update(data, e, n, "replace") for e in engines])
     out += table(rows, ["rules", "change"] + engines)
+    floor = process_floor(data)
+    if floor is not None:
+        out.append(f"   process floor: rnfctl --version (no request), started the same way: {fmt_ms(floor)}")
     notes = sorted({(r["engine"], r["note"]) for r in data if r["note"].startswith("n/a")})
     if notes:
         out.append("")
@@ -163,10 +191,22 @@ def targets(data):
             ok = None if not (r and o) else r >= o
             out.append(f"  {w}: rnf >= {other} (nf_conntrack{'/nf_nat' if w == 'nat' else ''}): {verdict(ok)}"
                        + (f" ({r / o:.2f}x)" if r and o else ""))
+    # Judged by the netlink request (RNFCTL_TIMING): the command's time is
+    # mostly process start-up under TCG (see the process floor). Runs from
+    # before the request timing are judged by the command time, and say so.
     a = find(data, workload="filter", shape="kube", engine="rnf", rules=100000, metric="add_one")
-    v = num(a["value"]) if a else None
-    out.append(f"  rnf add one rule to 100,000 < 10 ms: {verdict(None if v is None else v < 0.010)}"
-               + (f" ({v * 1000:.0f} ms)" if v is not None else ""))
+    q = find(data, workload="filter", shape="kube", engine="rnf", rules=100000, metric="add_one_request")
+    v, req, floor = num(a["value"]) if a else None, num(q["value"]) if q else None, process_floor(data)
+    if req is not None:
+        detail = [f"request {fmt_ms(req)}"]
+        if v is not None:
+            detail.append(f"command {fmt_ms(v)}")
+        if floor is not None:
+            detail.append(f"process floor {fmt_ms(floor)}")
+        out.append(f"  rnf add one rule to 100,000 < 10 ms: {verdict(req < 0.010)} ({'; '.join(detail)})")
+    else:
+        out.append(f"  rnf add one rule to 100,000 < 10 ms: {verdict(None if v is None else v < 0.010)}"
+                   + (f" (command {v * 1000:.0f} ms; no request timing in this run)" if v is not None else ""))
     return out
 
 

@@ -9,7 +9,8 @@
 #
 # Nested KVM hangs on the machines this project is developed on (QEMU 7.2
 # stalls while decompressing the kernel), so the VM runs under TCG unless
-# RNF_KVM=1 is set and /dev/kvm is usable.
+# RNF_KVM=1 is set and /dev/kvm is usable. RNF_VM_PROFILE=bench boots
+# without the debugging that can be switched off at boot (see below).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,7 +27,24 @@ else
     args+=(--disable-kvm)
 fi
 # Quiet console; panic on oops so a crash ends the run instead of hanging.
-args+=(--append "quiet loglevel=4 oops=panic panic=-1 kunit.stats_enabled=0 slub_debug=FZP")
+append="quiet loglevel=4 oops=panic panic=-1 kunit.stats_enabled=0"
+# RNF_VM_PROFILE picks the debugging done at boot (the kernel is the same):
+#   debug (default)  SLUB debugging on top of what the kernel has built in
+#                    (lockdep with PROVE_LOCKING, kmemleak, KFENCE, ...)
+#   bench            what can be switched off at boot switched off: no SLUB
+#                    debugging, kmemleak off, KFENCE off, lockdep's
+#                    dependency checking off (lock tracking stays: the
+#                    hooks are compiled in; see Documentation/performance.rst)
+case "${RNF_VM_PROFILE:-debug}" in
+    debug)
+        append+=" slub_debug=FZP" ;;
+    bench)
+        append+=" kmemleak=off kfence.sample_interval=0 lockdep.prove_locking=0" ;;
+    *)
+        echo "vm.sh: unknown RNF_VM_PROFILE '$RNF_VM_PROFILE' (debug or bench)" >&2
+        exit 2 ;;
+esac
+args+=(--append "$append")
 
 if [ $# -eq 0 ]; then
     exec vng "${args[@]}"

@@ -99,21 +99,56 @@ def _enter_r():
     os.close(fd)
 
 
-def timed(cmd, stdin_path=None, timeout=900):
-    """Run cmd in namespace r; return seconds from its start to its exit."""
+def _timed_run(cmd, stdin_path=None, timeout=900, env=None):
+    """Run cmd in namespace r; return (seconds from its start to its exit, its stderr)."""
     f = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
     try:
         t0 = time.monotonic()
         p = subprocess.run(cmd, stdin=f, capture_output=True, timeout=timeout,
-                           preexec_fn=_enter_r)
+                           preexec_fn=_enter_r, env=env)
         dt = time.monotonic() - t0
     finally:
         if stdin_path:
             f.close()
+    err = p.stderr.decode(errors="replace")
     if p.returncode != 0:
-        msg = (p.stderr or p.stdout).decode(errors="replace").strip().splitlines()
+        msg = (err or p.stdout.decode(errors="replace")).strip().splitlines()
+        msg = [x for x in msg if not TIMING_LINE.match(x)] or msg
         raise Failed(f"{os.path.basename(cmd[0])} exit {p.returncode}: {' / '.join(msg[:2])[:200]}")
-    return dt
+    return dt, err
+
+
+def timed(cmd, stdin_path=None, timeout=900):
+    """Run cmd in namespace r; return seconds from its start to its exit."""
+    return _timed_run(cmd, stdin_path, timeout)[0]
+
+
+# rnfctl with RNFCTL_TIMING set prints, for each netlink request the kernel
+# answers, "rnfctl: timing: <op> <N> us": sendmsg to ack, no process start.
+TIMING_LINE = re.compile(r"^rnfctl: timing: (.+) (\d+) us$")
+
+
+def request_seconds(stderr, op):
+    """The time of the request `op` in rnfctl's timing lines (seconds), or
+    None if there is none (an rnfctl without RNFCTL_TIMING)."""
+    found = [int(m.group(2)) for m in map(TIMING_LINE.match, stderr.splitlines())
+             if m and m.group(1) == op]
+    return sum(found) / 1e6 if found else None
+
+
+def rnf_timed(args, op, stdin_path=None, timeout=900):
+    """rnfctl ARGS in namespace r with RNFCTL_TIMING=1: (command seconds,
+    request seconds or None)."""
+    env = dict(os.environ, RNFCTL_TIMING="1")
+    dt, err = _timed_run([RNFCTL] + args, stdin_path, timeout, env)
+    return dt, request_seconds(err, op)
+
+
+def process_floor():
+    """Seconds from start to exit of `rnfctl --version` (no request), started
+    as the update commands are (setns into r): the median of 3."""
+    runs = sorted(timed([RNFCTL, "--version"]) for _ in range(3))
+    return runs[1]
 
 
 # --- modules -------------------------------------------------------------
@@ -331,18 +366,28 @@ IPT = {"iptables-legacy": ("iptables-legacy", "iptables-legacy-restore"),
        "iptables-nft": ("iptables-nft", "iptables-nft-restore")}
 
 
+# The request time (seconds, or None) of the last rnfctl update command run
+# by load_rules() or add_one().
+last_request = None
+
+
 def load_rules(engine, n, shape):
+    global last_request
     if engine == "rnf":
-        return timed([RNFCTL, "restore"], rnf_filter(n, shape))
+        dt, last_request = rnf_timed(["restore"], "restore", rnf_filter(n, shape))
+        return dt
     if engine in ("nft", "nft-set"):
         return timed(["nft", "-f", nft_filter(n, shape, engine == "nft-set")])
     return timed([IPT[engine][1]], ipt_filter(n, shape))
 
 
 def add_one(engine, shape):
+    global last_request
     extra = "10.255.0.9"
     if engine == "rnf":
-        return timed([RNFCTL, "add", "filter", "FORWARD", "daddr", extra, "proto", "udp", "dport", "80", "accept"])
+        dt, last_request = rnf_timed(["add", "filter", "FORWARD", "daddr", extra, "proto", "udp", "dport",
+                                      "80", "accept"], "add")
+        return dt
     if engine == "nft":
         return timed(["nft", "add", "rule", "ip", "t", "forward", "ip", "daddr", extra, "udp", "dport", "80", "accept"])
     if engine == "nft-set":
@@ -363,6 +408,16 @@ def record(workload, shape, engine, rules, metric, value, unit, note=""):
 
 def na(workload, shape, engine, rules, metric, unit, reason):
     record(workload, shape, engine, rules, metric, "n/a", unit, f"n/a ({reason})")
+
+
+def record_request(label, metric, what):
+    """The netlink request time of the rnfctl command just run, as its own
+    row (metric e.g. add_one_request next to add_one)."""
+    if last_request is None:
+        na(*label.values(), metric, "s", "rnfctl printed no RNFCTL_TIMING line")
+    else:
+        record(*label.values(), metric, last_request, "s",
+               f"{what}: rnfctl's netlink request, sendmsg to ack (RNFCTL_TIMING)")
 
 
 def over_deadline():
@@ -392,6 +447,12 @@ def filter_rows(engine):
         ra_mac = topo_up()
         pktgen_setup(ra_mac)
         if engine == "rnf" and shape == "kube":
+            try:
+                record("floor", "-", engine, 0, "process", process_floor(), "s",
+                       "rnfctl --version started as the update commands are (setns into r),"
+                       " no request: median of 3")
+            except (Failed, subprocess.TimeoutExpired) as e:
+                na("floor", "-", engine, 0, "process", "s", str(e))
             record("empty", "-", engine, 0, "pps", measure(), "pkt/s", "module loaded, no rules")
         elif engine == "nft" and shape == "kube":
             sh("nft -f -", ns="r", stdin="table ip t {\n chain forward {\n  type filter hook forward"
@@ -425,6 +486,8 @@ def filter_rows(engine):
             last = (n, t_load)
             first = first or last
             record(*label.values(), "replace", t_load, "s", "install N rules atomically over the previous set")
+            if engine == "rnf":
+                record_request(label, "replace_request", "replace all")
             pps = measure()
             record(*label.values(), "pps", pps, "pkt/s", "" if pps > 0 else "nothing passed: rule did not match")
             if pps > 0 and PROFILE and engine == "rnf" and shape == "kube" and n == max(
@@ -433,6 +496,8 @@ def filter_rows(engine):
             try:
                 record(*label.values(), "add_one", add_one(engine, shape), "s",
                        "one element added to the set" if engine == "nft-set" else "one rule appended")
+                if engine == "rnf":
+                    record_request(label, "add_one_request", "add one")
             except (Failed, subprocess.TimeoutExpired) as e:
                 na(*label.values(), "add_one", "s", str(e))
 
@@ -568,6 +633,35 @@ def machine():
     return f"guest nproc={os.cpu_count()}; cpu={model}; accel={hyp}; kernel={os.uname().release}"
 
 
+def kernel_cmdline():
+    try:
+        with open("/proc/cmdline") as f:
+            return f.read().strip()
+    except OSError as e:
+        return f"? ({e})"
+
+
+def boot_debug():
+    """What the boot profile left on, read back from the running kernel."""
+    out = []
+    for name, path in (("lockdep.prove_locking", "/sys/module/lockdep/parameters/prove_locking"),
+                       ("kfence.sample_interval", "/sys/module/kfence/parameters/sample_interval")):
+        try:
+            with open(path) as f:
+                out.append(f"{name}={f.read().strip()}")
+        except OSError:
+            out.append(f"{name}=?")
+    slub = [c for c in ("kmalloc-64", "kmalloc-256")
+            if os.path.exists(f"/sys/kernel/slab/{c}/sanity_checks")]
+    checks = []
+    for c in slub:
+        with open(f"/sys/kernel/slab/{c}/sanity_checks") as f:
+            checks.append(f"{c}={f.read().strip()}")
+    if checks:
+        out.append("slub sanity_checks " + ",".join(checks))
+    return "; ".join(out)
+
+
 def add_ratios():
     base = [r["value"] for r in rows if r["workload"] == "baseline" and r["metric"] == "pps"]
     if not base:
@@ -586,6 +680,8 @@ def main():
     log(f"# generator: {GENERATOR}")
     log(f"# sizes: {SIZES}; {SECONDS:g} s per measurement after {WARMUP:g} s warm-up")
     log(f"# rnfctl: {RNFCTL_SRC}")
+    log(f"# kernel command line: {kernel_cmdline()}")
+    log(f"# boot debugging: {boot_debug()}")
     rnf_unload()
     unload_netfilter()
     baseline("before")
@@ -629,6 +725,8 @@ def main():
     print("=== BENCH META BEGIN ===")
     print(f"machine: {machine()}")
     print(f"generator: {GENERATOR}")
+    print(f"kernel command line: {kernel_cmdline()}")
+    print(f"boot debugging: {boot_debug()}")
     print(f"sizes: {SIZES}; seconds: {SECONDS:g}; warmup: {WARMUP:g}; load budget: {LOAD_BUDGET:g} s")
     print(f"elapsed: {elapsed():.0f} s")
     for what, lines in profiles:

@@ -13,7 +13,7 @@
 
 use crate::conntrack::{Conntrack, PacketCt};
 use crate::ct::{self, CtState, Direction};
-use crate::eval::{CompiledTable, EvalEnv, Verdict as RuleVerdict};
+use crate::eval::{EvalEnv, Verdict as RuleVerdict};
 use crate::hooks::{self, Family, Hook, Stage, NUM_HOOK_POINTS};
 use crate::nat::Manip;
 use crate::net::Net;
@@ -116,11 +116,8 @@ impl netfilter::Handler for PacketPath {
         let Some(timg) = timg else {
             return Verdict::Accept;
         };
-        let Ok(compiled) = CompiledTable::new(&timg.buf) else {
-            return Verdict::Drop;
-        };
         env.slots = Some(&timg.state);
-        let verdict = compiled.eval(hook, &facts, &mut env);
+        let verdict = timg.eval(hook, &facts, &mut env);
         self.finish(verdict, &env)
     }
 }
@@ -168,11 +165,8 @@ impl PacketPath {
         {
             let mut action = None;
             if let Some(timg) = timg {
-                let Ok(compiled) = CompiledTable::new(&timg.buf) else {
-                    return Verdict::Drop;
-                };
                 env.slots = Some(&timg.state);
-                match compiled.eval(env.hook, facts, env) {
+                match timg.eval(env.hook, facts, env) {
                     RuleVerdict::Nat(a) => action = Some((a.kind, a.range)),
                     RuleVerdict::Accept => {}
                     v => return self.finish(v, env),

@@ -272,9 +272,8 @@ fn verdict_for(image: &RcuBox<Image>, dport: u16) -> Option<crate::eval::Verdict
     let lock = crate::rcu::read_lock();
     let img = image.read(lock.guard())?;
     let t = img.tables.get(Table::Filter as usize)?.as_ref()?;
-    let compiled = crate::eval::CompiledTable::new(&t.buf).ok()?;
     let mut env = TestEnv { counted: 0 };
-    Some(compiled.eval(crate::hooks::Hook::LocalIn, &facts, &mut env))
+    Some(t.eval(crate::hooks::Hook::LocalIn, &facts, &mut env))
 }
 
 fn tcp_rule(dport: u16, action: Action<'_>, buf: &mut [u8]) -> usize {

@@ -15,7 +15,9 @@
 //! slot too.
 
 use crate::compile::{self, ChainSpec, CompileError, RuleRef};
+use crate::eval::{CompiledTable, EvalEnv, TailLink, Tails, Verdict};
 use crate::hooks::Hook;
+use crate::packet::PacketFacts;
 use crate::percpu::{Counter, PerCpuCounters};
 use crate::rcu::RcuBox;
 use crate::rules::{self, Policy, Table};
@@ -27,6 +29,13 @@ use kernel::sync::Arc;
 
 /// Counter slots a table starts with; doubled when they run out.
 const INITIAL_SLOTS: u32 = 64;
+
+/// Most rules appended into a table's tails before an append recompiles
+/// the whole table (see [`TableRules::can_append`]).
+const MAX_TAIL_RULES: usize = 1024;
+
+/// A table's tails stay below its compiled rules divided by this.
+const TAIL_RATIO: usize = 8;
 
 /// Most counter slots of a table: its rules plus built-in chain policies
 /// and a little room. (Counters are per-CPU, in chunks: see `percpu`.)
@@ -161,10 +170,47 @@ impl SlotState {
 /// One compiled table, as the packet path sees it.
 pub struct TableImage {
     /// The compiled rule set (`compile` layout); a large table's is several
-    /// MB, so it may be virtually contiguous.
-    pub buf: KVVec<u8>,
+    /// MB, so it may be virtually contiguous. Shared by the images that
+    /// only add tails to it.
+    pub main: Arc<KVVec<u8>>,
+    /// Rules appended since `main` was compiled, if any.
+    tails: Option<TailImage>,
     /// Its counter and match state.
     pub state: Arc<SlotState>,
+}
+
+/// Rules appended to chains since the table's main buffer was compiled,
+/// compiled on their own (see [`Tails`]).
+struct TailImage {
+    buf: KVVec<u8>,
+    links: KVec<TailLink>,
+}
+
+impl TableImage {
+    /// The table's verdict for a packet at `hook`; a buffer that does not
+    /// make sense drops it.
+    pub fn eval<E: EvalEnv + ?Sized>(
+        &self,
+        hook: Hook,
+        facts: &PacketFacts,
+        env: &mut E,
+    ) -> Verdict {
+        let Ok(main) = CompiledTable::new(&self.main) else {
+            return Verdict::Drop;
+        };
+        match &self.tails {
+            None => main.eval(hook, facts, env),
+            Some(t) => match Tails::new(&t.buf, &t.links) {
+                Ok(tails) => main.eval_with_tails(hook, facts, env, &tails),
+                Err(_) => Verdict::Drop,
+            },
+        }
+    }
+
+    /// The compiled main table (the one without tails).
+    pub fn compiled(&self) -> Option<CompiledTable<'_>> {
+        CompiledTable::new(&self.main).ok()
+    }
 }
 
 /// Everything the packet path evaluates, published as one pointer.
@@ -221,6 +267,9 @@ pub struct Chain {
     pub policy_slot: u32,
     /// Rules in order.
     pub rules: KVec<Arc<Rule>>,
+    /// How many of `rules` the table's main buffer holds; the others were
+    /// appended since and are in its tails.
+    compiled: usize,
 }
 
 impl Chain {
@@ -232,6 +281,7 @@ impl Chain {
             policy: Policy::Accept,
             policy_slot: 0,
             rules: KVec::new(),
+            compiled: 0,
         }
     }
 
@@ -243,6 +293,7 @@ impl Chain {
             policy: Policy::Accept,
             policy_slot: self.policy_slot,
             rules: KVec::new(),
+            compiled: 0,
         }
     }
 
@@ -263,6 +314,7 @@ fn clone_chain(c: &Chain) -> Result<Chain, ChangeError> {
         policy: c.policy,
         policy_slot: c.policy_slot,
         rules,
+        compiled: c.compiled,
     })
 }
 
@@ -317,6 +369,7 @@ impl TableRules {
                         policy: Policy::Accept,
                         policy_slot,
                         rules: KVec::new(),
+                        compiled: 0,
                     },
                     GFP_KERNEL,
                 )
@@ -403,16 +456,114 @@ impl TableRules {
 
     /// Makes `chains`, compiled into `buf`, the table's rules and its image
     /// for the next publication.
-    fn install(&mut self, chains: KVec<Chain>, buf: KVVec<u8>) -> Result<(), ChangeError> {
+    fn install(&mut self, mut chains: KVec<Chain>, buf: KVVec<u8>) -> Result<(), ChangeError> {
+        let main = Arc::new(buf, GFP_KERNEL).map_err(oom)?;
         let image = Arc::new(
             TableImage {
-                buf,
+                main,
+                tails: None,
                 state: self.state.clone(),
             },
             GFP_KERNEL,
         )
         .map_err(oom)?;
+        for c in chains.iter_mut() {
+            c.compiled = c.rules.len();
+        }
         self.chains = chains;
+        self.image = Some(image);
+        Ok(())
+    }
+
+    /// Rules appended to the table's chains since its main buffer was
+    /// compiled.
+    fn tail_rules(&self) -> usize {
+        self.chains
+            .iter()
+            .map(|c| c.rules.len().saturating_sub(c.compiled))
+            .sum()
+    }
+
+    /// Whether a rule appended to chain `ci` can go into the tails rather
+    /// than recompiling the table: the table has a main buffer, the rule
+    /// adds no edge to the chain graph (no jump or goto, which need the
+    /// loop and depth checks of a full compile), and the tails stay small
+    /// next to the main buffer (their rules are classified per tail chain,
+    /// and every append recompiles them).
+    fn can_append(&self, ci: usize, blob: &[u8]) -> bool {
+        let Some(main) = self.image.as_ref().map(|i| &i.main) else {
+            return false;
+        };
+        let Ok(main) = CompiledTable::new(main) else {
+            return false;
+        };
+        let jumps = rules::RuleView::decode(blob).map_or(true, |v| {
+            matches!(v.action, rules::Action::Jump(_) | rules::Action::Goto(_))
+        });
+        let compiled: usize = self.chains.iter().map(|c| c.compiled).sum();
+        !jumps
+            && ci < main.n_chains()
+            && self.chains.len() == main.n_chains()
+            && self.tail_rules() < (compiled / TAIL_RATIO).min(MAX_TAIL_RULES)
+    }
+
+    /// Compiles the tails of the table's chains (each chain's rules past
+    /// `compiled`, and `new` at the end of chain `ci`) and makes them, with
+    /// the current main buffer, the image for the next publication.
+    fn install_tails(&mut self, ci: usize, new: &Arc<Rule>) -> Result<(), ChangeError> {
+        let Some(main) = self.image.as_ref().map(|i| i.main.clone()) else {
+            refuse!(EINVAL, "internal error: tails without a compiled table");
+        };
+        let tailed = |i: usize, c: &Chain| c.rules.len() > c.compiled || i == ci;
+        let specs = self
+            .chains
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| tailed(*i, c))
+            .map(|(i, c)| ChainSpec {
+                name: c.name(),
+                policy: c.hook.map(|_| Policy::Accept),
+                policy_counter: c.policy_slot,
+                rules: Iterator::chain(
+                    c.rules.iter().skip(c.compiled),
+                    core::iter::once(new).filter(move |_| i == ci),
+                )
+                .map(|r| RuleRef {
+                    handle: r.handle,
+                    counter: r.slot,
+                    blob: &r.blob,
+                }),
+            });
+        let size = compile::measure(self.table, specs.clone()).map_err(compile_error)?;
+        let mut buf = KVVec::from_elem(0u8, size, GFP_KERNEL).map_err(oom)?;
+        compile::fill(self.table, specs, &mut buf).map_err(compile_error)?;
+        let mut links = KVec::new();
+        let mut t = 0u32;
+        for (i, c) in self.chains.iter().enumerate() {
+            if tailed(i, c) {
+                let chain = u32::try_from(i).unwrap_or(u32::MAX);
+                links
+                    .push(TailLink { chain, tail: t }, GFP_KERNEL)
+                    .map_err(oom)?;
+                t += 1;
+            }
+        }
+        let Ok(m) = CompiledTable::new(&main) else {
+            refuse!(EINVAL, "internal error: bad compiled table");
+        };
+        let Ok(tt) = CompiledTable::new(&buf) else {
+            refuse!(EINVAL, "internal error: bad compiled tails");
+        };
+        compile::check_tails(&m, &tt, &links).map_err(compile_error)?;
+        let image = Arc::new(
+            TableImage {
+                main,
+                tails: Some(TailImage { buf, links }),
+                state: self.state.clone(),
+            },
+            GFP_KERNEL,
+        )
+        .map_err(oom)?;
         self.image = Some(image);
         Ok(())
     }
@@ -638,6 +789,14 @@ impl RuleStore {
         if let Err(e) = rules::validate(blob) {
             refuse!(EINVAL, "{}", e.message);
         }
+        if matches!(place, Placement::Append) {
+            let tr = self.table_mut(t)?;
+            if let Some(ci) = TableRules::find_chain(&tr.chains, chain) {
+                if tr.can_append(ci, blob) {
+                    return self.append_to_tails(t, ci, blob, out);
+                }
+            }
+        }
         let handle = self.next_handle;
         let tr = self.table_mut(t)?;
         let mut chains = clone_chains(&tr.chains)?;
@@ -722,6 +881,64 @@ impl RuleStore {
                 Err(e)
             }
         }
+    }
+
+    /// Appends a rule to chain `ci` of table `t` by recompiling only the
+    /// table's tails ([`TableRules::can_append`] said it may): the cost
+    /// of the change does not grow with the table. Returns its handle.
+    fn append_to_tails(
+        &mut self,
+        t: Table,
+        ci: usize,
+        blob: &[u8],
+        out: &RcuBox<Image>,
+    ) -> Result<u64, ChangeError> {
+        let handle = self.next_handle;
+        let tr = self.table_mut(t)?;
+        let total: usize = tr.chains.iter().map(|c| c.rules.len()).sum();
+        if total >= rules::MAX_RULES {
+            refuse!(
+                errno(ENOSPC_),
+                "table {} has the most rules allowed",
+                t.name()
+            );
+        }
+        let mut copy = KVec::with_capacity(blob.len(), GFP_KERNEL).map_err(oom)?;
+        copy.extend_from_slice(blob, GFP_KERNEL).map_err(oom)?;
+        let slot = tr.alloc_slot()?;
+        let staged = Arc::new(
+            Rule {
+                handle,
+                slot,
+                blob: copy,
+            },
+            GFP_KERNEL,
+        )
+        .map_err(oom)
+        .and_then(|rule| {
+            // Room first, so that once the tails are in the image nothing
+            // can fail.
+            match tr.chains.get_mut(ci) {
+                Some(c) => c.rules.reserve(1, GFP_KERNEL).map_err(oom)?,
+                None => refuse!(errno(ENOENT_), "no such chain"),
+            }
+            tr.install_tails(ci, &rule)?;
+            Ok(rule)
+        });
+        let rule = match staged {
+            Ok(rule) => rule,
+            Err(e) => {
+                tr.free.push(slot)?;
+                return Err(e);
+            }
+        };
+        if let Some(c) = tr.chains.get_mut(ci) {
+            c.rules.push(rule, GFP_KERNEL).map_err(oom)?;
+        }
+        self.next_handle += 1;
+        self.generation += 1;
+        self.publish(out)?;
+        Ok(handle)
     }
 
     /// Deletes a rule.

@@ -1181,3 +1181,65 @@ fn fold(out: &mut Out<'_>, p: usize, child: usize) {
     let len = out.get_u32(at + R_LEN) as usize;
     out.u32(pe + C_CURSOR, to_u32(at + len));
 }
+
+/// Checks tails compiled for a compiled table (see
+/// [`Tails`](crate::eval::Tails)) before they are published with it.
+///
+/// The tails are compiled by [`fill`] as a table of their own whose chains
+/// carry the names (and, for built-in chains, a policy) of the chains they
+/// extend, so that [`fill`] checks each rule against the table and a
+/// built-in chain's hook. What [`fill`] cannot know is checked here: every
+/// link names chains of the same name, no tail rule jumps (a new edge in
+/// the chain graph needs a full compile to check for loops and depth), and
+/// a NAT action in the tail of a user chain is allowed at every hook that
+/// chain is reached from in `main`.
+pub fn check_tails<'a>(
+    main: &crate::eval::CompiledTable<'a>,
+    tails: &crate::eval::CompiledTable<'_>,
+    links: &[crate::eval::TailLink],
+) -> Result<(), CompileError<'a>> {
+    const UNLINKED: &str = "internal error: a tail is linked to another chain";
+    if main.table() != tails.table() {
+        return Err(err(
+            "table",
+            "internal error: tails of another table",
+            None,
+            None,
+        ));
+    }
+    for (i, l) in links.iter().enumerate() {
+        let m = main
+            .chain(l.chain as usize)
+            .ok_or(err("table", UNLINKED, None, None))?;
+        let t = tails
+            .chain(l.tail as usize)
+            .ok_or(err("table", UNLINKED, Some(m.name), None))?;
+        let sorted = i == 0 || links.get(i - 1).is_some_and(|p| p.chain < l.chain);
+        if t.name != m.name || !sorted {
+            return Err(err("table", UNLINKED, Some(m.name), None));
+        }
+        let hooks = main.chain_hooks(l.chain as usize).unwrap_or(0);
+        for (handle, action) in tails.chain_actions(l.tail as usize) {
+            if matches!(
+                action,
+                crate::rules::action_kind::JUMP | crate::rules::action_kind::GOTO
+            ) {
+                return Err(err(
+                    "action",
+                    "internal error: a jump in a tail",
+                    Some(m.name),
+                    Some(handle),
+                ));
+            }
+            if let Some(kind) = NatKind::from_action_kind(action) {
+                for h in Hook::ALL {
+                    if hooks & (1u8 << (h as u8)) != 0 {
+                        check_nat_hook(kind, h)
+                            .map_err(|e| err(e.field, e.message, Some(m.name), Some(handle)))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -216,6 +216,32 @@ impl<'a> CompiledTable<'a> {
         })
     }
 
+    /// The hooks chain `i` can be reached from (bit `1 << hook`).
+    pub fn chain_hooks(&self, i: usize) -> Option<u8> {
+        let e = self.entry(u32::try_from(i).ok()?)?;
+        byte(self.buf, e.checked_add(C_HOOKS)?)
+    }
+
+    /// The handles and action kinds of chain `i`'s rules, in order.
+    pub fn chain_actions(&self, i: usize) -> impl Iterator<Item = (u64, u8)> + 'a {
+        let buf = self.buf;
+        let mut at = u32::try_from(i)
+            .ok()
+            .and_then(|i| self.chain_start(i))
+            .unwrap_or(usize::MAX);
+        core::iter::from_fn(move || {
+            let rest = buf.get(at..)?;
+            let len = rd_u32(rest, R_LEN)? as usize;
+            if len < REC_HDR || byte(rest, R_KIND)? != KIND_RULE {
+                return None;
+            }
+            let lo = u64::from(rd_u32(rest, R_HANDLE)?);
+            let hi = u64::from(rd_u32(rest, R_HANDLE.checked_add(4)?)?);
+            at = at.checked_add(len)?;
+            Some((lo | (hi << 32), byte(rest, R_ACTION)?))
+        })
+    }
+
     /// Evaluates a packet that reached `hook`: the verdict of the table's
     /// built-in chain there (accept if the table has none).
     pub fn eval<E: EvalEnv + ?Sized>(
@@ -224,22 +250,50 @@ impl<'a> CompiledTable<'a> {
         facts: &PacketFacts,
         env: &mut E,
     ) -> Verdict {
-        self.run(hook, facts, env).unwrap_or(Verdict::Drop)
+        self.run(hook, facts, env, None).unwrap_or(Verdict::Drop)
+    }
+
+    /// [`eval`](Self::eval) of the table with `tails`: rules appended to
+    /// its chains since it was compiled, tried after a chain's own rules
+    /// and before its end (policy or return).
+    pub fn eval_with_tails<E: EvalEnv + ?Sized>(
+        &self,
+        hook: Hook,
+        facts: &PacketFacts,
+        env: &mut E,
+        tails: &Tails<'_>,
+    ) -> Verdict {
+        if tails.table.table != self.table {
+            return Verdict::Drop;
+        }
+        self.run(hook, facts, env, Some(tails))
+            .unwrap_or(Verdict::Drop)
+    }
+
+    /// Offset of chain `i`'s entry in the chain table.
+    fn entry(&self, i: u32) -> Option<usize> {
+        if i as usize >= self.n_chains() {
+            return None;
+        }
+        HDR_LEN.checked_add((i as usize).checked_mul(CHAIN_LEN)?)
     }
 
     /// The classification index of chain `i` resolved for `facts`:
     /// `Some(None)` for a chain walked linearly, `None` for a corrupt
     /// buffer.
     fn query(&self, i: u32, facts: &PacketFacts) -> Option<Option<Query>> {
-        let e = HDR_LEN.checked_add((i as usize).checked_mul(CHAIN_LEN)?)?;
-        if i as usize >= self.n_chains() {
-            return None;
-        }
+        let e = self.entry(i)?;
         let at = rd_u32(self.buf, e.checked_add(C_INDEX)?)? as usize;
         if at == 0 {
             return Some(None);
         }
         Query::new(self.buf, at, facts).map(Some)
+    }
+
+    /// The first record of chain `i`.
+    fn chain_start(&self, i: u32) -> Option<usize> {
+        let e = self.entry(i)?;
+        Some(rd_u32(self.buf, e.checked_add(C_START)?)? as usize)
     }
 
     /// [`eval`](Self::eval), with `None` for a buffer that does not make
@@ -249,6 +303,7 @@ impl<'a> CompiledTable<'a> {
         hook: Hook,
         facts: &PacketFacts,
         env: &mut E,
+        tails: Option<&Tails<'_>>,
     ) -> Option<Verdict> {
         let h = hook as usize;
         let entry = rd_u32(self.buf, H_ENTRY + 4 * h)? as usize;
@@ -256,7 +311,14 @@ impl<'a> CompiledTable<'a> {
             return Some(Verdict::Accept);
         }
         let policy_at = rd_u32(self.buf, H_POLICY + 4 * h)? as usize;
-        let max_steps = rd_u32(self.buf, H_MAX_STEPS)?;
+        let mut max_steps = rd_u32(self.buf, H_MAX_STEPS)?;
+        if let Some(t) = tails {
+            // Every record of the main table may be followed by a whole
+            // tail (a chain's end, reached again after each return).
+            let tail_len = u32::try_from(t.table.n_rules().saturating_add(t.table.n_chains()))
+                .unwrap_or(u32::MAX);
+            max_steps = max_steps.saturating_mul(tail_len.saturating_add(2));
+        }
         // Where to come back after a jump: record, chain, rule index.
         let mut stack = [(0usize, 0u32, 0u32); MAX_JUMP_DEPTH];
         let mut sp = 0usize;
@@ -265,9 +327,15 @@ impl<'a> CompiledTable<'a> {
         // ([`NO_RULE`] at the policy record).
         let mut chain = rd_u32(self.buf, H_ENTRY_CHAIN + 4 * h)?;
         let mut idx = 0u32;
-        // The classification index of `chain` resolved for this packet,
-        // if it has one.
+        // Walking the tail of `chain` (records in `tails`), and the main
+        // record to come back to at its end (`chain`'s end record).
+        let mut tail: Option<(u32, usize)> = None;
+        // Set when coming back from a tail: the end record at `pos` applies.
+        let mut tail_done = false;
+        // The classification index of `chain` (or of its tail) resolved
+        // for this packet, if it has one.
         let mut q_chain = NO_CHAIN;
+        let mut q_tail = false;
         let mut query: Option<Query> = None;
         let mut steps = 0u32;
         loop {
@@ -277,24 +345,32 @@ impl<'a> CompiledTable<'a> {
                 return None;
             }
             steps += 1;
+            let (buf, c) = match (tail, tails) {
+                (Some((t, _)), Some(ts)) => (ts.table.buf, t),
+                _ => (self.buf, chain),
+            };
             if idx != NO_RULE {
-                if q_chain != chain {
-                    query = self.query(chain, facts)?;
-                    q_chain = chain;
+                if q_chain != c || q_tail != tail.is_some() {
+                    query = match (tail, tails) {
+                        (Some(_), Some(ts)) => ts.table.query(c, facts)?,
+                        _ => self.query(c, facts)?,
+                    };
+                    q_chain = c;
+                    q_tail = tail.is_some();
                 }
                 if let Some(q) = &query {
                     if idx < q.n() {
                         // Skip to the next rule that can match.
-                        idx = q.next(self.buf, idx);
+                        idx = q.next(buf, idx);
                         pos = if idx < q.n() {
-                            q.rule_offset(self.buf, idx)?
+                            q.rule_offset(buf, idx)?
                         } else {
                             q.end()
                         };
                     }
                 }
             }
-            let rest = self.buf.get(pos..)?;
+            let rest = buf.get(pos..)?;
             let len = rd_u32(rest, R_LEN)? as usize;
             if len < REC_HDR {
                 return None;
@@ -303,22 +379,39 @@ impl<'a> CompiledTable<'a> {
             let action = byte(rec, R_ACTION)?;
             let counter = rd_u32(rec, R_COUNTER)?;
             match byte(rec, R_KIND)? {
-                KIND_END => match action {
-                    action_kind::ACCEPT => {
-                        env.count(counter, facts.total_len);
-                        return Some(Verdict::Accept);
-                    }
-                    action_kind::DROP => {
-                        env.count(counter, facts.total_len);
-                        return Some(Verdict::Drop);
-                    }
-                    action_kind::RETURN => {
-                        (pos, chain, idx) =
-                            pop(&stack, &mut sp).unwrap_or((policy_at, chain, NO_RULE));
+                KIND_END => {
+                    if let Some((_, back)) = tail.take() {
+                        // The tail is done: the main chain's end applies.
+                        (pos, idx, tail_done) = (back, NO_RULE, true);
                         continue;
                     }
-                    _ => return None,
-                },
+                    if !core::mem::take(&mut tail_done) {
+                        if let Some(t) = tails.and_then(|ts| ts.of(chain)) {
+                            let start = tails?.table.chain_start(t)?;
+                            tail = Some((t, pos));
+                            (pos, idx) = (start, 0);
+                            continue;
+                        }
+                    }
+                    match action {
+                        action_kind::ACCEPT => {
+                            env.count(counter, facts.total_len);
+                            return Some(Verdict::Accept);
+                        }
+                        action_kind::DROP => {
+                            env.count(counter, facts.total_len);
+                            return Some(Verdict::Drop);
+                        }
+                        action_kind::RETURN => {
+                            (pos, chain, idx) =
+                                pop(&stack, &mut sp).unwrap_or((policy_at, chain, NO_RULE));
+                            // Straight to the policy: the entry chain's tail was walked.
+                            tail_done = idx == NO_RULE;
+                            continue;
+                        }
+                        _ => return None,
+                    }
+                }
                 KIND_RULE => {}
                 _ => return None,
             }
@@ -338,9 +431,13 @@ impl<'a> CompiledTable<'a> {
                     return RejectKind::from_u8(u8::try_from(arg).ok()?).map(Verdict::Reject)
                 }
                 action_kind::RETURN => {
+                    tail = None;
                     (pos, chain, idx) = pop(&stack, &mut sp).unwrap_or((policy_at, chain, NO_RULE));
+                    tail_done = idx == NO_RULE;
                 }
-                action_kind::JUMP => {
+                // A tail has no jumps: its rules were checked one by one
+                // against the compiled table, which knows no new edges.
+                action_kind::JUMP if tail.is_none() => {
                     let slot = stack.get_mut(sp)?;
                     *slot = (next, chain, next_idx);
                     sp += 1;
@@ -348,7 +445,7 @@ impl<'a> CompiledTable<'a> {
                     chain = rd_u32(rec, R_ARG2)?;
                     idx = 0;
                 }
-                action_kind::GOTO => {
+                action_kind::GOTO if tail.is_none() => {
                     pos = arg as usize;
                     chain = rd_u32(rec, R_ARG2)?;
                     idx = 0;
@@ -394,6 +491,48 @@ impl<'a> CompiledTable<'a> {
                 _ => return None,
             }
         }
+    }
+}
+
+/// Which chain of a [`Tails`] table holds the tail of which chain of the
+/// compiled table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TailLink {
+    /// The chain's index in the compiled table.
+    pub chain: u32,
+    /// The index of the chain holding its tail in the tails' table.
+    pub tail: u32,
+}
+
+/// Rules appended to chains of a compiled table after it was compiled,
+/// compiled on their own (see [`compile::fill_tails`](crate::compile::fill_tails)),
+/// so that appending a rule costs the size of the tail, not of the table.
+#[derive(Clone, Copy, Debug)]
+pub struct Tails<'a> {
+    table: CompiledTable<'a>,
+    links: &'a [TailLink],
+}
+
+impl<'a> Tails<'a> {
+    /// The tails compiled into `buf`, linked to the compiled table's chains
+    /// by `links` (sorted by [`TailLink::chain`]).
+    pub fn new(buf: &'a [u8], links: &'a [TailLink]) -> Result<Self, LayoutError> {
+        Ok(Self {
+            table: CompiledTable::new(buf)?,
+            links,
+        })
+    }
+
+    /// The compiled tails.
+    pub const fn table(&self) -> &CompiledTable<'a> {
+        &self.table
+    }
+
+    /// The tail chain of chain `chain`, if it has one.
+    fn of(&self, chain: u32) -> Option<u32> {
+        let i = self.links.binary_search_by_key(&chain, |l| l.chain).ok()?;
+        let t = self.links.get(i)?.tail;
+        ((t as usize) < self.table.n_chains()).then_some(t)
     }
 }
 

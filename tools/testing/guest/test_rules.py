@@ -482,6 +482,57 @@ def test_large_restore(topo):
     check_eq(rule_count("b"), 0, "rules after the flush")
 
 
+def test_appended_rules(topo):
+    """Issue 6: rules appended to a large table go into its tails (compiled
+    on their own, not recompiling the table) and act exactly as if the
+    table had been compiled with them: first match in order, counters that
+    survive the next full compile, user chains and return."""
+    check(ping("a", "10.0.2.2"), "baseline ping a->b")
+    lines = ["table filter", "chain TAILC"]
+    for i in range(300):
+        lines.append(f"add INPUT saddr 198.19.{i // 256}.{i % 256} proto tcp dport {1 + i} drop")
+    lines.append("add INPUT proto icmp jump TAILC")
+    p, _ = restore_text("b", "\n".join(lines) + "\n")
+    check_eq(p.returncode, 0, f"restore: {p.stderr}")
+    check(ping("a", "10.0.2.2"), "nothing in the 300 rules matches the ping")
+
+    # Into the tail of the user chain: a drop, then a return before it
+    # would have let the ping through (it is after the drop: no effect).
+    start = time.monotonic()
+    rnf("b", "add", "filter", "TAILC", "proto", "icmp", "saddr", "10.0.1.2", "drop")
+    print(f"# append to a 301-rule table: {time.monotonic() - start:.2f} s", flush=True)
+    rnf("b", "add", "filter", "TAILC", "return")
+    check(not ping("a", "10.0.2.2"), "the drop appended to the jumped-to chain applies")
+    # A return appended to INPUT's tail after an accept of ICMP: the
+    # accept is reached only once the chain returns.
+    rnf("b", "flush", "filter", "TAILC")
+    for i in range(20):
+        rnf("b", "add", "filter", "INPUT", "proto", "udp", "dport", str(7000 + i), "drop")
+    rnf("b", "add", "filter", "INPUT", "proto", "icmp", "saddr", "10.0.1.2", "drop")
+    rnf("b", "add", "filter", "INPUT", "proto", "icmp", "accept")
+    check(not ping("a", "10.0.2.2"), "the first matching appended rule decides (drop before accept)")
+    rows = chain_of(listing("b", "filter", "INPUT"), "filter", "INPUT")["rules"]
+    check_eq(len(rows), 301 + 22, "rules listed in INPUT")
+    drop, accept = rows[-2], rows[-1]
+    check(drop["packets"] >= 1, f"the appended drop counted: {drop}")
+    check_eq(accept["packets"], 0, f"the accept after it counted nothing: {accept}")
+    seen = drop["packets"]
+
+    # A jump cannot go into a tail: this append recompiles the table, and
+    # the counters of the rules that were in the tails go on.
+    rnf("b", "add", "filter", "INPUT", "proto", "tcp", "dport", "9999", "jump", "TAILC")
+    rows = chain_of(listing("b", "filter", "INPUT"), "filter", "INPUT")["rules"]
+    check(rows[-3]["packets"] >= seen, f"counter kept across the full compile: {rows[-3]} < {seen}")
+    check(not ping("a", "10.0.2.2"), "still dropped after the full compile")
+    # Deleting an appended rule (a full compile again) lets the accept act.
+    rnf("b", "delete", "filter", "INPUT", str(rows[-3]["handle"]))
+    check(ping("a", "10.0.2.2"), "the accept applies once the drop is deleted")
+    rows = chain_of(listing("b", "filter", "INPUT"), "filter", "INPUT")["rules"]
+    check(rows[-2]["packets"] >= 1, f"the accept counted the ping: {rows[-2]}")
+    rnf("b", "flush")
+    rnf("b", "chain", "delete", "filter", "TAILC")
+
+
 def run(topo):
     t.run_test("rules: drop counted and deleted by handle, in one namespace only", test_drop_and_delete, topo)
     t.run_test("rules: insert at, delete by text, policy drop, ip6 rules", test_order_insert_and_policy, topo)
@@ -497,3 +548,5 @@ def run(topo):
     t.run_test("rules: unprivileged list refused", test_unprivileged_list)
     t.run_test("rules: restore of a rule set over 64 KiB in one atomic request; a bad rule "
                "next to last changes nothing", test_large_restore, topo)
+    t.run_test("rules: appended rules in tails act in order, in user chains, counters kept",
+               test_appended_rules, topo)

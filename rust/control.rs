@@ -540,7 +540,11 @@ fn list(req: &mut Request<'_>, state: &NetState) -> Result<KVec<KVec<u8>>> {
         }
     };
     let chain = str_attr(req, attr::CHAIN);
-    let store = state.rules.lock();
+    let mut store = state.rules.lock();
+    // Counts still going into a replaced slot state are moved first.
+    if let Err(e) = store.settle_counts() {
+        return Err(e.errno);
+    }
     let mut msgs = KVec::new();
     let mut found = chain.is_none();
     for tr in store.tables() {

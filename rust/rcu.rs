@@ -110,8 +110,12 @@ impl<T> RcuBox<T> {
         // Release orders the initialisation of the value before its
         // publication, as `rcu_assign_pointer` does.
         let old = self.ptr.swap(p, Ordering::AcqRel);
+        // SAFETY: no preconditions. Taken after the swap: readers that can
+        // still see `old` started before the grace period it names.
+        let cookie = unsafe { sys::rnf_rcu_cookie() };
         Retired {
             ptr: old,
+            cookie,
             _owns: PhantomData,
         }
     }
@@ -136,8 +140,15 @@ impl<T> Drop for RcuBox<T> {
 /// `ptr` is NULL or an unpublished value from `KBox::into_raw`, owned here.
 pub struct Retired<T> {
     ptr: *mut T,
+    /// The grace period after which no reader uses the value.
+    cookie: usize,
     _owns: PhantomData<T>,
 }
+
+// SAFETY: a `Retired` owns its value (like a `KBox`); readers only read it
+// through the `RcuBox` it came from, so moving the owner to another thread
+// is as safe as moving a `KBox<T>`.
+unsafe impl<T: Send> Send for Retired<T> {}
 
 impl<T> Retired<T> {
     /// The retired value, for a writer that needs to read it (for example
@@ -147,14 +158,21 @@ impl<T> Retired<T> {
         unsafe { self.ptr.as_ref() }
     }
 
-    /// Waits for a grace period, after which no reader uses the value, and
-    /// gives it back.
+    /// Whether no reader can be using the value any more (its grace period
+    /// has ended), without waiting.
+    pub fn unused(&self) -> bool {
+        // SAFETY: no preconditions; does not sleep.
+        self.ptr.is_null() || unsafe { sys::rnf_rcu_elapsed(self.cookie) }
+    }
+
+    /// Waits until no reader uses the value (at once if its grace period
+    /// has already ended) and gives it back.
     pub fn into_inner(mut self) -> Option<KBox<T>> {
         if self.ptr.is_null() {
             return None;
         }
         // SAFETY: no preconditions; may sleep, which `Retired` users may.
-        unsafe { sys::rnf_synchronize_rcu() };
+        unsafe { sys::rnf_rcu_wait(self.cookie) };
         let p = core::mem::replace(&mut self.ptr, ptr::null_mut());
         // SAFETY: `p` is owned (type invariant) and, after the grace
         // period, unused by any reader.
@@ -166,7 +184,7 @@ impl<T> Drop for Retired<T> {
     fn drop(&mut self) {
         if !self.ptr.is_null() {
             // SAFETY: no preconditions; may sleep.
-            unsafe { sys::rnf_synchronize_rcu() };
+            unsafe { sys::rnf_rcu_wait(self.cookie) };
             // SAFETY: owned, and unused after the grace period.
             drop(unsafe { KBox::from_raw(self.ptr) });
         }

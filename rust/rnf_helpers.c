@@ -304,6 +304,24 @@ void rnf_synchronize_rcu(void)
 	synchronize_rcu();
 }
 
+/* A grace-period cookie: a grace period that starts after this call. */
+unsigned long rnf_rcu_cookie(void)
+{
+	return get_state_synchronize_rcu();
+}
+
+/* Whether the grace period of @cookie has ended (never sleeps). */
+bool rnf_rcu_elapsed(unsigned long cookie)
+{
+	return poll_state_synchronize_rcu(cookie);
+}
+
+/* Waits for the grace period of @cookie, at once if it has ended. */
+void rnf_rcu_wait(unsigned long cookie)
+{
+	cond_synchronize_rcu(cookie);
+}
+
 void rnf_rcu_read_lock(void)
 {
 	rcu_read_lock();

@@ -73,6 +73,9 @@ u32 rnf_random_u32(void);
 
 /* RCU. */
 void rnf_synchronize_rcu(void);
+unsigned long rnf_rcu_cookie(void);
+bool rnf_rcu_elapsed(unsigned long cookie);
+void rnf_rcu_wait(unsigned long cookie);
 void rnf_rcu_read_lock(void);
 void rnf_rcu_read_unlock(void);
 

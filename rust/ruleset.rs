@@ -19,7 +19,7 @@ use crate::eval::{CompiledTable, EvalEnv, TailLink, Tails, Verdict};
 use crate::hooks::Hook;
 use crate::packet::PacketFacts;
 use crate::percpu::{Counter, PerCpuCounters};
-use crate::rcu::RcuBox;
+use crate::rcu::{RcuBox, Retired};
 use crate::rules::{self, Policy, Table};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -677,6 +677,21 @@ pub struct RuleStore {
     tables: KVec<TableRules>,
     next_handle: u64,
     generation: u64,
+    /// Images replaced by changes whose readers may not have finished,
+    /// oldest first: what they hold is settled once they are unused, so
+    /// that a change does not wait for a grace period.
+    pending: [Option<Pending>; MAX_PENDING],
+}
+
+/// Most replaced images kept waiting for their grace period; a change that
+/// finds them all taken waits for the oldest.
+const MAX_PENDING: usize = 8;
+
+/// An image replaced by a change, and what becomes free with it.
+struct Pending {
+    image: Retired<Image>,
+    /// Per table, slots of rules the change removed.
+    released: [SlotStack; 4],
 }
 
 impl RuleStore {
@@ -690,6 +705,7 @@ impl RuleStore {
             tables,
             next_handle: 1,
             generation: 1,
+            pending: [const { None }; MAX_PENDING],
         })
     }
 
@@ -738,26 +754,91 @@ impl RuleStore {
         self.publish(out)
     }
 
-    /// Publishes the tables' current images as one new [`Image`], waits
-    /// for the old one's readers to finish, and then settles what needed
-    /// that: released slots become reusable, counts left in a replaced
-    /// slot state move into `base`.
+    /// Publishes the tables' current images as one new [`Image`]. The old
+    /// one waits in `pending` for its readers to finish (no grace period
+    /// is waited for here unless `pending` is full); see [`settle`](Self::settle).
     fn publish(&mut self, out: &RcuBox<Image>) -> Result<(), ChangeError> {
         let mut tables: [Option<Arc<TableImage>>; 4] = [None, None, None, None];
         for (slot, tr) in tables.iter_mut().zip(self.tables.iter()) {
             *slot = tr.image.clone();
         }
         let image = KBox::new(Image { tables }, GFP_KERNEL).map_err(oom)?;
+        if self.pending.iter().all(Option::is_some) {
+            self.settle_oldest()?;
+        }
+        let mut released = [const { SlotStack::new() }; 4];
+        for (r, tr) in released.iter_mut().zip(self.tables.iter_mut()) {
+            core::mem::swap(r, &mut tr.released);
+        }
         let retired = out.replace(Some(image));
-        let old = retired.into_inner();
-        for (i, tr) in self.tables.iter_mut().enumerate() {
-            // Counts that went into a slot state this table no longer uses.
-            if let Some(old_table) = old
+        if let Some(free) = self.pending.iter_mut().find(|p| p.is_none()) {
+            *free = Some(Pending {
+                image: retired,
+                released,
+            });
+        }
+        self.settle(false)
+    }
+
+    /// Settles the replaced images no reader uses any more (all of them,
+    /// waiting for their grace periods, if `wait`), oldest first.
+    fn settle(&mut self, wait: bool) -> Result<(), ChangeError> {
+        while self
+            .pending
+            .first()
+            .is_some_and(|p| p.as_ref().is_some_and(|p| wait || p.image.unused()))
+        {
+            self.settle_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Waits until counts that readers of replaced images may still add to
+    /// a slot state the tables no longer use have all been moved into the
+    /// tables' bases, so that listed counters are exact.
+    pub fn settle_counts(&mut self) -> Result<(), ChangeError> {
+        let stale = self.pending.iter().flatten().any(|p| {
+            p.image.get().is_some_and(|img| {
+                img.tables.iter().zip(self.tables.iter()).any(|(t, tr)| {
+                    t.as_ref()
+                        .is_some_and(|t| !Arc::ptr_eq(&t.state, &tr.state))
+                })
+            })
+        });
+        self.settle(stale)
+    }
+
+    /// Settles the oldest replaced image, waiting for its grace period if
+    /// needed: its tables' released slots become reusable, and counts left
+    /// in a slot state the table no longer uses (and no later image uses)
+    /// move into `base`.
+    fn settle_oldest(&mut self) -> Result<(), ChangeError> {
+        let Some(first) = self.pending.first_mut() else {
+            return Ok(());
+        };
+        let Some(p) = first.take() else {
+            return Ok(());
+        };
+        self.pending.rotate_left(1);
+        let Pending {
+            image,
+            mut released,
+        } = p;
+        let old = image.into_inner();
+        for (i, (tr, rel)) in self.tables.iter_mut().zip(released.iter_mut()).enumerate() {
+            let old_table = old
                 .as_ref()
                 .and_then(|o| o.tables.get(i))
-                .and_then(|t| t.as_ref())
-            {
-                if !Arc::ptr_eq(&old_table.state, &tr.state) {
+                .and_then(|t| t.as_ref());
+            if let Some(old_table) = old_table {
+                let later = self.pending.iter().flatten().any(|p| {
+                    p.image
+                        .get()
+                        .and_then(|img| img.tables.get(i))
+                        .and_then(|t| t.as_ref())
+                        .is_some_and(|t| Arc::ptr_eq(&t.state, &old_table.state))
+                });
+                if !later && !Arc::ptr_eq(&old_table.state, &tr.state) {
                     for s in 0..old_table.state.slots() {
                         let c = old_table.state.counters.sum(s);
                         if let Some(b) = tr.base.get_mut(s as usize) {
@@ -767,11 +848,21 @@ impl RuleStore {
                     }
                 }
             }
-            while let Some(s) = tr.released.pop() {
+            while let Some(s) = rel.pop() {
                 tr.free.push(s)?;
             }
         }
         Ok(())
+    }
+
+    /// Frees `slot` of table `t`, whose rule the last publication removed:
+    /// once the image it replaced is unused.
+    fn release_published(&mut self, t: Table, slot: u32) -> Result<(), ChangeError> {
+        let latest = self.pending.iter_mut().rev().flatten().next();
+        match latest.and_then(|p| p.released.get_mut(t as usize)) {
+            Some(r) => r.push(slot),
+            None => self.table_mut(t)?.free.push(slot),
+        }
     }
 
     /// Adds a rule; returns its handle.
@@ -972,9 +1063,7 @@ impl RuleStore {
         let slot = c.rules.get(pos).map(|r| r.slot).unwrap_or(0);
         c.rules = without(&c.rules, pos)?;
         self.commit(t, chains, out)?;
-        let tr = self.table_mut(t)?;
-        tr.free.push(slot)?;
-        Ok(())
+        self.release_published(t, slot)
     }
 
     fn for_each_table(
@@ -1030,9 +1119,8 @@ impl RuleStore {
                 }
             }
             self.commit(table, chains, out)?;
-            let tr = self.table_mut(table)?;
             for s in freed {
-                tr.free.push(s)?;
+                self.release_published(table, s)?;
             }
         }
         Ok(())
@@ -1040,6 +1128,7 @@ impl RuleStore {
 
     /// Resets counters of a table or chain (all tables if `t` is None).
     pub fn zero(&mut self, t: Option<Table>, chain: Option<&str>) -> Result<(), ChangeError> {
+        self.settle_counts()?;
         let found = self.for_each_table(t, |tr| {
             let mut slots = KVec::new();
             let mut found = false;
@@ -1410,7 +1499,7 @@ struct SlotStack {
 }
 
 impl SlotStack {
-    fn new() -> Self {
+    const fn new() -> Self {
         Self {
             items: KVec::new(),
             top: 0,

@@ -41,7 +41,7 @@ use crate::skb::SkBuff;
 use crate::sys;
 use crate::wire::{cmd, ct_event, AttrWriter};
 use crate::work::WorkFn;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::prelude::*;
 
 /// Priority of tracking (`NF_IP_PRI_CONNTRACK`).
@@ -193,6 +193,8 @@ pub struct Conntrack {
     gc_cursor: AtomicU32,
     /// The namespace, for events; `None` in tests.
     net: Option<NetRef>,
+    /// Whether packets are tracked: only while a published rule needs it.
+    active: AtomicBool,
 }
 
 /// A copy of the packet's first bytes and what they say.
@@ -284,7 +286,20 @@ impl Conntrack {
             stats: Stats::default(),
             gc_cursor: AtomicU32::new(0),
             net,
+            active: AtomicBool::new(false),
         })
+    }
+
+    /// Starts or stops tracking packets (flows already tracked stay, and
+    /// age out by their timeouts while tracking is off).
+    pub fn set_active(&self, on: bool) {
+        self.active.store(on, Ordering::Release);
+    }
+
+    /// Whether packets are being tracked.
+    #[inline]
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
     }
 
     /// The hook attachment points of tracking, tagged from `first_tag`.
@@ -1142,6 +1157,9 @@ impl Conntrack {
 impl netfilter::Handler for Conntrack {
     fn hook(&self, tag: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
         if tag < 4 {
+            if !self.active() {
+                return Verdict::Accept;
+            }
             let mut name = [0u8; 16];
             let looped = state.in_name(&mut name) == b"lo";
             self.track(skb, looped, state.rcu())

@@ -92,8 +92,10 @@ impl netfilter::Handler for PacketPath {
             .and_then(|image| image.tables.get(table as usize))
             .and_then(|t| t.as_deref());
         let is_nat = matches!(stage, Stage::NatDst | Stage::NatSrc);
-        // NAT applies the bindings of existing flows even without rules.
-        if timg.is_none() && !is_nat {
+        // NAT applies the bindings of existing flows even without rules,
+        // while packets are tracked (a rule needs it).
+        let tracking = self.ct.active();
+        if (timg.is_none() && !is_nat) || (is_nat && !tracking) {
             return Verdict::Accept;
         }
         let mut hdr = [0u8; HEADER_BYTES];
@@ -104,7 +106,7 @@ impl netfilter::Handler for PacketPath {
             // not parse here is not a packet rnf can classify.
             return Verdict::Drop;
         };
-        let ct = if stage == Stage::Raw {
+        let ct = if stage == Stage::Raw || !tracking {
             PacketCt::none()
         } else {
             self.ct.packet_ct(skb, &facts, pkt, rcu)
@@ -560,7 +562,8 @@ impl pernet::NetData for NetState {
             let (family, hook, stage) = hooks::hook_point(i).ok_or(EINVAL)?;
             specs.push(spec(i, family, hook, stage), GFP_KERNEL)?;
         }
-        let store = RuleStore::new().map_err(|e| e.errno)?;
+        let mut store = RuleStore::new().map_err(|e| e.errno)?;
+        store.set_tracker(ct.clone());
         let ct_hooks = netfilter::Registration::new(net, &Conntrack::hook_specs(), ct)?;
         let hooks = netfilter::Registration::new(net, &specs, path.clone())?;
         gc.schedule(1000);

@@ -15,6 +15,7 @@
 //! slot too.
 
 use crate::compile::{self, ChainSpec, CompileError, RuleRef};
+use crate::conntrack::Conntrack;
 use crate::eval::{CompiledTable, EvalEnv, TailLink, Tails, Verdict};
 use crate::hooks::Hook;
 use crate::packet::PacketFacts;
@@ -205,6 +206,14 @@ impl TableImage {
                 Err(_) => Verdict::Drop,
             },
         }
+    }
+
+    /// Whether a rule of the table needs packets tracked.
+    pub fn needs_conntrack(&self) -> bool {
+        let tails = self.tails.as_ref().is_some_and(|t| {
+            CompiledTable::new(&t.buf).is_ok_and(|c| c.needs_conntrack())
+        });
+        tails || CompiledTable::new(&self.main).is_ok_and(|c| c.needs_conntrack())
     }
 
     /// The compiled main table (the one without tails).
@@ -681,6 +690,9 @@ pub struct RuleStore {
     /// oldest first: what they hold is settled once they are unused, so
     /// that a change does not wait for a grace period.
     pending: [Option<Pending>; MAX_PENDING],
+    /// The namespace's connection tracker: it tracks packets only while a
+    /// published rule needs it (see [`publish`](Self::publish)).
+    tracker: Option<Arc<Conntrack>>,
 }
 
 /// Most replaced images kept waiting for their grace period; a change that
@@ -706,7 +718,13 @@ impl RuleStore {
             next_handle: 1,
             generation: 1,
             pending: [const { None }; MAX_PENDING],
+            tracker: None,
         })
+    }
+
+    /// Switches `ct` on and off with the rules that need it.
+    pub fn set_tracker(&mut self, ct: Arc<Conntrack>) {
+        self.tracker = Some(ct);
     }
 
     /// The generation: incremented by every change.
@@ -762,7 +780,15 @@ impl RuleStore {
         for (slot, tr) in tables.iter_mut().zip(self.tables.iter()) {
             *slot = tr.image.clone();
         }
+        let track = tables.iter().flatten().any(|t| t.needs_conntrack());
         let image = KBox::new(Image { tables }, GFP_KERNEL).map_err(oom)?;
+        // Tracking starts before the first rule that needs it can be seen,
+        // and stops only after the last one is gone (as nftables registers
+        // conntrack's hooks only while a rule uses them).
+        let tracker = self.tracker.as_ref();
+        if track {
+            tracker.inspect(|ct| ct.set_active(true));
+        }
         if self.pending.iter().all(Option::is_some) {
             self.settle_oldest()?;
         }
@@ -771,6 +797,9 @@ impl RuleStore {
             core::mem::swap(r, &mut tr.released);
         }
         let retired = out.replace(Some(image));
+        if !track {
+            self.tracker.as_ref().inspect(|ct| ct.set_active(false));
+        }
         if let Some(free) = self.pending.iter_mut().find(|p| p.is_none()) {
             *free = Some(Pending {
                 image: retired,

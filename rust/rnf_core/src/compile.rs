@@ -66,7 +66,7 @@ pub mod layout {
     /// Magic bytes at offset 0.
     pub const MAGIC: [u8; 4] = *b"RNFc";
     /// Layout version at offset 4. Bumped whenever the layout changes.
-    pub const VERSION: u8 = 4;
+    pub const VERSION: u8 = 5;
     /// Size of the header.
     pub const HDR_LEN: usize = 96;
     /// Header offset: table (`u8`).
@@ -88,6 +88,11 @@ pub mod layout {
     /// Header offset: 5 × `u32`, per hook the index of its built-in chain
     /// in the chain table (meaningful when its [`H_ENTRY`] is not 0).
     pub const H_ENTRY_CHAIN: usize = 64;
+    /// Header offset: what the rules need (`u32`, `F_*` bits).
+    pub const H_FLAGS: usize = 84;
+    /// [`H_FLAGS`] bit: a rule matches on or sets conntrack state, or
+    /// translates addresses, so packets must be tracked.
+    pub const F_CONNTRACK: u32 = 1;
 
     /// Size of a chain table entry.
     pub const CHAIN_LEN: usize = 64;
@@ -424,6 +429,16 @@ fn check_chain<'a>(
         ));
     }
     Ok(None)
+}
+
+/// Whether a rule needs packets tracked: a `ct` match, a `ct mark` action
+/// or a NAT action.
+pub fn needs_conntrack(v: &RuleView<'_>) -> bool {
+    v.ct_state.is_some()
+        || v.ct_status.is_some()
+        || v.ct_direction.is_some()
+        || v.ct_mark.is_some()
+        || matches!(v.action, Action::CtMark { .. } | Action::Nat(_))
 }
 
 fn jump_target<'b>(a: &Action<'b>) -> Option<&'b str> {
@@ -874,11 +889,15 @@ where
     out.u32(H_RULES, to_u32(n_rules));
 
     let mut pos = rules_off;
+    let mut flags = 0u32;
     for c in chains.clone() {
         for r in c.rules {
             let Ok(v) = RuleView::decode(r.blob) else {
                 continue;
             };
+            if needs_conntrack(&v) {
+                flags |= F_CONNTRACK;
+            }
             let target = jump_target(&v.action).and_then(|t| {
                 let i = find_chain(&out, n_chains, t)?;
                 Some((out.get_u32(chain_entry(i) + C_START) as usize, i))
@@ -888,6 +907,7 @@ where
         write_end(&mut out, pos, c.policy, c.policy_counter);
         pos += REC_HDR;
     }
+    out.u32(H_FLAGS, flags);
 
     // Classification indexes, after the records.
     for (i, c) in chains.clone().enumerate() {

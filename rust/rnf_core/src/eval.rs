@@ -216,6 +216,12 @@ impl<'a> CompiledTable<'a> {
         })
     }
 
+    /// Whether a rule of the table needs packets tracked
+    /// ([`needs_conntrack`](crate::compile::needs_conntrack)).
+    pub fn needs_conntrack(&self) -> bool {
+        rd_u32(self.buf, H_FLAGS).is_some_and(|f| f & F_CONNTRACK != 0)
+    }
+
     /// The hooks chain `i` can be reached from (bit `1 << hook`).
     pub fn chain_hooks(&self, i: usize) -> Option<u8> {
         let e = self.entry(u32::try_from(i).ok()?)?;

@@ -77,7 +77,13 @@ def restore(ns, path):
 def start_echo(ns, addr, port):
     p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", ECHO_SERVER, addr, str(port)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.7)
+    # Python starts slowly under TCG: wait until the socket listens.
+    deadline = time.monotonic() + 15
+    while p.poll() is None and time.monotonic() < deadline:
+        ss = t.sh(["ss", "-Hltn", f"sport = :{port}"], ns=ns, check_rc=False).stdout
+        if ss.strip():
+            break
+        time.sleep(0.2)
     check(p.poll() is None, f"echo server on {addr}:{port} runs: "
           f"{p.stderr.read() if p.poll() is not None else ''}")
     return p
@@ -194,10 +200,51 @@ def test_fragments_reassembled(topo):
         rnf("r", "conntrack", "flush")
 
 
+def tracking_rule(ns):
+    """rnf tracks packets only while a rule needs it: the canonical
+    stateful rule (it changes nothing with policy accept)."""
+    rnf(ns, "flush", "filter", "FORWARD")
+    rnf(ns, "add", "filter", "FORWARD", "ct", "state", "established,related", "accept")
+
+
+def test_tracking_on_demand(topo):
+    """No rule needs conntrack: no packet is tracked (the cost of an empty
+    rule set is the hooks only). The first rule with a ct match starts
+    tracking; once the last is gone, no new flow is made and the flows
+    already there stay until they expire."""
+    rnf("r", "flush")
+    rnf("r", "conntrack", "flush")
+    rnf("r", "add", "filter", "FORWARD", "proto", "udp", "dport", "9", "drop")
+    check(ping_ok("a", "10.0.2.2"), "ping through r")
+    check_eq(int(rnf("r", "conntrack", "count").stdout.strip()), 0,
+             "no flow tracked while no rule needs it")
+    rnf("r", "add", "filter", "FORWARD", "ct", "state", "new", "proto", "icmp", "accept")
+    check(ping_ok("a", "10.0.2.2"), "ping through r")
+    icmp = flows("r", "-p", "icmp")
+    check_eq(len(icmp), 1, f"the ping is tracked once a ct rule exists: {icmp}")
+    rules = json.loads(rnf("r", "list", "filter", "FORWARD", "--json").stdout)
+    chains = rules.get("chains", []) if isinstance(rules, dict) else rules
+    ct_rule = [r for c in chains for r in c["rules"] if "ct state" in r.get("rule", "")]
+    check(ct_rule and ct_rule[0]["packets"] >= 1, f"the ct state new rule matched: {ct_rule}")
+    rnf("r", "delete", "filter", "FORWARD", "ct", "state", "new", "proto", "icmp", "accept")
+    t.sh("python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"
+         " s.sendto(b'u', ('10.0.2.2', 5353))\"", ns="a")
+    check_eq(flows("r", "-p", "udp"), [], "no new flow once no rule needs tracking")
+    check_eq(len(flows("r", "-p", "icmp")), 1, "the flow tracked before stays (until it expires)")
+    # A NAT rule needs tracking too.
+    rnf("r", "add", "nat", "POSTROUTING", "oif", "rb", "masquerade")
+    check(ping_ok("a", "10.0.2.2"), "ping through r with masquerade")
+    src = [f["reply"]["dst"] for f in flows("r", "-p", "icmp")]
+    check("10.0.2.1" in src, f"the ping is masqueraded, so tracked: {src}")
+    rnf("r", "flush")
+    rnf("r", "conntrack", "flush")
+
+
 def test_listing_matches_traffic(topo):
     """conntrack list shows each flow with the state and timeout its traffic
     gives it: an established TCP session (5 days), an unreplied UDP flow
     (30 s), an answered ping (30 s); filters select; delete removes."""
+    tracking_rule("r")
     srv = start_echo("b", "10.0.2.2", 22)
     try:
         s = Session("a", "10.0.2.2", 22)
@@ -248,6 +295,7 @@ def test_listing_matches_traffic(topo):
 def test_timeouts_and_limit_settings(topo):
     """Timeouts and the limit are settable and take effect; bad values are
     refused with a reason; nobody can change them without CAP_NET_ADMIN."""
+    tracking_rule("r")
     try:
         rnf("r", "conntrack", "timeout", "udp", "unreplied", "7")
         t.sh("python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"
@@ -285,6 +333,7 @@ def test_timeouts_and_limit_settings(topo):
 def test_monitor_events(topo):
     """monitor conntrack prints NEW, UPDATE and DESTROY events; nobody
     without CAP_NET_ADMIN may listen."""
+    tracking_rule("r")
     mon = subprocess.Popen(["ip", "netns", "exec", "r", t.RNFCTL, "monitor", "conntrack"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     srv = start_echo("b", "10.0.2.2", 22)
@@ -325,6 +374,7 @@ def test_flood_past_limit(topo):
     """A flood of new flows past the limit: the table stays at the limit
     (early drop of unassured flows), an established session keeps working,
     and the count never exceeds the limit."""
+    tracking_rule("r")
     srv = start_echo("b", "10.0.2.2", 22)
     try:
         rnf("r", "conntrack", "limit", "100")
@@ -378,6 +428,7 @@ def test_notrack_and_ct_mark(topo):
 
 def test_rmmod_during_flood(topo):
     """Unloading rnf while a flood of new flows passes through r is clean."""
+    tracking_rule("r")
     flood = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", FLOOD, "200000", "1000"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -399,6 +450,8 @@ def run(topo):
                test_icmp_error_related, topo)
     t.run_test("conntrack: IPv4 and IPv6 fragments reassembled before tracking",
                test_fragments_reassembled, topo)
+    t.run_test("conntrack: packets tracked only while a rule needs it (ct match, NAT)",
+               test_tracking_on_demand, topo)
     t.run_test("conntrack: list shows flows with states, timeouts and counters; delete",
                test_listing_matches_traffic, topo)
     t.run_test("conntrack: timeouts and limit settable, refused for nobody, expiry",

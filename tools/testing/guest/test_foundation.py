@@ -246,6 +246,10 @@ def test_load_unload_under_traffic(topo, rounds=50):
     try:
         for i in range(rounds):
             t.insmod()
+            if i % 5 == 0:
+                # Every fifth round unloads with connection tracking on.
+                t.rnfctl("add", "filter", "FORWARD", "ct", "state", "established,related",
+                         "accept", ns="r")
             if i % 10 == 0:
                 t.sh(["ip", "netns", "add", f"churn{i}"])
             out, stats = t.status(ns="r")

@@ -348,6 +348,7 @@ fn new_rule(req: &mut Request<'_>, state: &NetState) -> Result {
         let mut store = state.rules.lock();
         store.check_generation(u64_attr(req, attr::GENERATION))?;
         let handle = store.add_rule(table, chain, blob, place, &state.path().image)?;
+        state.compact_if_wanted(&store);
         Ok((handle, store.generation()))
     })();
     match r {

@@ -27,7 +27,7 @@ use crate::ruleset::{Image, RuleStore, SlotState, TableImage};
 use crate::skb::SkBuff;
 use crate::sys;
 use crate::wire::HookStat;
-use crate::work::DelayedWork;
+use crate::work::{DelayedWork, WorkFn};
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 use kernel::new_mutex;
@@ -96,6 +96,14 @@ impl netfilter::Handler for PacketPath {
         // while packets are tracked (a rule needs it).
         let tracking = self.ct.active();
         if (timg.is_none() && !is_nat) || (is_nat && !tracking) {
+            return Verdict::Accept;
+        }
+        // An empty chain with policy accept: count, accept, read nothing.
+        // (The nat table still has bindings to apply.)
+        if let Some(counter) = timg.filter(|_| !is_nat).and_then(|t| t.empty_at(hook)) {
+            if let Some(t) = timg {
+                t.state.counters.add(counter, u64::from(skb.len()));
+            }
             return Verdict::Accept;
         }
         let mut hdr = [0u8; HEADER_BYTES];
@@ -499,11 +507,53 @@ pub struct NetState {
     ct_hooks: netfilter::Registration<Conntrack>,
     _gc: DelayedWork<Conntrack>,
     _defrag: Defrag,
+    /// Folds large tails into the main buffers in the background.
+    compactor: DelayedWork<Rules>,
     path: Arc<PacketPath>,
+    /// The rule set; every change is made under its lock.
+    pub rules: Arc<Rules>,
+}
+
+/// A namespace's rule set and where it is published, shared with its
+/// background compaction.
+#[pin_data]
+pub struct Rules {
     /// The rule set; every change is made under this lock.
     #[pin]
-    pub rules: Mutex<RuleStore>,
+    store: Mutex<RuleStore>,
+    path: Arc<PacketPath>,
 }
+
+impl core::ops::Deref for Rules {
+    type Target = Mutex<RuleStore>;
+
+    fn deref(&self) -> &Mutex<RuleStore> {
+        &self.store
+    }
+}
+
+impl WorkFn for Rules {
+    /// One compaction: copy the chains under the lock, compile them
+    /// without it (a large table takes long), publish under the lock if
+    /// nothing changed meanwhile, else try again while it is still wanted.
+    fn run(&self) -> Option<u32> {
+        let mut c = match self.store.lock().compaction() {
+            Ok(Some(c)) => c,
+            _ => return None,
+        };
+        if c.compile().is_err() {
+            return None;
+        }
+        let mut store = self.store.lock();
+        match store.finish_compaction(c, &self.path.image) {
+            Ok(false) if store.wants_compaction() => Some(COMPACT_RETRY_MS),
+            _ => None,
+        }
+    }
+}
+
+/// How soon a compaction overtaken by a change tries again.
+const COMPACT_RETRY_MS: u32 = 20;
 
 impl NetState {
     /// Per-hook-point statistics, in `hooks::hook_point` order.
@@ -520,6 +570,13 @@ impl NetState {
                 bytes: c.bytes,
             })
         })
+    }
+
+    /// Starts a compaction soon if the tails of a table have grown large.
+    pub fn compact_if_wanted(&self, store: &RuleStore) {
+        if store.wants_compaction() {
+            self.compactor.schedule(0);
+        }
     }
 
     /// The packet path of this namespace.
@@ -564,6 +621,15 @@ impl pernet::NetData for NetState {
         }
         let mut store = RuleStore::new().map_err(|e| e.errno)?;
         store.set_tracker(ct.clone());
+        let published = path.clone();
+        let rules = Arc::pin_init(
+            pin_init!(Rules {
+                store <- new_mutex!(store),
+                path: published,
+            }),
+            GFP_KERNEL,
+        )?;
+        let compactor = DelayedWork::new(rules.clone())?;
         let ct_hooks = netfilter::Registration::new(net, &Conntrack::hook_specs(), ct)?;
         let hooks = netfilter::Registration::new(net, &specs, path.clone())?;
         gc.schedule(1000);
@@ -573,8 +639,9 @@ impl pernet::NetData for NetState {
                 ct_hooks,
                 _gc: gc,
                 _defrag: defrag,
+                compactor,
                 path,
-                rules <- new_mutex!(store),
+                rules,
             }),
             GFP_KERNEL,
         )

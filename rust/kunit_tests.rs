@@ -372,6 +372,67 @@ pub extern "C" fn rnf_kunit_ruleset_publish() {
     check!(verdict_for(&image, 80) == Some(crate::eval::Verdict::Accept));
 }
 
+/// Appends go into the tails and act at once; a compaction folds them into
+/// the main buffer without changing a verdict or the generation, and one
+/// overtaken by a change publishes nothing.
+#[no_mangle]
+pub extern "C" fn rnf_kunit_tails_compaction() {
+    use crate::eval::Verdict;
+    let image: RcuBox<Image> = RcuBox::empty();
+    let Ok(mut store) = RuleStore::new() else {
+        check!(false);
+        return;
+    };
+    let tails = |s: &RuleStore| s.tables()[Table::Filter as usize].tail_rules();
+    let append = |s: &mut RuleStore, port: u16| {
+        let mut b = [0u8; 256];
+        let n = tcp_rule(port, Action::Drop, &mut b);
+        s.add_rule(Table::Filter, "INPUT", &b[..n], Placement::Append, &image)
+            .is_ok()
+    };
+    let mut last = 0u16;
+    for i in 0..400u16 {
+        last = 1000 + i;
+        check!(append(&mut store, last));
+        if store.wants_compaction() {
+            break;
+        }
+    }
+    check!(store.wants_compaction());
+    check!(tails(&store) > 0);
+    check!(verdict_for(&image, last) == Some(Verdict::Drop));
+    check!(verdict_for(&image, 1000) == Some(Verdict::Drop));
+    check!(verdict_for(&image, 80) == Some(Verdict::Accept));
+
+    // Overtaken by a change: nothing published, the tails stay.
+    let Ok(Some(mut c)) = store.compaction() else {
+        check!(false);
+        return;
+    };
+    check!(c.compile().is_ok());
+    check!(append(&mut store, 7));
+    check!(matches!(store.finish_compaction(c, &image), Ok(false)));
+    check!(tails(&store) > 0);
+    check!(verdict_for(&image, 7) == Some(Verdict::Drop));
+
+    // Not overtaken: the tails are folded in, verdicts and generation stay.
+    let g = store.generation();
+    let Ok(Some(mut c)) = store.compaction() else {
+        check!(false);
+        return;
+    };
+    check!(c.compile().is_ok());
+    check!(matches!(store.finish_compaction(c, &image), Ok(true)));
+    check!(tails(&store) == 0);
+    check!(!store.wants_compaction());
+    check!(store.generation() == g);
+    for port in [7, 1000, last] {
+        check!(verdict_for(&image, port) == Some(Verdict::Drop));
+    }
+    check!(verdict_for(&image, 80) == Some(Verdict::Accept));
+    check!(matches!(store.compaction(), Ok(None)));
+}
+
 /// An IPv4/UDP packet `src:sport -> dst:dport` with one payload byte.
 fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> [u8; 29] {
     let [s0, s1] = sport.to_be_bytes();

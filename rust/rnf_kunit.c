@@ -11,6 +11,7 @@ void rnf_kunit_count_skb(void);
 void rnf_kunit_status_encoding(void);
 void rnf_kunit_skb_view(void);
 void rnf_kunit_ruleset_publish(void);
+void rnf_kunit_tails_compaction(void);
 void rnf_kunit_flow_table(void);
 void rnf_kunit_conntrack_policy(void);
 void rnf_kunit_flow_table_concurrent(void);
@@ -26,6 +27,7 @@ RNF_RUST_CASE(count_skb)
 RNF_RUST_CASE(status_encoding)
 RNF_RUST_CASE(skb_view)
 RNF_RUST_CASE(ruleset_publish)
+RNF_RUST_CASE(tails_compaction)
 RNF_RUST_CASE(flow_table)
 RNF_RUST_CASE(conntrack_policy)
 RNF_RUST_CASE(flow_table_concurrent)
@@ -36,6 +38,7 @@ static struct kunit_case rnf_cases[] = {
 	KUNIT_CASE(status_encoding_case),
 	KUNIT_CASE(skb_view_case),
 	KUNIT_CASE(ruleset_publish_case),
+	KUNIT_CASE(tails_compaction_case),
 	KUNIT_CASE(flow_table_case),
 	KUNIT_CASE(conntrack_policy_case),
 	KUNIT_CASE(flow_table_concurrent_case),

@@ -33,7 +33,11 @@ const INITIAL_SLOTS: u32 = 64;
 
 /// Most rules appended into a table's tails before an append recompiles
 /// the whole table (see [`TableRules::can_append`]).
-const MAX_TAIL_RULES: usize = 1024;
+const MAX_TAIL_RULES: usize = 2048;
+
+/// Tails this large ask for a compaction: a full compile in the background
+/// that folds them into the main buffer (see [`RuleStore::compaction`]).
+const COMPACT_AT: usize = 256;
 
 /// A table's tails stay below its compiled rules divided by this.
 const TAIL_RATIO: usize = 8;
@@ -178,7 +182,13 @@ pub struct TableImage {
     tails: Option<TailImage>,
     /// Its counter and match state.
     pub state: Arc<SlotState>,
+    /// Per hook, the policy counter of a built-in chain with no rules and
+    /// policy accept ([`NOT_EMPTY`] otherwise): see [`empty_at`](Self::empty_at).
+    empty: [u32; 5],
 }
+
+/// In [`TableImage::empty`]: the chain at the hook has rules, or drops.
+const NOT_EMPTY: u32 = u32::MAX;
 
 /// Rules appended to chains since the table's main buffer was compiled,
 /// compiled on their own (see [`Tails`]).
@@ -188,6 +198,47 @@ struct TailImage {
 }
 
 impl TableImage {
+    fn new(
+        main: Arc<KVVec<u8>>,
+        tails: Option<TailImage>,
+        state: Arc<SlotState>,
+    ) -> Result<Arc<Self>, ChangeError> {
+        let mut empty = [NOT_EMPTY; 5];
+        if let Ok(m) = CompiledTable::new(&main) {
+            for (e, hook) in empty.iter_mut().zip(Hook::ALL) {
+                if let Some((chain, counter)) = m.empty_accept(hook) {
+                    let tailed = tails
+                        .as_ref()
+                        .is_some_and(|t| t.links.iter().any(|l| l.chain == chain));
+                    if !tailed {
+                        *e = counter;
+                    }
+                }
+            }
+        }
+        Arc::new(
+            Self {
+                main,
+                tails,
+                state,
+                empty,
+            },
+            GFP_KERNEL,
+        )
+        .map_err(oom)
+    }
+
+    /// When the table's chain at `hook` has no rules and policy accept:
+    /// its policy counter. The packet path then counts the packet there
+    /// and accepts it without reading its headers.
+    #[inline]
+    pub fn empty_at(&self, hook: Hook) -> Option<u32> {
+        self.empty
+            .get(hook as usize)
+            .copied()
+            .filter(|c| *c != NOT_EMPTY)
+    }
+
     /// The table's verdict for a packet at `hook`; a buffer that does not
     /// make sense drops it.
     pub fn eval<E: EvalEnv + ?Sized>(
@@ -210,9 +261,10 @@ impl TableImage {
 
     /// Whether a rule of the table needs packets tracked.
     pub fn needs_conntrack(&self) -> bool {
-        let tails = self.tails.as_ref().is_some_and(|t| {
-            CompiledTable::new(&t.buf).is_ok_and(|c| c.needs_conntrack())
-        });
+        let tails = self
+            .tails
+            .as_ref()
+            .is_some_and(|t| CompiledTable::new(&t.buf).is_ok_and(|c| c.needs_conntrack()));
         tails || CompiledTable::new(&self.main).is_ok_and(|c| c.needs_conntrack())
     }
 
@@ -467,15 +519,7 @@ impl TableRules {
     /// for the next publication.
     fn install(&mut self, mut chains: KVec<Chain>, buf: KVVec<u8>) -> Result<(), ChangeError> {
         let main = Arc::new(buf, GFP_KERNEL).map_err(oom)?;
-        let image = Arc::new(
-            TableImage {
-                main,
-                tails: None,
-                state: self.state.clone(),
-            },
-            GFP_KERNEL,
-        )
-        .map_err(oom)?;
+        let image = TableImage::new(main, None, self.state.clone())?;
         for c in chains.iter_mut() {
             c.compiled = c.rules.len();
         }
@@ -486,7 +530,7 @@ impl TableRules {
 
     /// Rules appended to the table's chains since its main buffer was
     /// compiled.
-    fn tail_rules(&self) -> usize {
+    pub fn tail_rules(&self) -> usize {
         self.chains
             .iter()
             .map(|c| c.rules.len().saturating_sub(c.compiled))
@@ -509,11 +553,22 @@ impl TableRules {
         let jumps = rules::RuleView::decode(blob).map_or(true, |v| {
             matches!(v.action, rules::Action::Jump(_) | rules::Action::Goto(_))
         });
-        let compiled: usize = self.chains.iter().map(|c| c.compiled).sum();
         !jumps
             && ci < main.n_chains()
             && self.chains.len() == main.n_chains()
-            && self.tail_rules() < (compiled / TAIL_RATIO).min(MAX_TAIL_RULES)
+            && self.tail_rules() < self.tail_cap()
+    }
+
+    /// Most rules the tails may hold: small next to the compiled rules.
+    fn tail_cap(&self) -> usize {
+        let compiled: usize = self.chains.iter().map(|c| c.compiled).sum();
+        (compiled / TAIL_RATIO).min(MAX_TAIL_RULES)
+    }
+
+    /// Whether the tails are large enough to fold into the main buffer.
+    fn wants_compaction(&self) -> bool {
+        let tails = self.tail_rules();
+        tails > 0 && tails >= self.tail_cap().min(COMPACT_AT)
     }
 
     /// Compiles the tails of the table's chains (each chain's rules past
@@ -564,21 +619,13 @@ impl TableRules {
             refuse!(EINVAL, "internal error: bad compiled tails");
         };
         compile::check_tails(&m, &tt, &links).map_err(compile_error)?;
-        let image = Arc::new(
-            TableImage {
-                main,
-                tails: Some(TailImage { buf, links }),
-                state: self.state.clone(),
-            },
-            GFP_KERNEL,
-        )
-        .map_err(oom)?;
+        let image = TableImage::new(main, Some(TailImage { buf, links }), self.state.clone())?;
         self.image = Some(image);
         Ok(())
     }
 
     fn compile(&self, chains: &[Chain]) -> Result<KVVec<u8>, ChangeError> {
-        self.compile_with(chains, compile_error)
+        compile_chains(self.table, chains, compile_error)
     }
 
     /// [`compile`](Self::compile), with `map` wording a compile error.
@@ -587,20 +634,51 @@ impl TableRules {
         chains: &[Chain],
         map: impl Fn(CompileError<'_>) -> ChangeError,
     ) -> Result<KVVec<u8>, ChangeError> {
-        let specs = chains.iter().map(|c| ChainSpec {
-            name: c.name(),
-            policy: c.hook.map(|_| c.policy),
-            policy_counter: c.policy_slot,
-            rules: c.rules.iter().map(|r| RuleRef {
-                handle: r.handle,
-                counter: r.slot,
-                blob: &r.blob,
-            }),
-        });
-        let size = compile::measure(self.table, specs.clone()).map_err(&map)?;
-        let mut buf = KVVec::from_elem(0u8, size, GFP_KERNEL).map_err(oom)?;
-        compile::fill(self.table, specs, &mut buf).map_err(&map)?;
-        Ok(buf)
+        compile_chains(self.table, chains, map)
+    }
+}
+
+/// Compiles `chains` as table `table`, with `map` wording a compile error
+/// (no lock needed: a pure function of the chains).
+fn compile_chains(
+    table: Table,
+    chains: &[Chain],
+    map: impl Fn(CompileError<'_>) -> ChangeError,
+) -> Result<KVVec<u8>, ChangeError> {
+    let specs = chains.iter().map(|c| ChainSpec {
+        name: c.name(),
+        policy: c.hook.map(|_| c.policy),
+        policy_counter: c.policy_slot,
+        rules: c.rules.iter().map(|r| RuleRef {
+            handle: r.handle,
+            counter: r.slot,
+            blob: &r.blob,
+        }),
+    });
+    let size = compile::measure(table, specs.clone()).map_err(&map)?;
+    let mut buf = KVVec::from_elem(0u8, size, GFP_KERNEL).map_err(oom)?;
+    compile::fill(table, specs, &mut buf).map_err(&map)?;
+    Ok(buf)
+}
+
+/// A copy of the chains of the tables whose tails are to be folded into
+/// their main buffers, taken under the store's lock and compiled without
+/// it (see [`RuleStore::compaction`]).
+pub struct Compaction {
+    generation: u64,
+    tables: KVec<(Table, KVec<Chain>)>,
+    compiled: KVec<KVVec<u8>>,
+}
+
+impl Compaction {
+    /// Compiles the copied tables. Slow for a large table; run it without
+    /// the store's lock.
+    pub fn compile(&mut self) -> Result<(), ChangeError> {
+        for (t, chains) in self.tables.iter() {
+            let buf = compile_chains(*t, chains, compile_error)?;
+            self.compiled.push(buf, GFP_KERNEL).map_err(oom)?;
+        }
+        Ok(())
     }
 }
 
@@ -923,16 +1001,10 @@ impl RuleStore {
         let Some(ci) = TableRules::find_chain(&chains, chain) else {
             refuse!(errno(ENOENT_), "no chain '{}' in table {}", chain, t.name());
         };
-        let total: usize = chains.iter().map(|c| c.rules.len()).sum();
-        if total >= rules::MAX_RULES && !matches!(place, Placement::Replace(_)) {
-            refuse!(
-                errno(ENOSPC_),
-                "table {} has the most rules allowed",
-                t.name()
-            );
+        if !matches!(place, Placement::Replace(_)) {
+            room_for_one(&chains, t)?;
         }
-        let mut copy = KVec::with_capacity(blob.len(), GFP_KERNEL).map_err(oom)?;
-        copy.extend_from_slice(blob, GFP_KERNEL).map_err(oom)?;
+        let copy = owned(blob)?;
         let Some(c) = chains.get_mut(ci) else {
             refuse!(errno(ENOENT_), "no chain '{}'", chain);
         };
@@ -1003,6 +1075,53 @@ impl RuleStore {
         }
     }
 
+    /// Whether some table's tails are large enough to be folded into its
+    /// main buffer in the background.
+    pub fn wants_compaction(&self) -> bool {
+        self.tables.iter().any(TableRules::wants_compaction)
+    }
+
+    /// Starts a compaction: copies the chains of every table with tails
+    /// (their rules are shared, not copied). `None` if there is nothing to
+    /// fold.
+    pub fn compaction(&self) -> Result<Option<Compaction>, ChangeError> {
+        let mut tables = KVec::new();
+        for tr in self.tables.iter() {
+            if tr.tail_rules() > 0 {
+                tables
+                    .push((tr.table, clone_chains(&tr.chains)?), GFP_KERNEL)
+                    .map_err(oom)?;
+            }
+        }
+        if tables.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Compaction {
+            generation: self.generation,
+            tables,
+            compiled: KVec::new(),
+        }))
+    }
+
+    /// Publishes a compiled compaction if the rule set has not changed
+    /// since it was started (then the copied chains are the current ones);
+    /// returns whether it did. The rules, their handles and counters stay:
+    /// only how they are compiled changes, so the generation does not.
+    pub fn finish_compaction(
+        &mut self,
+        c: Compaction,
+        out: &RcuBox<Image>,
+    ) -> Result<bool, ChangeError> {
+        if c.generation != self.generation || c.compiled.len() != c.tables.len() {
+            return Ok(false);
+        }
+        for ((t, chains), buf) in c.tables.into_iter().zip(c.compiled) {
+            self.table_mut(t)?.install(chains, buf)?;
+        }
+        self.publish(out)?;
+        Ok(true)
+    }
+
     /// Appends a rule to chain `ci` of table `t` by recompiling only the
     /// table's tails ([`TableRules::can_append`] said it may): the cost
     /// of the change does not grow with the table. Returns its handle.
@@ -1015,16 +1134,8 @@ impl RuleStore {
     ) -> Result<u64, ChangeError> {
         let handle = self.next_handle;
         let tr = self.table_mut(t)?;
-        let total: usize = tr.chains.iter().map(|c| c.rules.len()).sum();
-        if total >= rules::MAX_RULES {
-            refuse!(
-                errno(ENOSPC_),
-                "table {} has the most rules allowed",
-                t.name()
-            );
-        }
-        let mut copy = KVec::with_capacity(blob.len(), GFP_KERNEL).map_err(oom)?;
-        copy.extend_from_slice(blob, GFP_KERNEL).map_err(oom)?;
+        room_for_one(&tr.chains, t)?;
+        let copy = owned(blob)?;
         let slot = tr.alloc_slot()?;
         let staged = Arc::new(
             Rule {
@@ -1390,8 +1501,7 @@ impl RuleStore {
                             e.message
                         );
                     }
-                    let mut copy = KVec::with_capacity(blob.len(), GFP_KERNEL).map_err(oom)?;
-                    copy.extend_from_slice(blob, GFP_KERNEL).map_err(oom)?;
+                    let copy = owned(blob)?;
                     let slot = match slots.get(reused).copied() {
                         Some(s) => {
                             reused += 1;
@@ -1465,6 +1575,26 @@ impl RuleStore {
         self.generation += 1;
         self.publish(out)
     }
+}
+
+/// Refuses a new rule in a table that has the most rules allowed.
+fn room_for_one(chains: &[Chain], t: Table) -> Result<(), ChangeError> {
+    let total: usize = chains.iter().map(|c| c.rules.len()).sum();
+    if total >= rules::MAX_RULES {
+        refuse!(
+            errno(ENOSPC_),
+            "table {} has the most rules allowed",
+            t.name()
+        );
+    }
+    Ok(())
+}
+
+/// A copy of a rule blob for the store.
+fn owned(blob: &[u8]) -> Result<KVec<u8>, ChangeError> {
+    let mut copy = KVec::with_capacity(blob.len(), GFP_KERNEL).map_err(oom)?;
+    copy.extend_from_slice(blob, GFP_KERNEL).map_err(oom)?;
+    Ok(copy)
 }
 
 fn insert_at(v: &mut KVec<Arc<Rule>>, index: usize, item: Arc<Rule>) -> Result<(), ChangeError> {

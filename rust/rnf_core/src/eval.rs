@@ -216,6 +216,26 @@ impl<'a> CompiledTable<'a> {
         })
     }
 
+    /// For a hook whose built-in chain has no rules and policy accept: the
+    /// chain's index and its policy counter, so that the kernel can count
+    /// the packet and accept it without reading its headers. `None` when
+    /// the chain has rules, drops, or the table has no chain there.
+    pub fn empty_accept(&self, hook: Hook) -> Option<(u32, u32)> {
+        let h = hook as usize;
+        if rd_u32(self.buf, H_ENTRY + 4 * h)? == 0 {
+            return None;
+        }
+        let chain = rd_u32(self.buf, H_ENTRY_CHAIN + 4 * h)?;
+        let info = self.chain(chain as usize)?;
+        if info.rules != 0 || info.policy != Some(Policy::Accept) {
+            return None;
+        }
+        let end = rd_u32(self.buf, H_POLICY + 4 * h)? as usize;
+        let rec = self.buf.get(end..)?;
+        let accept = byte(rec, R_KIND)? == KIND_END && byte(rec, R_ACTION)? == action_kind::ACCEPT;
+        accept.then_some((chain, rd_u32(rec, R_COUNTER)?))
+    }
+
     /// Whether a rule of the table needs packets tracked
     /// ([`needs_conntrack`](crate::compile::needs_conntrack)).
     pub fn needs_conntrack(&self) -> bool {
@@ -1104,6 +1124,46 @@ mod tests {
                 assert_eq!(hits(rule, &e), want, "{state:?} negated {negated}");
             }
         }
+    }
+
+    #[test]
+    fn empty_accept_only_for_an_empty_chain_with_policy_accept() {
+        let empty = compile_rules(Table::Filter, &[]).unwrap();
+        let t = CompiledTable::new(&empty).unwrap();
+        // filter's first built-in chain is INPUT, policy counter 0.
+        assert_eq!(t.empty_accept(Hook::LocalIn), Some((0, 0)));
+        // No filter chain at PREROUTING.
+        assert_eq!(t.empty_accept(Hook::PreRouting), None);
+        let one = compile_rules(Table::Filter, &[RuleSpec::new(Action::Drop)]).unwrap();
+        let t = CompiledTable::new(&one).unwrap();
+        assert_eq!(t.empty_accept(Hook::LocalIn), None);
+        assert!(!t.needs_conntrack());
+        let ct = RuleSpec {
+            ct_state: Some(CtStateMatch {
+                states: CtState::ESTABLISHED,
+                negated: false,
+            }),
+            ..RuleSpec::new(Action::Accept)
+        };
+        let buf = compile_rules(Table::Filter, &[ct]).unwrap();
+        assert!(CompiledTable::new(&buf).unwrap().needs_conntrack());
+        // Policy drop: not empty-accept.
+        let chains = || {
+            core::iter::once(ChainSpec {
+                name: "INPUT",
+                policy: Some(Policy::Drop),
+                policy_counter: 7,
+                rules: core::iter::empty::<RuleRef<'_>>(),
+            })
+        };
+        let mut buf = vec![0u8; measure(Table::Filter, chains()).unwrap()];
+        fill(Table::Filter, chains(), &mut buf).unwrap();
+        assert_eq!(
+            CompiledTable::new(&buf)
+                .unwrap()
+                .empty_accept(Hook::LocalIn),
+            None
+        );
     }
 
     #[test]

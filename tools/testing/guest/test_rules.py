@@ -38,7 +38,14 @@ def chain_of(lst, table, chain):
 
 
 def test_drop_and_delete(topo):
-    check(ping("a", "10.0.2.2"), "baseline ping a->b")
+    # An empty chain with policy accept still counts what meets its policy
+    # (the packet path skips reading the headers there, not the counter).
+    before = chain_of(listing("b", "filter", "INPUT"), "filter", "INPUT")
+    check(ping("a", "10.0.2.2", count=2), "baseline ping a->b")
+    after = chain_of(listing("b", "filter", "INPUT"), "filter", "INPUT")
+    check(after["packets"] >= before["packets"] + 2,
+          f"policy counter of the empty INPUT chain: {before} -> {after}")
+    check(after["bytes"] >= before["bytes"] + 2 * 84, f"policy bytes: {before} -> {after}")
     rnf("b", "add", "filter", "INPUT", "proto", "icmp", "drop")
     check(not ping("a", "10.0.2.2"), "ping should be dropped by b's INPUT rule")
     c = chain_of(listing("b", "filter", "INPUT"), "filter", "INPUT")
@@ -486,21 +493,24 @@ def test_appended_rules(topo):
     """Issue 6: rules appended to a large table go into its tails (compiled
     on their own, not recompiling the table) and act exactly as if the
     table had been compiled with them: first match in order, counters that
-    survive the next full compile, user chains and return."""
+    survive the next full compile, user chains and return. With 121 rules
+    compiled the tails hold at most 15: the appends below reach that, so a
+    background compaction (or, if it is late, a full compile) folds them in
+    on the way."""
     check(ping("a", "10.0.2.2"), "baseline ping a->b")
     lines = ["table filter", "chain TAILC"]
-    for i in range(300):
+    for i in range(120):
         lines.append(f"add INPUT saddr 198.19.{i // 256}.{i % 256} proto tcp dport {1 + i} drop")
     lines.append("add INPUT proto icmp jump TAILC")
     p, _ = restore_text("b", "\n".join(lines) + "\n")
     check_eq(p.returncode, 0, f"restore: {p.stderr}")
-    check(ping("a", "10.0.2.2"), "nothing in the 300 rules matches the ping")
+    check(ping("a", "10.0.2.2"), "nothing in the 120 rules matches the ping")
 
     # Into the tail of the user chain: a drop, then a return before it
     # would have let the ping through (it is after the drop: no effect).
     start = time.monotonic()
     rnf("b", "add", "filter", "TAILC", "proto", "icmp", "saddr", "10.0.1.2", "drop")
-    print(f"# append to a 301-rule table: {time.monotonic() - start:.2f} s", flush=True)
+    print(f"# append to a 121-rule table: {time.monotonic() - start:.2f} s", flush=True)
     rnf("b", "add", "filter", "TAILC", "return")
     check(not ping("a", "10.0.2.2"), "the drop appended to the jumped-to chain applies")
     # A return appended to INPUT's tail after an accept of ICMP: the
@@ -512,7 +522,7 @@ def test_appended_rules(topo):
     rnf("b", "add", "filter", "INPUT", "proto", "icmp", "accept")
     check(not ping("a", "10.0.2.2"), "the first matching appended rule decides (drop before accept)")
     rows = chain_of(listing("b", "filter", "INPUT"), "filter", "INPUT")["rules"]
-    check_eq(len(rows), 301 + 22, "rules listed in INPUT")
+    check_eq(len(rows), 121 + 22, "rules listed in INPUT")
     drop, accept = rows[-2], rows[-1]
     check(drop["packets"] >= 1, f"the appended drop counted: {drop}")
     check_eq(accept["packets"], 0, f"the accept after it counted nothing: {accept}")

@@ -621,6 +621,7 @@ impl pernet::NetData for NetState {
         }
         let mut store = RuleStore::new().map_err(|e| e.errno)?;
         store.set_tracker(ct.clone());
+        store.publish_initial(&path.image).map_err(|e| e.errno)?;
         let published = path.clone();
         let rules = Arc::pin_init(
             pin_init!(Rules {

@@ -800,6 +800,17 @@ impl RuleStore {
         })
     }
 
+    /// Compiles and publishes the empty rule set, so that built-in chains
+    /// count what meets their policy from the start, as iptables' do.
+    pub fn publish_initial(&mut self, out: &RcuBox<Image>) -> Result<(), ChangeError> {
+        for tr in self.tables.iter_mut() {
+            let chains = clone_chains(&tr.chains)?;
+            let buf = tr.compile(&chains)?;
+            tr.install(chains, buf)?;
+        }
+        self.publish(out)
+    }
+
     /// Switches `ct` on and off with the rules that need it.
     pub fn set_tracker(&mut self, ct: Arc<Conntrack>) {
         self.tracker = Some(ct);

@@ -114,6 +114,18 @@ def kill_strays(*namespaces):
     time.sleep(0.2)
 
 
+def wait_listening(proc, ns, port, udp=False, timeout=15):
+    """Waits until `proc` (a server started in namespace ns) has a socket
+    bound to `port` (TCP listening, or UDP): Python starts slowly under TCG,
+    so a fixed sleep is not enough. Returns early if the process exits."""
+    flags = "-Hlun" if udp else "-Hltn"
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if sh(["ss", flags, f"sport = :{port}"], ns=ns, check_rc=False).stdout.strip():
+            return
+        time.sleep(0.2)
+
+
 def module_loaded():
     with open("/proc/modules") as f:
         return any(line.split()[0] == "rnf" for line in f)

@@ -77,13 +77,7 @@ def restore(ns, path):
 def start_echo(ns, addr, port):
     p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", ECHO_SERVER, addr, str(port)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    # Python starts slowly under TCG: wait until the socket listens.
-    deadline = time.monotonic() + 15
-    while p.poll() is None and time.monotonic() < deadline:
-        ss = t.sh(["ss", "-Hltn", f"sport = :{port}"], ns=ns, check_rc=False).stdout
-        if ss.strip():
-            break
-        time.sleep(0.2)
+    t.wait_listening(p, ns, port)
     check(p.poll() is None, f"echo server on {addr}:{port} runs: "
           f"{p.stderr.read() if p.poll() is not None else ''}")
     return p

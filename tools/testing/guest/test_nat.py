@@ -107,7 +107,7 @@ def restore(ns, name):
 def server(ns, addr, port):
     p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", SERVER, addr, str(port)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(0.7)
+    t.wait_listening(p, ns, port)
     check(p.poll() is None,
           f"server {addr}:{port} runs: {p.stderr.read() if p.poll() is not None else ''}")
     return p
@@ -310,11 +310,14 @@ def test_large_transfers_offloads(topo):
 UDP_SINK = r"""
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(('10.0.2.2', 7000)); s.settimeout(4)
+s.bind(('10.0.2.2', 7000)); s.settimeout(60)
 seen = []
 try:
     while True:
-        d, a = s.recvfrom(100); seen.append(a[1])
+        d, a = s.recvfrom(100)
+        if d == b'end':
+            break
+        seen.append(a[1])
 except socket.timeout:
     pass
 print(' '.join(map(str, sorted(seen))))
@@ -330,12 +333,17 @@ def test_snat_range_exhausted(topo):
     sink = subprocess.Popen(["ip", "netns", "exec", "b", "python3", "-c", UDP_SINK],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.7)
+        t.wait_listening(sink, "b", 7000, udp=True)
         for sport in (5001, 5002, 5003):
             t.sh(["python3", "-c", "import socket; s=socket.socket(socket.AF_INET, "
                   f"socket.SOCK_DGRAM); s.bind(('10.0.1.2', {sport})); "
                   "s.sendto(b'x', ('10.0.2.2', 7000))"], ns="a")
-        out, err = sink.communicate(timeout=30)
+        # The end marker, sent in b itself: the sink stops when every
+        # datagram sent before it that got through has arrived.
+        time.sleep(0.5)
+        t.sh(["python3", "-c", "import socket; s=socket.socket(socket.AF_INET, "
+              "socket.SOCK_DGRAM); s.sendto(b'end', ('10.0.2.2', 7000))"], ns="b")
+        out, err = sink.communicate(timeout=90)
         check_eq(out.split(), ["30000", "30001"], f"two flows mapped into the range: {err}")
         after = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)["nat_drops"]
         check_eq(after - before, 1, "the third flow's packet dropped and counted")

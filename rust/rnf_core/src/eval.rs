@@ -531,7 +531,8 @@ pub struct TailLink {
 }
 
 /// Rules appended to chains of a compiled table after it was compiled,
-/// compiled on their own (see [`compile::fill_tails`](crate::compile::fill_tails)),
+/// compiled on their own by [`compile::fill`](crate::compile::fill) and checked by
+/// [`compile::check_tails`](crate::compile::check_tails),
 /// so that appending a rule costs the size of the tail, not of the table.
 #[derive(Clone, Copy, Debug)]
 pub struct Tails<'a> {

@@ -539,12 +539,14 @@ impl EvalEnv for TestEnv {
     fn nth_hit(&mut self, counter: u32, n: u32) -> bool {
         let c = self.nth.entry(counter).or_insert(0);
         *c += 1;
-        let hit = *c % n == 0;
+        // As the kernel's: a (corrupt) nth 0 never hits.
+        let hit = n != 0 && *c % n == 0;
         self.events.push(Event::Nth(counter, n, hit));
         hit
     }
     fn payload_contains(&mut self, needle: &[u8]) -> bool {
-        let hit = self.payload.windows(needle.len()).any(|w| w == needle);
+        // As the kernel's: an empty needle is in every payload.
+        let hit = needle.is_empty() || self.payload.windows(needle.len()).any(|w| w == needle);
         self.events.push(Event::Payload(needle.to_vec(), hit));
         hit
     }

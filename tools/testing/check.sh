@@ -70,7 +70,9 @@ fi
 if [ -n "$kdir" ] && [ -f rnf.ko ]; then
     echo "== VM: KUnit and end-to-end tests"
     vm_log=$logdir/vm.log
-    KDIR=$kdir timeout 1800 "$here/vm.sh" tools/testing/guest/run.py >"$vm_log" 2>&1
+    # About 16 minutes on an idle 2-core machine; a contended one took over
+    # 30 (the 90-minute CI limit leaves room).
+    KDIR=$kdir timeout 2700 "$here/vm.sh" tools/testing/guest/run.py >"$vm_log" 2>&1
     vm_rc=$?
     grep -E "^(ok|not ok) |^#   " "$vm_log" | sed 's/^/    /'
     vp=$(grep -c "^ok " "$vm_log")

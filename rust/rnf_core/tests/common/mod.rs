@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod gen;
+
 use std::collections::HashMap;
 
 use rnf_core::compile::{self, ChainSpec, CompileError, RuleRef};

@@ -9,173 +9,13 @@ mod common;
 use common::gen::*;
 use common::*;
 use proptest::prelude::*;
-use rnf_core::ct::{self, CtState, Direction};
 use rnf_core::eval::{eval, CompiledTable, Verdict};
 use rnf_core::hooks::{Family, Hook};
 use rnf_core::nat::{range_flag, NatAction, NatKind, NatRange};
-use rnf_core::packet::{PacketFacts, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, L4};
+use rnf_core::packet::{PacketFacts, IPPROTO_TCP};
 use rnf_core::rules::{
-    proto_has_ports, Cidr, CtDirectionMatch, CtMarkOp, CtStateMatch, CtStatusMatch, IcmpMatch,
-    Limit, LimitUnit, MarkMatch, MarkOp, Policy, PortRange, RejectKind, Table, TcpFlagsMatch,
-    RANDOM_ALWAYS,
+    Cidr, CtMarkOp, MarkOp, Policy, PortRange, RejectKind, Table, RANDOM_ALWAYS,
 };
-
-/// Matches of a rule, made consistent afterwards by `fix`.
-fn rule_matches() -> impl Strategy<Value = OwnedRule> {
-    let a = (
-        opt(prop::sample::select(vec![Family::Ipv4, Family::Ipv6])),
-        opt(prop::sample::select(PROTOS.to_vec())),
-        opt((any::<bool>(), prop::collection::vec(cidr(), 1..4))),
-        opt((any::<bool>(), prop::collection::vec(cidr(), 1..4))),
-        opt((any::<bool>(), prop::collection::vec(port_range(), 1..4))),
-        opt((any::<bool>(), prop::collection::vec(port_range(), 1..4))),
-        opt(iface()),
-        opt(iface()),
-    );
-    let b = (
-        opt(
-            (1u8..=0x3f, any::<u8>()).prop_map(|(mask, s)| TcpFlagsMatch {
-                mask,
-                set: s & mask,
-            }),
-        ),
-        opt((prop::sample::select(vec![0u8, 3, 8, 128]), opt(0u8..4))
-            .prop_map(|(ty, code)| IcmpMatch { ty, code })),
-        opt((
-            0u32..4,
-            prop::sample::select(vec![0xffu32, 1, u32::MAX]),
-            any::<bool>(),
-        )
-            .prop_map(|(v, mask, negated)| MarkMatch {
-                value: v & mask,
-                mask,
-                negated,
-            })),
-        opt((1u32..4, 1u32..4).prop_map(|(rate, burst)| Limit {
-            rate,
-            unit: LimitUnit::Second,
-            burst,
-        })),
-        opt(0u32..3),
-        opt(0u32..3),
-        opt(prop::sample::select(NEEDLES.to_vec()).prop_map(|n| n.to_vec())),
-        opt(prop::sample::select(vec![
-            0,
-            RANDOM_ALWAYS / 2,
-            RANDOM_ALWAYS,
-        ])),
-        opt(1u32..4),
-    );
-    let c = (
-        opt(
-            (1u8..=u8::MAX, any::<bool>()).prop_map(|(bits, negated)| CtStateMatch {
-                states: CtState(bits & CtState::ALL.0),
-                negated,
-            }),
-        )
-        .prop_map(|m| m.filter(|m| m.states.is_valid())),
-        opt(
-            (1u32..=ct::status::ALL, any::<bool>()).prop_map(|(bits, negated)| CtStatusMatch {
-                bits: bits & ct::status::ALL,
-                negated,
-            }),
-        )
-        .prop_map(|m| m.filter(|m| m.bits != 0)),
-        opt((
-            prop::sample::select(vec![Direction::Original, Direction::Reply]),
-            any::<bool>(),
-        )
-            .prop_map(|(direction, negated)| CtDirectionMatch { direction, negated })),
-        opt((
-            0u32..4,
-            prop::sample::select(vec![0xffu32, 1, u32::MAX]),
-            any::<bool>(),
-        )
-            .prop_map(|(v, mask, negated)| MarkMatch {
-                value: v & mask,
-                mask,
-                negated,
-            })),
-    );
-    (a, b, c).prop_map(
-        |(
-            (family, proto, saddr, daddr, sport, dport, iif, oif),
-            (tcp_flags, icmp, mark, limit, uid, gid, payload, random, nth),
-            (ct_state, ct_status, ct_direction, ct_mark),
-        )| OwnedRule {
-            family,
-            proto,
-            saddr,
-            daddr,
-            sport,
-            dport,
-            iif,
-            oif,
-            tcp_flags,
-            icmp,
-            mark,
-            ct_state,
-            ct_status,
-            ct_direction,
-            ct_mark,
-            limit,
-            uid,
-            gid,
-            payload,
-            random,
-            nth,
-            comment: None,
-            action: OwnedAction::Accept,
-        },
-    )
-}
-
-/// Drops the parts of a random rule that `validate` would refuse together.
-fn fix(mut r: OwnedRule) -> OwnedRule {
-    if let Some(f) = r.family {
-        for l in [&mut r.saddr, &mut r.daddr] {
-            if let Some((_, items)) = l {
-                items.retain(|c| c.family == f);
-                if items.is_empty() {
-                    *l = None;
-                }
-            }
-        }
-    }
-    if r.family.is_none() {
-        let fams: Vec<Family> = r
-            .saddr
-            .iter()
-            .chain(r.daddr.iter())
-            .flat_map(|(_, l)| l.iter().map(|c| c.family))
-            .collect();
-        if let Some(first) = fams.first() {
-            if fams.iter().all(|f| f == first) {
-                r.family = Some(*first);
-            }
-        }
-    }
-    if r.icmp.is_some() && r.proto.is_none() {
-        r.proto = Some(IPPROTO_ICMP);
-    }
-    if let Some(p) = r.proto {
-        if !proto_has_ports(p) {
-            r.sport = None;
-            r.dport = None;
-        }
-        if p != IPPROTO_TCP {
-            r.tcp_flags = None;
-        }
-        if p != IPPROTO_ICMP && p != IPPROTO_ICMPV6 {
-            r.icmp = None;
-        }
-    }
-    if matches!(r.action, OwnedAction::Reject(RejectKind::TcpReset)) && r.proto != Some(IPPROTO_TCP)
-    {
-        r.action = OwnedAction::Reject(RejectKind::PortUnreachable);
-    }
-    r
-}
 
 #[derive(Clone, Debug)]
 enum ActionChoice {
@@ -363,45 +203,10 @@ proptest! {
 // ---------------------------------------------------------------------
 // The nat table: NAT verdicts are terminal, and hook-bound.
 
-const NAT_KINDS: [NatKind; 4] = [
-    NatKind::Snat,
-    NatKind::Dnat,
-    NatKind::Masquerade,
-    NatKind::Redirect,
-];
-
-/// A NAT action before its chain's hooks are known: the kind is picked
-/// afterwards among those allowed there (`pick`), or at random.
-#[derive(Clone, Debug)]
-struct NatChoice {
-    pick: usize,
-    v6: bool,
-    addrs: (usize, usize),
-    ports: Option<(u16, u16)>,
-    options: u8,
-}
-
 #[derive(Clone, Debug)]
 enum NatTableAction {
     Plain(ActionChoice),
     Nat(NatChoice),
-}
-
-fn nat_choice() -> impl Strategy<Value = NatChoice> {
-    (
-        any::<usize>(),
-        any::<bool>(),
-        (0usize..4, 0usize..4),
-        opt((1u16..3, 0u16..3).prop_map(|(lo, n)| (lo * 1000, lo * 1000 + n))),
-        any::<u8>(),
-    )
-        .prop_map(|(pick, v6, addrs, ports, options)| NatChoice {
-            pick,
-            v6,
-            addrs,
-            ports,
-            options,
-        })
 }
 
 /// Actions of the nat table: no drop or reject.
@@ -415,31 +220,6 @@ fn nat_table_action() -> impl Strategy<Value = NatTableAction> {
             ))
             .prop_map(NatTableAction::Plain),
     ]
-}
-
-/// Makes a NAT action of `kind` from `c` and fits the rule to it: the
-/// address's family becomes the rule's, ports go when the rule's protocol
-/// has none.
-fn resolve_nat(kind: NatKind, c: &NatChoice, mut r: OwnedRule) -> OwnedRule {
-    let mut range = NatRange::empty(Family::Ipv4);
-    if kind.takes_addr() {
-        let (a, b) = if c.v6 {
-            (V6[c.addrs.0 % 3], V6[c.addrs.1 % 3])
-        } else {
-            (addr16(V4[c.addrs.0]), addr16(V4[c.addrs.1]))
-        };
-        let family = if c.v6 { Family::Ipv6 } else { Family::Ipv4 };
-        range = NatRange::addrs(family, a.min(b), a.max(b));
-        r.family = Some(family);
-    }
-    if let Some((lo, hi)) = c.ports {
-        if r.proto.is_some_and(proto_has_ports) {
-            range = range.with_ports(lo, hi);
-        }
-    }
-    range = range.with_flags(c.options & kind.option_flags());
-    r.action = OwnedAction::Nat(NatAction { kind, range });
-    fix(r)
 }
 
 /// A nat table: the four built-ins (policy accept), then `n_user` user
@@ -513,22 +293,12 @@ fn nat_rule_set(
             // reached from.
             let hooks = ref_chain_hooks(Table::Nat, &out);
             for (i, k, m, c) in pending {
-                let allowed: Vec<NatKind> = NAT_KINDS
-                    .into_iter()
-                    .filter(|kind| {
-                        !fit || Hook::ALL
-                            .iter()
-                            .filter(|h| hooks[i] & (1 << (**h as u8)) != 0)
-                            .all(|h| kind.allowed_at(*h))
-                    })
-                    .collect();
-                let r = match allowed.get(c.pick % allowed.len().max(1)) {
-                    Some(kind) => resolve_nat(*kind, &c, m),
-                    None => fix(OwnedRule {
-                        action: OwnedAction::Accept,
-                        ..m
-                    }),
+                let allowed = if fit {
+                    nat_kinds_at(hooks[i])
+                } else {
+                    NAT_KINDS.to_vec()
                 };
+                let r = pick_nat(&allowed, &c, m, OwnedAction::Accept);
                 out[i].rules[k].2 = r.encode();
             }
             out
@@ -619,32 +389,6 @@ fn chain(name: &str, policy: Option<Policy>, rules: Vec<OwnedRule>) -> OwnedChai
             .enumerate()
             .map(|(i, r)| (i as u64 + 1, i as u32 + 1, r.encode()))
             .collect(),
-    }
-}
-
-fn rule(action: OwnedAction) -> OwnedRule {
-    OwnedRule {
-        action,
-        ..Default::default()
-    }
-}
-
-fn tcp_packet(dport: u16) -> PacketFacts {
-    PacketFacts {
-        family: Family::Ipv4,
-        src: addr16([10, 0, 0, 1]),
-        dst: addr16([10, 0, 0, 2]),
-        proto: IPPROTO_TCP,
-        total_len: 60,
-        frag_offset: 0,
-        is_fragment: false,
-        l4_offset: 20,
-        l4: L4::Tcp {
-            sport: 40000,
-            dport,
-            flags: 2,
-        },
-        payload_offset: Some(40),
     }
 }
 

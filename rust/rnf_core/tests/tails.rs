@@ -23,16 +23,11 @@ use common::gen::*;
 use common::*;
 use proptest::prelude::*;
 use rnf_core::compile::{check_tails, layout};
-use rnf_core::ct::{self, CtState, Direction};
-use rnf_core::eval::{CompiledTable, EvalEnv, TailLink, Tails, Verdict};
+use rnf_core::eval::{CompiledTable, TailLink, Tails, Verdict};
 use rnf_core::hooks::{Family, Hook};
 use rnf_core::nat::{NatAction, NatKind, NatRange};
-use rnf_core::packet::{PacketFacts, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L4};
-use rnf_core::rules::{
-    proto_has_ports, Cidr, CtDirectionMatch, CtMarkOp, CtStateMatch, CtStatusMatch, IcmpMatch,
-    Limit, LimitUnit, MarkMatch, MarkOp, Policy, PortRange, RejectKind, Table, TcpFlagsMatch,
-    RANDOM_ALWAYS,
-};
+use rnf_core::packet::{PacketFacts, IPPROTO_TCP, IPPROTO_UDP, L4};
+use rnf_core::rules::{Cidr, CtMarkOp, MarkOp, Policy, PortRange, RejectKind, Table};
 
 /// `PROPTEST_CASES` divided by `div` when it is set, `default` otherwise,
 /// so that a longer run scales every property, the expensive ones less.
@@ -65,173 +60,7 @@ fn property<S: Strategy>(
 }
 
 // ---------------------------------------------------------------------
-// Generators, as in tests/engine.rs.
-
-fn mark_match() -> impl Strategy<Value = MarkMatch> {
-    (
-        0u32..4,
-        prop::sample::select(vec![0xffu32, 1, u32::MAX]),
-        any::<bool>(),
-    )
-        .prop_map(|(v, mask, negated)| MarkMatch {
-            value: v & mask,
-            mask,
-            negated,
-        })
-}
-
-/// Matches of a rule, made consistent afterwards by `fix`.
-fn rule_matches() -> impl Strategy<Value = OwnedRule> {
-    let a = (
-        opt(prop::sample::select(vec![Family::Ipv4, Family::Ipv6])),
-        opt(prop::sample::select(PROTOS.to_vec())),
-        opt((any::<bool>(), prop::collection::vec(cidr(), 1..4))),
-        opt((any::<bool>(), prop::collection::vec(cidr(), 1..4))),
-        opt((any::<bool>(), prop::collection::vec(port_range(), 1..4))),
-        opt((any::<bool>(), prop::collection::vec(port_range(), 1..4))),
-        opt(iface()),
-        opt(iface()),
-    );
-    let b = (
-        opt(
-            (1u8..=0x3f, any::<u8>()).prop_map(|(mask, s)| TcpFlagsMatch {
-                mask,
-                set: s & mask,
-            }),
-        ),
-        opt((prop::sample::select(vec![0u8, 3, 8, 128]), opt(0u8..4))
-            .prop_map(|(ty, code)| IcmpMatch { ty, code })),
-        opt(mark_match()),
-        opt((1u32..4, 1u32..4).prop_map(|(rate, burst)| Limit {
-            rate,
-            unit: LimitUnit::Second,
-            burst,
-        })),
-        opt(0u32..3),
-        opt(0u32..3),
-        opt(prop::sample::select(NEEDLES.to_vec()).prop_map(|n| n.to_vec())),
-        opt(prop::sample::select(vec![
-            0,
-            RANDOM_ALWAYS / 2,
-            RANDOM_ALWAYS,
-        ])),
-        opt(1u32..4),
-    );
-    let c = (
-        opt(
-            (1u8..=u8::MAX, any::<bool>()).prop_map(|(bits, negated)| CtStateMatch {
-                states: CtState(bits & CtState::ALL.0),
-                negated,
-            }),
-        )
-        .prop_map(|m| m.filter(|m| m.states.is_valid())),
-        opt(
-            (1u32..=ct::status::ALL, any::<bool>()).prop_map(|(bits, negated)| CtStatusMatch {
-                bits: bits & ct::status::ALL,
-                negated,
-            }),
-        )
-        .prop_map(|m| m.filter(|m| m.bits != 0)),
-        opt((
-            prop::sample::select(vec![Direction::Original, Direction::Reply]),
-            any::<bool>(),
-        )
-            .prop_map(|(direction, negated)| CtDirectionMatch { direction, negated })),
-        opt(mark_match()),
-    );
-    (a, b, c).prop_map(
-        |(
-            (family, proto, saddr, daddr, sport, dport, iif, oif),
-            (tcp_flags, icmp, mark, limit, uid, gid, payload, random, nth),
-            (ct_state, ct_status, ct_direction, ct_mark),
-        )| OwnedRule {
-            family,
-            proto,
-            saddr,
-            daddr,
-            sport,
-            dport,
-            iif,
-            oif,
-            tcp_flags,
-            icmp,
-            mark,
-            ct_state,
-            ct_status,
-            ct_direction,
-            ct_mark,
-            limit,
-            uid,
-            gid,
-            payload,
-            random,
-            nth,
-            comment: None,
-            action: OwnedAction::Accept,
-        },
-    )
-}
-
-/// Drops the parts of a random rule that `validate` would refuse together.
-fn fix(mut r: OwnedRule) -> OwnedRule {
-    if let Some(f) = r.family {
-        for l in [&mut r.saddr, &mut r.daddr] {
-            if let Some((_, items)) = l {
-                items.retain(|c| c.family == f);
-                if items.is_empty() {
-                    *l = None;
-                }
-            }
-        }
-    }
-    if r.family.is_none() {
-        let fams: Vec<Family> = r
-            .saddr
-            .iter()
-            .chain(r.daddr.iter())
-            .flat_map(|(_, l)| l.iter().map(|c| c.family))
-            .collect();
-        if let Some(first) = fams.first() {
-            if fams.iter().all(|f| f == first) {
-                r.family = Some(*first);
-            }
-        }
-    }
-    if r.icmp.is_some() && r.proto.is_none() {
-        r.proto = Some(IPPROTO_ICMP);
-    }
-    if let Some(p) = r.proto {
-        if !proto_has_ports(p) {
-            r.sport = None;
-            r.dport = None;
-        }
-        if p != IPPROTO_TCP {
-            r.tcp_flags = None;
-        }
-        if p != IPPROTO_ICMP && p != IPPROTO_ICMPV6 {
-            r.icmp = None;
-        }
-    }
-    if matches!(r.action, OwnedAction::Reject(RejectKind::TcpReset)) && r.proto != Some(IPPROTO_TCP)
-    {
-        r.action = OwnedAction::Reject(RejectKind::PortUnreachable);
-    }
-    r
-}
-
-// ---------------------------------------------------------------------
 // Rule sets with jumps in the main part, and how they are cut.
-
-/// A NAT action before its chain's hooks are known: the kind is picked
-/// afterwards among those allowed there.
-#[derive(Clone, Debug)]
-struct NatChoice {
-    pick: usize,
-    v6: bool,
-    addrs: (usize, usize),
-    ports: Option<(u16, u16)>,
-    options: u8,
-}
 
 #[derive(Clone, Debug)]
 enum Choice {
@@ -239,23 +68,6 @@ enum Choice {
     Jump(usize),
     Goto(usize),
     Nat(NatChoice),
-}
-
-fn nat_choice() -> impl Strategy<Value = NatChoice> {
-    (
-        any::<usize>(),
-        any::<bool>(),
-        (0usize..4, 0usize..4),
-        opt((1u16..3, 0u16..3).prop_map(|(lo, n)| (lo * 1000, lo * 1000 + n))),
-        any::<u8>(),
-    )
-        .prop_map(|(pick, v6, addrs, ports, options)| NatChoice {
-            pick,
-            v6,
-            addrs,
-            ports,
-            options,
-        })
 }
 
 /// An action; jumps and gotos only with `jumps` (the main part of a
@@ -296,36 +108,6 @@ fn action(jumps: bool, table: Table) -> impl Strategy<Value = Choice> {
         options.push((4, nat_choice().prop_map(Choice::Nat).boxed()));
     }
     prop::strategy::Union::new_weighted(options)
-}
-
-const NAT_KINDS: [NatKind; 4] = [
-    NatKind::Snat,
-    NatKind::Dnat,
-    NatKind::Masquerade,
-    NatKind::Redirect,
-];
-
-/// Makes a NAT action of `kind` from `c` and fits the rule to it.
-fn resolve_nat(kind: NatKind, c: &NatChoice, mut r: OwnedRule) -> OwnedRule {
-    let mut range = NatRange::empty(Family::Ipv4);
-    if kind.takes_addr() {
-        let (a, b) = if c.v6 {
-            (V6[c.addrs.0 % 3], V6[c.addrs.1 % 3])
-        } else {
-            (addr16(V4[c.addrs.0]), addr16(V4[c.addrs.1]))
-        };
-        let family = if c.v6 { Family::Ipv6 } else { Family::Ipv4 };
-        range = NatRange::addrs(family, a.min(b), a.max(b));
-        r.family = Some(family);
-    }
-    if let Some((lo, hi)) = c.ports {
-        if r.proto.is_some_and(proto_has_ports) {
-            range = range.with_ports(lo, hi);
-        }
-    }
-    range = range.with_flags(c.options & kind.option_flags());
-    r.action = OwnedAction::Nat(NatAction { kind, range });
-    fix(r)
 }
 
 fn is_jump(blob: &[u8]) -> bool {
@@ -424,23 +206,9 @@ fn rule_set(
                 .collect();
             let hooks = ref_chain_hooks(table, &out);
             for (i, k, m, c) in pending {
-                let allowed: Vec<NatKind> = NAT_KINDS
-                    .into_iter()
-                    .filter(|kind| {
-                        Hook::ALL
-                            .iter()
-                            .filter(|h| hooks[i] & (1 << (**h as u8)) != 0)
-                            .all(|h| kind.allowed_at(*h))
-                    })
-                    .collect();
-                let r = match allowed.get(c.pick % allowed.len().max(1)) {
-                    Some(kind) => resolve_nat(*kind, &c, m),
-                    None => fix(OwnedRule {
-                        action: OwnedAction::Log("no nat ".into(), 1),
-                        ..m
-                    }),
-                };
-                out[i].rules[k].2 = r.encode();
+                let allowed = nat_kinds_at(hooks[i]);
+                let fallback = OwnedAction::Log("no nat ".into(), 1);
+                out[i].rules[k].2 = pick_nat(&allowed, &c, m, fallback).encode();
             }
             out
         })
@@ -847,13 +615,6 @@ fn tails_agree_with_the_whole_compile_large() {
 // ---------------------------------------------------------------------
 // By hand.
 
-fn rule(action: OwnedAction) -> OwnedRule {
-    OwnedRule {
-        action,
-        ..Default::default()
-    }
-}
-
 fn log(prefix: &str) -> OwnedRule {
     rule(OwnedAction::Log(prefix.into(), 4))
 }
@@ -889,25 +650,6 @@ fn chains(spec: Vec<(&str, Option<Policy>, Vec<OwnedRule>)>) -> Vec<OwnedChain> 
                 .collect(),
         })
         .collect()
-}
-
-fn tcp_packet(dport: u16) -> PacketFacts {
-    PacketFacts {
-        family: Family::Ipv4,
-        src: addr16([10, 0, 0, 1]),
-        dst: addr16([10, 0, 0, 2]),
-        proto: IPPROTO_TCP,
-        total_len: 60,
-        frag_offset: 0,
-        is_fragment: false,
-        l4_offset: 20,
-        l4: L4::Tcp {
-            sport: 40000,
-            dport,
-            flags: 2,
-        },
-        payload_offset: Some(40),
-    }
 }
 
 /// Evaluates a TCP packet at `hook` against `full` compiled whole and
@@ -1421,71 +1163,11 @@ fn spoil() -> impl Strategy<Value = Spoil> {
         })
 }
 
-/// A [`TestEnv`] for corrupt buffers: `nth` 0 and an empty payload
-/// needle, which only a corrupt buffer asks for, answer as the kernel's
-/// environment does (no hit; a hit) instead of panicking in the test
-/// environment.
-struct Guarded(TestEnv);
-
-impl EvalEnv for Guarded {
-    fn count(&mut self, counter: u32, bytes: u32) {
-        self.0.count(counter, bytes);
-    }
-    fn limit_allows(&mut self, counter: u32, limit: &Limit) -> bool {
-        self.0.limit_allows(counter, limit)
-    }
-    fn random_u32(&mut self) -> u32 {
-        self.0.random_u32()
-    }
-    fn nth_hit(&mut self, counter: u32, n: u32) -> bool {
-        n != 0 && self.0.nth_hit(counter, n)
-    }
-    fn payload_contains(&mut self, needle: &[u8]) -> bool {
-        needle.is_empty() || self.0.payload_contains(needle)
-    }
-    fn iif_name(&self) -> &[u8] {
-        self.0.iif_name()
-    }
-    fn oif_name(&self) -> &[u8] {
-        self.0.oif_name()
-    }
-    fn mark(&self) -> u32 {
-        self.0.mark()
-    }
-    fn set_mark(&mut self, mark: u32) {
-        self.0.set_mark(mark);
-    }
-    fn uid(&self) -> Option<u32> {
-        self.0.uid()
-    }
-    fn gid(&self) -> Option<u32> {
-        self.0.gid()
-    }
-    fn log(&mut self, prefix: &[u8], level: u8) {
-        self.0.log(prefix, level);
-    }
-    fn ct_state(&self) -> CtState {
-        self.0.ct_state()
-    }
-    fn ct_direction(&self) -> Option<Direction> {
-        self.0.ct_direction()
-    }
-    fn ct_status(&self) -> u32 {
-        self.0.ct_status()
-    }
-    fn ct_mark(&self) -> Option<u32> {
-        self.0.ct_mark()
-    }
-    fn set_ct_mark(&mut self, mark: u32) {
-        self.0.set_ct_mark(mark);
-    }
-    fn notrack(&mut self) {
-        self.0.notrack();
-    }
-}
-
 /// Evaluates every packet against `main` with tails from `buf` and
 /// `links`, if `buf` has a header, and checks them; nothing may panic.
+/// (`nth` 0 and an empty payload needle, which only a corrupt buffer
+/// asks for, are answered by [`TestEnv`] as the kernel's environment
+/// answers them: no hit, a hit.)
 fn poke(
     main: &CompiledTable<'_>,
     buf: &[u8],
@@ -1498,7 +1180,7 @@ fn poke(
     };
     let _ = check_tails(main, tails.table(), links);
     let _ = tails.table().chain_actions(0).count();
-    let mut e = Guarded(env.clone());
+    let mut e = env.clone();
     for (h, f) in packets {
         let _ = main.eval_with_tails(*h, f, &mut e, &tails);
     }

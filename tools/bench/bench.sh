@@ -13,7 +13,10 @@
 # RNF_KVM=1 (KVM where /dev/kvm works; TCG otherwise), BENCH_VM_PROFILE
 # (the VM's boot profile, RNF_VM_PROFILE of tools/testing/vm.sh: bench by
 # default, i.e. the kernel's boot-time debugging switched off; debug keeps
-# the test profile).
+# the test profile), BENCH_KERNEL (bench, the default: the benchmark kernel
+# of tools/testing/kernel-bench.config, built and cached on first use, with
+# rnf.ko built for it under build/bench-module; test: the test kernel of
+# `make check`, KDIR, and the checkout's rnf.ko).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,7 +25,30 @@ cd "$repo"
 out=${BENCH_OUT:-$repo/bench-results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 
-[ -f rnf.ko ] || { echo "bench.sh: no rnf.ko (make module)" >&2; exit 1; }
+# The kernel and the rnf.ko built for it.
+kernel=${BENCH_KERNEL:-bench}
+case "$kernel" in
+    bench)
+        kdir=$(RNF_KERNEL=bench "$repo/tools/testing/kernel.sh")
+        # kbuild builds external modules in their source folder: build this
+        # one from a copy of the sources, so the checkout's rnf.ko (for the
+        # test kernel) stays as it is. tar keeps modification times, so an
+        # unchanged source is not rebuilt.
+        mdir=$repo/build/bench-module
+        mkdir -p "$mdir"
+        tar -C "$repo" --exclude='*.o' --exclude='.*.cmd' --exclude='*.d' \
+            --exclude='*.ko' --exclude='rust/ffi_generated.rs' --exclude='rust/rnf_core/target' \
+            -cf - Kbuild rust | tar -C "$mdir" -xf -
+        make -s -C "$kdir" M="$mdir" LLVM=1 modules >&2
+        module=$mdir/rnf.ko ;;
+    test)
+        kdir=${KDIR:-$("$repo/tools/testing/kernel.sh")}
+        [ -f rnf.ko ] || { echo "bench.sh: no rnf.ko (make module)" >&2; exit 1; }
+        module=$repo/rnf.ko ;;
+    *)
+        echo "bench.sh: unknown BENCH_KERNEL '$kernel' (bench or test)" >&2
+        exit 2 ;;
+esac
 rnfctl=${RNFCTL:-$repo/target/release/rnfctl}
 [ -x "$rnfctl" ] || { echo "bench.sh: no $rnfctl (cargo build --release -p rnfctl)" >&2; exit 1; }
 
@@ -41,6 +67,7 @@ if [ "${RNF_KVM:-0}" = 1 ] && [ -w /dev/kvm ]; then accel=KVM; fi
     echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- rust tools/rnfctl 2>/dev/null || echo ' (+ uncommitted changes)')"
     echo "host: nproc=$(nproc); cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); accel=$accel"
     echo "vm: ${RNF_VM_CPUS:-2} vCPUs, ${RNF_VM_MEMORY:-2G}, boot profile $vm_profile (RNF_VM_PROFILE of tools/testing/vm.sh)"
+    echo "kernel: $kernel ($(basename "$kdir")$([ "$kernel" = bench ] && echo ': kernel.config + kernel-bench.config, fault finding off' || echo ': the test kernel, kernel.config'))"
 } > "$out/meta.txt"
 cat "$out/meta.txt"
 
@@ -49,8 +76,8 @@ for v in BENCH_QUICK BENCH_SECONDS BENCH_LOAD_BUDGET BENCH_DEADLINE BENCH_ONLY B
     [ -n "${!v:-}" ] && env_args+=("$v=${!v}")
 done
 set +e
-RNF_VM_PROFILE=$vm_profile timeout "${BENCH_TIMEOUT:-2400}" "$repo/tools/testing/vm.sh" \
-    env "${env_args[@]}" RNFCTL="$rnfctl" /usr/bin/python3 tools/bench/guest/bench.py 2>&1 | tee "$out/bench.log"
+KDIR=$kdir RNF_VM_PROFILE=$vm_profile timeout "${BENCH_TIMEOUT:-2400}" "$repo/tools/testing/vm.sh" \
+    env "${env_args[@]}" RNFCTL="$rnfctl" RNF_MODULE="$module" /usr/bin/python3 tools/bench/guest/bench.py 2>&1 | tee "$out/bench.log"
 rc=${PIPESTATUS[0]}
 set -e
 

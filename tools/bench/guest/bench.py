@@ -24,7 +24,8 @@ Environment: BENCH_QUICK=1 (sizes 1, 1000, 10000), BENCH_SECONDS (length of
 one measurement, default 3), BENCH_LOAD_BUDGET (skip a rule-set size whose
 load is estimated to take longer, seconds, default 90), BENCH_DEADLINE
 (seconds after which remaining configurations are skipped, default 1260),
-BENCH_ONLY (comma-separated engines), BENCH_PROFILE=0 (no perf profile).
+BENCH_ONLY (comma-separated engines), BENCH_PROFILE=0 (no perf profile),
+RNF_MODULE (the rnf.ko to load; bench.sh passes the one built for the kernel).
 """
 
 import ctypes
@@ -37,7 +38,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-MODULE = os.path.join(REPO, "rnf.ko")
+MODULE = os.environ.get("RNF_MODULE", os.path.join(REPO, "rnf.ko"))
 RNFCTL_SRC = os.environ.get("RNFCTL", os.path.join(REPO, "target", "release", "rnfctl"))
 RNFCTL = "/tmp/rnf-bin/rnfctl"
 TMP = "/tmp/rnf-bench"

@@ -195,6 +195,10 @@ pub struct Conntrack {
     net: Option<NetRef>,
     /// Whether packets are tracked: only while a published rule needs it.
     active: AtomicBool,
+    /// Whether this namespace ever had a nat rule: until then no flow has
+    /// a NAT binding, and the NAT stages have nothing to do while the nat
+    /// table decides nothing.
+    nat_used: AtomicBool,
 }
 
 /// A copy of the packet's first bytes and what they say.
@@ -287,6 +291,7 @@ impl Conntrack {
             gc_cursor: AtomicU32::new(0),
             net,
             active: AtomicBool::new(false),
+            nat_used: AtomicBool::new(false),
         })
     }
 
@@ -300,6 +305,20 @@ impl Conntrack {
     #[inline]
     pub fn active(&self) -> bool {
         self.active.load(Ordering::Acquire)
+    }
+
+    /// Notes that a nat rule exists in this namespace: from now on the NAT
+    /// stages run (for good: flows bound by a rule outlive it, as nf_nat's
+    /// bindings outlive the rule that made them).
+    pub fn set_nat_used(&self) {
+        self.nat_used.store(true, Ordering::Release);
+    }
+
+    /// Whether a NAT binding can exist in this namespace (see
+    /// [`set_nat_used`](Self::set_nat_used)).
+    #[inline]
+    pub fn nat_used(&self) -> bool {
+        self.nat_used.load(Ordering::Acquire)
     }
 
     /// The hook attachment points of tracking, tagged from `first_tag`.

@@ -93,9 +93,12 @@ impl netfilter::Handler for PacketPath {
             .and_then(|t| t.as_deref());
         let is_nat = matches!(stage, Stage::NatDst | Stage::NatSrc);
         // NAT applies the bindings of existing flows even without rules,
-        // while packets are tracked (a rule needs it).
+        // while packets are tracked (a rule needs it). Until the namespace
+        // has had a nat rule, no flow has a binding: a nat table that
+        // decides nothing is skipped then.
         let tracking = self.ct.active();
-        if (timg.is_none() && !is_nat) || (is_nat && !tracking) {
+        let nat_idle = || !self.ct.nat_used() && timg.map_or(true, |t| t.passive());
+        if (timg.is_none() && !is_nat) || (is_nat && (!tracking || nat_idle())) {
             return Verdict::Accept;
         }
         // An empty chain with policy accept: count, accept, read nothing.

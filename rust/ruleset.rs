@@ -185,6 +185,8 @@ pub struct TableImage {
     /// Per hook, the policy counter of a built-in chain with no rules and
     /// policy accept ([`NOT_EMPTY`] otherwise): see [`empty_at`](Self::empty_at).
     empty: [u32; 5],
+    /// The table decides nothing (no rules, policy accept everywhere).
+    passive: bool,
 }
 
 /// In [`TableImage::empty`]: the chain at the hook has rules, or drops.
@@ -204,7 +206,9 @@ impl TableImage {
         state: Arc<SlotState>,
     ) -> Result<Arc<Self>, ChangeError> {
         let mut empty = [NOT_EMPTY; 5];
+        let mut passive = false;
         if let Ok(m) = CompiledTable::new(&main) {
+            passive = tails.is_none() && m.accepts_all();
             for (e, hook) in empty.iter_mut().zip(Hook::ALL) {
                 if let Some((chain, counter)) = m.empty_accept(hook) {
                     let tailed = tails
@@ -222,6 +226,7 @@ impl TableImage {
                 tails,
                 state,
                 empty,
+                passive,
             },
             GFP_KERNEL,
         )
@@ -237,6 +242,13 @@ impl TableImage {
             .get(hook as usize)
             .copied()
             .filter(|c| *c != NOT_EMPTY)
+    }
+
+    /// Whether the table decides nothing: no rules, and policy accept at
+    /// every hook it has a chain for.
+    #[inline]
+    pub fn passive(&self) -> bool {
+        self.passive
     }
 
     /// The table's verdict for a packet at `hook`; a buffer that does not
@@ -870,6 +882,9 @@ impl RuleStore {
             *slot = tr.image.clone();
         }
         let track = tables.iter().flatten().any(|t| t.needs_conntrack());
+        let nat = tables[Table::Nat as usize]
+            .as_ref()
+            .is_some_and(|t| !t.passive());
         let image = KBox::new(Image { tables }, GFP_KERNEL).map_err(oom)?;
         // Tracking starts before the first rule that needs it can be seen,
         // and stops only after the last one is gone (as nftables registers
@@ -877,6 +892,11 @@ impl RuleStore {
         let tracker = self.tracker.as_ref();
         if track {
             tracker.inspect(|ct| ct.set_active(true));
+        }
+        // The NAT stages run once a nat rule can have bound a flow: flag
+        // that before the rule can be seen.
+        if nat {
+            tracker.inspect(|ct| ct.set_nat_used());
         }
         if self.pending.iter().all(Option::is_some) {
             self.settle_oldest()?;

@@ -236,6 +236,17 @@ impl<'a> CompiledTable<'a> {
         accept.then_some((chain, rd_u32(rec, R_COUNTER)?))
     }
 
+    /// Whether the table decides nothing: it has no rules, and every hook
+    /// it is entered from has an empty chain with policy accept. (The
+    /// kernel skips a nat table in that state.)
+    pub fn accepts_all(&self) -> bool {
+        self.n_rules() == 0
+            && Hook::ALL.into_iter().all(|hook| {
+                rd_u32(self.buf, H_ENTRY + 4 * hook as usize) == Some(0)
+                    || self.empty_accept(hook).is_some()
+            })
+    }
+
     /// Whether a rule of the table needs packets tracked
     /// ([`needs_conntrack`](crate::compile::needs_conntrack)).
     pub fn needs_conntrack(&self) -> bool {
@@ -1165,6 +1176,50 @@ mod tests {
                 .empty_accept(Hook::LocalIn),
             None
         );
+        assert!(!CompiledTable::new(&buf).unwrap().accepts_all());
+    }
+
+    #[test]
+    fn accepts_all_only_without_rules_and_drop_policies() {
+        for table in [Table::Raw, Table::Mangle, Table::Nat, Table::Filter] {
+            let empty = compile_rules(table, &[]).unwrap();
+            assert!(
+                CompiledTable::new(&empty).unwrap().accepts_all(),
+                "{table:?}"
+            );
+            let one = compile_rules(table, &[RuleSpec::new(Action::Accept)]).unwrap();
+            assert!(
+                !CompiledTable::new(&one).unwrap().accepts_all(),
+                "{table:?}"
+            );
+        }
+        // An empty user chain nobody jumps to changes nothing.
+        let chains = |policy| {
+            [
+                ChainSpec {
+                    name: "PREROUTING",
+                    policy: Some(policy),
+                    policy_counter: 0,
+                    rules: core::iter::empty::<RuleRef<'_>>(),
+                },
+                ChainSpec {
+                    name: "idle",
+                    policy: None,
+                    policy_counter: 1,
+                    rules: core::iter::empty::<RuleRef<'_>>(),
+                },
+            ]
+            .into_iter()
+        };
+        for (policy, want) in [(Policy::Accept, true), (Policy::Drop, false)] {
+            let mut buf = vec![0u8; measure(Table::Mangle, chains(policy)).unwrap()];
+            fill(Table::Mangle, chains(policy), &mut buf).unwrap();
+            assert_eq!(
+                CompiledTable::new(&buf).unwrap().accepts_all(),
+                want,
+                "{policy:?}"
+            );
+        }
     }
 
     #[test]

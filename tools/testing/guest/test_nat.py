@@ -53,7 +53,8 @@ while True:
 """
 
 # A client: connects (from an optional source address and port), prints the
-# greeting, then runs commands from argv: "echo WORD", "get N", "put N".
+# greeting, then runs commands from argv: "echo:WORD", "get:N", "put:N",
+# "wait:WHY" (reads a line from stdin first).
 CLIENT = r"""
 import hashlib, random, socket, sys
 dst, port, src, sport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
@@ -86,6 +87,8 @@ for cmd in sys.argv[5:]:
         f.write(f"RECV {n}\n".encode()); f.write(data); f.flush()
         ok = f.readline().decode().strip() == hashlib.sha256(data).hexdigest()
         print('put', n, ok, flush=True)
+    elif op == 'wait':
+        sys.stdin.readline()
 """
 
 
@@ -146,6 +149,48 @@ def cleanup(*nss):
 
 def flows(ns, *filters):
     return json.loads(rnf(ns, "conntrack", "list", "--json", *filters).stdout)
+
+
+def test_nat_rules_come_and_go_while_tracking(topo):
+    """In a namespace that tracks flows but has never had a nat rule (its
+    NAT stages skip the packets), a nat rule added translates the next
+    flow; once the nat rules are flushed, that flow stays translated both
+    ways and new ones are not (as with nf_nat, while a rule keeps packets
+    tracked: here the filter rule)."""
+    # Fresh namespaces: r must never have had a nat rule (earlier tests
+    # gave it some).
+    topo.up()
+    rnf("r", "add", "filter", "FORWARD", "ct", "state", "established,related", "accept")
+    srv = server("b", "10.0.2.2", 22)
+    live = None
+    try:
+        r = client("a", "10.0.2.2", 22, "echo:before")
+        check_eq(r["greeting"][1], "10.0.1.2", "before: the server sees the client's own address")
+        f = flows("r", "-p", "tcp", "--dport", "22", "-f", "ipv4")
+        check(len(f) == 1 and "dnat" not in f[0]["status"] and "snat" not in f[0]["status"],
+              f"before: one flow, tracked, untranslated: {f}")
+        rnf("r", "add", "nat", "PREROUTING", "iif", "ra", "proto", "tcp", "dport", "2222",
+            "dnat", "to", "10.0.2.2:22")
+        rnf("r", "add", "nat", "POSTROUTING", "oif", "rb", "masquerade")
+        live = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", CLIENT, "10.0.1.1",
+                                 "2222", "-", "0", "echo:after", "wait:flush", "echo:still"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        greeting = live.stdout.readline().split()
+        check_eq(greeting[:1] + greeting[2:3], ["greeting", "10.0.2.1"],
+                 "after: forwarded to b:22, which sees the router's address")
+        check_eq(live.stdout.readline().strip(), "echo after", "after: data flows")
+        rnf("r", "flush", "nat")
+        live.stdin.write("go\n")
+        live.stdin.flush()
+        out, err = live.communicate(timeout=60)
+        check_eq((live.returncode, out.strip()), (0, "echo still"),
+                 f"the translated flow outlives the flushed rules: {err[-300:]}")
+        check(client("a", "10.0.1.1", 2222, check_rc=False, timeout=30) is None,
+              "a new flow to 2222 is no longer forwarded")
+    finally:
+        stop(srv, *([live] if live else []))
+        cleanup("r")
 
 
 def test_port_redirect(topo):
@@ -366,6 +411,8 @@ def test_nat_rules_refused(topo):
 
 def run(topo):
     t.kill_strays("a", "r", "b")
+    t.run_test("nat: nat rules added and flushed while flows are tracked",
+               test_nat_rules_come_and_go_while_tracking, topo)
     t.run_test("nat: redirect 8445 to 8443 from outside and on loopback; 8443 closed",
                test_port_redirect, topo)
     t.run_test("nat: port forward 2222 -> 22 with masquerade, v4 and v6, tuples listed",

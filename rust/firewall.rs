@@ -2,7 +2,7 @@
 
 //! rnf's state in each network namespace and what its hooks do.
 //!
-//! Every namespace gets rnf's hooks at each of the 28 attachment points
+//! Every namespace has rnf's hooks at each of the 28 attachment points
 //! (`hooks::HOOK_STAGES` for IPv4 and IPv6): the points where iptables has
 //! its raw, mangle, nat and filter tables, at the same priorities. Each point
 //! counts the packets and bytes it sees, then evaluates its table's compiled
@@ -10,6 +10,14 @@
 //! and mangle; rules after it see its result. The nat table is consulted
 //! for a flow's first packet only; its decision is bound to the flow and
 //! applied to every packet of it.
+//!
+//! A point is hooked only while it has work to do (its chain has rules or
+//! drops; for NAT, once the namespace has had a nat rule, while packets
+//! are tracked), and tracking's hooks only while a rule needs tracking: a
+//! netfilter hook costs a call per packet even when it returns at once.
+//! One counting hook per (family, hook), first of rnf's, counts for the
+//! points that are not hooked, and the policy counters of their empty
+//! chains, so the counters read as if every point were hooked.
 
 use crate::conntrack::{Conntrack, PacketCt};
 use crate::ct::{self, CtState, Direction};
@@ -29,7 +37,7 @@ use crate::sys;
 use crate::wire::HookStat;
 use crate::work::{DelayedWork, WorkFn};
 use core::fmt::Write;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -40,8 +48,22 @@ static NET_ID: NetId = NetId::new();
 /// or IPv6 with a few extension headers, plus the transport header.
 const HEADER_BYTES: usize = 128;
 
+/// Counting hooks: one per (family, hook), tagged after the hook points.
+const NUM_COUNT_POINTS: usize = hooks::FAMILIES.len() * Hook::ALL.len();
+/// The counting hooks run first of rnf's (after reassembly at -400).
+const COUNT_PRIORITY: i32 = Stage::Raw.priority() - 1;
+/// In a [`Hooks`] mask: the hook points.
+const POINT_MASK: u64 = (1 << NUM_HOOK_POINTS) - 1;
+/// In a [`Hooks`] mask: the counting hooks, always registered.
+const COUNT_MASK: u64 = ((1 << NUM_COUNT_POINTS) - 1) << NUM_HOOK_POINTS;
+/// Tracking's hooks, all of them.
+const CT_MASK: u64 = (1 << 8) - 1;
+
 /// What the packet path of one namespace uses.
 pub struct PacketPath {
+    /// Which hook points are hooked (bit `i`: point `i`); the counting
+    /// hooks count for the others.
+    hooked: AtomicU64,
     counters: PerCpuCounters,
     /// The compiled rule set, replaced as a whole on every change.
     pub image: RcuBox<Image>,
@@ -52,6 +74,7 @@ pub struct PacketPath {
 impl PacketPath {
     fn new(ct: Arc<Conntrack>) -> Result<Self> {
         Ok(Self {
+            hooked: AtomicU64::new(0),
             counters: PerCpuCounters::new(NUM_HOOK_POINTS as u32)?,
             image: RcuBox::empty(),
             ct,
@@ -69,6 +92,150 @@ impl PacketPath {
     }
 }
 
+impl PacketPath {
+    /// Counts the packet, at hook `hook` of `family`, for the points from
+    /// `from` on that are not hooked, up to the next hooked one (which
+    /// counts for itself and those after it): in the point's counter and in
+    /// the policy counter of its empty chain, as the point would have.
+    fn count_unhooked(
+        &self,
+        family: Family,
+        hook: Hook,
+        from: usize,
+        skb: &SkBuff,
+        state: &HookState<'_>,
+    ) {
+        let (_, end) = hooks::hook_points_of(family, hook);
+        if from >= end {
+            return;
+        }
+        let hooked = self.hooked.load(Ordering::Relaxed);
+        let len = u64::from(skb.len());
+        let image = self.image.read(state.rcu());
+        for point in from..end {
+            if hooked & (1 << point) != 0 {
+                break;
+            }
+            self.counters.add(point as u32, len);
+            let Some((_, _, stage)) = hooks::hook_point(point) else {
+                continue;
+            };
+            if matches!(stage, Stage::NatDst | Stage::NatSrc) {
+                continue;
+            }
+            let timg = image
+                .and_then(|i| i.tables.get(table_of(stage) as usize))
+                .and_then(|t| t.as_deref());
+            if let Some(t) = timg {
+                if let Some(counter) = t.empty_at(hook) {
+                    t.state.counters.add(counter, len);
+                }
+            }
+        }
+    }
+
+    /// A counting hook (`tag` after the hook points): counts for the points
+    /// of its hook before the first hooked one.
+    fn counting_hook(&self, tag: usize, skb: &SkBuff, state: &HookState<'_>) {
+        let j = tag - NUM_HOOK_POINTS;
+        if let (Some(family), Some(hook)) = (
+            hooks::FAMILIES.get(j / Hook::ALL.len()),
+            Hook::ALL.get(j % Hook::ALL.len()),
+        ) {
+            let (start, _) = hooks::hook_points_of(*family, *hook);
+            self.count_unhooked(*family, *hook, start, skb, state);
+        }
+    }
+}
+
+/// The hook points that have work with these tables: a raw, mangle or
+/// filter point whose chain has rules or drops; a NAT point while packets
+/// are tracked once the namespace has had a nat rule (`nat_used`).
+pub fn wanted_points(tables: &[Option<Arc<TableImage>>; 4], tracking: bool, nat_used: bool) -> u64 {
+    let mut mask = 0u64;
+    for point in 0..NUM_HOOK_POINTS {
+        let Some((_, hook, stage)) = hooks::hook_point(point) else {
+            continue;
+        };
+        let wanted = match stage {
+            Stage::NatDst | Stage::NatSrc => tracking && nat_used,
+            _ => tables
+                .get(table_of(stage) as usize)
+                .and_then(|t| t.as_deref())
+                .is_some_and(|t| t.empty_at(hook).is_none()),
+        };
+        if wanted {
+            mask |= 1 << point;
+        }
+    }
+    mask
+}
+
+/// A namespace's netfilter hooks: the hook points and counting hooks, and
+/// tracking's hooks, registered as the published rule set needs them.
+pub struct Hooks {
+    points: netfilter::Registration<PacketPath>,
+    ct: netfilter::Registration<Conntrack>,
+    path: Arc<PacketPath>,
+}
+
+impl Hooks {
+    /// Before publishing a rule set: registers the points in `points` (a
+    /// [`wanted_points`] mask) and, if `tracking`, tracking's hooks.
+    /// Hooks no longer needed stay until [`trim`](Self::trim). May sleep.
+    pub fn enable(&self, points: u64, tracking: bool) -> Result {
+        // Counting for a point stops just before it is hooked: a packet in
+        // between is counted by neither, never by both.
+        self.path
+            .hooked
+            .fetch_or(points & POINT_MASK, Ordering::Relaxed);
+        let done = self
+            .points
+            .set(self.points.registered() | (points & POINT_MASK) | COUNT_MASK);
+        self.path
+            .hooked
+            .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
+        done?;
+        if tracking {
+            self.ct.set(CT_MASK)?;
+        }
+        Ok(())
+    }
+
+    /// After publishing a rule set: unregisters the points not in `points`
+    /// and, unless `tracking`, tracking's hooks. May sleep.
+    pub fn trim(&self, points: u64, tracking: bool) {
+        // Unregistering cannot fail.
+        let _ = self.points.set((points & POINT_MASK) | COUNT_MASK);
+        self.path
+            .hooked
+            .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
+        if !tracking {
+            let _ = self.ct.set(0);
+        }
+    }
+
+    /// Which hook points are registered (bit `i`: point `i`).
+    pub fn hooked_points(&self) -> u64 {
+        self.points.registered() & POINT_MASK
+    }
+
+    /// Whether tracking's hooks are registered.
+    pub fn tracking_hooked(&self) -> bool {
+        self.ct.registered() != 0
+    }
+
+    /// The number of hooks that can be registered.
+    pub fn hook_count(&self) -> usize {
+        self.points.hook_count() + self.ct.hook_count()
+    }
+
+    fn unregister(&self, grace: &PreExit) {
+        self.points.unregister(grace);
+        self.ct.unregister(grace);
+    }
+}
+
 fn table_of(stage: Stage) -> Table {
     match stage {
         Stage::Raw => Table::Raw,
@@ -80,10 +247,26 @@ fn table_of(stage: Stage) -> Table {
 
 impl netfilter::Handler for PacketPath {
     fn hook(&self, point: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
+        if point as usize >= NUM_HOOK_POINTS {
+            self.counting_hook(point as usize, skb, state);
+            return Verdict::Accept;
+        }
         self.count(point, skb);
-        let Some((_family, hook, stage)) = hooks::hook_point(point as usize) else {
+        let Some((family, hook, stage)) = hooks::hook_point(point as usize) else {
             return Verdict::Accept;
         };
+        let verdict = self.stage(hook, stage, skb, state);
+        if verdict == Verdict::Accept {
+            // The points after this one, up to the next hooked one.
+            self.count_unhooked(family, hook, point as usize + 1, skb, state);
+        }
+        verdict
+    }
+}
+
+impl PacketPath {
+    /// What hook point (`hook`, `stage`) decides for the packet.
+    fn stage(&self, hook: Hook, stage: Stage, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
         let table = table_of(stage);
         let rcu = state.rcu();
         let timg = self
@@ -505,9 +688,9 @@ fn write_addr(line: &mut LogLine, family: Family, a: &[u8; 16]) {
 /// rnf's state in one network namespace.
 #[pin_data]
 pub struct NetState {
-    // Declared first so they are unregistered before the rest is dropped.
-    hooks: netfilter::Registration<PacketPath>,
-    ct_hooks: netfilter::Registration<Conntrack>,
+    // Declared first so they are unregistered before the rest is dropped
+    // (the rule store holds them too, and switches them with the rules).
+    hooks: Arc<Hooks>,
     _gc: DelayedWork<Conntrack>,
     _defrag: Defrag,
     /// Folds large tails into the main buffers in the background.
@@ -592,10 +775,10 @@ impl NetState {
         &self.path.ct
     }
 
-    /// The number of hooks registered.
+    /// The hooks of this namespace.
     #[allow(dead_code)]
-    pub fn hook_count(&self) -> usize {
-        self.hooks.hook_count()
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
     }
 }
 
@@ -617,7 +800,7 @@ impl pernet::NetData for NetState {
         let ct = Arc::new(Conntrack::new(own)?, GFP_KERNEL)?;
         let gc = DelayedWork::new(ct.clone())?;
         let path = Arc::new(PacketPath::new(ct.clone())?, GFP_KERNEL)?;
-        let mut specs = KVec::with_capacity(NUM_HOOK_POINTS, GFP_KERNEL)?;
+        let mut specs = KVec::with_capacity(NUM_HOOK_POINTS + NUM_COUNT_POINTS, GFP_KERNEL)?;
         for i in 0..NUM_HOOK_POINTS {
             let (family, hook, stage) = hooks::hook_point(i).ok_or(EINVAL)?;
             specs.push(spec(i, family, hook, stage), GFP_KERNEL)?;
@@ -634,13 +817,37 @@ impl pernet::NetData for NetState {
             GFP_KERNEL,
         )?;
         let compactor = DelayedWork::new(rules.clone())?;
-        let ct_hooks = netfilter::Registration::new(net, &Conntrack::hook_specs(), ct)?;
-        let hooks = netfilter::Registration::new(net, &specs, path.clone())?;
+        for (f, family) in hooks::FAMILIES.iter().enumerate() {
+            for (h, hook) in Hook::ALL.iter().enumerate() {
+                specs.push(
+                    HookSpec {
+                        pf: *family as u8,
+                        hooknum: *hook as u8,
+                        priority: COUNT_PRIORITY,
+                        tag: (NUM_HOOK_POINTS + f * Hook::ALL.len() + h) as u32,
+                    },
+                    GFP_KERNEL,
+                )?;
+            }
+        }
+        let hooks = Arc::new(
+            Hooks {
+                ct: netfilter::Registration::new(net, &Conntrack::hook_specs(), ct, 0)?,
+                points: netfilter::Registration::new(net, &specs, path.clone(), COUNT_MASK)?,
+                path: path.clone(),
+            },
+            GFP_KERNEL,
+        )?;
+        // Hooks what the initial (empty) rule set needs: the counting hooks.
+        rules
+            .store
+            .lock()
+            .set_hooks(hooks.clone())
+            .map_err(|e| e.errno)?;
         gc.schedule(1000);
         KBox::pin_init(
             pin_init!(NetState {
                 hooks,
-                ct_hooks,
                 _gc: gc,
                 _defrag: defrag,
                 compactor,
@@ -653,7 +860,6 @@ impl pernet::NetData for NetState {
 
     fn pre_exit(&self, _net: &Net, grace: &PreExit) {
         self.hooks.unregister(grace);
-        self.ct_hooks.unregister(grace);
     }
 }
 

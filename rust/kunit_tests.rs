@@ -73,15 +73,21 @@ pub extern "C" fn rnf_kunit_count_skb() {
     check!(after.bytes == before.bytes + 124);
 }
 
-/// Every namespace has rnf's 28 hooks, and the status reply encodes and
-/// decodes with the shared wire code.
+/// Every namespace has rnf's hooks (only those with work registered), and
+/// the status reply encodes and decodes with the shared wire code.
 #[no_mangle]
 pub extern "C" fn rnf_kunit_status_encoding() {
     let Some(state) = NetState::get(Net::init_net()) else {
         check!(false);
         return;
     };
-    check!(state.hook_count() == NUM_HOOK_POINTS);
+    // 28 hook points and 10 counting hooks, and tracking's 8; with the
+    // empty rule set of a fresh namespace only the counting hooks are
+    // registered (no point has work, nothing needs tracking).
+    let hooks = state.hooks();
+    check!(hooks.hook_count() == NUM_HOOK_POINTS + 10 + 8);
+    check!(hooks.hooked_points() == 0);
+    check!(!hooks.tracking_hooked());
 
     let mut m = AttrWriter::measure();
     wire::encode_status(&mut m, crate::VERSION, 42, state.hook_stats());

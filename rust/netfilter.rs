@@ -8,9 +8,9 @@ use crate::pernet::PreExit;
 use crate::rcu::ReadGuard;
 use crate::skb::SkBuff;
 use crate::sys;
-use core::sync::atomic::{AtomicBool, Ordering};
+use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::sync::Arc;
+use kernel::sync::{Arc, Mutex};
 
 /// What a hook decides for a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,13 +161,18 @@ unsafe extern "C" fn hook_callback<H: Handler>(
     handler.hook(slot.tag, skb, &state).to_raw()
 }
 
-/// Hooks registered in one network namespace, all served by one handler.
+/// Hooks of one network namespace, all served by one handler, each
+/// registered or not as the caller decides ([`set`](Self::set)): rnf hooks
+/// only the stages that have work to do, as nftables registers only the
+/// base chains that exist.
 ///
 /// # Invariants
 ///
-/// While `registered` is true, `ops` is registered in `net`; each `ops[i]`
-/// has `priv` pointing at `slots[i]`, whose handler pointer is `handler`'s.
-/// `ops` and `slots` are never resized, so those pointers stay valid.
+/// Bit `i` of `state` (below [`CLOSED`]) is set exactly while `ops[i]` is
+/// registered in `net`; once `CLOSED` is set no op is registered and none
+/// is registered again. Each `ops[i]` has `priv` pointing at `slots[i]`,
+/// whose handler pointer is `handler`'s. `ops` and `slots` are never
+/// resized, so those pointers stay valid.
 pub struct Registration<H: Handler> {
     net: *mut sys::net,
     ops: KVec<sys::nf_hook_ops>,
@@ -175,22 +180,29 @@ pub struct Registration<H: Handler> {
     #[allow(dead_code)]
     slots: KVec<Slot<H>>,
     handler: Arc<H>,
-    registered: AtomicBool,
+    state: Pin<KBox<Mutex<u64>>>,
 }
+
+/// In a [`Registration`]'s state: unregistered for good.
+const CLOSED: u64 = 1 << 63;
 
 // SAFETY: the raw pointers refer to data owned by `self` (slots, ops) or to
 // the namespace, which outlives the registration (it is owned by the
-// namespace's pernet data); unregistration is safe from any thread.
+// namespace's pernet data); (un)registration is safe from any thread.
 unsafe impl<H: Handler> Send for Registration<H> {}
-// SAFETY: shared access only reads or uses an atomic flag.
+// SAFETY: shared access reads immutable data or goes through the mutex.
 unsafe impl<H: Handler> Sync for Registration<H> {}
 
 impl<H: Handler> Registration<H> {
-    /// Registers one hook per spec in `net`, calling `handler`.
+    /// Prepares one hook per spec in `net`, calling `handler`, and
+    /// registers those in `initial` (bit `i`: `specs[i]`). At most 63 specs.
     ///
     /// The registration must not outlive `net`: keep it in the namespace's
     /// pernet data ([`crate::pernet::NetData`]).
-    pub fn new(net: &Net, specs: &[HookSpec], handler: Arc<H>) -> Result<Self> {
+    pub fn new(net: &Net, specs: &[HookSpec], handler: Arc<H>, initial: u64) -> Result<Self> {
+        if specs.len() >= 63 {
+            return Err(EINVAL);
+        }
         let mut slots = KVec::with_capacity(specs.len(), GFP_KERNEL)?;
         for spec in specs {
             slots.push(
@@ -213,21 +225,16 @@ impl<H: Handler> Registration<H> {
             };
             ops.push(op, GFP_KERNEL)?;
         }
-        let n = u32::try_from(ops.len()).map_err(|_| EINVAL)?;
-        // SAFETY: `ops` holds `n` initialised hook ops whose `priv` point at
-        // `slots`, all kept alive and unmoved until unregistration plus a
-        // grace period (see `unregister` and `Drop`).
-        kernel::error::to_result(unsafe {
-            sys::nf_register_net_hooks(net.as_ptr(), ops.as_ptr(), n)
-        })?;
-        // INVARIANT: registered above; pointers set up as documented.
-        Ok(Self {
+        // INVARIANT: nothing registered yet; pointers set up as documented.
+        let reg = Self {
             net: net.as_ptr(),
             ops,
             slots,
             handler,
-            registered: AtomicBool::new(true),
-        })
+            state: KBox::pin_init(new_mutex!(0), GFP_KERNEL)?,
+        };
+        reg.set(initial)?;
+        Ok(reg)
     }
 
     /// The handler the hooks call.
@@ -236,34 +243,79 @@ impl<H: Handler> Registration<H> {
         &self.handler
     }
 
-    /// The number of hooks.
+    /// The number of hooks that can be registered.
     pub fn hook_count(&self) -> usize {
         self.ops.len()
     }
 
-    fn unregister_raw(&self) -> bool {
-        if !self.registered.swap(false, Ordering::AcqRel) {
-            return false;
+    /// Which hooks are registered (bit `i`: the `i`-th spec).
+    pub fn registered(&self) -> u64 {
+        *self.state.lock() & !CLOSED
+    }
+
+    /// Registers the hooks in `wanted` that are not, and unregisters those
+    /// registered that are not in it. May sleep. Stops at the first hook
+    /// that cannot be registered (out of memory); what was done stays
+    /// done. Does nothing once [`unregister`](Self::unregister) ran.
+    pub fn set(&self, wanted: u64) -> Result {
+        let mut state = self.state.lock();
+        if *state & CLOSED != 0 {
+            return Ok(());
         }
-        // SAFETY: the hooks are registered in `net` (type invariant, and the
-        // flag was true); `ops` is the same array that was registered.
-        unsafe { sys::nf_unregister_net_hooks(self.net, self.ops.as_ptr(), self.ops.len() as u32) };
-        true
+        for (i, op) in self.ops.iter().enumerate() {
+            let bit = 1u64 << i;
+            if wanted & bit != 0 && *state & bit == 0 {
+                // SAFETY: `op` is not registered (invariant: its bit is
+                // clear) and stays alive and unmoved, with its slot, until
+                // it is unregistered and a grace period has passed (see
+                // `unregister` and `Drop`).
+                kernel::error::to_result(unsafe { sys::nf_register_net_hook(self.net, op) })?;
+                // INVARIANT: registered.
+                *state |= bit;
+            } else if wanted & bit == 0 && *state & bit != 0 {
+                // SAFETY: `op` is registered in `net` (invariant). Its
+                // handler may run on until a grace period has passed; the
+                // slot and handler live as long as `self`, which is dropped
+                // after one (see `Drop`).
+                unsafe { sys::nf_unregister_net_hook(self.net, op) };
+                // INVARIANT: unregistered.
+                *state &= !bit;
+            }
+        }
+        Ok(())
+    }
+
+    /// Unregisters every hook for good; returns whether any was registered.
+    fn close(&self) -> bool {
+        let mut state = self.state.lock();
+        let mut any = false;
+        for (i, op) in self.ops.iter().enumerate() {
+            if *state & (1u64 << i) != 0 {
+                // SAFETY: registered in `net` (invariant).
+                unsafe { sys::nf_unregister_net_hook(self.net, op) };
+                any = true;
+            }
+        }
+        // INVARIANT: none registered, none will be.
+        *state = CLOSED;
+        any
     }
 
     /// Unregisters the hooks while the namespace is going away. Handlers may
     /// still be running; `grace` proves a grace period passes before `self`
     /// is dropped.
     pub fn unregister(&self, _grace: &PreExit) {
-        self.unregister_raw();
+        self.close();
     }
 }
 
 impl<H: Handler> Drop for Registration<H> {
     fn drop(&mut self) {
-        if self.unregister_raw() {
-            // Not unregistered ahead of a grace period: wait here for
-            // handlers still running on other CPUs before freeing the slots.
+        // Hooks unregistered earlier (by `set`) may still be running on
+        // other CPUs too: wait for them all before freeing the slots, unless
+        // `unregister` ran, which comes with a grace period before this.
+        let closed = *self.state.lock() & CLOSED != 0;
+        if self.close() || !closed {
             // SAFETY: no preconditions; may sleep, which `drop` may.
             unsafe { sys::synchronize_net() };
         }

@@ -17,6 +17,7 @@
 use crate::compile::{self, ChainSpec, CompileError, RuleRef};
 use crate::conntrack::Conntrack;
 use crate::eval::{CompiledTable, EvalEnv, TailLink, Tails, Verdict};
+use crate::firewall::{self, Hooks};
 use crate::hooks::Hook;
 use crate::packet::PacketFacts;
 use crate::percpu::{Counter, PerCpuCounters};
@@ -117,6 +118,13 @@ fn errno(e: i32) -> Error {
 
 fn oom(_: AllocError) -> ChangeError {
     fail(ENOMEM, format_args!("out of memory"))
+}
+
+fn hooks_failed(e: Error) -> ChangeError {
+    fail(
+        e,
+        format_args!("cannot register the netfilter hooks the rules need"),
+    )
 }
 
 const ENOENT_: i32 = 2;
@@ -783,6 +791,8 @@ pub struct RuleStore {
     /// The namespace's connection tracker: it tracks packets only while a
     /// published rule needs it (see [`publish`](Self::publish)).
     tracker: Option<Arc<Conntrack>>,
+    /// The namespace's hooks: registered as the published rules need them.
+    hooks: Option<Arc<Hooks>>,
 }
 
 /// Most replaced images kept waiting for their grace period; a change that
@@ -809,6 +819,7 @@ impl RuleStore {
             generation: 1,
             pending: [const { None }; MAX_PENDING],
             tracker: None,
+            hooks: None,
         })
     }
 
@@ -826,6 +837,22 @@ impl RuleStore {
     /// Switches `ct` on and off with the rules that need it.
     pub fn set_tracker(&mut self, ct: Arc<Conntrack>) {
         self.tracker = Some(ct);
+    }
+
+    /// Registers and unregisters `hooks` with the rules from now on,
+    /// starting with what the published rules need. May sleep.
+    pub fn set_hooks(&mut self, hooks: Arc<Hooks>) -> Result<(), ChangeError> {
+        let mut tables: [Option<Arc<TableImage>>; 4] = [None, None, None, None];
+        for (slot, tr) in tables.iter_mut().zip(self.tables.iter()) {
+            *slot = tr.image.clone();
+        }
+        let track = self.tracker.as_ref().is_some_and(|ct| ct.active());
+        let nat_used = self.tracker.as_ref().is_some_and(|ct| ct.nat_used());
+        let points = firewall::wanted_points(&tables, track, nat_used);
+        hooks.enable(points, track).map_err(hooks_failed)?;
+        hooks.trim(points, track);
+        self.hooks = Some(hooks);
+        Ok(())
     }
 
     /// The generation: incremented by every change.
@@ -885,18 +912,25 @@ impl RuleStore {
         let nat = tables[Table::Nat as usize]
             .as_ref()
             .is_some_and(|t| !t.passive());
-        let image = KBox::new(Image { tables }, GFP_KERNEL).map_err(oom)?;
-        // Tracking starts before the first rule that needs it can be seen,
-        // and stops only after the last one is gone (as nftables registers
-        // conntrack's hooks only while a rule uses them).
         let tracker = self.tracker.as_ref();
-        if track {
-            tracker.inspect(|ct| ct.set_active(true));
-        }
         // The NAT stages run once a nat rule can have bound a flow: flag
         // that before the rule can be seen.
         if nat {
             tracker.inspect(|ct| ct.set_nat_used());
+        }
+        let nat_used = tracker.is_some_and(|ct| ct.nat_used());
+        let points = firewall::wanted_points(&tables, track, nat_used);
+        let image = KBox::new(Image { tables }, GFP_KERNEL).map_err(oom)?;
+        // What the new rules need is hooked before they can be seen; what
+        // only the old ones needed is unhooked after (below).
+        if let Some(h) = &self.hooks {
+            h.enable(points, track).map_err(hooks_failed)?;
+        }
+        // Tracking starts before the first rule that needs it can be seen,
+        // and stops only after the last one is gone (as nftables registers
+        // conntrack's hooks only while a rule uses them).
+        if track {
+            tracker.inspect(|ct| ct.set_active(true));
         }
         if self.pending.iter().all(Option::is_some) {
             self.settle_oldest()?;
@@ -908,6 +942,9 @@ impl RuleStore {
         let retired = out.replace(Some(image));
         if !track {
             self.tracker.as_ref().inspect(|ct| ct.set_active(false));
+        }
+        if let Some(h) = &self.hooks {
+            h.trim(points, track);
         }
         if let Some(free) = self.pending.iter_mut().find(|p| p.is_none()) {
             *free = Some(Pending {

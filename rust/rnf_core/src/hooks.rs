@@ -200,6 +200,26 @@ pub const fn hook_point_index(family: Family, hook: Hook, stage: Stage) -> Optio
     None
 }
 
+/// The hook points of `hook` in `family`: the dense indices `start..end`
+/// ([`HOOK_STAGES`] lists each hook's stages together, by priority).
+pub const fn hook_points_of(family: Family, hook: Hook) -> (usize, usize) {
+    let base = family.ordinal() * HOOK_STAGES.len();
+    let (mut i, mut start, mut end) = (0, usize::MAX, 0);
+    while i < HOOK_STAGES.len() {
+        if HOOK_STAGES[i].0 as u8 == hook as u8 {
+            if start == usize::MAX {
+                start = i;
+            }
+            end = i + 1;
+        }
+        i += 1;
+    }
+    if start == usize::MAX {
+        return (base, base);
+    }
+    (base + start, base + end)
+}
+
 /// The hook point with dense index `index`; the inverse of
 /// [`hook_point_index`].
 pub const fn hook_point(index: usize) -> Option<(Family, Hook, Stage)> {
@@ -278,6 +298,20 @@ mod tests {
             assert_eq!(hook_point_index(f, h, s), Some(i));
         }
         assert_eq!(hook_point(NUM_HOOK_POINTS), None);
+        // Every point lies in its hook's range, and the ranges cover them all.
+        let mut covered = 0;
+        for family in FAMILIES {
+            for hook in Hook::ALL {
+                let (start, end) = hook_points_of(family, hook);
+                assert!(start < end, "{family:?} {hook:?}");
+                for i in start..end {
+                    let (f, h, _) = hook_point(i).unwrap();
+                    assert_eq!((f, h), (family, hook));
+                }
+                covered += end - start;
+            }
+        }
+        assert_eq!(covered, NUM_HOOK_POINTS);
         assert_eq!(
             hook_point_index(Family::Ipv4, Hook::PreRouting, Stage::Raw),
             Some(0)

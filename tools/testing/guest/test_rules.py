@@ -58,6 +58,43 @@ def test_drop_and_delete(topo):
     check(ping("a", "10.0.2.2"), "ping after deleting the rule")
 
 
+def stage_counts(ns, family, hook):
+    """{stage: packets} of one hook from rnfctl status."""
+    _, stats = t.status(ns=ns)
+    return {s: v[0] for (f, h, s), v in stats.items() if f == family and h == hook}
+
+
+def test_counts_of_unhooked_points(topo):
+    """Points without work are not hooked (an empty chain costs no hook
+    call) yet count as if they were: a packet accepted by the mangle
+    FORWARD rule is counted at filter FORWARD and in its empty chain's
+    policy counter; one that mangle drops is not."""
+    rnf("r", "add", "mangle", "FORWARD", "proto", "icmp", "daddr", "10.0.2.2", "accept")
+    try:
+        st0 = stage_counts("r", "ipv4", "FORWARD")
+        pol0 = chain_of(listing("r", "filter", "FORWARD"), "filter", "FORWARD")["packets"]
+        check(ping("a", "10.0.2.2", count=2), "ping through r")
+        st1 = stage_counts("r", "ipv4", "FORWARD")
+        pol1 = chain_of(listing("r", "filter", "FORWARD"), "filter", "FORWARD")["packets"]
+        check_eq(st1["mangle"] - st0["mangle"], 4, "mangle FORWARD saw requests and replies")
+        check_eq(st1["filter"] - st0["filter"], 4, "filter FORWARD counted as if hooked")
+        check_eq(pol1 - pol0, 4, "the empty filter FORWARD chain's policy counted them")
+        rnf("r", "insert", "mangle", "FORWARD", "proto", "icmp", "daddr", "10.0.2.2", "drop")
+        check(not ping("a", "10.0.2.2", count=2, wait=1), "ping dropped in mangle")
+        st2 = stage_counts("r", "ipv4", "FORWARD")
+        pol2 = chain_of(listing("r", "filter", "FORWARD"), "filter", "FORWARD")["packets"]
+        check_eq(st2["mangle"] - st1["mangle"], 2, "mangle FORWARD saw the requests")
+        check_eq(st2["filter"] - st1["filter"], 0, "filter FORWARD never saw them")
+        check_eq(pol2 - pol1, 0, "nor did its policy counter")
+    finally:
+        rnf("r", "flush", "mangle")
+    st3 = stage_counts("r", "ipv4", "FORWARD")
+    check(ping("a", "10.0.2.2", count=1), "ping through r with no rules")
+    st4 = stage_counts("r", "ipv4", "FORWARD")
+    check_eq((st4["mangle"] - st3["mangle"], st4["filter"] - st3["filter"]), (2, 2),
+             "with nothing hooked both points still count")
+
+
 def test_order_insert_and_policy(topo):
     rnf("r", "add", "filter", "FORWARD", "proto", "icmp", "accept")
     rnf("r", "insert", "filter", "FORWARD", "at", "1", "proto", "icmp", "daddr", "10.0.2.2", "drop")
@@ -545,6 +582,8 @@ def test_appended_rules(topo):
 
 def run(topo):
     t.run_test("rules: drop counted and deleted by handle, in one namespace only", test_drop_and_delete, topo)
+    t.run_test("rules: points without work unhooked, counted as if hooked",
+               test_counts_of_unhooked_points, topo)
     t.run_test("rules: insert at, delete by text, policy drop, ip6 rules", test_order_insert_and_policy, topo)
     t.run_test("rules: reject sends a TCP reset / ICMP error", test_reject, topo)
     t.run_test("rules: user chains; loops and unknown chains refused", test_user_chains_and_loops, topo)

@@ -1056,6 +1056,7 @@ impl Conntrack {
     /// Rewrites a packet of the flow (direction `dir`) for side `manip`
     /// from the flow's binding, as `nf_nat_packet()`. Returns whether the
     /// packet was changed.
+    /// `facts` describe `pkt`, the packet's headers as they are now.
     pub fn nat_packet(
         &self,
         flow: &CtFlow,
@@ -1063,14 +1064,14 @@ impl Conntrack {
         manip: Manip,
         skb: &SkBuff,
         facts: &PacketFacts,
+        pkt: &[u8],
     ) -> Result<bool> {
         if !nat_applies(flow, dir, manip) {
             return Ok(false);
         }
         let target = flow.tuple(dir.opposite()).invert();
         let ep = nat::endpoint(&target, manip);
-        let now = Headers::read(skb).and_then(|h| ct::Tuple::from_facts(&h.facts, h.pkt()));
-        if let Some(t) = now {
+        if let Some(t) = ct::Tuple::from_facts(facts, pkt) {
             if nat::endpoint(&t, manip) == ep {
                 // Translated already (a packet that looped back).
                 return Ok(false);
@@ -1086,7 +1087,21 @@ impl Conntrack {
                 nat::manip_packet(buf, facts, manip, &ep, partial)
             })?;
         }
-        self.rewritten(skb, rw)
+        let changed = self.account(skb, rw)?;
+        // The packet's headers now, for the later hooks' note check.
+        let mut now = *facts;
+        match manip {
+            Manip::Src => now.src = ep.addr,
+            Manip::Dst => now.dst = ep.addr,
+        }
+        if let L4::Ports { sport, dport } | L4::Tcp { sport, dport, .. } = &mut now.l4 {
+            match manip {
+                Manip::Src => *sport = ep.port,
+                Manip::Dst => *dport = ep.port,
+            }
+        }
+        self.renote_as(skb, &now);
+        Ok(changed)
     }
 
     /// Translates an ICMP error about a NATed flow (travelling in `dir`)
@@ -1120,24 +1135,39 @@ impl Conntrack {
         skb: &SkBuff,
         rw: core::result::Result<nat::Rewrite, nat::NatError>,
     ) -> Result<bool> {
+        let changed = self.account(skb, rw)?;
+        self.renote(skb);
+        Ok(changed)
+    }
+
+    /// Accounts a header rewrite in the skb's checksum state.
+    fn account(
+        &self,
+        skb: &SkBuff,
+        rw: core::result::Result<nat::Rewrite, nat::NatError>,
+    ) -> Result<bool> {
         let rw = rw.map_err(|_| EINVAL)?;
         skb.csum_update(
             crate::csum::to_native_wsum(crate::csum::fold(rw.csum_delta)),
             rw.csum_none,
         );
-        self.renote(skb);
         Ok(true)
     }
 
     /// After a rewrite, notes the packet's new headers for the later hooks.
     fn renote(&self, skb: &SkBuff) {
+        if let Some(h) = Headers::read(skb) {
+            self.renote_as(skb, &h.facts);
+        }
+    }
+
+    /// Notes that the packet's headers are now `facts`.
+    fn renote_as(&self, skb: &SkBuff, facts: &PacketFacts) {
         let Some(mut note) = self.notes.get(skb) else {
             return;
         };
-        if let Some(h) = Headers::read(skb) {
-            note.fingerprint = fingerprint(&h.facts);
-            self.notes.set(skb, &note);
-        }
+        note.fingerprint = fingerprint(facts);
+        self.notes.set(skb, &note);
     }
 
     /// Forgets masqueraded flows of interface `ifindex` in this namespace

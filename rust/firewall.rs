@@ -173,10 +173,16 @@ pub fn wanted_points(tables: &[Option<Arc<TableImage>>; 4], tracking: bool, nat_
 
 /// A namespace's netfilter hooks: the hook points and counting hooks, and
 /// tracking's hooks, registered as the published rule set needs them.
+#[pin_data]
 pub struct Hooks {
     points: netfilter::Registration<PacketPath>,
     ct: netfilter::Registration<Conntrack>,
     path: Arc<PacketPath>,
+    /// Reassembly, on while packets are tracked (as `nf_ct_netns_get`
+    /// enables it for nf_conntrack): tracking needs whole datagrams.
+    #[pin]
+    defrag: Mutex<Option<Defrag>>,
+    net: NetRef,
 }
 
 impl Hooks {
@@ -197,6 +203,11 @@ impl Hooks {
             .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
         done?;
         if tracking {
+            let mut defrag = self.defrag.lock();
+            if defrag.is_none() {
+                *defrag = Some(Defrag::enable(self.net.clone())?);
+            }
+            drop(defrag);
             self.ct.set(CT_MASK)?;
         }
         Ok(())
@@ -212,6 +223,8 @@ impl Hooks {
             .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
         if !tracking {
             let _ = self.ct.set(0);
+            // Fragments pass unassembled again, as without nf_conntrack.
+            drop(self.defrag.lock().take());
         }
     }
 
@@ -220,9 +233,9 @@ impl Hooks {
         self.points.registered() & POINT_MASK
     }
 
-    /// Whether tracking's hooks are registered.
+    /// Whether tracking's hooks are registered (and reassembly enabled).
     pub fn tracking_hooked(&self) -> bool {
-        self.ct.registered() != 0
+        self.ct.registered() != 0 && self.defrag.lock().is_some()
     }
 
     /// The number of hooks that can be registered.
@@ -307,7 +320,7 @@ impl PacketPath {
         };
         let mut env = KernelEnv::new(skb, state, &facts, hook, &self.ct, ct);
         if is_nat {
-            return self.nat(&mut env, timg);
+            return self.nat(&mut env, timg, pkt);
         }
         let Some(timg) = timg else {
             return Verdict::Accept;
@@ -340,7 +353,12 @@ impl PacketPath {
     /// The NAT stages: on a flow's first packet the nat table decides the
     /// translation of this side (`Manip`), bound to the flow; every packet
     /// of the flow, both ways, is then rewritten from that binding.
-    fn nat<'a>(&self, env: &mut KernelEnv<'a>, timg: Option<&'a TableImage>) -> Verdict {
+    fn nat<'a>(
+        &self,
+        env: &mut KernelEnv<'a>,
+        timg: Option<&'a TableImage>,
+        pkt: &[u8],
+    ) -> Verdict {
         let Some(manip) = Manip::for_hook(env.hook) else {
             return Verdict::Accept;
         };
@@ -373,7 +391,7 @@ impl PacketPath {
                 return Verdict::Drop;
             }
         }
-        match self.ct.nat_packet(flow, dir, manip, skb, facts) {
+        match self.ct.nat_packet(flow, dir, manip, skb, facts, pkt) {
             Ok(true) if env.hook == Hook::LocalOut && manip == Manip::Dst => {
                 // A new destination may need another route.
                 match state.reroute(skb) {
@@ -692,7 +710,6 @@ pub struct NetState {
     // (the rule store holds them too, and switches them with the rules).
     hooks: Arc<Hooks>,
     _gc: DelayedWork<Conntrack>,
-    _defrag: Defrag,
     /// Folds large tails into the main buffers in the background.
     compactor: DelayedWork<Rules>,
     path: Arc<PacketPath>,
@@ -796,7 +813,7 @@ impl pernet::NetData for NetState {
     const ID: &'static NetId = &NET_ID;
 
     fn init(net: &Net, own: NetRef) -> Result<Pin<KBox<Self>>> {
-        let defrag = Defrag::enable(own.clone())?;
+        let own_net = own.clone();
         let ct = Arc::new(Conntrack::new(own)?, GFP_KERNEL)?;
         let gc = DelayedWork::new(ct.clone())?;
         let path = Arc::new(PacketPath::new(ct.clone())?, GFP_KERNEL)?;
@@ -830,12 +847,17 @@ impl pernet::NetData for NetState {
                 )?;
             }
         }
-        let hooks = Arc::new(
-            Hooks {
-                ct: netfilter::Registration::new(net, &Conntrack::hook_specs(), ct, 0)?,
-                points: netfilter::Registration::new(net, &specs, path.clone(), COUNT_MASK)?,
-                path: path.clone(),
-            },
+        let ct_reg = netfilter::Registration::new(net, &Conntrack::hook_specs(), ct, 0)?;
+        let points = netfilter::Registration::new(net, &specs, path.clone(), COUNT_MASK)?;
+        let hooks_path = path.clone();
+        let hooks = Arc::pin_init(
+            pin_init!(Hooks {
+                ct: ct_reg,
+                points,
+                path: hooks_path,
+                defrag <- new_mutex!(None),
+                net: own_net,
+            }),
             GFP_KERNEL,
         )?;
         // Hooks what the initial (empty) rule set needs: the counting hooks.
@@ -849,7 +871,6 @@ impl pernet::NetData for NetState {
             pin_init!(NetState {
                 hooks,
                 _gc: gc,
-                _defrag: defrag,
                 compactor,
                 path,
                 rules,

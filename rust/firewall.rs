@@ -134,8 +134,9 @@ impl PacketPath {
         }
     }
 
-    /// A counting hook (`tag` after the hook points): counts for the points
-    /// of its hook before the first hooked one.
+    /// A counting hook (`tag` after the hook points), registered while no
+    /// point of its hook is: counts for the points of its hook (before the
+    /// first hooked one, while one is being hooked).
     fn counting_hook(&self, tag: usize, skb: &SkBuff, state: &HookState<'_>) {
         let j = tag - NUM_HOOK_POINTS;
         if let (Some(family), Some(hook)) = (
@@ -171,6 +172,22 @@ pub fn wanted_points(tables: &[Option<Arc<TableImage>>; 4], tracking: bool, nat_
     mask
 }
 
+/// The counting hooks wanted with hook points `points`: one for each
+/// (family, hook) that has no hooked point.
+fn counting_for(points: u64) -> u64 {
+    let mut mask = 0u64;
+    for (f, family) in hooks::FAMILIES.iter().enumerate() {
+        for (h, hook) in Hook::ALL.iter().enumerate() {
+            let (start, end) = hooks::hook_points_of(*family, *hook);
+            let run = (1u64 << end) - (1u64 << start);
+            if points & run == 0 {
+                mask |= 1 << (NUM_HOOK_POINTS + f * Hook::ALL.len() + h);
+            }
+        }
+    }
+    mask
+}
+
 /// A namespace's netfilter hooks: the hook points and counting hooks, and
 /// tracking's hooks, registered as the published rule set needs them.
 #[pin_data]
@@ -190,14 +207,17 @@ impl Hooks {
     /// [`wanted_points`] mask) and, if `tracking`, tracking's hooks.
     /// Hooks no longer needed stay until [`trim`](Self::trim). May sleep.
     pub fn enable(&self, points: u64, tracking: bool) -> Result {
-        // Counting for a point stops just before it is hooked: a packet in
-        // between is counted by neither, never by both.
+        // Counting for a point stops just before it is hooked. While hooks
+        // change, a packet may be counted twice or not at all at a point
+        // (counters are statistics, as with iptables'), never wrongly
+        // filtered.
         self.path
             .hooked
             .fetch_or(points & POINT_MASK, Ordering::Relaxed);
-        let done = self
-            .points
-            .set(self.points.registered() | (points & POINT_MASK) | COUNT_MASK);
+        // Points are registered before the counting hooks they replace go
+        // (`set` works in index order, points first).
+        let wanted = (self.points.registered() | points) & POINT_MASK;
+        let done = self.points.set(wanted | counting_for(wanted));
         self.path
             .hooked
             .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
@@ -216,8 +236,13 @@ impl Hooks {
     /// After publishing a rule set: unregisters the points not in `points`
     /// and, unless `tracking`, tracking's hooks. May sleep.
     pub fn trim(&self, points: u64, tracking: bool) {
-        // Unregistering cannot fail.
-        let _ = self.points.set((points & POINT_MASK) | COUNT_MASK);
+        // Counting hooks come before the points they replace go. One that
+        // cannot be registered (out of memory) leaves its hook uncounted
+        // until the next change.
+        let points = points & POINT_MASK;
+        let keep = counting_for(points);
+        let _ = self.points.set(self.points.registered() | keep);
+        let _ = self.points.set(points | keep);
         self.path
             .hooked
             .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
@@ -268,10 +293,18 @@ impl netfilter::Handler for PacketPath {
         let Some((family, hook, stage)) = hooks::hook_point(point as usize) else {
             return Verdict::Accept;
         };
+        let point = point as usize;
+        // The first hooked point of its hook counts for those before it
+        // (the hook has no counting hook then).
+        let (start, _) = hooks::hook_points_of(family, hook);
+        let hooked = self.hooked.load(Ordering::Relaxed);
+        if start < point && hooked & ((1 << point) - (1 << start)) == 0 {
+            self.count_unhooked(family, hook, start, skb, state);
+        }
         let verdict = self.stage(hook, stage, skb, state);
         if verdict == Verdict::Accept {
             // The points after this one, up to the next hooked one.
-            self.count_unhooked(family, hook, point as usize + 1, skb, state);
+            self.count_unhooked(family, hook, point + 1, skb, state);
         }
         verdict
     }

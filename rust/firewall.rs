@@ -36,6 +36,7 @@ use crate::skb::SkBuff;
 use crate::sys;
 use crate::wire::HookStat;
 use crate::work::{DelayedWork, WorkFn};
+use core::cell::OnceCell;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::new_mutex;
@@ -448,10 +449,9 @@ struct KernelEnv<'a> {
     hook: Hook,
     conntrack: &'a Conntrack,
     ct: PacketCt<'a>,
-    in_name: [u8; 16],
-    in_len: usize,
-    out_name: [u8; 16],
-    out_len: usize,
+    /// The devices' names, read when a rule first asks.
+    in_name: OnceCell<([u8; 16], usize)>,
+    out_name: OnceCell<([u8; 16], usize)>,
 }
 
 impl<'a> KernelEnv<'a> {
@@ -463,7 +463,7 @@ impl<'a> KernelEnv<'a> {
         conntrack: &'a Conntrack,
         ct: PacketCt<'a>,
     ) -> Self {
-        let mut env = KernelEnv {
+        KernelEnv {
             skb,
             state,
             slots: None,
@@ -471,18 +471,9 @@ impl<'a> KernelEnv<'a> {
             hook,
             conntrack,
             ct,
-            in_name: [0; 16],
-            in_len: 0,
-            out_name: [0; 16],
-            out_len: 0,
-        };
-        let mut buf = [0u8; 16];
-        env.in_len = state.in_name(&mut buf).len();
-        env.in_name = buf;
-        let mut buf = [0u8; 16];
-        env.out_len = state.out_name(&mut buf).len();
-        env.out_name = buf;
-        env
+            in_name: OnceCell::new(),
+            out_name: OnceCell::new(),
+        }
     }
 }
 
@@ -537,11 +528,21 @@ impl EvalEnv for KernelEnv<'_> {
     }
 
     fn iif_name(&self) -> &[u8] {
-        self.in_name.get(..self.in_len).unwrap_or(&[])
+        let (name, len) = self.in_name.get_or_init(|| {
+            let mut buf = [0u8; 16];
+            let len = self.state.in_name(&mut buf).len();
+            (buf, len)
+        });
+        name.get(..*len).unwrap_or(&[])
     }
 
     fn oif_name(&self) -> &[u8] {
-        self.out_name.get(..self.out_len).unwrap_or(&[])
+        let (name, len) = self.out_name.get_or_init(|| {
+            let mut buf = [0u8; 16];
+            let len = self.state.out_name(&mut buf).len();
+            (buf, len)
+        });
+        name.get(..*len).unwrap_or(&[])
     }
 
     fn mark(&self) -> u32 {

@@ -619,9 +619,9 @@ def profile(what):
     p = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-a", "-o", data, "--",
                           "sleep", str(SECONDS)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     measure(during=lambda: p.wait())
-    rep = sh(["perf", "report", "-i", data, "--stdio", "--sort", "sym", "--percent-limit", "1"],
+    rep = sh(["perf", "report", "-i", data, "--stdio", "--sort", "sym", "--percent-limit", "0.3"],
              check=False)
-    lines = [x for x in rep.stdout.splitlines() if x.strip() and not x.startswith("#")][:30]
+    lines = [x for x in rep.stdout.splitlines() if x.strip() and not x.startswith("#")][:40]
     profiles.append((what, lines or [(rep.stderr or "perf report failed").strip()[:300]]))
 
 

@@ -205,13 +205,15 @@ pub const fn hook_point_index(family: Family, hook: Hook, stage: Stage) -> Optio
 pub const fn hook_points_of(family: Family, hook: Hook) -> (usize, usize) {
     let base = family.ordinal() * HOOK_STAGES.len();
     let (mut i, mut start, mut end) = (0, usize::MAX, 0);
-    while i < HOOK_STAGES.len() {
-        if HOOK_STAGES[i].0 as u8 == hook as u8 {
+    let mut rest: &[(Hook, Stage)] = &HOOK_STAGES;
+    while let [(h, _), tail @ ..] = rest {
+        if *h as u8 == hook as u8 {
             if start == usize::MAX {
                 start = i;
             }
             end = i + 1;
         }
+        rest = tail;
         i += 1;
     }
     if start == usize::MAX {

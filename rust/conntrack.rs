@@ -32,7 +32,7 @@ use crate::flow_table::{Flow, FlowTable, InsertError};
 use crate::genl;
 use crate::hooks::{Family, Hook};
 use crate::nat::{self, Manip, NatKind, NatRange};
-use crate::netfilter::{self, HookSpec, HookState, Verdict};
+use crate::netfilter::{HookSpec, HookState, Verdict};
 use crate::packet::{self, PacketFacts, L4};
 use crate::percpu::{PacketNote, PacketNotes};
 use crate::pernet::NetRef;
@@ -59,11 +59,19 @@ const HEADER_BYTES: usize = 192;
 const UNCONFIRMED_NS: u64 = 10_000_000_000;
 
 /// Time between garbage collection passes, and buckets per pass (a full
-/// sweep takes `GC_SLICES` passes).
+/// sweep takes `GC_SLICES` passes). A pass that finds nothing to collect
+/// doubles the time to the next, up to `GC_INTERVAL_MAX_MS` (a full sweep
+/// every 4 s); one that collects goes back to `GC_INTERVAL_MS`. Lookups
+/// drop expired flows they meet, and a full table evicts expired flows
+/// first, so a slower sweep only delays DESTROY events (nf_conntrack's
+/// adaptive GC lets them wait up to 60 s).
 const GC_INTERVAL_MS: u32 = 125;
+const GC_INTERVAL_MAX_MS: u32 = 500;
 const GC_SLICES: u32 = 8;
 /// Buckets scanned under one RCU read section before yielding.
 const GC_BATCH: u32 = 64;
+/// Status of a UDP flow whose tracking state no longer changes.
+const UDP_STREAM: u32 = ct::status::SEEN_REPLY | ct::status::ASSURED;
 /// Buckets looked at for a flow to evict when the table is full.
 const EARLY_DROP_BUCKETS: u32 = 8;
 
@@ -191,6 +199,8 @@ pub struct Conntrack {
     tcp: TcpConfig,
     stats: Stats,
     gc_cursor: AtomicU32,
+    /// Time to the next garbage collection pass (ms).
+    gc_delay: AtomicU32,
     /// The namespace, for events; `None` in tests.
     net: Option<NetRef>,
     /// Whether packets are tracked: only while a published rule needs it.
@@ -224,21 +234,24 @@ impl Headers {
 /// A fingerprint of a packet's headers: tells the packet a note was made
 /// for from another packet that reuses its buffer address.
 pub fn fingerprint(f: &PacketFacts) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    let mut mix = |b: u8| h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    for b in Iterator::chain(f.src.iter(), f.dst.iter()) {
-        mix(*b);
+    // Word at a time (every hook after tracking computes it): multiply,
+    // xor-shift mixing of 64-bit words.
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut mix = |w: u64| {
+        h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 29;
+    };
+    for c in Iterator::chain(f.src.chunks_exact(8), f.dst.chunks_exact(8)) {
+        mix(c.try_into().map_or(0, u64::from_ne_bytes));
     }
-    mix(f.proto);
-    for b in f.total_len.to_le_bytes() {
-        mix(b);
-    }
-    if let L4::Ports { sport, dport } | L4::Tcp { sport, dport, .. } = f.l4 {
-        for b in Iterator::chain(sport.to_le_bytes().into_iter(), dport.to_le_bytes()) {
-            mix(b);
+    let ports = match f.l4 {
+        L4::Ports { sport, dport } | L4::Tcp { sport, dport, .. } => {
+            u64::from(sport) << 16 | u64::from(dport)
         }
-    }
-    h
+        _ => 0,
+    };
+    mix(u64::from(f.proto) << 56 | u64::from(f.total_len) << 32 | ports);
+    (h ^ (h >> 32)) as u32
 }
 
 fn now_ns() -> u64 {
@@ -289,6 +302,7 @@ impl Conntrack {
             tcp: TcpConfig::default(),
             stats: Stats::default(),
             gc_cursor: AtomicU32::new(0),
+            gc_delay: AtomicU32::new(GC_INTERVAL_MS),
             net,
             active: AtomicBool::new(false),
             nat_used: AtomicBool::new(false),
@@ -321,24 +335,47 @@ impl Conntrack {
         self.nat_used.load(Ordering::Acquire)
     }
 
-    /// The hook attachment points of tracking, tagged from `first_tag`.
-    pub fn hook_specs() -> [HookSpec; 8] {
-        let spec = |i: u32, family: Family, hook: Hook, priority: i32| HookSpec {
-            pf: family as u8,
-            hooknum: hook as u8,
-            priority,
-            tag: i,
-        };
-        [
-            spec(0, Family::Ipv4, Hook::PreRouting, PRI_CONNTRACK),
-            spec(1, Family::Ipv4, Hook::LocalOut, PRI_CONNTRACK),
-            spec(2, Family::Ipv6, Hook::PreRouting, PRI_CONNTRACK),
-            spec(3, Family::Ipv6, Hook::LocalOut, PRI_CONNTRACK),
-            spec(4, Family::Ipv4, Hook::LocalIn, PRI_CONFIRM),
-            spec(5, Family::Ipv4, Hook::PostRouting, PRI_CONFIRM),
-            spec(6, Family::Ipv6, Hook::LocalIn, PRI_CONFIRM),
-            spec(7, Family::Ipv6, Hook::PostRouting, PRI_CONFIRM),
-        ]
+    /// Tracking's hooks: (family, hook, priority), tracking first, then
+    /// confirmation.
+    pub const HOOKS: [(Family, Hook, i32); 8] = [
+        (Family::Ipv4, Hook::PreRouting, PRI_CONNTRACK),
+        (Family::Ipv4, Hook::LocalOut, PRI_CONNTRACK),
+        (Family::Ipv6, Hook::PreRouting, PRI_CONNTRACK),
+        (Family::Ipv6, Hook::LocalOut, PRI_CONNTRACK),
+        (Family::Ipv4, Hook::LocalIn, PRI_CONFIRM),
+        (Family::Ipv4, Hook::PostRouting, PRI_CONFIRM),
+        (Family::Ipv6, Hook::LocalIn, PRI_CONFIRM),
+        (Family::Ipv6, Hook::PostRouting, PRI_CONFIRM),
+    ];
+
+    /// The attachment points of [`HOOKS`](Self::HOOKS), tagged from
+    /// `first_tag` on.
+    pub fn hook_specs(first_tag: u32) -> [HookSpec; 8] {
+        let mut tag = first_tag;
+        Self::HOOKS.map(|(family, hook, priority)| {
+            let spec = HookSpec {
+                pf: family as u8,
+                hooknum: hook as u8,
+                priority,
+                tag,
+            };
+            tag += 1;
+            spec
+        })
+    }
+
+    /// Tracking's hook `i` of [`HOOKS`](Self::HOOKS): tracks the packet
+    /// (while tracking is on) or confirms its flow.
+    pub(crate) fn hook(&self, i: usize, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
+        if i < 4 {
+            if !self.active() {
+                return Verdict::Accept;
+            }
+            self.track(skb, state.in_is_loopback(), state.rcu())
+        } else {
+            self.confirm(skb, state.rcu());
+            Verdict::Accept
+        }
     }
 
     fn timeouts<'g>(&'g self, guard: &'g ReadGuard) -> Timeouts {
@@ -589,6 +626,13 @@ impl Conntrack {
                 destroy = v.destroy;
                 changed = v.old_state != v.new_state;
             }
+            _ if matches!(h.facts.proto, packet::IPPROTO_UDP | packet::IPPROTO_UDPLITE)
+                && flow.status() & UDP_STREAM == UDP_STREAM =>
+            {
+                // An assured UDP flow (replied, a stream): its state no
+                // longer changes, so no lock is needed to refresh it.
+                expires = Some(secs_from(now, timeouts.udp_replied));
+            }
             _ => {
                 let secs = self.table.with_track(flow, |t| match t {
                     Track::Udp(u) => {
@@ -614,7 +658,9 @@ impl Conntrack {
         if assured {
             bits |= ct::status::ASSURED;
         }
-        if flow.set_status(bits) != 0 {
+        // Read first: most packets set nothing new, and an atomic
+        // read-modify-write per packet would bounce the flow's cache line.
+        if flow.status() & bits != bits && flow.set_status(bits) != 0 {
             changed = true;
         }
         if destroy {
@@ -625,17 +671,20 @@ impl Conntrack {
         Some(state)
     }
 
-    /// Evicts one unassured (or closing) flow near `tuple`'s bucket to make
-    /// room: unconfirmed flows first, then the oldest candidate.
+    /// Evicts one flow near `tuple`'s bucket to make room: an expired one
+    /// (garbage collection has not reached it yet), else an unassured (or
+    /// closing) one: unconfirmed flows first, then the oldest candidate.
     fn early_drop(&self, tuple: &ct::Tuple, guard: &ReadGuard) -> bool {
         let start = self.table.bucket_of(tuple);
         let n = self.table.buckets();
+        let now = now_ns();
         let mut victim: Option<&CtFlow> = None;
         for i in 0..EARLY_DROP_BUCKETS.min(n) {
             let b = start.wrapping_add(i).checked_rem(n).unwrap_or(0);
             self.table.for_each_in(b, guard, |flow| {
                 let status = flow.status();
-                let droppable = status & ct::status::ASSURED == 0
+                let droppable = flow.expired(now)
+                    || status & ct::status::ASSURED == 0
                     || matches!(self.table.track(flow), Track::Tcp(c) if c.can_early_drop());
                 if !droppable {
                     return;
@@ -643,8 +692,9 @@ impl Conntrack {
                 let better = match victim {
                     None => true,
                     Some(v) => {
-                        let unconfirmed = |f: &CtFlow| f.status() & ct::status::CONFIRMED == 0;
-                        (unconfirmed(flow), v.created_ns) > (unconfirmed(v), flow.created_ns)
+                        let rank =
+                            |f: &CtFlow| (f.expired(now), f.status() & ct::status::CONFIRMED == 0);
+                        (rank(flow), v.created_ns) > (rank(v), flow.created_ns)
                     }
                 };
                 if better {
@@ -653,6 +703,7 @@ impl Conntrack {
             });
         }
         match victim {
+            Some(v) if v.expired(now) => self.kill(v, Gone::Expired, guard),
             Some(v) => self.kill(v, Gone::EarlyDrop, guard),
             None => false,
         }
@@ -860,24 +911,30 @@ impl Conntrack {
         Ok(b)
     }
 
-    /// One garbage collection pass over a slice of the table.
-    pub(crate) fn gc_pass(&self) {
+    /// One garbage collection pass over a slice of the table; returns how
+    /// many flows it collected.
+    pub(crate) fn gc_pass(&self) -> u32 {
         let slice = (self.table.buckets() / GC_SLICES).max(1);
         let start = self.gc_cursor.load(Ordering::Relaxed);
+        let mut collected = 0u32;
         let swept = self.sweep(start, slice, |s| {
             if let Sweep::Flow(flow, guard, now) = s {
                 let confirmed = flow.status() & ct::status::CONFIRMED != 0;
-                if flow.expired(now) {
-                    self.kill(flow, Gone::Expired, guard);
+                let gone = if flow.expired(now) {
+                    self.kill(flow, Gone::Expired, guard)
                 } else if !confirmed && now.saturating_sub(flow.created_ns) > UNCONFIRMED_NS {
-                    self.kill(flow, Gone::Silent, guard);
-                }
+                    self.kill(flow, Gone::Silent, guard)
+                } else {
+                    false
+                };
+                collected = collected.saturating_add(u32::from(gone));
             }
             Ok(())
         });
         if let Ok(next) = swept {
             self.gc_cursor.store(next, Ordering::Relaxed);
         }
+        collected
     }
 
     /// Every flow, as messages for a listing.
@@ -1203,25 +1260,16 @@ impl Conntrack {
     }
 }
 
-impl netfilter::Handler for Conntrack {
-    fn hook(&self, tag: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
-        if tag < 4 {
-            if !self.active() {
-                return Verdict::Accept;
-            }
-            let mut name = [0u8; 16];
-            let looped = state.in_name(&mut name) == b"lo";
-            self.track(skb, looped, state.rcu())
-        } else {
-            self.confirm(skb, state.rcu());
-            Verdict::Accept
-        }
-    }
-}
-
 impl WorkFn for Conntrack {
     fn run(&self) -> Option<u32> {
-        self.gc_pass();
-        Some(GC_INTERVAL_MS)
+        let delay = if self.gc_pass() > 0 {
+            GC_INTERVAL_MS
+        } else {
+            let d = self.gc_delay.load(Ordering::Relaxed);
+            d.saturating_mul(2)
+                .clamp(GC_INTERVAL_MS, GC_INTERVAL_MAX_MS)
+        };
+        self.gc_delay.store(delay, Ordering::Relaxed);
+        Some(delay)
     }
 }

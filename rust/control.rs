@@ -60,6 +60,7 @@ const POLICY: [AttrKind; attr::MAX as usize + 1] = [
     AttrKind::Reject,              // CT_STATS
     AttrKind::Reject,              // CT_AGE
     AttrKind::Nested,              // RULESET_PART
+    AttrKind::U8,                  // HOOK_COUNTING
 ];
 
 const fn admin(cmd: u8) -> Command {
@@ -70,7 +71,7 @@ const fn admin(cmd: u8) -> Command {
     }
 }
 
-const COMMANDS: [Command; 17] = [
+const COMMANDS: [Command; 18] = [
     admin(cmd::GET_STATUS),
     admin(cmd::NEW_RULE),
     admin(cmd::DEL_RULE),
@@ -96,6 +97,7 @@ const COMMANDS: [Command; 17] = [
     admin(cmd::GET_CT_STATS),
     admin(cmd::SET_CT_LIMIT),
     admin(cmd::SET_CT_TIMEOUT),
+    admin(cmd::SET_HOOK_COUNTING),
 ];
 
 /// Registers the family.
@@ -131,6 +133,7 @@ impl genl::Handler for Control {
             }
             cmd::SET_CT_LIMIT => ct_set_limit(req, state),
             cmd::SET_CT_TIMEOUT => ct_set_timeout(req, state),
+            cmd::SET_HOOK_COUNTING => set_hook_counting(req, state),
             c => {
                 let r = change(req, state, c);
                 r.map_err(|e| {
@@ -254,16 +257,39 @@ fn ct_set_timeout(req: &mut Request<'_>, state: &NetState) -> Result {
     }
 }
 
+/// `SET_HOOK_COUNTING`: whether hooks without rules are hooked to count.
+fn set_hook_counting(req: &mut Request<'_>, state: &NetState) -> Result {
+    let on = match u8_attr(req, attr::HOOK_COUNTING) {
+        Some(0) => false,
+        Some(1) => true,
+        Some(_) => {
+            req.set_error(c_str!("rnf: HOOK_COUNTING must be 0 (off) or 1 (on)"));
+            return Err(EINVAL);
+        }
+        None => {
+            req.set_error(c_str!("rnf: HOOK_COUNTING is required"));
+            return Err(EINVAL);
+        }
+    };
+    state.set_hook_counting(on).map_err(|e| {
+        req.set_error_fmt(format_args!("{}", e.text.as_str()));
+        e.errno
+    })
+}
+
 /// `GET_STATUS`: the module version and per-hook-point counters of the
-/// caller's namespace.
+/// caller's namespace, and whether hooks without rules count.
 fn status(req: &mut Request<'_>, state: &NetState) -> Result {
     let cookie = req.net().cookie();
+    let counting = u8::from(state.path().hook_counting());
     let mut measure = AttrWriter::measure();
     wire::encode_status(&mut measure, crate::VERSION, cookie, state.hook_stats());
+    measure.put_u8(attr::HOOK_COUNTING, counting);
     let len = measure.len();
     req.reply(cmd::GET_STATUS, len, |buf| {
         let mut w = AttrWriter::new(buf);
         wire::encode_status(&mut w, crate::VERSION, cookie, state.hook_stats());
+        w.put_u8(attr::HOOK_COUNTING, counting);
         match w.finish() {
             Ok(n) if n == len => Ok(()),
             _ => Err(crate::errno::emsgsize()),

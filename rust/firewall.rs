@@ -31,14 +31,14 @@ use crate::percpu::{Counter, PerCpuCounters};
 use crate::pernet::{self, NetData, NetId, NetRef, PreExit};
 use crate::rcu::RcuBox;
 use crate::rules::{Limit, Table};
-use crate::ruleset::{Image, RuleStore, SlotState, TableImage};
+use crate::ruleset::{ChangeError, Image, RuleStore, SlotState, TableImage};
 use crate::skb::SkBuff;
 use crate::sys;
 use crate::wire::HookStat;
 use crate::work::{DelayedWork, WorkFn};
 use core::cell::OnceCell;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -58,13 +58,21 @@ const POINT_MASK: u64 = (1 << NUM_HOOK_POINTS) - 1;
 /// In a [`Hooks`] mask: the counting hooks, always registered.
 const COUNT_MASK: u64 = ((1 << NUM_COUNT_POINTS) - 1) << NUM_HOOK_POINTS;
 /// Tracking's hooks, all of them.
-const CT_MASK: u64 = (1 << 8) - 1;
+const CT_MASK: u64 = (1 << Conntrack::HOOKS.len()) - 1;
+/// Tracking's hooks are tagged from here on (after the counting hooks).
+const CT_TAG: usize = NUM_HOOK_POINTS + NUM_COUNT_POINTS;
 
 /// What the packet path of one namespace uses.
 pub struct PacketPath {
     /// Which hook points are hooked (bit `i`: point `i`); the counting
     /// hooks count for the others.
     hooked: AtomicU64,
+    /// Whether packets are counted at hook points without work (by the
+    /// counting hooks and the hooked points): `rnfctl hook-counters`.
+    counting: AtomicBool,
+    /// Whether tracking's hooks count for the (family, hook)s they sit on
+    /// (those have no counting hook while tracking's hooks are there).
+    ct_counts: AtomicBool,
     counters: PerCpuCounters,
     /// The compiled rule set, replaced as a whole on every change.
     pub image: RcuBox<Image>,
@@ -76,6 +84,8 @@ impl PacketPath {
     fn new(ct: Arc<Conntrack>) -> Result<Self> {
         Ok(Self {
             hooked: AtomicU64::new(0),
+            counting: AtomicBool::new(true),
+            ct_counts: AtomicBool::new(false),
             counters: PerCpuCounters::new(NUM_HOOK_POINTS as u32)?,
             image: RcuBox::empty(),
             ct,
@@ -90,6 +100,11 @@ impl PacketPath {
     /// The packets and bytes counted at hook point `point`.
     pub fn counted(&self, point: u32) -> Counter {
         self.counters.sum(point)
+    }
+
+    /// Whether packets are counted at hook points without work.
+    pub fn hook_counting(&self) -> bool {
+        self.counting.load(Ordering::Relaxed)
     }
 }
 
@@ -107,7 +122,7 @@ impl PacketPath {
         state: &HookState<'_>,
     ) {
         let (_, end) = hooks::hook_points_of(family, hook);
-        if from >= end {
+        if from >= end || !self.hook_counting() {
             return;
         }
         let hooked = self.hooked.load(Ordering::Relaxed);
@@ -150,6 +165,24 @@ impl PacketPath {
     }
 }
 
+impl PacketPath {
+    /// Tracking's hook `i` (of `Conntrack::HOOKS`): counts for its
+    /// (family, hook) while that has no hooked point (tracking's hooks
+    /// replace the counting hooks there), then tracks or confirms.
+    fn ct_hook(&self, i: usize, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
+        if let Some((family, hook, _)) = Conntrack::HOOKS.get(i) {
+            let (start, end) = hooks::hook_points_of(*family, *hook);
+            let run = (1u64 << end) - (1u64 << start);
+            if self.ct_counts.load(Ordering::Relaxed)
+                && self.hooked.load(Ordering::Relaxed) & run == 0
+            {
+                self.count_unhooked(*family, *hook, start, skb, state);
+            }
+        }
+        self.ct.hook(i, skb, state)
+    }
+}
+
 /// The hook points that have work with these tables: a raw, mangle or
 /// filter point whose chain has rules or drops; a NAT point while packets
 /// are tracked once the namespace has had a nat rule (`nat_used`).
@@ -173,15 +206,23 @@ pub fn wanted_points(tables: &[Option<Arc<TableImage>>; 4], tracking: bool, nat_
     mask
 }
 
-/// The counting hooks wanted with hook points `points`: one for each
-/// (family, hook) that has no hooked point.
-fn counting_for(points: u64) -> u64 {
+/// The counting hooks wanted with hook points `points` while `counting`:
+/// one for each (family, hook) that has no hooked point, unless tracking's
+/// hooks are there (`ct_counts`) to count for it.
+fn counting_for(points: u64, counting: bool, ct_counts: bool) -> u64 {
     let mut mask = 0u64;
+    if !counting {
+        return mask;
+    }
     for (f, family) in hooks::FAMILIES.iter().enumerate() {
         for (h, hook) in Hook::ALL.iter().enumerate() {
             let (start, end) = hooks::hook_points_of(*family, *hook);
             let run = (1u64 << end) - (1u64 << start);
-            if points & run == 0 {
+            let by_ct = ct_counts
+                && Conntrack::HOOKS
+                    .iter()
+                    .any(|(cf, ch, _)| cf == family && ch == hook);
+            if points & run == 0 && !by_ct {
                 mask |= 1 << (NUM_HOOK_POINTS + f * Hook::ALL.len() + h);
             }
         }
@@ -194,7 +235,8 @@ fn counting_for(points: u64) -> u64 {
 #[pin_data]
 pub struct Hooks {
     points: netfilter::Registration<PacketPath>,
-    ct: netfilter::Registration<Conntrack>,
+    /// Tracking's hooks, tagged from [`CT_TAG`].
+    ct: netfilter::Registration<PacketPath>,
     path: Arc<PacketPath>,
     /// Reassembly, on while packets are tracked (as `nf_ct_netns_get`
     /// enables it for nf_conntrack): tracking needs whole datagrams.
@@ -215,14 +257,6 @@ impl Hooks {
         self.path
             .hooked
             .fetch_or(points & POINT_MASK, Ordering::Relaxed);
-        // Points are registered before the counting hooks they replace go
-        // (`set` works in index order, points first).
-        let wanted = (self.points.registered() | points) & POINT_MASK;
-        let done = self.points.set(wanted | counting_for(wanted));
-        self.path
-            .hooked
-            .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
-        done?;
         if tracking {
             let mut defrag = self.defrag.lock();
             if defrag.is_none() {
@@ -230,28 +264,50 @@ impl Hooks {
             }
             drop(defrag);
             self.ct.set(CT_MASK)?;
+            // Tracking's hooks count from now on; the counting hooks they
+            // replace go below.
+            self.path
+                .ct_counts
+                .store(self.path.hook_counting(), Ordering::Relaxed);
         }
-        Ok(())
+        // Points are registered before the counting hooks they replace go
+        // (`set` works in index order, points first).
+        let wanted = (self.points.registered() | points) & POINT_MASK;
+        let counting = self.path.hook_counting();
+        let ct_counts = self.path.ct_counts.load(Ordering::Relaxed);
+        let done = self
+            .points
+            .set(wanted | counting_for(wanted, counting, ct_counts));
+        self.path
+            .hooked
+            .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
+        done
     }
 
     /// After publishing a rule set: unregisters the points not in `points`
     /// and, unless `tracking`, tracking's hooks. May sleep.
     pub fn trim(&self, points: u64, tracking: bool) {
-        // Counting hooks come before the points they replace go. One that
-        // cannot be registered (out of memory) leaves its hook uncounted
-        // until the next change.
+        // Counting hooks come before the points (or tracking's hooks) they
+        // replace go. One that cannot be registered (out of memory) leaves
+        // its hook uncounted until the next change.
         let points = points & POINT_MASK;
-        let keep = counting_for(points);
+        let counting = self.path.hook_counting();
+        let ct_counts = tracking && self.ct.registered() == CT_MASK;
+        let keep = counting_for(points, counting, ct_counts);
         let _ = self.points.set(self.points.registered() | keep);
-        let _ = self.points.set(points | keep);
-        self.path
-            .hooked
-            .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
+        if !counting {
+            self.path.ct_counts.store(false, Ordering::Relaxed);
+        }
         if !tracking {
+            self.path.ct_counts.store(false, Ordering::Relaxed);
             let _ = self.ct.set(0);
             // Fragments pass unassembled again, as without nf_conntrack.
             drop(self.defrag.lock().take());
         }
+        let _ = self.points.set(points | keep);
+        self.path
+            .hooked
+            .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
     }
 
     /// Which hook points are registered (bit `i`: point `i`).
@@ -286,6 +342,9 @@ fn table_of(stage: Stage) -> Table {
 
 impl netfilter::Handler for PacketPath {
     fn hook(&self, point: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
+        if point as usize >= CT_TAG {
+            return self.ct_hook(point as usize - CT_TAG, skb, state);
+        }
         if point as usize >= NUM_HOOK_POINTS {
             self.counting_hook(point as usize, skb, state);
             return Verdict::Accept;
@@ -826,6 +885,15 @@ impl NetState {
         &self.path.ct
     }
 
+    /// Switches counting at hook points without work on or off (`rnfctl
+    /// hook-counters`): off, a namespace without rules has no hook at all.
+    /// May sleep.
+    pub fn set_hook_counting(&self, on: bool) -> Result<(), ChangeError> {
+        let mut store = self.rules.lock();
+        self.path.counting.store(on, Ordering::Relaxed);
+        store.rehook()
+    }
+
     /// The hooks of this namespace.
     #[allow(dead_code)]
     pub fn hooks(&self) -> &Hooks {
@@ -881,7 +949,8 @@ impl pernet::NetData for NetState {
                 )?;
             }
         }
-        let ct_reg = netfilter::Registration::new(net, &Conntrack::hook_specs(), ct, 0)?;
+        let ct_specs = Conntrack::hook_specs(CT_TAG as u32);
+        let ct_reg = netfilter::Registration::new(net, &ct_specs, path.clone(), 0)?;
         let points = netfilter::Registration::new(net, &specs, path.clone(), COUNT_MASK)?;
         let hooks_path = path.clone();
         let hooks = Arc::pin_init(

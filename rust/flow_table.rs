@@ -79,25 +79,27 @@ unsafe impl<T: Copy + Send> Send for Flow<T> {}
 
 /// Words of a packed tuple.
 const KEY_WORDS: usize = 5;
+const _: () = assert!(KEY_WORDS * 8 >= TUPLE_BYTES);
 
 /// A tuple as words, for comparison without locks.
 fn pack(t: &Tuple) -> [u64; KEY_WORDS] {
-    let b = t.to_bytes();
+    let mut b = [0u8; KEY_WORDS * 8];
+    if let Some(d) = b.get_mut(..TUPLE_BYTES) {
+        d.copy_from_slice(&t.to_bytes());
+    }
     let mut w = [0u64; KEY_WORDS];
-    for (i, byte) in b.iter().enumerate() {
-        if let Some(word) = w.get_mut(i / 8) {
-            *word |= u64::from(*byte) << ((i % 8) * 8);
-        }
+    for (o, c) in w.iter_mut().zip(b.chunks_exact(8)) {
+        *o = c.try_into().map_or(0, u64::from_le_bytes);
     }
     w
 }
 
 fn unpack(w: &[u64; KEY_WORDS]) -> Option<Tuple> {
-    let mut b = [0u8; TUPLE_BYTES];
-    for (i, byte) in b.iter_mut().enumerate() {
-        *byte = (w.get(i / 8).copied().unwrap_or(0) >> ((i % 8) * 8)) as u8;
+    let mut b = [0u8; KEY_WORDS * 8];
+    for (c, word) in b.chunks_exact_mut(8).zip(w.iter()) {
+        c.copy_from_slice(&word.to_le_bytes());
     }
-    Tuple::from_bytes(&b)
+    Tuple::from_bytes(b.get(..TUPLE_BYTES)?.try_into().ok()?)
 }
 
 fn atomic_key(t: &Tuple) -> [AtomicU64; KEY_WORDS] {

@@ -605,6 +605,15 @@ pub extern "C" fn rnf_kunit_conntrack_policy() {
         Some((Verdict::Drop, _))
     ));
     check!(ct.stats().full_drops == 1 && ct.stats().count == 3);
+    // Expired flows not yet collected make room first, assured or not.
+    expire_all();
+    let expired = ct.stats().expired;
+    check!(matches!(
+        send(&udp4(c, 3001, s, 53)),
+        Some((Verdict::Accept, _))
+    ));
+    check!(ct.stats().expired == expired + 1 && ct.stats().early_drops == 1);
+    check!(ct.stats().count == 3);
     check!(ct.flush() == 3);
     check!(ct.stats().count == 0);
 }

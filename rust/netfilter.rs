@@ -80,6 +80,13 @@ impl HookState<'_> {
         dev_name(self.0.in_, buf)
     }
 
+    /// Whether the packet came in on a loopback device (`lo`).
+    pub fn in_is_loopback(&self) -> bool {
+        // SAFETY: `in_` is NULL or a device the hook state holds for the
+        // call.
+        unsafe { sys::rnf_dev_is_loopback(self.0.in_) }
+    }
+
     /// Copies the output device's name into `buf`; empty if none.
     pub fn out_name<'b>(&self, buf: &'b mut [u8; 16]) -> &'b [u8] {
         dev_name(self.0.out, buf)

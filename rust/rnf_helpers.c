@@ -222,6 +222,11 @@ void rnf_skb_set_mark(struct sk_buff *skb, u32 mark)
 	skb->mark = mark;
 }
 
+bool rnf_dev_is_loopback(const struct net_device *dev)
+{
+	return dev && (dev->flags & IFF_LOOPBACK);
+}
+
 unsigned int rnf_dev_name(const struct net_device *dev, char *buf,
 			  unsigned int len)
 {

@@ -61,6 +61,7 @@ int rnf_skb_copy_network(const struct sk_buff *skb, unsigned int offset,
 unsigned int rnf_skb_network_len(const struct sk_buff *skb);
 u32 rnf_skb_mark(const struct sk_buff *skb);
 void rnf_skb_set_mark(struct sk_buff *skb, u32 mark);
+bool rnf_dev_is_loopback(const struct net_device *dev);
 unsigned int rnf_dev_name(const struct net_device *dev, char *buf,
 			  unsigned int len);
 bool rnf_skb_owner(const struct sk_buff *skb, const struct net *net,

@@ -842,6 +842,16 @@ impl RuleStore {
     /// Registers and unregisters `hooks` with the rules from now on,
     /// starting with what the published rules need. May sleep.
     pub fn set_hooks(&mut self, hooks: Arc<Hooks>) -> Result<(), ChangeError> {
+        self.hooks = Some(hooks);
+        self.rehook()
+    }
+
+    /// Registers what the published rules need and unregisters the rest
+    /// (after the hook counting setting changed). May sleep.
+    pub fn rehook(&mut self) -> Result<(), ChangeError> {
+        let Some(hooks) = &self.hooks else {
+            return Ok(());
+        };
         let mut tables: [Option<Arc<TableImage>>; 4] = [None, None, None, None];
         for (slot, tr) in tables.iter_mut().zip(self.tables.iter()) {
             *slot = tr.image.clone();
@@ -851,7 +861,6 @@ impl RuleStore {
         let points = firewall::wanted_points(&tables, track, nat_used);
         hooks.enable(points, track).map_err(hooks_failed)?;
         hooks.trim(points, track);
-        self.hooks = Some(hooks);
         Ok(())
     }
 

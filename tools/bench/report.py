@@ -115,6 +115,9 @@ def report(data):
     out.append("   kube: daddr+dport -> accept; block: saddr /24 -> drop, final accept")
     out.append("   (nft-set: one vmap/set lookup holding the N entries)")
     rows = [["empty", "-"] + [fmt_pps(find(data, workload="empty", engine=e)) for e in engines]]
+    if find(data, workload="empty_off"):
+        rows.append(["empty, hook counters off", "-"]
+                    + [fmt_pps(find(data, workload="empty_off", engine=e)) for e in engines])
     for shape in ("kube", "block"):
         for n in sizes_of(data):
             rows.append([shape, f"{n:,}"] + [fmt_pps(find(data, workload="filter", shape=shape, engine=e,
@@ -184,6 +187,10 @@ def targets(data):
     r, o = pps(workload="empty", engine="rnf"), pps(workload="empty", engine="nft")
     out.append(f"  rnf empty >= nft empty base chain: {verdict(None if not (r and o) else r >= o)}"
                + (f" ({r / o:.2f}x)" if r and o else ""))
+    r = pps(workload="empty_off", engine="rnf")
+    if r:
+        out.append(f"  rnf empty, hook counters off >= nft empty base chain: "
+                   f"{verdict(None if not (r and o) else r >= o)}" + (f" ({r / o:.2f}x)" if r and o else ""))
     for w in ("ct_new", "ct_est", "nat"):
         r = pps(workload=w, engine="rnf")
         for other in ("nft", "iptables-legacy"):

@@ -330,16 +330,18 @@ impl Tuple {
     /// struct layout, so the kernel and `rnfctl` hash a tuple alike.
     pub fn to_bytes(&self) -> [u8; TUPLE_BYTES] {
         let mut out = [0u8; TUPLE_BYTES];
-        let a = self.src_port_or_icmp_id.to_be_bytes();
-        let b = self.dst_port_or_icmp_type_code.to_be_bytes();
-        let head = [self.family as u8, self.proto];
-        let parts: [&[u8]; 5] = [&head, &self.src, &self.dst, &a, &b];
-        let mut it = out.iter_mut();
-        for part in parts {
-            for byte in part {
-                if let Some(o) = it.next() {
-                    *o = *byte;
-                }
+        // Constant ranges of a fixed-size array: the compiler drops the
+        // checks and copies words (this runs for every tracked packet).
+        let parts: [(usize, &[u8]); 5] = [
+            (0, &[self.family as u8, self.proto]),
+            (2, &self.src),
+            (18, &self.dst),
+            (34, &self.src_port_or_icmp_id.to_be_bytes()),
+            (36, &self.dst_port_or_icmp_type_code.to_be_bytes()),
+        ];
+        for (at, part) in parts {
+            if let Some(d) = out.get_mut(at..at + part.len()) {
+                d.copy_from_slice(part);
             }
         }
         out
@@ -348,24 +350,29 @@ impl Tuple {
     /// The tuple [`to_bytes`](Self::to_bytes) encoded; `None` for an
     /// unknown family.
     pub fn from_bytes(b: &[u8; TUPLE_BYTES]) -> Option<Tuple> {
-        let family = match b[0] {
+        let [f, proto, ..] = *b;
+        let family = match f {
             2 => Family::Ipv4,
             10 => Family::Ipv6,
             _ => return None,
         };
-        let mut src = [0u8; 16];
-        let mut dst = [0u8; 16];
-        for (i, (s, d)) in src.iter_mut().zip(dst.iter_mut()).enumerate() {
-            *s = b.get(2 + i).copied().unwrap_or(0);
-            *d = b.get(18 + i).copied().unwrap_or(0);
-        }
+        let addr = |at: usize| -> [u8; 16] {
+            b.get(at..at + 16)
+                .and_then(|s| s.try_into().ok())
+                .unwrap_or([0; 16])
+        };
+        let port = |at: usize| -> u16 {
+            b.get(at..at + 2)
+                .and_then(|s| s.try_into().ok())
+                .map_or(0, u16::from_be_bytes)
+        };
         Some(Tuple {
             family,
-            proto: b[1],
-            src,
-            dst,
-            src_port_or_icmp_id: u16::from_be_bytes([b[34], b[35]]),
-            dst_port_or_icmp_type_code: u16::from_be_bytes([b[36], b[37]]),
+            proto,
+            src: addr(2),
+            dst: addr(18),
+            src_port_or_icmp_id: port(34),
+            dst_port_or_icmp_type_code: port(36),
         })
     }
 

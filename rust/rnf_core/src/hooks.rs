@@ -200,10 +200,9 @@ pub const fn hook_point_index(family: Family, hook: Hook, stage: Stage) -> Optio
     None
 }
 
-/// The hook points of `hook` in `family`: the dense indices `start..end`
-/// ([`HOOK_STAGES`] lists each hook's stages together, by priority).
-pub const fn hook_points_of(family: Family, hook: Hook) -> (usize, usize) {
-    let base = family.ordinal() * HOOK_STAGES.len();
+/// The positions `start..end` of `hook`'s entries in [`HOOK_STAGES`],
+/// worked out at compile time.
+const fn stages_of(hook: Hook) -> (usize, usize) {
     let (mut i, mut start, mut end) = (0, usize::MAX, 0);
     let mut rest: &[(Hook, Stage)] = &HOOK_STAGES;
     while let [(h, _), tail @ ..] = rest {
@@ -217,29 +216,42 @@ pub const fn hook_points_of(family: Family, hook: Hook) -> (usize, usize) {
         i += 1;
     }
     if start == usize::MAX {
-        return (base, base);
+        return (0, 0);
     }
+    (start, end)
+}
+
+const PRE_ROUTING_STAGES: (usize, usize) = stages_of(Hook::PreRouting);
+const LOCAL_IN_STAGES: (usize, usize) = stages_of(Hook::LocalIn);
+const FORWARD_STAGES: (usize, usize) = stages_of(Hook::Forward);
+const LOCAL_OUT_STAGES: (usize, usize) = stages_of(Hook::LocalOut);
+const POST_ROUTING_STAGES: (usize, usize) = stages_of(Hook::PostRouting);
+
+/// The hook points of `hook` in `family`: the dense indices `start..end`
+/// ([`HOOK_STAGES`] lists each hook's stages together, by priority). The
+/// packet path asks this for every packet: a table, not a search.
+pub const fn hook_points_of(family: Family, hook: Hook) -> (usize, usize) {
+    let base = family.ordinal() * HOOK_STAGES.len();
+    let (start, end) = match hook {
+        Hook::PreRouting => PRE_ROUTING_STAGES,
+        Hook::LocalIn => LOCAL_IN_STAGES,
+        Hook::Forward => FORWARD_STAGES,
+        Hook::LocalOut => LOCAL_OUT_STAGES,
+        Hook::PostRouting => POST_ROUTING_STAGES,
+    };
     (base + start, base + end)
 }
 
 /// The hook point with dense index `index`; the inverse of
 /// [`hook_point_index`].
-pub const fn hook_point(index: usize) -> Option<(Family, Hook, Stage)> {
+pub fn hook_point(index: usize) -> Option<(Family, Hook, Stage)> {
     let family = match index / HOOK_STAGES.len() {
         0 => Family::Ipv4,
         1 => Family::Ipv6,
         _ => return None,
     };
-    let mut n = index % HOOK_STAGES.len();
-    let mut rest: &[(Hook, Stage)] = &HOOK_STAGES;
-    while let [(h, s), tail @ ..] = rest {
-        if n == 0 {
-            return Some((family, *h, *s));
-        }
-        rest = tail;
-        n -= 1;
-    }
-    None
+    let (hook, stage) = *HOOK_STAGES.get(index % HOOK_STAGES.len())?;
+    Some((family, hook, stage))
 }
 
 #[cfg(test)]

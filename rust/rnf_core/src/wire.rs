@@ -500,6 +500,9 @@ pub mod cmd {
     /// [`CT_MCGRP`](super::CT_MCGRP): `CT_EVENT` plus the attributes of
     /// one flow as in a [`GET_CT`] dump.
     pub const CT_EVENT: u8 = 18;
+    /// Switch the per-hook counters of `GET_STATUS` on or off for the
+    /// namespace: `HOOK_COUNTING` (`u8`, 1 on, 0 off).
+    pub const SET_HOOK_COUNTING: u8 = 19;
 }
 
 /// Name of the multicast group of the rnf family that carries
@@ -586,8 +589,11 @@ pub mod attr {
     /// set, where a table or chain entry that repeats the one just before
     /// it continues it (see `ruleset_msg::RulesetItems`).
     pub const RULESET_PART: u16 = 32;
+    /// Whether hooks without rules are hooked to count packets for
+    /// `GET_STATUS` (`u8`, 1 on, 0 off; on in a new namespace).
+    pub const HOOK_COUNTING: u16 = 33;
     /// Highest attribute type.
-    pub const MAX: u16 = 32;
+    pub const MAX: u16 = 33;
 }
 
 /// Attributes inside [`attr::CT_ORIG`] and [`attr::CT_REPLY`]: one
@@ -793,6 +799,9 @@ pub struct StatusReply<'a> {
     pub version: &'a str,
     /// Cookie of the module's network namespace.
     pub netns_cookie: u64,
+    /// Whether the namespace counts packets at hooks without rules
+    /// (`HOOK_COUNTING`; `None` from a module that does not say).
+    pub hook_counting: Option<bool>,
     hooks: &'a [u8],
 }
 
@@ -804,11 +813,13 @@ impl<'a> StatusReply<'a> {
         let mut version = None;
         let mut cookie = None;
         let mut hooks = None;
+        let mut hook_counting = None;
         for a in AttrIter::new(payload) {
             let a = a?;
             match a.ty {
                 attr::VERSION => version = Some(a.str()?),
                 attr::NETNS_COOKIE => cookie = Some(a.u64()?),
+                attr::HOOK_COUNTING => hook_counting = Some(a.u8()? != 0),
                 attr::HOOK_STATS => hooks = Some(a.payload),
                 _ => {}
             }
@@ -816,6 +827,7 @@ impl<'a> StatusReply<'a> {
         Ok(Self {
             version: version.ok_or(WireError::Missing(attr::VERSION))?,
             netns_cookie: cookie.ok_or(WireError::Missing(attr::NETNS_COOKIE))?,
+            hook_counting,
             hooks: hooks.ok_or(WireError::Missing(attr::HOOK_STATS))?,
         })
     }
@@ -923,9 +935,24 @@ mod tests {
         let r = StatusReply::decode(&buf).unwrap();
         assert_eq!(r.version, "0.1.0");
         assert_eq!(r.netns_cookie, 4097);
+        assert_eq!(r.hook_counting, None);
         let got: Vec<_> = r.hooks().map(|h| h.unwrap()).collect();
         let want: Vec<_> = stats(28).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn status_says_whether_hooks_count() {
+        for on in [false, true] {
+            let mut buf = vec![0u8; 4096];
+            let mut w = AttrWriter::new(&mut buf);
+            encode_status(&mut w, "0.1.0", 1, stats(2));
+            w.put_u8(attr::HOOK_COUNTING, u8::from(on));
+            let n = w.finish().unwrap();
+            let r = StatusReply::decode(&buf[..n]).unwrap();
+            assert_eq!(r.hook_counting, Some(on));
+            assert_eq!(r.hooks().count(), 2);
+        }
     }
 
     #[test]
@@ -1019,6 +1046,7 @@ mod tests {
         let r = StatusReply {
             version: "",
             netns_cookie: 0,
+            hook_counting: None,
             hooks: &buf[..len],
         };
         assert_eq!(

@@ -36,6 +36,9 @@ for rnd in range(3):
         b.rnf_load()
         ra = b.topo_up(); b.pktgen_setup(ra)
         res.setdefault(f"{i} empty", []).append(b.measure())
+        if b.sh([b.RNFCTL, "hook-counters", "off"], ns="r", check=False).returncode == 0:
+            res.setdefault(f"{i} empty_off", []).append(b.measure())
+            b.sh([b.RNFCTL, "hook-counters", "on"], ns="r")
         b.load_rules("rnf", 1, "kube")
         res.setdefault(f"{i} kube1", []).append(b.measure())
         b.ct_rules("rnf")

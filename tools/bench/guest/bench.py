@@ -462,6 +462,12 @@ def filter_rows(engine):
         pktgen_setup(ra_mac)
         if engine == "rnf" and shape == "kube":
             record("empty", "-", engine, 0, "pps", measure(), "pkt/s", "module loaded, no rules")
+            # What only counts for `rnfctl status` unhooked (r is a fresh
+            # namespace: counters are on again for the rows below).
+            sh([RNFCTL, "hook-counters", "off"], ns="r")
+            record("empty_off", "-", engine, 0, "pps", measure(), "pkt/s",
+                   "module loaded, no rules, rnfctl hook-counters off")
+            sh([RNFCTL, "hook-counters", "on"], ns="r")
         elif engine == "nft" and shape == "kube":
             sh("nft -f -", ns="r", stdin="table ip t {\n chain forward {\n  type filter hook forward"
                " priority 0; policy accept;\n }\n}\n")

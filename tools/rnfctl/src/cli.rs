@@ -156,7 +156,31 @@ pub enum Command {
     /// Print events as the kernel reports them, until interrupted.
     #[command(subcommand)]
     Monitor(MonitorCommand),
+    /// Show or set whether hooks without rules count packets for `status`.
+    #[command(after_help = HOOK_COUNTERS_HELP)]
+    HookCounters {
+        /// on or off (nothing: show).
+        state: Option<OnOff>,
+    },
 }
+
+/// A switch as a clap value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Switched on.
+    On,
+    /// Switched off.
+    Off,
+}
+
+/// The help text after `rnfctl hook-counters --help`.
+pub const HOOK_COUNTERS_HELP: &str = "\
+On (the default in every namespace), every hook counts the packets that
+pass it for `rnfctl status`: hooks without rules are hooked only to count.
+Off, only stages with rules are hooked and count, and the policy counters
+of empty chains stand still: a namespace without rules costs its packets
+nothing, as without a firewall. The setting is per network namespace.
+";
 
 /// A table name as a clap value.
 pub fn parse_table(s: &str) -> Result<Table, String> {
@@ -931,10 +955,27 @@ mod tests {
             cmd(&["monitor", "conntrack", "--json"]),
             Command::Monitor(MonitorCommand::Conntrack { json: true })
         ));
+        assert!(matches!(
+            cmd(&["hook-counters"]),
+            Command::HookCounters { state: None }
+        ));
+        assert!(matches!(
+            cmd(&["hook-counters", "off"]),
+            Command::HookCounters {
+                state: Some(OnOff::Off)
+            }
+        ));
+        assert!(matches!(
+            cmd(&["hook-counters", "on"]),
+            Command::HookCounters {
+                state: Some(OnOff::On)
+            }
+        ));
 
         use clap::error::ErrorKind::*;
         let kind = |args: &[&str]| parse(args).unwrap_err().kind();
         assert_eq!(kind(&["conntrack", "limit", "0"]), ValueValidation);
+        assert_eq!(kind(&["hook-counters", "maybe"]), InvalidValue);
         assert_eq!(kind(&["conntrack", "limit", "-1"]), UnknownArgument);
         assert_eq!(kind(&["conntrack", "limit", "4294967296"]), ValueValidation);
         assert_eq!(

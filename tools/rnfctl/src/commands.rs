@@ -188,12 +188,14 @@ pub fn build(command: &Command) -> Result<Request, Error> {
         }
         Command::List(a) => request::get_rules("list", a.table).map_err(wire_err("list")),
         Command::Save(_) => request::get_rules("save", None).map_err(wire_err("save")),
-        Command::Status(_) | Command::Restore(_) | Command::Conntrack(_) | Command::Monitor(_) => {
-            Err(Error::invalid(
-                "rnfctl",
-                "internal: this command has no single request",
-            ))
-        }
+        Command::Status(_)
+        | Command::Restore(_)
+        | Command::Conntrack(_)
+        | Command::Monitor(_)
+        | Command::HookCounters { .. } => Err(Error::invalid(
+            "rnfctl",
+            "internal: this command has no single request",
+        )),
     }
 }
 
@@ -340,6 +342,7 @@ fn read_input(op: &'static str, file: &str) -> Result<String, Error> {
 pub fn run(command: &Command) -> Result<String, Error> {
     match command {
         Command::Status(a) => crate::status::run(a),
+        Command::HookCounters { state } => crate::status::hook_counters(*state),
         Command::Conntrack(c) => crate::conntrack::run(c),
         Command::Monitor(MonitorCommand::Conntrack { json }) => {
             crate::monitor::run_conntrack(*json)

@@ -14,6 +14,9 @@ pub struct Status {
     pub netns_cookie: u64,
     /// Counters of every hook point, sorted by family, hook and priority.
     pub hooks: Vec<HookStat>,
+    /// Whether hook points without rules count (`None`: the module did
+    /// not say).
+    pub hook_counting: Option<bool>,
 }
 
 impl Status {
@@ -25,6 +28,7 @@ impl Status {
             version: reply.version.to_owned(),
             netns_cookie: reply.netns_cookie,
             hooks,
+            hook_counting: reply.hook_counting,
         })
     }
 }
@@ -43,6 +47,8 @@ struct HookJson {
 struct StatusJson<'a> {
     version: &'a str,
     netns_cookie: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hook_counting: Option<bool>,
     hooks: Vec<HookJson>,
 }
 
@@ -51,6 +57,7 @@ pub fn status_json(s: &Status) -> String {
     let j = StatusJson {
         version: &s.version,
         netns_cookie: s.netns_cookie,
+        hook_counting: s.hook_counting,
         hooks: s
             .hooks
             .iter()
@@ -110,12 +117,19 @@ pub fn table(header: &[&str], align: &[Align], min: &[usize], rows: &[Vec<String
     out
 }
 
+/// The note `status` prints while hook counters are off.
+pub const HOOK_COUNTERS_OFF: &str = "hook counters: off: only stages with rules count \
+     (rnfctl hook-counters on)\n";
+
 /// The status for people. Without `verbose`, one row per family and hook
 /// with the counters of the hook's first stage (the one that sees every
 /// packet); with `verbose`, one row per stage.
 pub fn status_human(s: &Status, verbose: bool) -> String {
     use Align::{Left, Right};
     let mut out = format!("rnf {} (netns cookie {})\n", s.version, s.netns_cookie);
+    if s.hook_counting == Some(false) {
+        out.push_str(HOOK_COUNTERS_OFF);
+    }
     if verbose {
         let rows: Vec<Vec<String>> = s
             .hooks
@@ -224,6 +238,7 @@ ipv6    POSTROUTING  1234567  987654321
             version: "0.1.0".into(),
             netns_cookie: 4097,
             hooks: vec![stat(Family::Ipv4, Hook::PreRouting, Stage::Raw, 12, 1008)],
+            hook_counting: None,
         };
         assert_eq!(
             status_human(&s, false),
@@ -247,6 +262,7 @@ ipv4    PREROUTING        12       1008
                 u64::MAX,
                 1,
             )],
+            hook_counting: Some(true),
         };
         assert_eq!(
             status_human(&s, false),
@@ -256,6 +272,19 @@ FAMILY  HOOK                      PACKETS      BYTES
 ipv4    FORWARD      18446744073709551615          1
 "
         );
+    }
+
+    #[test]
+    fn human_says_when_hook_counters_are_off() {
+        let mut s = canned();
+        s.hook_counting = Some(false);
+        let out = status_human(&s, false);
+        assert!(out.starts_with("rnf 0.1.0 (netns cookie 4097)\nhook counters: off: only stages with rules count (rnfctl hook-counters on)\nFAMILY"), "{out}");
+        let j = status_json(&s);
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["hook_counting"], false);
+        s.hook_counting = Some(true);
+        assert!(!status_human(&s, true).contains("hook counters"));
     }
 
     #[test]

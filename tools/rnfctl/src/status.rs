@@ -4,7 +4,7 @@
 
 use rnf_core::wire::{self, StatusReply};
 
-use crate::cli::StatusArgs;
+use crate::cli::{OnOff, StatusArgs};
 use crate::error::Error;
 use crate::nl::GenlSocket;
 use crate::output::{self, Status};
@@ -35,6 +35,36 @@ pub fn decode(replies: &[Vec<u8>]) -> Result<Status, Error> {
     let (_, attrs) = rnf_core::netlink::GenlMsgHdr::split(reply).map_err(|e| Error::wire(OP, e))?;
     let reply = StatusReply::decode(attrs).map_err(|e| Error::wire(OP, e))?;
     Status::from_reply(&reply).map_err(|e| Error::wire(OP, e))
+}
+
+/// Runs `rnfctl hook-counters [on|off]` and returns what to print.
+pub fn hook_counters(state: Option<OnOff>) -> Result<String, Error> {
+    const OP: &str = "hook-counters";
+    let Some(state) = state else {
+        return Ok(match fetch()?.hook_counting {
+            Some(true) => "on\n".into(),
+            Some(false) => "off\n".into(),
+            None => {
+                return Err(Error::Protocol {
+                    op: OP,
+                    detail: "the loaded rnf module does not report hook counting \
+                             (it is older than this rnfctl)"
+                        .into(),
+                })
+            }
+        });
+    };
+    let mut sock = GenlSocket::open()?;
+    let family = sock.resolve_family(wire::FAMILY_NAME)?;
+    sock.request(
+        OP,
+        family,
+        wire::cmd::SET_HOOK_COUNTING,
+        wire::FAMILY_VERSION,
+        0,
+        |w| w.put_u8(wire::attr::HOOK_COUNTING, u8::from(state == OnOff::On)),
+    )?;
+    Ok(String::new())
 }
 
 /// Runs `rnfctl status` and returns what to print.

@@ -95,6 +95,53 @@ def test_counts_of_unhooked_points(topo):
              "with nothing hooked both points still count")
 
 
+def test_hook_counters(topo):
+    """Tracking's hooks count for the hooks they sit on (those lose their
+    counting hook); `hook-counters off` unhooks what only counts: stages
+    without rules stand still, stages with rules count, and `on` brings
+    the counts back. Only an admin may switch it."""
+    def seen(hook):
+        return stage_counts("r", "ipv4", hook)
+
+    # A rule that needs tracking, on a hook forwarded packets do not pass:
+    # PREROUTING and POSTROUTING are then counted by tracking's hooks.
+    rnf("r", "add", "filter", "INPUT", "ct", "state", "invalid", "drop")
+    try:
+        pre0, post0 = seen("PREROUTING"), seen("POSTROUTING")
+        check(ping("a", "10.0.2.2", count=2), "ping through r while tracking")
+        pre1, post1 = seen("PREROUTING"), seen("POSTROUTING")
+        check_eq(pre1["raw"] - pre0["raw"], 4, "PREROUTING counted while tracking")
+        check_eq(post1["mangle"] - post0["mangle"], 4, "POSTROUTING counted while tracking")
+    finally:
+        rnf("r", "flush", "filter", "INPUT")
+    check_eq(rnf("r", "hook-counters").stdout.strip(), "on", "on in a new namespace")
+    p = t.sh(["ip", "netns", "exec", "r", "setpriv", "--reuid=65534", "--regid=65534",
+              "--clear-groups", t.RNFCTL, "hook-counters", "off"], check_rc=False)
+    check_eq(p.returncode, 4, f"unprivileged switch refused: {p.stderr}")
+    rnf("r", "hook-counters", "off")
+    try:
+        check_eq(rnf("r", "hook-counters").stdout.strip(), "off", "switched off")
+        check("hook counters: off" in rnf("r", "status").stdout, "status says so")
+        pre0, fwd0 = seen("PREROUTING"), seen("FORWARD")
+        check(ping("a", "10.0.2.2", count=2), "ping through r, counters off")
+        pre1, fwd1 = seen("PREROUTING"), seen("FORWARD")
+        check_eq((pre1["raw"] - pre0["raw"], fwd1["filter"] - fwd0["filter"]), (0, 0),
+                 "hooks without rules count nothing")
+        rnf("r", "add", "filter", "FORWARD", "proto", "icmp", "accept")
+        check(ping("a", "10.0.2.2", count=2), "ping through r, a FORWARD rule")
+        pre2, fwd2 = seen("PREROUTING"), seen("FORWARD")
+        check_eq((pre2["raw"] - pre1["raw"], fwd2["mangle"] - fwd1["mangle"],
+                  fwd2["filter"] - fwd1["filter"]), (0, 0, 4),
+                 "only the stage with rules counts")
+    finally:
+        rnf("r", "flush", "filter", "FORWARD")
+        rnf("r", "hook-counters", "on")
+    pre3 = seen("PREROUTING")
+    check(ping("a", "10.0.2.2", count=1), "ping through r, counters on again")
+    check_eq(seen("PREROUTING")["raw"] - pre3["raw"], 2, "PREROUTING counts again")
+    check(not re.search("hook counters", rnf("r", "status").stdout), "no note while on")
+
+
 def test_order_insert_and_policy(topo):
     rnf("r", "add", "filter", "FORWARD", "proto", "icmp", "accept")
     rnf("r", "insert", "filter", "FORWARD", "at", "1", "proto", "icmp", "daddr", "10.0.2.2", "drop")
@@ -584,6 +631,7 @@ def run(topo):
     t.run_test("rules: drop counted and deleted by handle, in one namespace only", test_drop_and_delete, topo)
     t.run_test("rules: points without work unhooked, counted as if hooked",
                test_counts_of_unhooked_points, topo)
+    t.run_test("rules: hook counters: counted by tracking's hooks; off and on", test_hook_counters, topo)
     t.run_test("rules: insert at, delete by text, policy drop, ip6 rules", test_order_insert_and_policy, topo)
     t.run_test("rules: reject sends a TCP reset / ICMP error", test_reject, topo)
     t.run_test("rules: user chains; loops and unknown chains refused", test_user_chains_and_loops, topo)

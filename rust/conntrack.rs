@@ -254,9 +254,11 @@ pub fn fingerprint(f: &PacketFacts) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
+/// Tracking's clock: monotonic, as of the last tick (timeouts are in
+/// seconds; a tick-old time is cheaper than a clocksource read per packet).
 fn now_ns() -> u64 {
     // SAFETY: no preconditions.
-    unsafe { sys::rnf_now_ns() }
+    unsafe { sys::rnf_now_coarse_ns() }
 }
 
 fn secs_from(now: u64, secs: u32) -> u64 {

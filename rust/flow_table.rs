@@ -58,7 +58,8 @@ pub struct Flow<T: Copy> {
     pub aux: AtomicU32,
     /// A number that names the flow in listings and events.
     pub id: u32,
-    /// When the flow was created (`rnf_now_ns` clock).
+    /// When the flow was created (the owner's clock: conntrack's coarse
+    /// monotonic nanoseconds).
     pub created_ns: u64,
     /// When the flow expires.
     pub expires_ns: AtomicU64,

@@ -299,6 +299,14 @@ u64 rnf_now_ns(void)
 	return ktime_get_mono_fast_ns();
 }
 
+/* Conntrack's clock: timeouts are in seconds, so the time of the last tick
+ * will do, and reading it costs no clocksource access per packet (as
+ * nf_conntrack uses jiffies). */
+u64 rnf_now_coarse_ns(void)
+{
+	return ktime_get_coarse_ns();
+}
+
 u32 rnf_random_u32(void)
 {
 	return get_random_u32();

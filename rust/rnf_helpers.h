@@ -69,6 +69,7 @@ bool rnf_skb_owner(const struct sk_buff *skb, const struct net *net,
 void rnf_log(u8 level, const char *msg);
 void rnf_reject(struct sk_buff *skb, const struct nf_hook_state *state,
 		u8 kind);
+u64 rnf_now_coarse_ns(void);
 u64 rnf_now_ns(void);
 u32 rnf_random_u32(void);
 

@@ -15,12 +15,13 @@
 #[allow(unused_imports)]
 mod common;
 
+use common::gen::tcp_syn;
 use common::{compile, OwnedAction, OwnedChain, OwnedRule};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use rnf_core::ct::{CtState, Direction};
 use rnf_core::eval::{CompiledTable, EvalEnv, Verdict};
 use rnf_core::hooks::{Family, Hook};
-use rnf_core::packet::{PacketFacts, IPPROTO_TCP, L4};
+use rnf_core::packet::{PacketFacts, IPPROTO_TCP};
 use rnf_core::rules::{Cidr, Limit, Policy, PortRange, Table};
 use std::time::Duration;
 
@@ -160,22 +161,7 @@ impl Shape {
         }
         let dst = addr(&r.daddr).unwrap_or([192, 168, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         let dport = r.dport.as_ref().map_or(22, |(_, p)| p[0].lo);
-        PacketFacts {
-            family: Family::Ipv4,
-            src,
-            dst,
-            proto: IPPROTO_TCP,
-            total_len: 60,
-            frag_offset: 0,
-            is_fragment: false,
-            l4_offset: 20,
-            l4: L4::Tcp {
-                sport: 40000,
-                dport,
-                flags: 0x02,
-            },
-            payload_offset: None,
-        }
+        tcp_syn(src, dst, 40000, dport)
     }
 
     fn chains(self, n: usize) -> Vec<OwnedChain> {

@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::gen::{infer_family, keep_family_addrs, tcp_syn};
 use common::*;
 use proptest::prelude::*;
 use rnf_core::ct::{CtState, Direction};
@@ -157,27 +158,8 @@ fn action(r: &mut Rng, users: usize, terminal_percent: usize) -> OwnedAction {
 
 /// Makes addresses and protocol consistent, as the validator wants.
 fn fix(mut rule: OwnedRule) -> OwnedRule {
-    let fams: Vec<Family> = rule
-        .saddr
-        .iter()
-        .chain(rule.daddr.iter())
-        .flat_map(|(_, l)| l.iter().map(|c| c.family))
-        .collect();
-    if let Some(first) = fams.first() {
-        if fams.iter().all(|f| f == first) && rule.family.is_none() {
-            rule.family = Some(*first);
-        }
-    }
-    if let Some(f) = rule.family {
-        for l in [&mut rule.saddr, &mut rule.daddr] {
-            if let Some((_, items)) = l {
-                items.retain(|c| c.family == f);
-                if items.is_empty() {
-                    *l = None;
-                }
-            }
-        }
-    }
+    infer_family(&mut rule);
+    keep_family_addrs(&mut rule);
     if !matches!(rule.proto, Some(IPPROTO_TCP | IPPROTO_UDP)) {
         rule.sport = None;
         rule.dport = None;
@@ -569,22 +551,12 @@ fn last_rule_of_a_long_chain() {
             .collect(),
     }];
     let last = n - 1;
-    let f = PacketFacts {
-        family: Family::Ipv4,
-        src: v4([1, 2, 3, 4]),
-        dst: v4([10, 96, (last >> 8) as u8, last as u8]),
-        proto: IPPROTO_TCP,
-        total_len: 60,
-        frag_offset: 0,
-        is_fragment: false,
-        l4_offset: 20,
-        l4: L4::Tcp {
-            sport: 1000,
-            dport: 80,
-            flags: 0x02,
-        },
-        payload_offset: None,
-    };
+    let f = tcp_syn(
+        v4([1, 2, 3, 4]),
+        v4([10, 96, (last >> 8) as u8, last as u8]),
+        1000,
+        80,
+    );
     let miss = PacketFacts {
         l4: L4::Tcp {
             sport: 1000,

@@ -282,8 +282,9 @@ pub fn rule_matches() -> impl Strategy<Value = OwnedRule> {
     )
 }
 
-/// Drops the parts of a random rule that `validate` would refuse together.
-pub fn fix(mut r: OwnedRule) -> OwnedRule {
+/// Drops the addresses that are not of the rule's family (if it has one),
+/// and an address list left empty by that.
+pub fn keep_family_addrs(r: &mut OwnedRule) {
     if let Some(f) = r.family {
         for l in [&mut r.saddr, &mut r.daddr] {
             if let Some((_, items)) = l {
@@ -294,6 +295,11 @@ pub fn fix(mut r: OwnedRule) -> OwnedRule {
             }
         }
     }
+}
+
+/// Gives a rule without a family the family of its addresses, when it has
+/// some and they all have the same one.
+pub fn infer_family(r: &mut OwnedRule) {
     if r.family.is_none() {
         let fams: Vec<Family> = r
             .saddr
@@ -307,6 +313,12 @@ pub fn fix(mut r: OwnedRule) -> OwnedRule {
             }
         }
     }
+}
+
+/// Drops the parts of a random rule that `validate` would refuse together.
+pub fn fix(mut r: OwnedRule) -> OwnedRule {
+    keep_family_addrs(&mut r);
+    infer_family(&mut r);
     if r.icmp.is_some() && r.proto.is_none() {
         r.proto = Some(IPPROTO_ICMP);
     }
@@ -434,22 +446,31 @@ pub fn rule(action: OwnedAction) -> OwnedRule {
     }
 }
 
-/// A TCP SYN from 10.0.0.1:40000 to 10.0.0.2:`dport`, 60 bytes.
-pub fn tcp_packet(dport: u16) -> PacketFacts {
+/// An IPv4 TCP SYN from `src`:`sport` to `dst`:`dport`, 60 bytes, with
+/// no payload offset.
+pub fn tcp_syn(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16) -> PacketFacts {
     PacketFacts {
         family: Family::Ipv4,
-        src: addr16([10, 0, 0, 1]),
-        dst: addr16([10, 0, 0, 2]),
+        src,
+        dst,
         proto: IPPROTO_TCP,
         total_len: 60,
         frag_offset: 0,
         is_fragment: false,
         l4_offset: 20,
         l4: L4::Tcp {
-            sport: 40000,
+            sport,
             dport,
             flags: 2,
         },
+        payload_offset: None,
+    }
+}
+
+/// A TCP SYN from 10.0.0.1:40000 to 10.0.0.2:`dport`, 60 bytes.
+pub fn tcp_packet(dport: u16) -> PacketFacts {
+    PacketFacts {
         payload_offset: Some(40),
+        ..tcp_syn(addr16([10, 0, 0, 1]), addr16([10, 0, 0, 2]), 40000, dport)
     }
 }

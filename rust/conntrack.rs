@@ -562,6 +562,11 @@ impl Conntrack {
             bump(&self.stats.full_drops);
             return Err(());
         };
+        // Until this packet's update sets the protocol's timeout, the new
+        // flow lives as long as an unconfirmed flow may: another CPU that
+        // finds it in between must not take it for expired.
+        flow.expires_ns
+            .store(now.saturating_add(UNCONFIRMED_NS), Ordering::Relaxed);
         match self.table.insert(flow, guard) {
             Ok(f) => {
                 bump(&self.stats.inserted);

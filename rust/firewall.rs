@@ -171,11 +171,11 @@ impl PacketPath {
     /// replace the counting hooks there), then tracks or confirms.
     fn ct_hook(&self, i: usize, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
         if let Some((family, hook, _)) = Conntrack::HOOKS.get(i) {
-            let (start, end) = hooks::hook_points_of(*family, *hook);
-            let run = (1u64 << end) - (1u64 << start);
             if self.ct_counts.load(Ordering::Relaxed)
-                && self.hooked.load(Ordering::Relaxed) & run == 0
+                && self.hooked.load(Ordering::Relaxed) & hooks::hook_points_mask(*family, *hook)
+                    == 0
             {
+                let (start, _) = hooks::hook_points_of(*family, *hook);
                 self.count_unhooked(*family, *hook, start, skb, state);
             }
         }
@@ -216,13 +216,11 @@ fn counting_for(points: u64, counting: bool, ct_counts: bool) -> u64 {
     }
     for (f, family) in hooks::FAMILIES.iter().enumerate() {
         for (h, hook) in Hook::ALL.iter().enumerate() {
-            let (start, end) = hooks::hook_points_of(*family, *hook);
-            let run = (1u64 << end) - (1u64 << start);
             let by_ct = ct_counts
                 && Conntrack::HOOKS
                     .iter()
                     .any(|(cf, ch, _)| cf == family && ch == hook);
-            if points & run == 0 && !by_ct {
+            if points & hooks::hook_points_mask(*family, *hook) == 0 && !by_ct {
                 mask |= 1 << (NUM_HOOK_POINTS + f * Hook::ALL.len() + h);
             }
         }
@@ -295,11 +293,10 @@ impl Hooks {
         let ct_counts = tracking && self.ct.registered() == CT_MASK;
         let keep = counting_for(points, counting, ct_counts);
         let _ = self.points.set(self.points.registered() | keep);
-        if !counting {
+        if !counting || !tracking {
             self.path.ct_counts.store(false, Ordering::Relaxed);
         }
         if !tracking {
-            self.path.ct_counts.store(false, Ordering::Relaxed);
             let _ = self.ct.set(0);
             // Fragments pass unassembled again, as without nf_conntrack.
             drop(self.defrag.lock().take());

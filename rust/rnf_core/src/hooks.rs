@@ -242,6 +242,13 @@ pub const fn hook_points_of(family: Family, hook: Hook) -> (usize, usize) {
     (base + start, base + end)
 }
 
+/// The hook points of `hook` in `family` as a mask (bit `i`: point `i`),
+/// the range [`hook_points_of`] gives. `NUM_HOOK_POINTS` is below 64.
+pub const fn hook_points_mask(family: Family, hook: Hook) -> u64 {
+    let (start, end) = hook_points_of(family, hook);
+    (1u64 << end) - (1u64 << start)
+}
+
 /// The hook point with dense index `index`; the inverse of
 /// [`hook_point_index`].
 pub fn hook_point(index: usize) -> Option<(Family, Hook, Stage)> {
@@ -323,6 +330,9 @@ mod tests {
                     assert_eq!((f, h), (family, hook));
                 }
                 covered += end - start;
+                let mask = hook_points_mask(family, hook);
+                assert_eq!(mask.count_ones() as usize, end - start);
+                assert_eq!(mask.trailing_zeros() as usize, start);
             }
         }
         assert_eq!(covered, NUM_HOOK_POINTS);

@@ -593,22 +593,34 @@ pub(crate) struct Query {
 }
 
 impl Query {
-    /// Resolves the index at `at` for `facts`; `None` if it is corrupt.
-    pub(crate) fn new(buf: &[u8], at: usize, facts: &PacketFacts) -> Option<Self> {
+    /// A query that resolves nothing yet, to [`resolve`](Self::resolve)
+    /// in place (a `Query` is a few hundred bytes: made once per
+    /// evaluation, not moved around per chain).
+    pub(crate) const fn blank() -> Self {
+        Query {
+            n: 0,
+            end: 0,
+            offs: 0,
+            slices: [Slice { off: 0, len: 0 }; MAX_SLICES],
+            fields: [(0, 0); 5],
+            n_fields: 0,
+            none: true,
+        }
+    }
+
+    /// Resolves the index at `at` for `facts`; `None` if it is corrupt
+    /// (`self` is left resolving no rule then).
+    pub(crate) fn resolve(&mut self, buf: &[u8], at: usize, facts: &PacketFacts) -> Option<()> {
+        self.n = 0;
+        self.n_fields = 0;
+        self.none = true;
         let n = rd_u32(buf, at.checked_add(IX_N)?)?;
         let end = rd_u32(buf, at.checked_add(IX_END)?)?;
         let offs = rd_u32(buf, at.checked_add(IX_OFFS)?)? as usize;
         // The offset table must be there, which bounds `n` by the size.
         buf.get(offs..offs.checked_add((n as usize).checked_mul(4)?)?)?;
-        let mut q = Query {
-            n,
-            end,
-            offs,
-            slices: [Slice::default(); MAX_SLICES],
-            fields: [(0, 0); 5],
-            n_fields: 0,
-            none: false,
-        };
+        (self.n, self.end, self.offs, self.none) = (n, end, offs, false);
+        let q = self;
         let (saddr, daddr) = match facts.family {
             Family::Ipv4 => (F_SADDR4, F_DADDR4),
             Family::Ipv6 => (F_SADDR6, F_DADDR6),
@@ -667,7 +679,7 @@ impl Query {
             }
             if ns == first {
                 q.none = true;
-                return Some(q);
+                return Some(());
             }
             let k = q.n_fields;
             *q.fields.get_mut(k)? = (u8::try_from(first).ok()?, u8::try_from(ns - first).ok()?);
@@ -687,7 +699,7 @@ impl Query {
                 j -= 1;
             }
         }
-        Some(q)
+        Some(())
     }
 
     /// Number of rules of the chain.

@@ -315,16 +315,18 @@ impl<'a> CompiledTable<'a> {
         HDR_LEN.checked_add((i as usize).checked_mul(CHAIN_LEN)?)
     }
 
-    /// The classification index of chain `i` resolved for `facts`:
-    /// `Some(None)` for a chain walked linearly, `None` for a corrupt
-    /// buffer.
-    fn query(&self, i: u32, facts: &PacketFacts) -> Option<Option<Query>> {
+    /// Resolves the classification index of chain `i` for `facts` into
+    /// `slot` (made at the first use): `Some(false)` for a chain walked
+    /// linearly, `None` for a corrupt buffer.
+    fn query(&self, i: u32, facts: &PacketFacts, slot: &mut Option<Query>) -> Option<bool> {
         let e = self.entry(i)?;
         let at = rd_u32(self.buf, e.checked_add(C_INDEX)?)? as usize;
         if at == 0 {
-            return Some(None);
+            return Some(false);
         }
-        Query::new(self.buf, at, facts).map(Some)
+        slot.get_or_insert_with(Query::blank)
+            .resolve(self.buf, at, facts)?;
+        Some(true)
     }
 
     /// The first record of chain `i`.
@@ -356,8 +358,10 @@ impl<'a> CompiledTable<'a> {
                 .unwrap_or(u32::MAX);
             max_steps = max_steps.saturating_mul(tail_len.saturating_add(2));
         }
-        // Where to come back after a jump: record, chain, rule index.
-        let mut stack = [(0usize, 0u32, 0u32); MAX_JUMP_DEPTH];
+        // Where to come back after a jump: record, chain, rule index. Made
+        // at the first jump: most packets take none, and zeroing the frames
+        // for each of them cost a memset call per evaluation.
+        let mut stack: Option<[Frame; MAX_JUMP_DEPTH]> = None;
         let mut sp = 0usize;
         let mut pos = entry;
         // The chain being walked and the index of the rule at `pos` in it
@@ -373,6 +377,8 @@ impl<'a> CompiledTable<'a> {
         // for this packet, if it has one.
         let mut q_chain = NO_CHAIN;
         let mut q_tail = false;
+        // Whether `chain` (or its tail) has an index, resolved in `query`.
+        let mut indexed = false;
         let mut query: Option<Query> = None;
         let mut steps = 0u32;
         loop {
@@ -388,14 +394,14 @@ impl<'a> CompiledTable<'a> {
             };
             if idx != NO_RULE {
                 if q_chain != c || q_tail != tail.is_some() {
-                    query = match (tail, tails) {
-                        (Some(_), Some(ts)) => ts.table.query(c, facts)?,
-                        _ => self.query(c, facts)?,
+                    indexed = match (tail, tails) {
+                        (Some(_), Some(ts)) => ts.table.query(c, facts, &mut query)?,
+                        _ => self.query(c, facts, &mut query)?,
                     };
                     q_chain = c;
                     q_tail = tail.is_some();
                 }
-                if let Some(q) = &query {
+                if let Some(q) = query.as_ref().filter(|_| indexed) {
                     if idx < q.n() {
                         // Skip to the next rule that can match.
                         idx = q.next(buf, idx);
@@ -475,7 +481,9 @@ impl<'a> CompiledTable<'a> {
                 // A tail has no jumps: its rules were checked one by one
                 // against the compiled table, which knows no new edges.
                 action_kind::JUMP if tail.is_none() => {
-                    let slot = stack.get_mut(sp)?;
+                    let slot = stack
+                        .get_or_insert([(0, 0, 0); MAX_JUMP_DEPTH])
+                        .get_mut(sp)?;
                     *slot = (next, chain, next_idx);
                     sp += 1;
                     pos = arg as usize;
@@ -581,9 +589,9 @@ const NO_CHAIN: u32 = u32::MAX;
 
 type Frame = (usize, u32, u32);
 
-fn pop(stack: &[Frame; MAX_JUMP_DEPTH], sp: &mut usize) -> Option<Frame> {
+fn pop(stack: &Option<[Frame; MAX_JUMP_DEPTH]>, sp: &mut usize) -> Option<Frame> {
     let i = sp.checked_sub(1)?;
-    let v = stack.get(i).copied()?;
+    let v = stack.as_ref()?.get(i).copied()?;
     *sp = i;
     Some(v)
 }

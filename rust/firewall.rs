@@ -113,6 +113,7 @@ impl PacketPath {
     /// `from` on that are not hooked, up to the next hooked one (which
     /// counts for itself and those after it): in the point's counter and in
     /// the policy counter of its empty chain, as the point would have.
+    #[inline]
     fn count_unhooked(
         &self,
         family: Family,
@@ -423,6 +424,7 @@ impl PacketPath {
 
 impl PacketPath {
     /// Turns a table's verdict into netfilter's.
+    #[inline]
     fn finish(&self, verdict: RuleVerdict, env: &KernelEnv<'_>) -> Verdict {
         match verdict {
             RuleVerdict::Accept => Verdict::Accept,

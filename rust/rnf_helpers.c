@@ -202,6 +202,12 @@ int rnf_skb_copy_network(const struct sk_buff *skb, unsigned int offset,
 	if (offset >= avail)
 		return 0;
 	len = min(len, avail - offset);
+	/* Headers are in the linear part almost always: copy them without
+	 * skb_copy_bits' walk (this runs at every hook with work). */
+	if (likely(noff + offset + len <= skb_headlen(skb))) {
+		memcpy(to, skb_network_header(skb) + offset, len);
+		return len;
+	}
 	if (skb_copy_bits(skb, noff + offset, to, len))
 		return -EFAULT;
 	return len;

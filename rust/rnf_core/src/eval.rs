@@ -642,6 +642,7 @@ impl<'r> Sections<'r> {
 }
 
 /// Whether an address section matches; `None` if it is malformed.
+#[inline(always)]
 fn addr_matches(
     s: &mut Sections<'_>,
     family: Family,
@@ -673,6 +674,7 @@ fn masked_eq(entry: &[u8], n: usize, addr: &[u8]) -> bool {
 }
 
 /// Whether a port section matches `port`.
+#[inline(always)]
 fn ports_match(s: &mut Sections<'_>, port: u16, negated: bool) -> Option<bool> {
     let n = usize::from(rd_u16(s.rec, s.p)?);
     s.p = s.p.checked_add(4)?;

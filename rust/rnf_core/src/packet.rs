@@ -222,6 +222,7 @@ fn byte(buf: &[u8], at: usize) -> Option<u8> {
 }
 
 /// Parses the packet in `buf`, which starts at the IP header.
+#[inline]
 pub fn parse(buf: &[u8]) -> Result<PacketFacts, PacketError> {
     match byte(buf, 0).map(|b| b >> 4) {
         Some(4) => parse_ipv4(buf),
@@ -230,6 +231,7 @@ pub fn parse(buf: &[u8]) -> Result<PacketFacts, PacketError> {
     }
 }
 
+#[inline]
 fn parse_ipv4(buf: &[u8]) -> Result<PacketFacts, PacketError> {
     let hdr = buf.get(..20).ok_or(PacketError::Truncated)?;
     let ihl = usize::from(byte(hdr, 0).unwrap_or(0) & 0x0f) * 4;
@@ -351,6 +353,7 @@ fn parse_ipv6(buf: &[u8]) -> Result<PacketFacts, PacketError> {
 
 /// Parses a transport header; returns its facts and the offset of its
 /// payload within `l4`.
+#[inline(always)]
 fn parse_l4(family: Family, proto: u8, l4: &[u8]) -> (L4, Option<usize>) {
     let ports = || Some((be16(l4, 0)?, be16(l4, 2)?));
     match (family, proto) {

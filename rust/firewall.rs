@@ -126,22 +126,27 @@ impl PacketPath {
         if from >= end || !self.hook_counting() {
             return;
         }
-        let hooked = self.hooked.load(Ordering::Relaxed);
+        // The points from `from` up to the next hooked one or the hook's
+        // end (points are fewer than 64).
+        let hooked = self.hooked.load(Ordering::Relaxed) >> from;
+        let upto = from + (hooked.trailing_zeros() as usize).min(end - from);
         let len = u64::from(skb.len());
-        let image = self.image.read(state.rcu());
-        for point in from..end {
-            if hooked & (1 << point) != 0 {
-                break;
-            }
-            self.counters.add(point as u32, len);
+        self.counters.add_range(from as u32, upto as u32, len);
+        let Some(image) = self.image.read(state.rcu()) else {
+            return;
+        };
+        // Only points whose table has an empty chain there have a policy
+        // counter to add to (none at all without rules).
+        let mut policy = image.policy_points & ((1u64 << upto) - (1u64 << from));
+        while policy != 0 {
+            let point = policy.trailing_zeros() as usize;
+            policy &= policy - 1;
             let Some((_, _, stage)) = hooks::hook_point(point) else {
                 continue;
             };
-            if matches!(stage, Stage::NatDst | Stage::NatSrc) {
-                continue;
-            }
             let timg = image
-                .and_then(|i| i.tables.get(table_of(stage) as usize))
+                .tables
+                .get(table_of(stage) as usize)
                 .and_then(|t| t.as_deref());
             if let Some(t) = timg {
                 if let Some(counter) = t.empty_at(hook) {
@@ -182,6 +187,29 @@ impl PacketPath {
         }
         self.ct.hook(i, skb, state)
     }
+}
+
+/// The hook points whose table has an empty chain at the point's hook:
+/// counting a packet there (the point is not hooked then) adds to that
+/// chain's policy counter too. NAT points have no policy counter.
+pub fn policy_points(tables: &[Option<Arc<TableImage>>; 4]) -> u64 {
+    let mut mask = 0u64;
+    for point in 0..NUM_HOOK_POINTS {
+        let Some((_, hook, stage)) = hooks::hook_point(point) else {
+            continue;
+        };
+        if matches!(stage, Stage::NatDst | Stage::NatSrc) {
+            continue;
+        }
+        let empty = tables
+            .get(table_of(stage) as usize)
+            .and_then(|t| t.as_deref())
+            .and_then(|t| t.empty_at(hook));
+        if empty.is_some() {
+            mask |= 1 << point;
+        }
+    }
+    mask
 }
 
 /// The hook points that have work with these tables: a raw, mangle or

@@ -209,6 +209,9 @@ pub struct Conntrack {
     /// a NAT binding, and the NAT stages have nothing to do while the nat
     /// table decides nothing.
     nat_used: AtomicBool,
+    /// Whether a packet was ever exempted from tracking (`notrack`): until
+    /// then tracking has no note to look for.
+    notrack_used: AtomicBool,
 }
 
 /// The packet's first bytes (a copy) and what they say.
@@ -310,6 +313,7 @@ impl Conntrack {
             net,
             active: AtomicBool::new(false),
             nat_used: AtomicBool::new(false),
+            notrack_used: AtomicBool::new(false),
         })
     }
 
@@ -395,10 +399,13 @@ impl Conntrack {
             return Verdict::Accept;
         };
         let fp = fingerprint(&h.facts);
-        if let Some(n) = self.notes.get(skb) {
-            if n.fingerprint == fp && n.state == CtState::UNTRACKED.0 && n.id == 0 {
-                // `notrack` in the raw table.
-                return Verdict::Accept;
+        // (`notrack` set the flag before its note, on this CPU.)
+        if self.notrack_used.load(Ordering::Relaxed) {
+            if let Some(n) = self.notes.get(skb) {
+                if n.fingerprint == fp && n.state == CtState::UNTRACKED.0 && n.id == 0 {
+                    // `notrack` in the raw table.
+                    return Verdict::Accept;
+                }
             }
         }
         let mut note = PacketNote {
@@ -643,6 +650,16 @@ impl Conntrack {
                 // longer changes, so no lock is needed to refresh it.
                 expires = Some(secs_from(now, timeouts.udp_replied));
             }
+            _ if matches!(h.facts.proto, packet::IPPROTO_UDP | packet::IPPROTO_UDPLITE)
+                && dir == Direction::Original
+                && !seen_reply =>
+            {
+                // A UDP flow not replied to yet, one more packet the same
+                // way: `UdpTrack::on_packet` would change nothing and give
+                // the unreplied timeout, so no lock either. (A reply being
+                // handled meanwhile sets the same timeout.)
+                expires = Some(secs_from(now, timeouts.udp_unreplied));
+            }
             _ => {
                 let secs = self.table.with_track(flow, |t| match t {
                     Track::Udp(u) => {
@@ -819,6 +836,9 @@ impl Conntrack {
 
     /// Exempts the packet from tracking (`notrack`, raw table).
     pub fn notrack(&self, skb: &SkBuff, facts: &PacketFacts) {
+        if !self.notrack_used.load(Ordering::Relaxed) {
+            self.notrack_used.store(true, Ordering::Relaxed);
+        }
         self.notes.set(
             skb,
             &PacketNote {
@@ -1128,14 +1148,16 @@ impl Conntrack {
     /// from the flow's binding, as `nf_nat_packet()`. Returns whether the
     /// packet was changed.
     /// `facts` describe `pkt`, the packet's headers as they are now.
+    /// `ct` is what [`packet_ct`](Self::packet_ct) found for the packet;
+    /// its note, if any, is renoted with the new headers.
     pub fn nat_packet(
         &self,
         flow: &CtFlow,
         dir: Direction,
         manip: Manip,
         skb: &SkBuff,
-        facts: &PacketFacts,
-        pkt: &[u8],
+        (facts, pkt): (&PacketFacts, &[u8]),
+        ct: &PacketCt<'_>,
     ) -> Result<bool> {
         if !nat_applies(flow, dir, manip) {
             return Ok(false);
@@ -1171,7 +1193,10 @@ impl Conntrack {
                 Manip::Dst => *dport = ep.port,
             }
         }
-        self.renote_as(skb, &now);
+        if let Some(mut note) = ct.note {
+            note.fingerprint = fingerprint(&now);
+            self.notes.set(skb, &note);
+        }
         Ok(changed)
     }
 

@@ -511,7 +511,10 @@ impl PacketPath {
                 return Verdict::Drop;
             }
         }
-        match self.ct.nat_packet(flow, dir, manip, skb, facts, pkt) {
+        match self
+            .ct
+            .nat_packet(flow, dir, manip, skb, (facts, pkt), &env.ct)
+        {
             Ok(true) if env.hook == Hook::LocalOut && manip == Manip::Dst => {
                 // A new destination may need another route.
                 match state.reroute(skb) {

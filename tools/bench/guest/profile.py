@@ -1,0 +1,77 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
+"""Flat profiles of one rnf.ko in the bench VM, with where inside rnf's
+functions the samples fall: for each workload (MODES, comma-separated, of
+empty, kube1, ct_est, nat; default all) it prints ``perf report --sort sym``
+and the most sampled ``symbol+offset`` of rnf (TOPN, default 120), to be
+read against ``objdump -dr`` of the same rnf.ko. Under TCG samples land at
+the start of translated blocks, so they pile up right after calls and
+branches: an offset just after a call is the call's cost.
+
+    RNF_VM_PROFILE=bench KDIR=$(RNF_KERNEL=bench tools/testing/kernel.sh) \\
+        tools/testing/vm.sh env RNFCTL=$PWD/target/release/rnfctl MODES=kube1 \\
+        /usr/bin/python3 tools/bench/guest/profile.py build/bench-module/rnf.ko
+"""
+import collections
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench as b  # noqa: E402
+
+if len(sys.argv) != 2:
+    sys.exit("usage: profile.py RNF_KO")
+b.MODULE = os.path.abspath(sys.argv[1])
+os.makedirs(b.TMP, exist_ok=True)
+os.makedirs(os.path.dirname(b.RNFCTL), exist_ok=True)
+subprocess.run(["cp", b.RNFCTL_SRC, b.RNFCTL], check=True)
+b.rnf_unload()
+b.unload_netfilter()
+b.rnf_load()
+
+
+def prof(what):
+    data = f"{b.TMP}/perf.data"
+    p = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-a", "-o", data, "--",
+                          "sleep", str(b.SECONDS)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    pps = b.measure(during=lambda: p.wait())
+    rep = b.sh(["perf", "report", "-i", data, "--stdio", "--sort", "sym", "--percent-limit", "0.3",
+                "--kallsyms=/proc/kallsyms"], check=False)
+    print(f"=== {what} {pps:.0f} pps", flush=True)
+    for line in rep.stdout.splitlines():
+        if line.strip() and not line.startswith("#"):
+            print(line)
+    sc = b.sh(["perf", "script", "-i", data, "-F", "ip,sym,symoff", "--kallsyms=/proc/kallsyms"],
+              check=False)
+    at = collections.Counter()
+    total = 0
+    for line in sc.stdout.splitlines():
+        total += 1
+        parts = line.split()
+        if len(parts) >= 2 and ("rnf" in parts[1] or parts[1].startswith("_R")):
+            at[parts[1]] += 1
+    print(f"--- rnf sample offsets ({total} samples in all)")
+    for sym, n in at.most_common(int(os.environ.get("TOPN", "120"))):
+        print(f"{n:6d} {sym}")
+
+
+modes = os.environ.get("MODES", "empty,kube1,ct_est,nat").split(",")
+ra = b.topo_up()
+b.pktgen_setup(ra)
+if "empty" in modes:
+    prof("empty")
+if "kube1" in modes:
+    b.load_rules("rnf", 1, "kube")
+    prof("kube1")
+if "ct_est" in modes:
+    b.ct_rules("rnf")
+    b.establish((10000, 10003))
+    b.pktgen_setup(ra, sport=(10000, 10003))
+    prof("ct_est")
+if "nat" in modes:
+    b.nat_rules("rnf")
+    b.pktgen_setup(ra, dst="10.0.1.1", dport=(b.NAT_PORT, b.NAT_PORT), sport=(10000, 10015))
+    prof("nat")
+b.topo_down()
+b.rnf_unload()

@@ -94,7 +94,8 @@ impl PerCpuCounters {
     #[inline]
     pub fn add(&self, idx: u32, bytes: u64) {
         if let Some((p, i)) = self.at(idx) {
-            add_here(p, i, bytes);
+            // SAFETY: `p` holds `CHUNK` counters (type invariant), `i < CHUNK`.
+            unsafe { add_here(p, i, bytes) };
         }
     }
 
@@ -109,7 +110,9 @@ impl PerCpuCounters {
             // One chunk (the common case): no lookup per counter.
             (Some((p, i)), Some((q, _))) if p == q => {
                 for k in 0..to - from {
-                    add_here(p, i + k, bytes);
+                    // SAFETY: `from..to` lies in the chunk `p` (its first and
+                    // last index do), so `i + k < CHUNK`.
+                    unsafe { add_here(p, i + k, bytes) };
                 }
             }
             _ => {
@@ -163,19 +166,24 @@ impl PerCpuCounters {
 const _: () = assert!(core::mem::size_of::<sys::rnf_counter>() == 16);
 const _: () = assert!(core::mem::offset_of!(sys::rnf_counter, bytes) == 8);
 
-/// Counts one packet of `bytes` bytes in counter `i` of the chunk `p` (which
-/// holds `CHUNK` counters; `i < CHUNK`), on this CPU.
+/// Counts one packet of `bytes` bytes in counter `i` of the chunk `p`, on
+/// this CPU.
 ///
 /// On x86-64 this is what `this_cpu_inc` and `this_cpu_add` compile to, two
 /// `%gs`-relative instructions, written out here: a call into C per counter
 /// was a measurable part of the packet path (several counters per packet).
+///
+/// # Safety
+///
+/// `p` is a live chunk of `CHUNK` counters from `rnf_counters_alloc` and
+/// `i < CHUNK`.
 #[inline(always)]
-fn add_here(p: *mut sys::rnf_counter, i: u32, bytes: u64) {
+unsafe fn add_here(p: *mut sys::rnf_counter, i: u32, bytes: u64) {
     #[cfg(target_arch = "x86_64")]
     {
         let c = p.wrapping_add(i as usize);
         // SAFETY: `c` is the per-CPU address of counter `i` of a live chunk
-        // (the caller's contract). On x86-64 the `%gs` base is this CPU's
+        // (the function's safety contract). On x86-64 the `%gs` base is this CPU's
         // per-CPU offset, so `gs:[c]` is this CPU's copy of the counter's
         // `packets` and `gs:[c + 8]` of its `bytes` (layout asserted above).
         // Each instruction is one read-modify-write of this CPU's memory that
@@ -192,8 +200,8 @@ fn add_here(p: *mut sys::rnf_counter, i: u32, bytes: u64) {
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    // SAFETY: `p` holds `CHUNK` counters and `i < CHUNK` (the caller's
-    // contract).
+    // SAFETY: `p` holds `CHUNK` counters and `i < CHUNK` (the function's
+    // safety contract).
     unsafe {
         sys::rnf_counter_add(p, i, bytes)
     }

@@ -137,19 +137,13 @@ impl PacketPath {
         };
         // Only points whose table has an empty chain there have a policy
         // counter to add to (none at all without rules).
-        let mut policy = image.policy_points & ((1u64 << upto) - (1u64 << from));
-        while policy != 0 {
-            let point = policy.trailing_zeros() as usize;
-            policy &= policy - 1;
-            let Some((_, _, stage)) = hooks::hook_point(point) else {
-                continue;
-            };
-            let timg = image
-                .tables
-                .get(table_of(stage) as usize)
-                .and_then(|t| t.as_deref());
-            if let Some(t) = timg {
-                if let Some(counter) = t.empty_at(hook) {
+        let policy = &image.policy;
+        let mut points = policy.mask & ((1u64 << upto) - (1u64 << from));
+        while points != 0 {
+            let point = points.trailing_zeros() as usize;
+            points &= points - 1;
+            if let Some(&(table, counter)) = policy.at.get(point) {
+                if let Some(Some(t)) = image.tables.get(usize::from(table)) {
                     t.state.counters.add(counter, len);
                 }
             }
@@ -189,27 +183,45 @@ impl PacketPath {
     }
 }
 
-/// The hook points whose table has an empty chain at the point's hook:
-/// counting a packet there (the point is not hooked then) adds to that
-/// chain's policy counter too. NAT points have no policy counter.
-pub fn policy_points(tables: &[Option<Arc<TableImage>>; 4]) -> u64 {
-    let mut mask = 0u64;
-    for point in 0..NUM_HOOK_POINTS {
-        let Some((_, hook, stage)) = hooks::hook_point(point) else {
-            continue;
+/// The policy counters that counting adds to at unhooked points: at a
+/// point whose table has an empty chain at the point's hook, counting a
+/// packet there (the point is not hooked then) adds to that chain's policy
+/// counter too. NAT points have no policy counter. Derived from the tables
+/// when a rule set is published, so that counting needs no table lookups.
+#[derive(Clone, Copy)]
+pub struct PolicyPoints {
+    /// Bit `i`: point `i` has a policy counter.
+    pub mask: u64,
+    /// (table, counter in its slots) of point `i`, where `mask` has bit `i`.
+    pub at: [(u8, u32); NUM_HOOK_POINTS],
+}
+
+impl PolicyPoints {
+    /// The policy counters of `tables`' empty chains, by hook point.
+    pub fn of(tables: &[Option<Arc<TableImage>>; 4]) -> Self {
+        let mut pp = PolicyPoints {
+            mask: 0,
+            at: [(0, 0); NUM_HOOK_POINTS],
         };
-        if matches!(stage, Stage::NatDst | Stage::NatSrc) {
-            continue;
+        for (point, at) in pp.at.iter_mut().enumerate() {
+            let Some((_, hook, stage)) = hooks::hook_point(point) else {
+                continue;
+            };
+            if matches!(stage, Stage::NatDst | Stage::NatSrc) {
+                continue;
+            }
+            let table = table_of(stage);
+            let empty = tables
+                .get(table as usize)
+                .and_then(|t| t.as_deref())
+                .and_then(|t| t.empty_at(hook));
+            if let Some(counter) = empty {
+                pp.mask |= 1 << point;
+                *at = (table as u8, counter);
+            }
         }
-        let empty = tables
-            .get(table_of(stage) as usize)
-            .and_then(|t| t.as_deref())
-            .and_then(|t| t.empty_at(hook));
-        if empty.is_some() {
-            mask |= 1 << point;
-        }
+        pp
     }
-    mask
 }
 
 /// The hook points that have work with these tables: a raw, mangle or

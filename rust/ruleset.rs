@@ -298,8 +298,8 @@ impl TableImage {
 pub struct Image {
     /// Compiled tables, indexed by `Table as usize`.
     pub tables: [Option<Arc<TableImage>>; 4],
-    /// [`firewall::policy_points`] of `tables`.
-    pub policy_points: u64,
+    /// The policy counters of `tables`' empty chains, by hook point.
+    pub policy: firewall::PolicyPoints,
 }
 
 /// A chain name (at most `rules::MAX_CHAIN_NAME` bytes, validated UTF-8).
@@ -931,15 +931,8 @@ impl RuleStore {
         }
         let nat_used = tracker.is_some_and(|ct| ct.nat_used());
         let points = firewall::wanted_points(&tables, track, nat_used);
-        let policy_points = firewall::policy_points(&tables);
-        let image = KBox::new(
-            Image {
-                tables,
-                policy_points,
-            },
-            GFP_KERNEL,
-        )
-        .map_err(oom)?;
+        let policy = firewall::PolicyPoints::of(&tables);
+        let image = KBox::new(Image { tables, policy }, GFP_KERNEL).map_err(oom)?;
         // What the new rules need is hooked before they can be seen; what
         // only the old ones needed is unhooked after (below).
         if let Some(h) = &self.hooks {

@@ -11,6 +11,7 @@ log scale. Standard library only.
 import csv
 import math
 import os
+import statistics
 import struct
 import sys
 import zlib
@@ -90,6 +91,31 @@ def find(data, **kw):
     return None
 
 
+def round_values(data, **kw):
+    """The per-round values (metric pps_round, in round order) of a row
+    measured in comparison rounds."""
+    return [num(r["value"]) for r in data if r["metric"] == "pps_round"
+            and all(r.get(k) == str(v) for k, v in kw.items())]
+
+
+def compared(data, this, other):
+    """`this` row (a dict of fields) against the `other` row: the median of
+    the per-round ratios where both were measured in the same rounds (a
+    round takes every engine in turn, minutes apart at most), else the
+    ratio of the two values. Returns (ratio, detail) or (None, None)."""
+    a, b = round_values(data, **this), round_values(data, **other)
+    if a and len(a) == len(b) and all(a) and all(b):
+        ratios = sorted(x / y for x, y in zip(a, b))
+        med = statistics.median(ratios)
+        return med, (f"{med:.2f}x, median of {len(ratios)} rounds: "
+                     + " / ".join(f"{r:.2f}" for r in ratios))
+    ra, rb = find(data, metric="pps", **this), find(data, metric="pps", **other)
+    x, y = num(ra["value"]) if ra else None, num(rb["value"]) if rb else None
+    if x and y:
+        return x / y, f"{x / y:.2f}x"
+    return None, None
+
+
 def sizes_of(data):
     return sorted({int(r["rules"]) for r in data if r["workload"] == "filter" and r["rules"].isdigit()})
 
@@ -101,12 +127,13 @@ def engines_in(data):
 def report(data):
     out = []
     engines = engines_in(data)
-    base = [num(r["value"]) for r in data if r["workload"] == "baseline" and num(r["value"])]
+    base = [num(r["value"]) for r in data
+            if r["workload"] == "baseline" and r["metric"] == "pps" and num(r["value"])]
     gen = find(data, workload="generator")
     out.append("Packets per second at b (ratio to the no-firewall baseline)")
     out.append("")
-    rows = [["no firewall", fmt_pps(r)] for r in data if r["workload"] == "baseline"]
-    rows = [[f"no firewall ({r['note']})", fmt_pps(r)] for r in data if r["workload"] == "baseline"]
+    rows = [[f"no firewall ({r['note']})", fmt_pps(r)] for r in data
+            if r["workload"] == "baseline" and r["metric"] == "pps"]
     if gen:
         rows.append(["generator alone (r drops at its veth)", fmt_pps(gen)])
     out += table(rows, ["reference", "pkt/s"])
@@ -131,6 +158,11 @@ def report(data):
              "nat": "4. DNAT + masquerade (16 UDP flows)"}
     rows = [[names[w]] + [fmt_pps(find(data, workload=w, engine=e)) for e in st] for w in names]
     out += table(rows, ["workload"] + st)
+    n = len(round_values(data, workload="ct_est", engine="rnf"))
+    if n:
+        out.append(f"   The empty rows and these: medians of {n} rounds, each round measuring every engine"
+                   " in turn;")
+        out.append("   the targets compare engines by the median of their per-round ratios.")
     out.append("")
     out.append("5. Rule update latency, command start to exit (kube shape; nft-set adds a map element)")
     has_req = any(r["metric"].endswith("_request") for r in data)
@@ -184,20 +216,18 @@ def targets(data):
             ok = None if not (r and o) else r >= 10 * o
             detail = f"{r / o:.2f}x" if r and o else "not measured"
             out.append(f"  rnf >= 10x {other} at 10,000 rules ({shape}): {verdict(ok)} ({detail})")
-    r, o = pps(workload="empty", engine="rnf"), pps(workload="empty", engine="nft")
-    out.append(f"  rnf empty >= nft empty base chain: {verdict(None if not (r and o) else r >= o)}"
-               + (f" ({r / o:.2f}x)" if r and o else ""))
-    r = pps(workload="empty_off", engine="rnf")
-    if r:
-        out.append(f"  rnf empty, hook counters off >= nft empty base chain: "
-                   f"{verdict(None if not (r and o) else r >= o)}" + (f" ({r / o:.2f}x)" if r and o else ""))
+    nft_empty = dict(workload="empty", engine="nft")
+    ratio, detail = compared(data, dict(workload="empty", engine="rnf"), nft_empty)
+    out.append(f"  rnf empty >= nft empty base chain: {verdict(None if ratio is None else ratio >= 1)}"
+               + (f" ({detail})" if detail else ""))
+    ratio, detail = compared(data, dict(workload="empty_off", engine="rnf"), nft_empty)
+    if ratio is not None:
+        out.append(f"  rnf empty, hook counters off >= nft empty base chain: {verdict(ratio >= 1)} ({detail})")
     for w in ("ct_new", "ct_est", "nat"):
-        r = pps(workload=w, engine="rnf")
         for other in ("nft", "iptables-legacy"):
-            o = pps(workload=w, engine=other)
-            ok = None if not (r and o) else r >= o
-            out.append(f"  {w}: rnf >= {other} (nf_conntrack{'/nf_nat' if w == 'nat' else ''}): {verdict(ok)}"
-                       + (f" ({r / o:.2f}x)" if r and o else ""))
+            ratio, detail = compared(data, dict(workload=w, engine="rnf"), dict(workload=w, engine=other))
+            out.append(f"  {w}: rnf >= {other} (nf_conntrack{'/nf_nat' if w == 'nat' else ''}): "
+                       f"{verdict(None if ratio is None else ratio >= 1)}" + (f" ({detail})" if detail else ""))
     # Judged by the netlink request (RNFCTL_TIMING): the command's time is
     # mostly process start-up under TCG (see the process floor). Runs from
     # before the request timing are judged by the command time, and say so.

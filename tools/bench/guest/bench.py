@@ -23,14 +23,15 @@ read-only in the guest; the host script writes the files).
 Environment: BENCH_QUICK=1 (sizes 1, 1000, 10000), BENCH_SECONDS (length of
 one measurement, default 3), BENCH_LOAD_BUDGET (skip a rule-set size whose
 load is estimated to take longer, seconds, default 90), BENCH_DEADLINE
-(seconds after which remaining configurations are skipped, default 1260),
-BENCH_ONLY (comma-separated engines), BENCH_PROFILE=0 (no perf profile),
+(seconds after which remaining configurations are skipped, default 1800),
+BENCH_ROUNDS (rounds of the rows that compare engines, default 3), BENCH_ONLY (comma-separated engines), BENCH_PROFILE=0 (no perf profile),
 RNF_MODULE (the rnf.ko to load; bench.sh passes the one built for the kernel).
 """
 
 import ctypes
 import os
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -48,7 +49,8 @@ SIZES = [1, 1000, 10000] if QUICK else [1, 100, 1000, 10000, 100000]
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 WARMUP = 1.0
 LOAD_BUDGET = float(os.environ.get("BENCH_LOAD_BUDGET", "90"))
-DEADLINE = float(os.environ.get("BENCH_DEADLINE", "1260"))
+DEADLINE = float(os.environ.get("BENCH_DEADLINE", "1800"))
+ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 PROFILE = os.environ.get("BENCH_PROFILE", "1") != "0"
 START = time.monotonic()
@@ -460,21 +462,6 @@ def filter_rows(engine):
     for shape in ("kube", "block"):
         ra_mac = topo_up()
         pktgen_setup(ra_mac)
-        if engine == "rnf" and shape == "kube":
-            record("empty", "-", engine, 0, "pps", measure(), "pkt/s", "module loaded, no rules")
-            # What only counts for `rnfctl status` unhooked (r is a fresh
-            # namespace: counters are on again for the rows below).
-            sh([RNFCTL, "hook-counters", "off"], ns="r")
-            record("empty_off", "-", engine, 0, "pps", measure(), "pkt/s",
-                   "module loaded, no rules, rnfctl hook-counters off")
-            sh([RNFCTL, "hook-counters", "on"], ns="r")
-        elif engine == "nft" and shape == "kube":
-            sh("nft -f -", ns="r", stdin="table ip t {\n chain forward {\n  type filter hook forward"
-               " priority 0; policy accept;\n }\n}\n")
-            record("empty", "-", engine, 0, "pps", measure(), "pkt/s", "empty base chain")
-        elif engine == "iptables-legacy" and shape == "kube":
-            sh("iptables-legacy -P FORWARD ACCEPT", ns="r")
-            record("empty", "-", engine, 0, "pps", measure(), "pkt/s", "empty filter table")
         first = last = None  # (n, load seconds) of the smallest and the previous size
         for n in SIZES:
             label = dict(workload="filter", shape=shape, engine=engine, rules=n)
@@ -578,13 +565,34 @@ def establish(flows):
     time.sleep(0.3)
 
 
-def stateful_rows(engine):
-    """Workloads 2-4: new flows, established flows, DNAT + masquerade."""
+def empty_rows(engine):
+    """The empty rule set: rnf loaded with no rules (and with its hook
+    counters off), an empty nftables base chain, an empty iptables filter
+    table. Returns [(label, note, pps)]."""
+    ra_mac = topo_up()
+    pktgen_setup(ra_mac)
+    if engine == "rnf":
+        out = [(("empty", "-", engine, 0), "module loaded, no rules", measure())]
+        # What only counts for `rnfctl status` unhooked (r is a fresh
+        # namespace: counters are on again for the next configuration).
+        sh([RNFCTL, "hook-counters", "off"], ns="r")
+        out.append((("empty_off", "-", engine, 0), "module loaded, no rules, rnfctl hook-counters off",
+                    measure()))
+        return out
+    if engine == "nft":
+        sh("nft -f -", ns="r", stdin="table ip t {\n chain forward {\n  type filter hook forward"
+           " priority 0; policy accept;\n }\n}\n")
+        return [(("empty", "-", engine, 0), "empty base chain", measure())]
+    sh("iptables-legacy -P FORWARD ACCEPT", ns="r")
+    return [(("empty", "-", engine, 0), "empty filter table", measure())]
+
+
+def stateful_rows(engine, profile_ct_new=False):
+    """Workloads 2-4: new flows, established flows, DNAT + masquerade.
+    Returns [(label, note, pps or the reason it was not measured)]."""
+    out = []
     for wl in ("ct_new", "ct_est", "nat"):
-        label = (wl, "-", engine, 2 if wl != "nat" else 2)
-        if over_deadline():
-            na(*label, "pps", "pkt/s", "bench deadline reached")
-            continue
+        label = (wl, "-", engine, 2)
         try:
             ra_mac = topo_up()
             set_ct_limit(engine)
@@ -606,11 +614,72 @@ def stateful_rows(engine):
                 pktgen_setup(ra_mac, dst="10.0.1.1", dport=(NAT_PORT, NAT_PORT), sport=(10000, 10015))
                 note = f"16 UDP flows to r:{NAT_PORT}, DNAT to {SINK}:{DPORT}, masquerade out of rb"
             pps = measure()
-            if pps > 0 and PROFILE and engine == "rnf" and wl == "ct_new":
+            if pps > 0 and profile_ct_new and wl == "ct_new":
                 profile("rnf ct_new")
-            record(*label, "pps", pps, "pkt/s", note if pps > 0 else "nothing passed")
+            out.append((label, note, pps))
         except (Failed, subprocess.TimeoutExpired) as e:
-            na(*label, "pps", "pkt/s", str(e))
+            out.append((label, "", str(e)))
+    return out
+
+
+def comparison_rounds():
+    """The rows whose targets compare engines with each other: the empty
+    rule set and workloads 2-4, for rnf, nft and iptables-legacy. Under TCG
+    the host's speed drifts by tens of percent over minutes, so these are
+    measured in ROUNDS rounds, each taking the no-firewall path and then
+    every engine in turn (rnf.ko loaded for its part only, nf_conntrack and
+    the nftables/iptables modules unloaded after theirs). A row's value is
+    the median of its rounds; every round's value is a `pps_round` row, so
+    that the report can compare engines round by round."""
+    engines = [e for e in ("rnf", "nft", "iptables-legacy") if wanted(e)]
+    got = {}  # label -> (note, [pps per round], [why not measured])
+    order = []
+
+    def add(label, note, value):
+        if label not in got:
+            got[label] = (note, [], [])
+            order.append(label)
+        if note and not got[label][0]:
+            got[label] = (note,) + got[label][1:]
+        got[label][1 if isinstance(value, float) else 2].append(value)
+
+    for rnd in range(ROUNDS):
+        if over_deadline():
+            break
+        if wanted("none"):
+            ra_mac = topo_up()
+            pktgen_setup(ra_mac)
+            add(("baseline", "-", "none", 0), "", measure())
+        for engine in engines:
+            try:
+                if engine == "rnf":
+                    rnf_load()
+                for label, note, value in empty_rows(engine) + stateful_rows(
+                        engine, profile_ct_new=engine == "rnf" and rnd == 0 and PROFILE):
+                    add(label, note, value)
+            except (Failed, subprocess.TimeoutExpired) as e:
+                add(("empty", "-", engine, 0), "", f"{engine}: {e}")
+            finally:
+                topo_down()
+                if engine == "rnf":
+                    rnf_unload()
+                else:
+                    unload_netfilter()
+    for label in order:
+        note, vals, errs = got[label]
+        if not vals:
+            na(*label, "pps", "pkt/s", errs[0] if errs else "not measured")
+            continue
+        rounds = " / ".join(f"{v:,.0f}" for v in vals)
+        what = f"median of {len(vals)} rounds ({rounds})"
+        if label[0] == "baseline":
+            note = f"comparison rounds, median of {len(vals)}: {rounds}"
+        else:
+            note = f"{note}; {what}" + (f"; not measured in {len(errs)}: {errs[0]}" if errs else "")
+        med = statistics.median(vals)
+        record(*label, "pps", med, "pkt/s", note if med > 0 else f"nothing passed; {note}")
+        for k, v in enumerate(vals):
+            record(*label, "pps_round", v, "pkt/s", f"round {k + 1}")
 
 
 # --- profile -----------------------------------------------------------------
@@ -707,12 +776,12 @@ def main():
     rnf_unload()
     unload_netfilter()
     baseline("before")
+    comparison_rounds()
     # rnf first, with nf_conntrack/nf_nat and the nftables/iptables modules out.
     if wanted("rnf"):
         try:
             rnf_load()
             filter_rows("rnf")
-            stateful_rows("rnf")
         except Failed as e:
             na("filter", "-", "rnf", "-", "pps", "pkt/s", str(e))
         finally:
@@ -724,8 +793,6 @@ def main():
             continue
         try:
             filter_rows(engine)
-            if engine in ("nft", "iptables-legacy"):
-                stateful_rows(engine)
         except Failed as e:
             na("filter", "-", engine, "-", "pps", "pkt/s", str(e))
         topo_down()

@@ -9,7 +9,7 @@
 # shared read-only), so it prints its CSV between markers; this script
 # writes bench-results/<timestamp>/{bench.log,results.csv,meta.txt,
 # table.txt,bench.png} and prints the table. Other knobs: BENCH_SECONDS,
-# BENCH_LOAD_BUDGET, BENCH_DEADLINE, BENCH_ONLY, BENCH_PROFILE (see bench.py),
+# BENCH_LOAD_BUDGET, BENCH_DEADLINE, BENCH_ROUNDS, BENCH_ONLY, BENCH_PROFILE (see bench.py),
 # RNF_KVM=1 (KVM where /dev/kvm works; TCG otherwise), BENCH_VM_PROFILE
 # (the VM's boot profile, RNF_VM_PROFILE of tools/testing/vm.sh: bench by
 # default, i.e. the kernel's boot-time debugging switched off; debug keeps
@@ -72,7 +72,7 @@ if [ "${RNF_KVM:-0}" = 1 ] && [ -w /dev/kvm ]; then accel=KVM; fi
 cat "$out/meta.txt"
 
 env_args=()
-for v in BENCH_QUICK BENCH_SECONDS BENCH_LOAD_BUDGET BENCH_DEADLINE BENCH_ONLY BENCH_PROFILE; do
+for v in BENCH_QUICK BENCH_SECONDS BENCH_LOAD_BUDGET BENCH_DEADLINE BENCH_ROUNDS BENCH_ONLY BENCH_PROFILE; do
     [ -n "${!v:-}" ] && env_args+=("$v=${!v}")
 done
 set +e

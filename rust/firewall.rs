@@ -113,7 +113,9 @@ impl PacketPath {
     /// `from` on that are not hooked, up to the next hooked one (which
     /// counts for itself and those after it): in the point's counter and in
     /// the policy counter of its empty chain, as the point would have.
-    #[inline]
+    /// Inlined into its callers (a counting hook does nothing else; under
+    /// emulation a call and return cost more than the counting).
+    #[inline(always)]
     fn count_unhooked(
         &self,
         family: Family,
@@ -153,6 +155,7 @@ impl PacketPath {
     /// A counting hook (`tag` after the hook points), registered while no
     /// point of its hook is: counts for the points of its hook (before the
     /// first hooked one, while one is being hooked).
+    #[inline(always)]
     fn counting_hook(&self, tag: usize, skb: &SkBuff, state: &HookState<'_>) {
         let j = tag - NUM_HOOK_POINTS;
         if let (Some(family), Some(hook)) = (
@@ -379,6 +382,8 @@ fn table_of(stage: Stage) -> Table {
 }
 
 impl netfilter::Handler for PacketPath {
+    // Inlined into netfilter's callback (its only caller).
+    #[inline]
     fn hook(&self, point: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
         if point as usize >= CT_TAG {
             return self.ct_hook(point as usize - CT_TAG, skb, state);

@@ -101,7 +101,7 @@ impl PerCpuCounters {
 
     /// Counts one packet of `bytes` bytes in each counter of `from..to`, on
     /// this CPU.
-    #[inline]
+    #[inline(always)]
     pub fn add_range(&self, from: u32, to: u32, bytes: u64) {
         if from >= to {
             return;

@@ -37,7 +37,7 @@ use crate::packet::{self, PacketFacts, L4};
 use crate::percpu::{PacketNote, PacketNotes};
 use crate::pernet::NetRef;
 use crate::rcu::{self, RcuBox, ReadGuard};
-use crate::skb::SkBuff;
+use crate::skb::{CsumState, SkBuff};
 use crate::sys;
 use crate::wire::{cmd, ct_event, AttrWriter};
 use crate::work::WorkFn;
@@ -149,6 +149,9 @@ fn nat_applies(flow: &CtFlow, dir: Direction, manip: Manip) -> bool {
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
+
+/// What a NAT rewrite of a packet's headers came to.
+type RewriteResult = core::result::Result<nat::Rewrite, nat::NatError>;
 
 /// What conntrack knows about a packet at a hook after tracking.
 #[derive(Clone, Copy)]
@@ -1170,13 +1173,12 @@ impl Conntrack {
                 return Ok(false);
             }
         }
-        let partial = skb.csum_partial();
-        let mut rw = skb.write_headers(NAT_HEADER_BYTES, |buf| {
+        let mut rw = skb.write_headers(NAT_HEADER_BYTES, |buf, partial| {
             nat::manip_packet(buf, facts, manip, &ep, partial)
         })?;
-        if rw == Err(nat::NatError::NeedFullPacket) {
+        if rw.0 == Err(nat::NatError::NeedFullPacket) {
             skb.linearize()?;
-            rw = skb.write_headers(skb.network_len(), |buf| {
+            rw = skb.write_headers(skb.network_len(), |buf, partial| {
                 nat::manip_packet(buf, facts, manip, &ep, partial)
             })?;
         }
@@ -1217,8 +1219,7 @@ impl Conntrack {
         let other = flow.tuple(dir.opposite());
         let inner = nat::endpoint(&other, manip.invert());
         let outer = nat::endpoint(&other.invert(), manip).addr;
-        let partial = skb.csum_partial();
-        let rw = skb.write_headers(skb.network_len(), |buf| {
+        let rw = skb.write_headers(skb.network_len(), |buf, partial| {
             nat::translate_icmp_error(buf, facts, manip, &outer, &inner, partial)
         })?;
         self.rewritten(skb, rw)
@@ -1226,24 +1227,18 @@ impl Conntrack {
 
     /// Accounts a header rewrite in the skb's checksum state and notes the
     /// packet's new headers for the later hooks.
-    fn rewritten(
-        &self,
-        skb: &SkBuff,
-        rw: core::result::Result<nat::Rewrite, nat::NatError>,
-    ) -> Result<bool> {
+    fn rewritten(&self, skb: &SkBuff, rw: (RewriteResult, CsumState)) -> Result<bool> {
         let changed = self.account(skb, rw)?;
         self.renote(skb);
         Ok(changed)
     }
 
-    /// Accounts a header rewrite in the skb's checksum state.
-    fn account(
-        &self,
-        skb: &SkBuff,
-        rw: core::result::Result<nat::Rewrite, nat::NatError>,
-    ) -> Result<bool> {
+    /// Accounts a header rewrite in the skb's checksum state (`state`, as
+    /// the rewrite found it).
+    fn account(&self, skb: &SkBuff, (rw, state): (RewriteResult, CsumState)) -> Result<bool> {
         let rw = rw.map_err(|_| EINVAL)?;
         skb.csum_update(
+            state,
             crate::csum::to_native_wsum(crate::csum::fold(rw.csum_delta)),
             rw.csum_none,
         );

@@ -581,27 +581,26 @@ bool rnf_kthread_should_stop(void)
 	return kthread_should_stop();
 }
 
-int rnf_skb_make_writable(struct sk_buff *skb, unsigned int len)
-{
-	unsigned int want = skb_network_offset(skb) + len;
+/* rust/skb.rs reads skb->ip_summed with these values. */
+static_assert(CHECKSUM_NONE == 0 && CHECKSUM_COMPLETE == 2 && CHECKSUM_PARTIAL == 3);
 
-	return skb_ensure_writable(skb, min(want, skb->len));
+int rnf_skb_writable_network(struct sk_buff *skb, unsigned int len, u8 **data,
+			     unsigned int *avail, u8 *summed)
+{
+	unsigned int noff = skb_network_offset(skb);
+	int err = skb_ensure_writable(skb, min(noff + len, skb->len));
+
+	if (err)
+		return err;
+	*data = skb_network_header(skb);
+	*avail = min(skb_headlen(skb) - noff, len);
+	*summed = skb->ip_summed;
+	return 0;
 }
 
 int rnf_skb_linearize(struct sk_buff *skb)
 {
 	return skb_linearize(skb);
-}
-
-u8 *rnf_skb_network_data(struct sk_buff *skb, unsigned int *linear_len)
-{
-	*linear_len = skb_headlen(skb) - skb_network_offset(skb);
-	return skb_network_header(skb);
-}
-
-bool rnf_skb_csum_partial(const struct sk_buff *skb)
-{
-	return skb->ip_summed == CHECKSUM_PARTIAL;
 }
 
 void rnf_skb_csum_update(struct sk_buff *skb, u32 native_delta, bool csum_none)

@@ -139,10 +139,12 @@ void rnf_defrag_disable(struct net *net);
 u64 rnf_totalram_bytes(void);
 
 /* NAT: writing headers, checksum state, routes and local addresses. */
-int rnf_skb_make_writable(struct sk_buff *skb, unsigned int len);
+/* Makes the first len bytes from the network header writable (those the
+ * packet has): *data points at them, *avail says how many are in the linear
+ * part, *summed is skb->ip_summed (one call per rewrite). */
+int rnf_skb_writable_network(struct sk_buff *skb, unsigned int len, u8 **data,
+			     unsigned int *avail, u8 *summed);
 int rnf_skb_linearize(struct sk_buff *skb);
-u8 *rnf_skb_network_data(struct sk_buff *skb, unsigned int *linear_len);
-bool rnf_skb_csum_partial(const struct sk_buff *skb);
 void rnf_skb_csum_update(struct sk_buff *skb, u32 native_delta, bool csum_none);
 int rnf_route_me_harder(const struct nf_hook_state *state, struct sk_buff *skb);
 bool rnf_masq_addr(const struct nf_hook_state *state, struct sk_buff *skb,

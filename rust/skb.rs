@@ -11,6 +11,23 @@ use kernel::types::Opaque;
 #[repr(transparent)]
 pub struct SkBuff(Opaque<sys::sk_buff>);
 
+// `skb->ip_summed` values (include/linux/skbuff.h).
+const CHECKSUM_NONE: u8 = 0;
+const CHECKSUM_COMPLETE: u8 = 2;
+const CHECKSUM_PARTIAL: u8 = 3;
+
+/// An skb's checksum state (`ip_summed`) when its headers were made
+/// writable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CsumState(u8);
+
+impl CsumState {
+    /// Whether the transport checksum is left to the NIC.
+    pub fn partial(self) -> bool {
+        self.0 == CHECKSUM_PARTIAL
+    }
+}
+
 impl SkBuff {
     /// Views a raw `sk_buff` pointer as an `SkBuff`.
     ///
@@ -76,21 +93,32 @@ impl SkBuff {
 
     /// Makes the first `len` bytes from the network header writable
     /// (unshared, in the linear part) and runs `f` on them (fewer if the
-    /// packet is shorter). The hook that was handed the skb owns it for the
-    /// call; `f`'s slice is the only view of those bytes meanwhile.
-    pub fn write_headers<R>(&self, len: u32, f: impl FnOnce(&mut [u8]) -> R) -> Result<R> {
-        // SAFETY: `self` is valid and owned by the caller's hook.
-        kernel::error::to_result(unsafe { sys::rnf_skb_make_writable(self.raw(), len) })?;
-        let mut linear = 0u32;
-        // SAFETY: as above; `linear` is written.
-        let p = unsafe { sys::rnf_skb_network_data(self.raw(), &mut linear) };
-        let n = linear.min(len).min(self.network_len()) as usize;
-        // SAFETY: after `skb_ensure_writable` the first `n` bytes from the
-        // network header are in the skb's own linear buffer; nothing else
-        // reads or writes them while `f` runs (the hook owns the skb, and
-        // other views of the packet copy it out).
-        let bytes = unsafe { core::slice::from_raw_parts_mut(p, n) };
-        Ok(f(bytes))
+    /// packet is shorter) and on whether the transport checksum is left to
+    /// the NIC (`CHECKSUM_PARTIAL`); returns `f`'s result and the skb's
+    /// checksum state, for [`csum_update`](Self::csum_update). The hook
+    /// that was handed the skb owns it for the call; `f`'s slice is the only
+    /// view of those bytes meanwhile.
+    pub fn write_headers<R>(
+        &self,
+        len: u32,
+        f: impl FnOnce(&mut [u8], bool) -> R,
+    ) -> Result<(R, CsumState)> {
+        let (mut p, mut avail, mut summed) = (core::ptr::null_mut(), 0u32, 0u8);
+        // SAFETY: `self` is valid and owned by the caller's hook; the
+        // outputs are writable.
+        kernel::error::to_result(unsafe {
+            sys::rnf_skb_writable_network(self.raw(), len, &mut p, &mut avail, &mut summed)
+        })?;
+        if p.is_null() {
+            return Err(EINVAL);
+        }
+        // SAFETY: after `skb_ensure_writable` the first `avail` bytes from
+        // the network header are in the skb's own linear buffer at `p`;
+        // nothing else reads or writes them while `f` runs (the hook owns the
+        // skb, and other views of the packet copy it out).
+        let bytes = unsafe { core::slice::from_raw_parts_mut(p, avail as usize) };
+        let state = CsumState(summed);
+        Ok((f(bytes, state.partial()), state))
     }
 
     /// Pulls the whole packet into the linear part (for rewrites that
@@ -100,19 +128,20 @@ impl SkBuff {
         kernel::error::to_result(unsafe { sys::rnf_skb_linearize(self.raw()) })
     }
 
-    /// Whether the transport checksum is left to the NIC
-    /// (`CHECKSUM_PARTIAL`).
-    pub fn csum_partial(&self) -> bool {
-        // SAFETY: `self` is valid.
-        unsafe { sys::rnf_skb_csum_partial(self.raw()) }
-    }
-
-    /// Accounts a rewrite in the skb's checksum state: adds `native_delta`
+    /// Accounts a rewrite in the skb's checksum state `state` (as
+    /// [`write_headers`](Self::write_headers) found it): adds `native_delta`
     /// to a `CHECKSUM_COMPLETE` sum, or marks the checksum as computed in
-    /// software (`none`).
-    pub fn csum_update(&self, native_delta: u32, none: bool) {
-        // SAFETY: `self` is valid and owned by the caller's hook.
-        unsafe { sys::rnf_skb_csum_update(self.raw(), native_delta, none) }
+    /// software (`none`). Nothing to do (no call) in the other cases.
+    pub fn csum_update(&self, state: CsumState, native_delta: u32, none: bool) {
+        let needed = if none {
+            state.0 != CHECKSUM_NONE
+        } else {
+            state.0 == CHECKSUM_COMPLETE
+        };
+        if needed {
+            // SAFETY: `self` is valid and owned by the caller's hook.
+            unsafe { sys::rnf_skb_csum_update(self.raw(), native_delta, none) }
+        }
     }
 
     pub(crate) fn as_ptr(&self) -> *mut sys::sk_buff {

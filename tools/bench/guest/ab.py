@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: GPL-2.0
-"""A/B of rnf.ko builds in one boot of the bench VM: 3 rounds, each measuring
-no firewall, then for every module given: no rules, one kube rule,
-established flows and DNAT + masquerade (bench.py's workloads), loading and
-unloading the module in turn; prints every value and the median. Run-to-run
+"""A/B of rnf.ko builds in one boot of the bench VM: AB_ROUNDS rounds (default
+3), each measuring no firewall, then for every module given: no rules (with
+hook counters on and off), one kube rule, established flows and DNAT +
+masquerade (bench.py's workloads; AB_MODES picks among empty, empty_off,
+kube1, ct_est, nat), loading and unloading the module in turn; with AB_NFT=1
+also nftables' empty chain and workloads 2-4 (nf_conntrack); prints every
+value and the median. Run-to-run
 noise under TCG is up to 15 %, so compare builds within one boot:
 
     RNF_VM_PROFILE=bench KDIR=$(RNF_KERNEL=bench tools/testing/kernel.sh) \
@@ -14,6 +17,7 @@ noise under TCG is up to 15 %, so compare builds within one boot:
 build/bench-module/rnf.ko).
 """
 import os
+import statistics
 import subprocess
 import sys
 
@@ -28,27 +32,42 @@ os.makedirs(os.path.dirname(b.RNFCTL), exist_ok=True)
 subprocess.run(["cp", b.RNFCTL_SRC, b.RNFCTL], check=True)
 b.rnf_unload(); b.unload_netfilter()
 res = {}
-for rnd in range(3):
+rounds = int(os.environ.get("AB_ROUNDS", "3"))
+modes = os.environ.get("AB_MODES", "empty,empty_off,kube1,ct_est,nat").split(",")
+for rnd in range(rounds):
     ra = b.topo_up(); b.pktgen_setup(ra)
     res.setdefault("none", []).append(b.measure())
     for i, m in enumerate(mods):
         b.MODULE = m
         b.rnf_load()
         ra = b.topo_up(); b.pktgen_setup(ra)
-        res.setdefault(f"{i} empty", []).append(b.measure())
-        if b.sh([b.RNFCTL, "hook-counters", "off"], ns="r", check=False).returncode == 0:
+        if "empty" in modes:
+            res.setdefault(f"{i} empty", []).append(b.measure())
+        if "empty_off" in modes and b.sh([b.RNFCTL, "hook-counters", "off"], ns="r",
+                                         check=False).returncode == 0:
             res.setdefault(f"{i} empty_off", []).append(b.measure())
             b.sh([b.RNFCTL, "hook-counters", "on"], ns="r")
-        b.load_rules("rnf", 1, "kube")
-        res.setdefault(f"{i} kube1", []).append(b.measure())
-        b.ct_rules("rnf")
-        b.establish((10000, 10003))
-        b.pktgen_setup(ra, sport=(10000, 10003))
-        res.setdefault(f"{i} ct_est", []).append(b.measure())
-        b.nat_rules("rnf")
-        b.pktgen_setup(ra, dst="10.0.1.1", dport=(b.NAT_PORT, b.NAT_PORT), sport=(10000, 10015))
-        res.setdefault(f"{i} nat", []).append(b.measure())
+        if "kube1" in modes:
+            b.load_rules("rnf", 1, "kube")
+            res.setdefault(f"{i} kube1", []).append(b.measure())
+        if "ct_est" in modes:
+            b.ct_rules("rnf")
+            b.establish((10000, 10003))
+            b.pktgen_setup(ra, sport=(10000, 10003))
+            res.setdefault(f"{i} ct_est", []).append(b.measure())
+        if "nat" in modes:
+            b.nat_rules("rnf")
+            b.pktgen_setup(ra, dst="10.0.1.1", dport=(b.NAT_PORT, b.NAT_PORT), sport=(10000, 10015))
+            res.setdefault(f"{i} nat", []).append(b.measure())
         b.topo_down()
         b.rnf_unload()
+    if os.environ.get("AB_NFT"):
+        # nftables with nf_conntrack/nf_nat on the same workloads, for scale.
+        for label, _, v in b.empty_rows("nft") + b.stateful_rows("nft"):
+            if isinstance(v, float):
+                res.setdefault(f"nft {label[0]}", []).append(v)
+        b.topo_down()
+        b.unload_netfilter()
 for k, v in res.items():
-    print(f"AB {k:12s} " + " ".join(f"{x:8.0f}" for x in v) + f"   median {sorted(v)[1]:8.0f}", flush=True)
+    print(f"AB {k:12s} " + " ".join(f"{x:8.0f}" for x in v) + f"   median {statistics.median(v):8.0f}",
+          flush=True)

@@ -37,7 +37,7 @@ use crate::packet::{self, PacketFacts, L4};
 use crate::percpu::{PacketNote, PacketNotes};
 use crate::pernet::NetRef;
 use crate::rcu::{self, RcuBox, ReadGuard};
-use crate::skb::{CsumState, SkBuff};
+use crate::skb::{CsumState, HeaderBuf, SkBuff};
 use crate::sys;
 use crate::wire::{cmd, ct_event, AttrWriter};
 use crate::work::WorkFn;
@@ -227,9 +227,8 @@ impl<'a> Headers<'a> {
     /// Copies the packet's first bytes into `bytes` and parses them. The
     /// caller's buffer, not one returned by value: moving a few hundred
     /// bytes per packet showed in profiles.
-    fn read(skb: &SkBuff, bytes: &'a mut [u8; HEADER_BYTES]) -> Option<Headers<'a>> {
-        let len = skb.copy_network(0, bytes);
-        let pkt = bytes.get(..len)?;
+    fn read(skb: &SkBuff, bytes: &'a mut HeaderBuf<HEADER_BYTES>) -> Option<Headers<'a>> {
+        let pkt = skb.headers(bytes);
         let facts = packet::parse(pkt).ok()?;
         Some(Headers { pkt, facts })
     }
@@ -395,7 +394,7 @@ impl Conntrack {
 
     /// Tracks a packet at the conntrack priority.
     pub(crate) fn track(&self, skb: &SkBuff, looped: bool, guard: &ReadGuard) -> Verdict {
-        let mut bytes = [0u8; HEADER_BYTES];
+        let mut bytes = HeaderBuf::new();
         let Some(h) = Headers::read(skb, &mut bytes) else {
             // Nothing to track; the rules see it as invalid.
             bump(&self.stats.invalid);
@@ -1247,7 +1246,7 @@ impl Conntrack {
 
     /// After a rewrite, notes the packet's new headers for the later hooks.
     fn renote(&self, skb: &SkBuff) {
-        let mut bytes = [0u8; HEADER_BYTES];
+        let mut bytes = HeaderBuf::new();
         if let Some(h) = Headers::read(skb, &mut bytes) {
             self.renote_as(skb, &h.facts);
         }

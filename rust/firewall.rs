@@ -32,7 +32,7 @@ use crate::pernet::{self, NetData, NetId, NetRef, PreExit};
 use crate::rcu::RcuBox;
 use crate::rules::{Limit, Table};
 use crate::ruleset::{ChangeError, Image, RuleStore, SlotState, TableImage};
-use crate::skb::SkBuff;
+use crate::skb::{HeaderBuf, SkBuff};
 use crate::sys;
 use crate::wire::HookStat;
 use crate::work::{DelayedWork, WorkFn};
@@ -441,9 +441,8 @@ impl PacketPath {
             }
             return Verdict::Accept;
         }
-        let mut hdr = [0u8; HEADER_BYTES];
-        let n = skb.copy_network(0, &mut hdr);
-        let pkt = hdr.get(..n).unwrap_or(&[]);
+        let mut hdr = HeaderBuf::<HEADER_BYTES>::new();
+        let pkt = skb.headers(&mut hdr);
         let Ok(facts) = packet::parse(pkt) else {
             // The IP layer checked the header before any hook; what does
             // not parse here is not a packet rnf can classify.

@@ -3,9 +3,28 @@
 //! Socket buffers: the view of a packet that hooks get, and owned buffers.
 
 use crate::sys;
+use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use kernel::prelude::*;
 use kernel::types::Opaque;
+
+/// Room for a packet's first `N` header bytes, filled by
+/// [`SkBuff::headers`]; not initialised before.
+pub struct HeaderBuf<const N: usize>([MaybeUninit<u8>; N]);
+
+impl<const N: usize> HeaderBuf<N> {
+    /// An empty buffer (nothing written).
+    #[inline(always)]
+    pub fn new() -> Self {
+        Self([MaybeUninit::uninit(); N])
+    }
+}
+
+impl<const N: usize> Default for HeaderBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// A socket buffer (`struct sk_buff`) borrowed from the kernel.
 #[repr(transparent)]
@@ -63,6 +82,21 @@ impl SkBuff {
         usize::try_from(n).unwrap_or(0)
     }
 
+    /// Copies the packet's first bytes from the network header on into
+    /// `buf` (as many as fit) and returns them. `buf` need not be
+    /// initialised: a packet path reads headers at every hook with work,
+    /// and zeroing the buffer first showed as a `memset` call per packet.
+    pub fn headers<'b, const N: usize>(&self, buf: &'b mut HeaderBuf<N>) -> &'b [u8] {
+        let len = u32::try_from(N).unwrap_or(u32::MAX);
+        // SAFETY: `self` is valid; `buf` has room for `N` bytes (written,
+        // never read, by the helper).
+        let n = unsafe { sys::rnf_skb_copy_network(self.raw(), 0, buf.0.as_mut_ptr().cast(), len) };
+        let n = usize::try_from(n).unwrap_or(0).min(N);
+        // SAFETY: the helper initialised the first `n` bytes of `buf`
+        // (`n <= N`); `MaybeUninit<u8>` has `u8`'s layout.
+        unsafe { core::slice::from_raw_parts(buf.0.as_ptr().cast::<u8>(), n) }
+    }
+
     /// Bytes from the network header to the end of the packet.
     pub fn network_len(&self) -> u32 {
         // SAFETY: `self` is valid.
@@ -106,9 +140,13 @@ impl SkBuff {
         let (mut p, mut avail, mut summed) = (core::ptr::null_mut(), 0u32, 0u8);
         // SAFETY: `self` is valid and owned by the caller's hook; the
         // outputs are writable.
-        kernel::error::to_result(unsafe {
+        let err = unsafe {
             sys::rnf_skb_writable_network(self.raw(), len, &mut p, &mut avail, &mut summed)
-        })?;
+        };
+        // (Checked here, not by `to_result`: that is a call per rewrite.)
+        if err != 0 {
+            return Err(Error::from_errno(err));
+        }
         if p.is_null() {
             return Err(EINVAL);
         }

@@ -263,6 +263,7 @@ impl Tuple {
     /// fragment after the first, a truncated transport header, or ICMP
     /// with less than the 8-byte header. [`classify`] says, beyond the
     /// tuple, whether the packet may be tracked at all.
+    #[inline]
     pub fn from_facts(facts: &PacketFacts, pkt: &[u8]) -> Option<Tuple> {
         if facts.is_later_fragment() {
             return None;

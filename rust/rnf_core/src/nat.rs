@@ -1088,6 +1088,7 @@ fn layout(buf: &[u8], ip: usize, facts: &PacketFacts, inner: bool) -> Result<Lay
 /// - Non-first fragments and other protocols: the IP header only.
 ///
 /// `partial`: the skb is `CHECKSUM_PARTIAL`, see [`crate::csum`].
+#[inline]
 pub fn manip_packet(
     pkt: &mut [u8],
     facts: &PacketFacts,

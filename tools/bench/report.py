@@ -150,6 +150,16 @@ def report(data):
             rows.append([shape, f"{n:,}"] + [fmt_pps(find(data, workload="filter", shape=shape, engine=e,
                                                                rules=n, metric="pps")) for e in engines])
     out += table(rows, ["shape", "rules"] + engines)
+    for shape in ("kube", "block"):
+        pairs = sorted({(r["engine"], int(r["rules"])) for r in data if r["workload"] == "filter_pair"
+                        and r["shape"] == shape and r["rules"].isdigit()}, key=lambda x: (x[0] != "rnf", x[1]))
+        cells = []
+        for e, n in pairs:
+            v = [x for x in round_values(data, workload="filter_pair", shape=shape, engine=e, rules=n) if x]
+            if v:
+                cells.append(f"{e} {n:,}: {statistics.median(v):,.0f}")
+        if cells:
+            out.append(f"   {shape}, side by side (medians of {len(v)} rounds): " + "; ".join(cells))
     out.append("")
     out.append("2-4. Stateful (ct state established,related accept first) and NAT")
     st = [e for e in engines if any(r["engine"] == e and r["workload"] in ("ct_new", "ct_est", "nat") for r in data)]
@@ -204,17 +214,29 @@ def targets(data):
     sizes = sizes_of(data)
     big = max(sizes) if sizes else None
     for shape in ("kube", "block"):
-        p1, pb = pps(workload="filter", shape=shape, engine="rnf", rules=1), pps(
-            workload="filter", shape=shape, engine="rnf", rules=big)
-        ok = None if not (p1 and pb) else p1 / pb <= 1.25
-        detail = f"cost ratio {p1 / pb:.2f}x" if p1 and pb else "not measured"
+        pair = dict(workload="filter_pair", shape=shape, engine="rnf")
+        ratio, detail = compared(data, dict(pair, rules=1), dict(pair, rules=big))
+        if ratio is not None and "rounds" in detail:
+            detail = "cost ratio " + detail + ", side by side"
+        else:
+            p1, pb = pps(workload="filter", shape=shape, engine="rnf", rules=1), pps(
+                workload="filter", shape=shape, engine="rnf", rules=big)
+            ratio = p1 / pb if p1 and pb else None
+            detail = f"cost ratio {p1 / pb:.2f}x" if p1 and pb else "not measured"
+        ok = None if ratio is None else ratio <= 1.25
         out.append(f"  rnf cost at {big:,} rules <= 1.25x cost at 1 ({shape}): {verdict(ok)} ({detail})")
     for shape in ("kube", "block"):
         r = pps(workload="filter", shape=shape, engine="rnf", rules=10000)
         for other in ("iptables-legacy", "iptables-nft", "nft"):
-            o = pps(workload="filter", shape=shape, engine=other, rules=10000)
-            ok = None if not (r and o) else r >= 10 * o
-            detail = f"{r / o:.2f}x" if r and o else "not measured"
+            pair = dict(workload="filter_pair", shape=shape, rules=10000)
+            ratio, detail = compared(data, dict(pair, engine="rnf"), dict(pair, engine=other))
+            if ratio is not None and "rounds" in detail:
+                detail += ", side by side"
+            else:
+                o = pps(workload="filter", shape=shape, engine=other, rules=10000)
+                ratio = r / o if r and o else None
+                detail = f"{r / o:.2f}x" if r and o else "not measured"
+            ok = None if ratio is None else ratio >= 10
             out.append(f"  rnf >= 10x {other} at 10,000 rules ({shape}): {verdict(ok)} ({detail})")
     nft_empty = dict(workload="empty", engine="nft")
     ratio, detail = compared(data, dict(workload="empty", engine="rnf"), nft_empty)

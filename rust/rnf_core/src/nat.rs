@@ -790,20 +790,27 @@ impl Patcher<'_> {
 
     /// Writes a 16-bit word. All words NAT writes lie at even offsets from
     /// the IP header, so the running sum is a sum of aligned words.
+    /// (Two byte stores, not a slice copy: a copy of a length the compiler
+    /// cannot see became a `memcpy` call per word.)
     fn set16(&mut self, at: usize, v: u16) {
         let end = at.saturating_add(2);
-        let Some(old) = self.get16(at) else { return };
-        if let Some(dst) = self.buf.get_mut(at..end) {
-            crate::packet::copy_into(dst, &v.to_be_bytes());
+        if let Some([hi, lo]) = self.buf.get_mut(at..end) {
+            let old = u16::from_be_bytes([*hi, *lo]);
+            [*hi, *lo] = v.to_be_bytes();
             self.delta = csum::add(self.delta, csum::sub(u32::from(v), u32::from(old)));
         }
     }
 
     fn get_addr(&self, family: Family, at: usize) -> Option<[u8; 16]> {
-        let len = addr_len(family);
-        let src = self.buf.get(at..at.checked_add(len)?)?;
         let mut a = [0u8; 16];
-        crate::packet::copy_into(&mut a, src);
+        match family {
+            Family::Ipv4 => {
+                let four: [u8; 4] = self.buf.get(at..at.checked_add(4)?)?.try_into().ok()?;
+                let [a0, a1, a2, a3, ..] = &mut a;
+                [*a0, *a1, *a2, *a3] = four;
+            }
+            Family::Ipv6 => a = self.buf.get(at..at.checked_add(16)?)?.try_into().ok()?,
+        }
         Some(a)
     }
 

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 """Flat profiles of one rnf.ko in the bench VM, with where inside rnf's
 functions the samples fall: for each workload (MODES, comma-separated, of
-empty, kube1, ct_est, nat; default all) it prints ``perf report --sort sym``
+empty, kube1, kube100k, block1, block100k, ct_est, nat; default empty,
+kube1, ct_est, nat) it prints ``perf report --sort sym``
 and the most sampled ``symbol+offset`` of rnf (TOPN, default 120), to be
 read against ``objdump -dr`` of the same rnf.ko. Under TCG samples land at
 the start of translated blocks, so they pile up right after calls and
@@ -61,9 +62,11 @@ ra = b.topo_up()
 b.pktgen_setup(ra)
 if "empty" in modes:
     prof("empty")
-if "kube1" in modes:
-    b.load_rules("rnf", 1, "kube")
-    prof("kube1")
+for shape in ("kube", "block"):
+    for n in (1, 100000):
+        if f"{shape}{n if n < 1000 else f'{n // 1000}k'}" in modes:
+            b.load_rules("rnf", n, shape)
+            prof(f"{shape} {n} rules")
 if "ct_est" in modes:
     b.ct_rules("rnf")
     b.establish((10000, 10003))

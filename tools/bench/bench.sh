@@ -2,7 +2,7 @@
 # `make bench`: rnf against no firewall, nftables (plain rules and sets or
 # verdict maps) and iptables (legacy and nft backends), in the test VM.
 #
-#   tools/bench/bench.sh            full run (about 25 minutes under TCG)
+#   tools/bench/bench.sh            full run (about 30 minutes under TCG)
 #   BENCH_QUICK=1 tools/bench/bench.sh   sizes 1, 1000, 10000 only
 #
 # The guest (tools/bench/guest/bench.py) cannot write the checkout (it is
@@ -76,7 +76,7 @@ for v in BENCH_QUICK BENCH_SECONDS BENCH_LOAD_BUDGET BENCH_DEADLINE BENCH_ROUNDS
     [ -n "${!v:-}" ] && env_args+=("$v=${!v}")
 done
 set +e
-KDIR=$kdir RNF_VM_PROFILE=$vm_profile timeout "${BENCH_TIMEOUT:-2400}" "$repo/tools/testing/vm.sh" \
+KDIR=$kdir RNF_VM_PROFILE=$vm_profile timeout "${BENCH_TIMEOUT:-3600}" "$repo/tools/testing/vm.sh" \
     env "${env_args[@]}" RNFCTL="$rnfctl" RNF_MODULE="$module" /usr/bin/python3 tools/bench/guest/bench.py 2>&1 | tee "$out/bench.log"
 rc=${PIPESTATUS[0]}
 set -e

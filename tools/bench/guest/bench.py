@@ -23,7 +23,7 @@ read-only in the guest; the host script writes the files).
 Environment: BENCH_QUICK=1 (sizes 1, 1000, 10000), BENCH_SECONDS (length of
 one measurement, default 3), BENCH_LOAD_BUDGET (skip a rule-set size whose
 load is estimated to take longer, seconds, default 90), BENCH_DEADLINE
-(seconds after which remaining configurations are skipped, default 1800),
+(seconds after which remaining configurations are skipped, default 2700),
 BENCH_ROUNDS (rounds of the rows that compare engines, default 3), BENCH_ONLY (comma-separated engines), BENCH_PROFILE=0 (no perf profile),
 RNF_MODULE (the rnf.ko to load; bench.sh passes the one built for the kernel).
 """
@@ -49,7 +49,7 @@ SIZES = [1, 1000, 10000] if QUICK else [1, 100, 1000, 10000, 100000]
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 WARMUP = 1.0
 LOAD_BUDGET = float(os.environ.get("BENCH_LOAD_BUDGET", "90"))
-DEADLINE = float(os.environ.get("BENCH_DEADLINE", "1800"))
+DEADLINE = float(os.environ.get("BENCH_DEADLINE", "2700"))
 ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "3")))
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 PROFILE = os.environ.get("BENCH_PROFILE", "1") != "0"

@@ -98,22 +98,25 @@ def round_values(data, **kw):
             and all(r.get(k) == str(v) for k, v in kw.items())]
 
 
-def compared(data, this, other):
+def compared(data, this, other, once=None):
     """`this` row (a dict of fields) against the `other` row: the median of
     the per-round ratios where both were measured in the same rounds (a
     round takes every engine in turn, minutes apart at most), else the
-    ratio of the two values. Returns (ratio, detail) or (None, None)."""
+    ratio of the two values measured once (the rows `once` names, a pair of
+    dicts, if given; `this` and `other` otherwise). Returns (ratio, detail,
+    number of rounds), ratio and detail None when not measured."""
     a, b = round_values(data, **this), round_values(data, **other)
     if a and len(a) == len(b) and all(a) and all(b):
         ratios = sorted(x / y for x, y in zip(a, b))
         med = statistics.median(ratios)
         return med, (f"{med:.2f}x, median of {len(ratios)} rounds: "
-                     + " / ".join(f"{r:.2f}" for r in ratios))
+                     + " / ".join(f"{r:.2f}" for r in ratios)), len(ratios)
+    this, other = once or (this, other)
     ra, rb = find(data, metric="pps", **this), find(data, metric="pps", **other)
     x, y = num(ra["value"]) if ra else None, num(rb["value"]) if rb else None
     if x and y:
-        return x / y, f"{x / y:.2f}x"
-    return None, None
+        return x / y, f"{x / y:.2f}x", 0
+    return None, None, 0
 
 
 def sizes_of(data):
@@ -153,13 +156,14 @@ def report(data):
     for shape in ("kube", "block"):
         pairs = sorted({(r["engine"], int(r["rules"])) for r in data if r["workload"] == "filter_pair"
                         and r["shape"] == shape and r["rules"].isdigit()}, key=lambda x: (x[0] != "rnf", x[1]))
-        cells = []
+        cells, rounds = [], 0
         for e, n in pairs:
             v = [x for x in round_values(data, workload="filter_pair", shape=shape, engine=e, rules=n) if x]
             if v:
                 cells.append(f"{e} {n:,}: {statistics.median(v):,.0f}")
+                rounds = max(rounds, len(v))
         if cells:
-            out.append(f"   {shape}, side by side (medians of {len(v)} rounds): " + "; ".join(cells))
+            out.append(f"   {shape}, side by side (medians of {rounds} rounds): " + "; ".join(cells))
     out.append("")
     out.append("2-4. Stateful (ct state established,related accept first) and NAT")
     st = [e for e in engines if any(r["engine"] == e and r["workload"] in ("ct_new", "ct_est", "nat") for r in data)]
@@ -203,10 +207,6 @@ def report(data):
 
 
 def targets(data):
-    def pps(**kw):
-        r = find(data, metric="pps", **kw)
-        return num(r["value"]) if r else None
-
     def verdict(ok):
         return "n/a" if ok is None else ("met" if ok else "MISSED")
 
@@ -215,39 +215,31 @@ def targets(data):
     big = max(sizes) if sizes else None
     for shape in ("kube", "block"):
         pair = dict(workload="filter_pair", shape=shape, engine="rnf")
-        ratio, detail = compared(data, dict(pair, rules=1), dict(pair, rules=big))
-        if ratio is not None and "rounds" in detail:
-            detail = "cost ratio " + detail + ", side by side"
-        else:
-            p1, pb = pps(workload="filter", shape=shape, engine="rnf", rules=1), pps(
-                workload="filter", shape=shape, engine="rnf", rules=big)
-            ratio = p1 / pb if p1 and pb else None
-            detail = f"cost ratio {p1 / pb:.2f}x" if p1 and pb else "not measured"
+        row = dict(workload="filter", shape=shape, engine="rnf")
+        ratio, detail, n = compared(data, dict(pair, rules=1), dict(pair, rules=big),
+                                    once=(dict(row, rules=1), dict(row, rules=big)))
+        detail = f"cost ratio {detail}{', side by side' if n else ''}" if detail else "not measured"
         ok = None if ratio is None else ratio <= 1.25
         out.append(f"  rnf cost at {big:,} rules <= 1.25x cost at 1 ({shape}): {verdict(ok)} ({detail})")
     for shape in ("kube", "block"):
-        r = pps(workload="filter", shape=shape, engine="rnf", rules=10000)
         for other in ("iptables-legacy", "iptables-nft", "nft"):
             pair = dict(workload="filter_pair", shape=shape, rules=10000)
-            ratio, detail = compared(data, dict(pair, engine="rnf"), dict(pair, engine=other))
-            if ratio is not None and "rounds" in detail:
-                detail += ", side by side"
-            else:
-                o = pps(workload="filter", shape=shape, engine=other, rules=10000)
-                ratio = r / o if r and o else None
-                detail = f"{r / o:.2f}x" if r and o else "not measured"
+            row = dict(workload="filter", shape=shape, rules=10000)
+            ratio, detail, n = compared(data, dict(pair, engine="rnf"), dict(pair, engine=other),
+                                        once=(dict(row, engine="rnf"), dict(row, engine=other)))
+            detail = f"{detail}{', side by side' if n else ''}" if detail else "not measured"
             ok = None if ratio is None else ratio >= 10
             out.append(f"  rnf >= 10x {other} at 10,000 rules ({shape}): {verdict(ok)} ({detail})")
     nft_empty = dict(workload="empty", engine="nft")
-    ratio, detail = compared(data, dict(workload="empty", engine="rnf"), nft_empty)
+    ratio, detail, _ = compared(data, dict(workload="empty", engine="rnf"), nft_empty)
     out.append(f"  rnf empty >= nft empty base chain: {verdict(None if ratio is None else ratio >= 1)}"
                + (f" ({detail})" if detail else ""))
-    ratio, detail = compared(data, dict(workload="empty_off", engine="rnf"), nft_empty)
+    ratio, detail, _ = compared(data, dict(workload="empty_off", engine="rnf"), nft_empty)
     if ratio is not None:
         out.append(f"  rnf empty, hook counters off >= nft empty base chain: {verdict(ratio >= 1)} ({detail})")
     for w in ("ct_new", "ct_est", "nat"):
         for other in ("nft", "iptables-legacy"):
-            ratio, detail = compared(data, dict(workload=w, engine="rnf"), dict(workload=w, engine=other))
+            ratio, detail, _ = compared(data, dict(workload=w, engine="rnf"), dict(workload=w, engine=other))
             out.append(f"  {w}: rnf >= {other} (nf_conntrack{'/nf_nat' if w == 'nat' else ''}): "
                        f"{verdict(None if ratio is None else ratio >= 1)}" + (f" ({detail})" if detail else ""))
     # Judged by the netlink request (RNFCTL_TIMING): the command's time is

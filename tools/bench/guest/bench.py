@@ -24,7 +24,8 @@ Environment: BENCH_QUICK=1 (sizes 1, 1000, 10000), BENCH_SECONDS (length of
 one measurement, default 3), BENCH_LOAD_BUDGET (skip a rule-set size whose
 load is estimated to take longer, seconds, default 90), BENCH_DEADLINE
 (seconds after which remaining configurations are skipped, default 2700),
-BENCH_ROUNDS (rounds of the rows that compare engines, default 3), BENCH_ONLY (comma-separated engines), BENCH_PROFILE=0 (no perf profile),
+BENCH_ROUNDS (rounds of the rows that compare engines, default 3),
+BENCH_ONLY (comma-separated engines), BENCH_PROFILE=0 (no perf profile),
 RNF_MODULE (the rnf.ko to load; bench.sh passes the one built for the kernel).
 """
 
@@ -637,16 +638,14 @@ def comparison_rounds():
     the median of its rounds; every round's value is a `pps_round` row, so
     that the report can compare engines round by round."""
     engines = [e for e in ("rnf", "nft", "iptables-legacy") if wanted(e)]
-    got = {}  # label -> (note, [pps per round], [why not measured])
-    order = []
+    # label -> {"note", "vals": pps per round, "errs": why not measured};
+    # dicts keep the order labels first came in.
+    got = {}
 
     def add(label, note, value):
-        if label not in got:
-            got[label] = (note, [], [])
-            order.append(label)
-        if note and not got[label][0]:
-            got[label] = (note,) + got[label][1:]
-        got[label][1 if isinstance(value, float) else 2].append(value)
+        row = got.setdefault(label, {"note": note, "vals": [], "errs": []})
+        row["note"] = row["note"] or note
+        row["vals" if isinstance(value, float) else "errs"].append(value)
 
     for rnd in range(ROUNDS):
         if over_deadline():
@@ -659,8 +658,10 @@ def comparison_rounds():
             try:
                 if engine == "rnf":
                     rnf_load()
-                for label, note, value in empty_rows(engine) + stateful_rows(
-                        engine, profile_ct_new=engine == "rnf" and rnd == 0 and PROFILE):
+                for label, note, value in empty_rows(engine):
+                    add(label, note, value)
+                profile = engine == "rnf" and rnd == 0 and PROFILE
+                for label, note, value in stateful_rows(engine, profile_ct_new=profile):
                     add(label, note, value)
             except (Failed, subprocess.TimeoutExpired) as e:
                 add(("empty", "-", engine, 0), "", f"{engine}: {e}")
@@ -670,8 +671,8 @@ def comparison_rounds():
                     rnf_unload()
                 else:
                     unload_netfilter()
-    for label in order:
-        note, vals, errs = got[label]
+    for label, row in got.items():
+        note, vals, errs = row["note"], row["vals"], row["errs"]
         if not vals:
             na(*label, "pps", "pkt/s", errs[0] if errs else "not measured")
             continue

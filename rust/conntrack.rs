@@ -227,6 +227,7 @@ impl<'a> Headers<'a> {
     /// Copies the packet's first bytes into `bytes` and parses them. The
     /// caller's buffer, not one returned by value: moving a few hundred
     /// bytes per packet showed in profiles.
+    #[inline(always)]
     fn read(skb: &SkBuff, bytes: &'a mut HeaderBuf<HEADER_BYTES>) -> Option<Headers<'a>> {
         let pkt = skb.headers(bytes);
         let facts = packet::parse(pkt).ok()?;
@@ -240,6 +241,7 @@ impl<'a> Headers<'a> {
 
 /// A fingerprint of a packet's headers: tells the packet a note was made
 /// for from another packet that reuses its buffer address.
+#[inline(always)]
 pub fn fingerprint(f: &PacketFacts) -> u32 {
     // Word at a time (every hook after tracking computes it): multiply,
     // xor-shift mixing of 64-bit words.
@@ -262,10 +264,24 @@ pub fn fingerprint(f: &PacketFacts) -> u32 {
 }
 
 /// Tracking's clock: monotonic, as of the last tick (timeouts are in
-/// seconds; a tick-old time is cheaper than a clocksource read per packet).
+/// seconds; a tick-old time is cheaper than a clocksource read per packet):
+/// the tick count in nanoseconds. Read in place, not through a call (one
+/// per tracked packet).
+#[inline(always)]
 fn now_ns() -> u64 {
+    #[cfg(target_pointer_width = "64")]
+    {
+        // SAFETY: `jiffies_64` is the kernel's tick count, only written by
+        // the tick; on 64-bit machines a read is one load that cannot tear,
+        // which is what `get_jiffies_64` does there.
+        let ticks = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(sys::jiffies_64)) };
+        ticks.wrapping_mul(u64::from(sys::RNF_TICK_NSEC))
+    }
+    #[cfg(not(target_pointer_width = "64"))]
     // SAFETY: no preconditions.
-    unsafe { sys::rnf_now_coarse_ns() }
+    unsafe {
+        sys::rnf_now_coarse_ns()
+    }
 }
 
 fn secs_from(now: u64, secs: u32) -> u64 {
@@ -376,12 +392,13 @@ impl Conntrack {
 
     /// Tracking's hook `i` of [`HOOKS`](Self::HOOKS): tracks the packet
     /// (while tracking is on) or confirms its flow.
+    #[inline(always)]
     pub(crate) fn hook(&self, i: usize, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
         if i < 4 {
             if !self.active() {
                 return Verdict::Accept;
             }
-            self.track(skb, state.in_is_loopback(), state.rcu())
+            self.track(skb, || state.in_is_loopback(), state.rcu())
         } else {
             self.confirm(skb, state.rcu());
             Verdict::Accept
@@ -393,7 +410,16 @@ impl Conntrack {
     }
 
     /// Tracks a packet at the conntrack priority.
-    pub(crate) fn track(&self, skb: &SkBuff, looped: bool, guard: &ReadGuard) -> Verdict {
+    ///
+    /// `looped` says whether the packet came in on a loopback device, asked
+    /// only when the packet's tuple has no flow (a call per packet else).
+    #[inline(always)]
+    pub(crate) fn track(
+        &self,
+        skb: &SkBuff,
+        looped: impl Fn() -> bool,
+        guard: &ReadGuard,
+    ) -> Verdict {
         let mut bytes = HeaderBuf::new();
         let Some(h) = Headers::read(skb, &mut bytes) else {
             // Nothing to track; the rules see it as invalid.
@@ -476,7 +502,7 @@ impl Conntrack {
         &self,
         h: &Headers<'_>,
         tuple: &ct::Tuple,
-        looped: bool,
+        looped: impl Fn() -> bool,
         note: &mut PacketNote,
         guard: &ReadGuard,
     ) -> Verdict {
@@ -490,7 +516,7 @@ impl Conntrack {
                     self.kill(flow, Gone::Expired, guard);
                     None
                 }
-                None if looped => self.looped_back(tuple, guard),
+                None if looped() => self.looped_back(tuple, guard),
                 other => other,
             };
             let (flow, dir, created) = match found {
@@ -758,6 +784,7 @@ impl Conntrack {
     }
 
     /// Confirms the flow of a packet at its last hook.
+    #[inline(always)]
     fn confirm(&self, skb: &SkBuff, guard: &ReadGuard) {
         let Some(note) = self.notes.get(skb) else {
             return;
@@ -775,6 +802,8 @@ impl Conntrack {
     /// What tracking found for the packet in `skb` (with headers `facts`),
     /// for a hook after tracking: from this CPU's note when it is for this
     /// packet, otherwise by looking the packet up without changing state.
+    /// (Inlined into the hooks; the lookup without a note is not.)
+    #[inline(always)]
     pub fn packet_ct<'g>(
         &'g self,
         skb: &SkBuff,
@@ -796,6 +825,17 @@ impl Conntrack {
                 };
             }
         }
+        self.packet_ct_unnoted(facts, pkt, guard)
+    }
+
+    /// [`packet_ct`](Self::packet_ct) for a packet without a note.
+    #[inline(never)]
+    fn packet_ct_unnoted<'g>(
+        &'g self,
+        facts: &PacketFacts,
+        pkt: &[u8],
+        guard: &'g ReadGuard,
+    ) -> PacketCt<'g> {
         match ct::classify(facts, pkt) {
             // A packet translated since it was tracked has the inverse of
             // one of its flow's tuples.

@@ -172,6 +172,9 @@ impl PacketPath {
     /// Tracking's hook `i` (of `Conntrack::HOOKS`): counts for its
     /// (family, hook) while that has no hooked point (tracking's hooks
     /// replace the counting hooks there), then tracks or confirms.
+    /// Inlined into netfilter's callback, as [`stage`](Self::stage) is: under
+    /// emulation each call and return per hook showed.
+    #[inline(always)]
     fn ct_hook(&self, i: usize, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
         if let Some((family, hook, _)) = Conntrack::HOOKS.get(i) {
             if self.ct_counts.load(Ordering::Relaxed)
@@ -415,6 +418,7 @@ impl netfilter::Handler for PacketPath {
 
 impl PacketPath {
     /// What hook point (`hook`, `stage`) decides for the packet.
+    #[inline(always)]
     fn stage(&self, hook: Hook, stage: Stage, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
         let table = table_of(stage);
         let rcu = state.rcu();
@@ -489,6 +493,7 @@ impl PacketPath {
     /// The NAT stages: on a flow's first packet the nat table decides the
     /// translation of this side (`Manip`), bound to the flow; every packet
     /// of the flow, both ways, is then rewritten from that binding.
+    #[inline(always)]
     fn nat<'a>(
         &self,
         env: &mut KernelEnv<'a>,

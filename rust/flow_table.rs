@@ -302,6 +302,7 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
 
     /// Walks the chain of bucket `b`: `f` gets each node's flow and
     /// direction; returning `Some` stops the walk.
+    #[inline(always)]
     fn walk<'g, R>(
         &'g self,
         b: u32,
@@ -325,6 +326,7 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
     /// The flow with tuple `t` in either direction, if any, and the
     /// direction `t` is in. Dying flows are skipped; expired ones are not
     /// (the caller decides).
+    #[inline]
     pub fn lookup<'g>(
         &'g self,
         t: &Tuple,

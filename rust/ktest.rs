@@ -65,6 +65,42 @@ pub fn concurrently<B: Fn() + Sync, R>(
     Some(r)
 }
 
+/// Runs `f` with bottom halves disabled, as the forwarding path's hooks run
+/// (in softirq): code that takes another path while it cannot be preempted
+/// is tested on both (see [`pinned`]).
+pub fn with_bh_off<F: FnMut()>(f: F) {
+    run_c(sys::rnf_run_bh_off, f)
+}
+
+/// Runs `f` on this CPU only, but preemptible (as a locally sent packet's
+/// hooks may run): per-CPU state it leaves is there for it to find again.
+pub fn pinned<F: FnMut()>(f: F) {
+    run_c(sys::rnf_run_pinned, f)
+}
+
+/// Has the C helper `with` run `f`.
+fn run_c<F: FnMut()>(
+    with: unsafe extern "C" fn(
+        Option<unsafe extern "C" fn(*mut kernel::ffi::c_void)>,
+        *mut kernel::ffi::c_void,
+    ),
+    mut f: F,
+) {
+    /// # Safety
+    ///
+    /// `arg` is the `&mut F` passed by `run_c`, alive for the call.
+    unsafe extern "C" fn run<F: FnMut()>(arg: *mut kernel::ffi::c_void) {
+        // SAFETY: see above; nothing else uses `f` meanwhile.
+        let f = unsafe { &mut *arg.cast::<F>() };
+        f();
+    }
+    let arg = (&mut f as *mut F).cast();
+    // SAFETY: `with` is one of the helpers above, which call `run::<F>`
+    // once with `arg`, a live `&mut F`, and return before `f` goes out of
+    // scope.
+    unsafe { with(Some(run::<F>), arg) };
+}
+
 /// Lets other threads run (`cond_resched()`).
 pub fn yield_now() {
     // SAFETY: no preconditions; process context.

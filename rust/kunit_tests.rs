@@ -7,12 +7,12 @@ use crate::check;
 use crate::firewall::NetState;
 use crate::hooks::{self, NUM_HOOK_POINTS};
 use crate::net::Net;
-use crate::percpu::{Counter, PerCpuCounters};
+use crate::percpu::{Counter, PacketNote, PacketNotes, PerCpuCounters};
 use crate::pernet::NetData;
 use crate::rcu::RcuBox;
 use crate::rules::{Action, ListSpec, PortRange, RuleSpec, Table};
 use crate::ruleset::{Image, Placement, RuleStore};
-use crate::skb::OwnedSkBuff;
+use crate::skb::{HeaderBuf, OwnedSkBuff};
 use crate::wire::{self, AttrWriter, StatusReply};
 use kernel::prelude::*;
 
@@ -205,6 +205,14 @@ pub extern "C" fn rnf_kunit_skb_view() {
         check!(skb.copy_network(40, &mut tail) == 8);
         check!(&tail == b"GET / HT");
         check!(skb.copy_network(n as u32, &mut tail) == 0);
+        // The packet path's copy: inline from the linear part, through C
+        // for what lies in pages (32 bytes of `paged` do).
+        let mut all = HeaderBuf::<192>::new();
+        check!(skb.headers(&mut all) == bytes);
+        let mut some = HeaderBuf::<32>::new();
+        check!(skb.headers(&mut some) == &bytes[..32]);
+        let mut few = HeaderBuf::<13>::new();
+        check!(skb.headers(&mut few) == &bytes[..13]);
         let Ok(facts) = crate::packet::parse(buf.get(..got).unwrap_or(&[])) else {
             check!(false);
             continue;
@@ -557,7 +565,7 @@ pub extern "C" fn rnf_kunit_conntrack_policy() {
         let mut skb = OwnedSkBuff::alloc(128).ok()?;
         skb.put(pkt).ok()?;
         let lock = crate::rcu::read_lock();
-        let v = ct.track(&skb, false, lock.guard());
+        let v = ct.track(&skb, || false, lock.guard());
         let facts = crate::packet::parse(pkt).ok()?;
         let st = ct.packet_ct(&skb, &facts, pkt, lock.guard()).state;
         Some((v, st))
@@ -680,4 +688,51 @@ pub extern "C" fn rnf_kunit_flow_table_concurrent() {
     check!(lookups.load(Ordering::Relaxed) > 0);
     check!(found.load(Ordering::Relaxed) > 0);
     check!(wrong.load(Ordering::Relaxed) == 0);
+}
+
+/// Per-CPU packet notes: what is noted for an skb is what a later hook on
+/// the same CPU gets back, for that skb only, whether noted and read in
+/// place (bottom halves off, as the forwarding path runs) or through the C
+/// helpers (preemptible), and across the two.
+#[no_mangle]
+pub extern "C" fn rnf_kunit_packet_notes() {
+    let (Ok(notes), Ok(a), Ok(b)) = (
+        PacketNotes::new(),
+        OwnedSkBuff::alloc(64),
+        OwnedSkBuff::alloc(64),
+    ) else {
+        check!(false);
+        return;
+    };
+    let note = PacketNote {
+        bucket: 0x0102_0304,
+        id: 0xa0b0_c0d0,
+        fingerprint: 0x1122_3344,
+        dir: 1,
+        state: 0x42,
+        flags: 0x81,
+    };
+    let other = PacketNote {
+        bucket: 7,
+        id: 9,
+        fingerprint: 0xdead_beef,
+        dir: 0,
+        state: 2,
+        flags: 0,
+    };
+    // Noted and read back in each context, then across them (on one CPU:
+    // the notes are per CPU).
+    crate::ktest::pinned(|| {
+        notes.set(&a, &note);
+        check!(notes.get(&a) == Some(note));
+        check!(notes.get(&b).is_none());
+        crate::ktest::with_bh_off(|| {
+            check!(notes.get(&a) == Some(note));
+            notes.set(&b, &other);
+            check!(notes.get(&b) == Some(other));
+            check!(notes.get(&a).is_none());
+        });
+        check!(notes.get(&b) == Some(other));
+        check!(notes.get(&a).is_none());
+    });
 }

@@ -263,6 +263,7 @@ impl PacketNotes {
     }
 
     /// Notes `note` for `skb` on this CPU.
+    #[inline(always)]
     pub fn set(&self, skb: &crate::skb::SkBuff, note: &PacketNote) {
         let v = sys::rnf_pkt_ct {
             skb: (skb as *const crate::skb::SkBuff).cast(),
@@ -274,17 +275,71 @@ impl PacketNotes {
             flags: note.flags,
             pad: 0,
         };
+        #[cfg(target_arch = "x86_64")]
+        if preempt_off() {
+            let w = words(&v);
+            // SAFETY: `ptr` is a live per-CPU allocation of one
+            // `rnf_pkt_ct` (type invariant; 24 bytes, asserted below), so
+            // `gs:[ptr]` to `gs:[ptr + 16]` is this CPU's slot, and with
+            // preemption off this task stays on this CPU. Only this CPU
+            // writes its slot; an interrupt that notes a packet of its own
+            // meanwhile leaves a slot that matches neither packet whole,
+            // which readers tell by the fingerprint (as with the C helper).
+            unsafe {
+                core::arch::asm!(
+                    "mov qword ptr gs:[{p}], {a}",
+                    "mov qword ptr gs:[{p} + 8], {b}",
+                    "mov qword ptr gs:[{p} + 16], {c}",
+                    p = in(reg) self.ptr,
+                    a = in(reg) w[0],
+                    b = in(reg) w[1],
+                    c = in(reg) w[2],
+                    options(nostack, preserves_flags),
+                );
+            }
+            return;
+        }
         // SAFETY: `ptr` is live (type invariant); `v` is read during the call.
         unsafe { sys::rnf_pkt_ct_set(self.ptr, &v) };
     }
 
     /// The note this CPU has for `skb`, if its last note was for it.
+    #[inline(always)]
     pub fn get(&self, skb: &crate::skb::SkBuff) -> Option<PacketNote> {
+        let want = (skb as *const crate::skb::SkBuff).cast::<core::ffi::c_void>();
+        #[cfg(target_arch = "x86_64")]
+        if preempt_off() {
+            let (a, b, c): (u64, u64, u64);
+            // SAFETY: as in `set`: this CPU's slot, read while this task
+            // cannot move to another CPU.
+            unsafe {
+                core::arch::asm!(
+                    "mov {a}, qword ptr gs:[{p}]",
+                    "mov {b}, qword ptr gs:[{p} + 8]",
+                    "mov {c}, qword ptr gs:[{p} + 16]",
+                    p = in(reg) self.ptr,
+                    a = out(reg) a,
+                    b = out(reg) b,
+                    c = out(reg) c,
+                    options(nostack, readonly, preserves_flags),
+                );
+            }
+            if a != want as u64 {
+                return None;
+            }
+            let [c0, c1, c2, c3, c4, c5, c6, _] = c.to_ne_bytes();
+            return Some(PacketNote {
+                bucket: b as u32,
+                id: (b >> 32) as u32,
+                fingerprint: u32::from_ne_bytes([c0, c1, c2, c3]),
+                dir: c4,
+                state: c5,
+                flags: c6,
+            });
+        }
         let mut v = sys::rnf_pkt_ct::default();
         // SAFETY: `ptr` is live; `v` is written during the call.
-        let found = unsafe {
-            sys::rnf_pkt_ct_get(self.ptr, (skb as *const crate::skb::SkBuff).cast(), &mut v)
-        };
+        let found = unsafe { sys::rnf_pkt_ct_get(self.ptr, want, &mut v) };
         found.then_some(PacketNote {
             bucket: v.bucket,
             id: v.id,
@@ -294,6 +349,56 @@ impl PacketNotes {
             flags: v.flags,
         })
     }
+}
+
+// The layout `PacketNotes` reads and writes in place on x86-64: the skb
+// pointer, then bucket and id, then fingerprint, dir, state, flags, pad.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<sys::rnf_pkt_ct>() == 24);
+    assert!(offset_of!(sys::rnf_pkt_ct, bucket) == 8);
+    assert!(offset_of!(sys::rnf_pkt_ct, id) == 12);
+    assert!(offset_of!(sys::rnf_pkt_ct, fingerprint) == 16);
+    assert!(offset_of!(sys::rnf_pkt_ct, dir) == 20);
+    assert!(offset_of!(sys::rnf_pkt_ct, state) == 21);
+    assert!(offset_of!(sys::rnf_pkt_ct, flags) == 22);
+};
+
+/// A note as the three words of its slot (layout asserted above).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn words(v: &sys::rnf_pkt_ct) -> [u64; 3] {
+    let mut c = [0u8; 8];
+    c[..4].copy_from_slice(&v.fingerprint.to_ne_bytes());
+    (c[4], c[5], c[6]) = (v.dir, v.state, v.flags);
+    [
+        v.skb as u64,
+        u64::from(v.bucket) | u64::from(v.id) << 32,
+        u64::from_ne_bytes(c),
+    ]
+}
+
+/// Whether this CPU runs with preemption off (in softirq, as the forwarding
+/// path's hooks run, or with preemption disabled): the running task cannot
+/// move to another CPU until it is on again. One `%gs`-relative load of
+/// `preempt_count`, as `preempt_count()` is on x86-64.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn preempt_off() -> bool {
+    let count: u32;
+    // SAFETY: `pcpu_hot` is the kernel's per-CPU hot data; `gs:` addresses
+    // this CPU's copy, and `preempt_count` is a 32-bit field at
+    // `RNF_PCPU_PREEMPT_COUNT` (C's `offsetof`). A read has no side effect.
+    unsafe {
+        core::arch::asm!(
+            "mov {n:e}, dword ptr gs:[rip + {hot} + {off}]",
+            n = out(reg) count,
+            hot = sym sys::pcpu_hot,
+            off = const sys::RNF_PCPU_PREEMPT_COUNT,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    count & sys::RNF_PREEMPT_COUNT_MASK != 0
 }
 
 impl Drop for PacketNotes {

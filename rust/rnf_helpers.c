@@ -371,6 +371,20 @@ void rnf_kunit_fail(const char *file, u32 line, const char *msg)
 	kunit_fail_current_test("%s:%u: %s", file, line, msg);
 }
 
+void rnf_run_bh_off(void (*fn)(void *arg), void *arg)
+{
+	local_bh_disable();
+	fn(arg);
+	local_bh_enable();
+}
+
+void rnf_run_pinned(void (*fn)(void *arg), void *arg)
+{
+	migrate_disable();
+	fn(arg);
+	migrate_enable();
+}
+
 spinlock_t *rnf_locks_alloc(u32 n)
 {
 	spinlock_t *locks = kvmalloc_array(n, sizeof(*locks), GFP_KERNEL);

@@ -87,6 +87,11 @@ int rnf_skb_add_page_frag(struct sk_buff *skb, const void *data,
 
 /* KUnit: fail the running test, if any, with a message. */
 void rnf_kunit_fail(const char *file, u32 line, const char *msg);
+/* Tests: run fn(arg) with bottom halves disabled, as the forwarding path's
+ * hooks run (preempt_count non-zero), or on this CPU only but preemptible
+ * (preempt_count zero), as a locally sent packet's hooks may run. */
+void rnf_run_bh_off(void (*fn)(void *arg), void *arg);
+void rnf_run_pinned(void (*fn)(void *arg), void *arg);
 
 /* Spinlocks taken with bottom halves disabled, in an array (lock stripes). */
 spinlock_t *rnf_locks_alloc(u32 n);

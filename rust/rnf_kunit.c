@@ -15,6 +15,7 @@ void rnf_kunit_tails_compaction(void);
 void rnf_kunit_flow_table(void);
 void rnf_kunit_conntrack_policy(void);
 void rnf_kunit_flow_table_concurrent(void);
+void rnf_kunit_packet_notes(void);
 
 #define RNF_RUST_CASE(name)                                  \
 	static void name##_case(struct kunit *test)          \
@@ -31,6 +32,7 @@ RNF_RUST_CASE(tails_compaction)
 RNF_RUST_CASE(flow_table)
 RNF_RUST_CASE(conntrack_policy)
 RNF_RUST_CASE(flow_table_concurrent)
+RNF_RUST_CASE(packet_notes)
 
 static struct kunit_case rnf_cases[] = {
 	KUNIT_CASE(percpu_counters_case),
@@ -42,6 +44,7 @@ static struct kunit_case rnf_cases[] = {
 	KUNIT_CASE(flow_table_case),
 	KUNIT_CASE(conntrack_policy_case),
 	KUNIT_CASE(flow_table_concurrent_case),
+	KUNIT_CASE(packet_notes_case),
 	{}
 };
 

@@ -260,7 +260,8 @@ impl TableImage {
     }
 
     /// The table's verdict for a packet at `hook`; a buffer that does not
-    /// make sense drops it.
+    /// make sense drops it. (Inlined into the hook: a call costs there.)
+    #[inline(always)]
     pub fn eval<E: EvalEnv + ?Sized>(
         &self,
         hook: Hook,

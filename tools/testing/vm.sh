@@ -45,6 +45,11 @@ case "${RNF_VM_PROFILE:-debug}" in
         exit 2 ;;
 esac
 args+=(--append "$append")
+# Extra QEMU options, such as -icount for benchmarks whose guest clock
+# should count instructions, not host time.
+if [ -n "${RNF_VM_QEMU_OPTS:-}" ]; then
+    args+=(--qemu-opts "$RNF_VM_QEMU_OPTS")
+fi
 
 if [ $# -eq 0 ]; then
     exec vng "${args[@]}"

@@ -513,6 +513,7 @@ pub enum Classified {
 /// queries create one, so it ends up invalid). Fragments after the first
 /// are invalid here: rnf reassembles before tracking, as `nf_defrag` does,
 /// so one reaching the tracker has nothing to be tracked by.
+#[inline]
 pub fn classify(facts: &PacketFacts, pkt: &[u8]) -> Classified {
     if facts.is_later_fragment() {
         return Classified::Invalid("fragment not reassembled");

@@ -159,7 +159,8 @@ fn byte(buf: &[u8], at: usize) -> Option<u8> {
 }
 
 impl<'a> CompiledTable<'a> {
-    /// Checks the header of `buf`.
+    /// Checks the header of `buf`. (Inlined: every evaluation checks it.)
+    #[inline(always)]
     pub fn new(buf: &'a [u8]) -> Result<Self, LayoutError> {
         let hdr = buf.get(..HDR_LEN).ok_or(LayoutError::Truncated)?;
         if hdr.get(..4) != Some(&MAGIC[..]) {
@@ -318,6 +319,7 @@ impl<'a> CompiledTable<'a> {
     /// Resolves the classification index of chain `i` for `facts` into
     /// `slot` (made at the first use): `Some(false)` for a chain walked
     /// linearly, `None` for a corrupt buffer.
+    #[inline(always)]
     fn query(&self, i: u32, facts: &PacketFacts, slot: &mut Option<Query>) -> Option<bool> {
         let e = self.entry(i)?;
         let at = rd_u32(self.buf, e.checked_add(C_INDEX)?)? as usize;

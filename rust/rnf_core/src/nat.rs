@@ -777,6 +777,7 @@ struct Patcher<'a> {
 }
 
 impl Patcher<'_> {
+    #[inline(always)]
     fn get16(&self, at: usize) -> Option<u16> {
         match self.buf.get(at..at.checked_add(2)?)? {
             [a, b] => Some(u16::from_be_bytes([*a, *b])),
@@ -792,6 +793,7 @@ impl Patcher<'_> {
     /// the IP header, so the running sum is a sum of aligned words.
     /// (Two byte stores, not a slice copy: a copy of a length the compiler
     /// cannot see became a `memcpy` call per word.)
+    #[inline(always)]
     fn set16(&mut self, at: usize, v: u16) {
         let end = at.saturating_add(2);
         if let Some([hi, lo]) = self.buf.get_mut(at..end) {
@@ -814,6 +816,7 @@ impl Patcher<'_> {
         Some(a)
     }
 
+    #[inline(always)]
     fn set_addr(&mut self, family: Family, at: usize, a: &[u8; 16]) {
         let words = addr_len(family) / 2;
         for (i, pair) in a.chunks_exact(2).take(words).enumerate() {
@@ -824,6 +827,7 @@ impl Patcher<'_> {
     }
 
     /// Applies a `proto_replace` to the checksum at `at`.
+    #[inline(always)]
     fn replace_csum(&mut self, at: usize, f: impl FnOnce(&mut u16)) {
         if let Some(mut c) = self.get16(at) {
             f(&mut c);
@@ -1114,6 +1118,7 @@ pub fn manip_packet(
     Ok(out)
 }
 
+#[inline(always)]
 fn check_family(lay: &Layout, to: &Endpoint) -> Result<(), NatError> {
     if lay.family == Family::Ipv4 && to.addr.iter().skip(4).any(|b| *b != 0) {
         return Err(NatError::Mismatch);
@@ -1122,6 +1127,7 @@ fn check_family(lay: &Layout, to: &Endpoint) -> Result<(), NatError> {
 }
 
 /// The checks [`manip_l4`] would fail on, without writing.
+#[inline(always)]
 fn dry_run(p: &Patcher<'_>, lay: &Layout) -> Result<(), NatError> {
     let addr_end = lay.ip + if lay.family == Family::Ipv4 { 20 } else { 40 };
     if p.buf.len() < addr_end {

@@ -221,8 +221,9 @@ fn byte(buf: &[u8], at: usize) -> Option<u8> {
     buf.get(at).copied()
 }
 
-/// Parses the packet in `buf`, which starts at the IP header.
-#[inline]
+/// Parses the packet in `buf`, which starts at the IP header. Inlined: the
+/// packet path parses at every hook with work, and a call costs there.
+#[inline(always)]
 pub fn parse(buf: &[u8]) -> Result<PacketFacts, PacketError> {
     match byte(buf, 0).map(|b| b >> 4) {
         Some(4) => parse_ipv4(buf),

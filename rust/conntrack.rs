@@ -250,8 +250,12 @@ pub fn fingerprint(f: &PacketFacts) -> u32 {
         h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd);
         h ^= h >> 29;
     };
-    for c in Iterator::chain(f.src.chunks_exact(8), f.dst.chunks_exact(8)) {
-        mix(c.try_into().map_or(0, u64::from_ne_bytes));
+    // The addresses as two 128-bit words (four 64-bit halves): an iterator
+    // over 8-byte chunks compiled to a loop with its own state, a quarter
+    // of a NATed packet's instructions in the hook.
+    for a in [u128::from_ne_bytes(f.src), u128::from_ne_bytes(f.dst)] {
+        mix(a as u64);
+        mix((a >> 64) as u64);
     }
     let ports = match f.l4 {
         L4::Ports { sport, dport } | L4::Tcp { sport, dport, .. } => {
@@ -1206,10 +1210,18 @@ impl Conntrack {
         }
         let target = flow.tuple(dir.opposite()).invert();
         let ep = nat::endpoint(&target, manip);
-        if let Some(t) = ct::Tuple::from_facts(facts, pkt) {
-            if nat::endpoint(&t, manip) == ep {
-                // Translated already (a packet that looped back).
-                return Ok(false);
+        // Translated already (a packet that looped back)? Only a packet
+        // that has the new address on this side can be: the tuple is made
+        // for those only.
+        let side = match manip {
+            Manip::Src => &facts.src,
+            Manip::Dst => &facts.dst,
+        };
+        if *side == ep.addr {
+            if let Some(t) = ct::Tuple::from_facts(facts, pkt) {
+                if nat::endpoint(&t, manip) == ep {
+                    return Ok(false);
+                }
             }
         }
         let mut rw = skb.write_headers(NAT_HEADER_BYTES, |buf, partial| {

@@ -83,22 +83,28 @@ const KEY_WORDS: usize = 5;
 const _: () = assert!(KEY_WORDS * 8 >= TUPLE_BYTES);
 
 /// A tuple as words, for comparison without locks.
+#[inline]
 fn pack(t: &Tuple) -> [u64; KEY_WORDS] {
     let mut b = [0u8; KEY_WORDS * 8];
     if let Some(d) = b.get_mut(..TUPLE_BYTES) {
         d.copy_from_slice(&t.to_bytes());
     }
-    let mut w = [0u64; KEY_WORDS];
-    for (o, c) in w.iter_mut().zip(b.chunks_exact(8)) {
-        *o = c.try_into().map_or(0, u64::from_le_bytes);
-    }
-    w
+    // Word by word with constant offsets (an iterator over 8-byte chunks
+    // compiled to a loop; this runs for every lookup).
+    core::array::from_fn(|i| {
+        b.get(i * 8..i * 8 + 8)
+            .and_then(|c| c.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    })
 }
 
+#[inline]
 fn unpack(w: &[u64; KEY_WORDS]) -> Option<Tuple> {
     let mut b = [0u8; KEY_WORDS * 8];
-    for (c, word) in b.chunks_exact_mut(8).zip(w.iter()) {
-        c.copy_from_slice(&word.to_le_bytes());
+    for (i, word) in w.iter().enumerate() {
+        if let Some(c) = b.get_mut(i * 8..i * 8 + 8) {
+            c.copy_from_slice(&word.to_le_bytes());
+        }
     }
     Tuple::from_bytes(b.get(..TUPLE_BYTES)?.try_into().ok()?)
 }

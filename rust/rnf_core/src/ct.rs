@@ -329,21 +329,26 @@ impl Tuple {
     /// and destination address (16 bytes each), then the two 16-bit fields
     /// big-endian. It does not depend on the host's byte order or on
     /// struct layout, so the kernel and `rnfctl` hash a tuple alike.
+    #[inline]
     pub fn to_bytes(&self) -> [u8; TUPLE_BYTES] {
         let mut out = [0u8; TUPLE_BYTES];
-        // Constant ranges of a fixed-size array: the compiler drops the
-        // checks and copies words (this runs for every tracked packet).
-        let parts: [(usize, &[u8]); 5] = [
-            (0, &[self.family as u8, self.proto]),
-            (2, &self.src),
-            (18, &self.dst),
-            (34, &self.src_port_or_icmp_id.to_be_bytes()),
-            (36, &self.dst_port_or_icmp_type_code.to_be_bytes()),
-        ];
-        for (at, part) in parts {
-            if let Some(d) = out.get_mut(at..at + part.len()) {
-                d.copy_from_slice(part);
-            }
+        // Constant ranges of a fixed-size array, written out: the compiler
+        // drops the checks and copies words (this runs for every tracked
+        // packet; a loop over the parts compiled to copies of a length it
+        // could not see).
+        let [f, p, ..] = &mut out;
+        (*f, *p) = (self.family as u8, self.proto);
+        if let Some(d) = out.get_mut(2..18) {
+            d.copy_from_slice(&self.src);
+        }
+        if let Some(d) = out.get_mut(18..34) {
+            d.copy_from_slice(&self.dst);
+        }
+        if let Some(d) = out.get_mut(34..36) {
+            d.copy_from_slice(&self.src_port_or_icmp_id.to_be_bytes());
+        }
+        if let Some(d) = out.get_mut(36..38) {
+            d.copy_from_slice(&self.dst_port_or_icmp_type_code.to_be_bytes());
         }
         out
     }
@@ -387,6 +392,7 @@ impl Tuple {
     /// flow under both its original and its reply tuple). The result
     /// depends only on the tuple and the key, not on the host's byte order,
     /// so the kernel and `rnfctl` compute the same value.
+    #[inline]
     pub fn hash(&self, key: &HashKey) -> u64 {
         siphash13(key, &self.to_bytes())
     }
@@ -410,6 +416,7 @@ fn be16(buf: &[u8], at: usize) -> Option<u16> {
 struct Sip([u64; 4]);
 
 impl Sip {
+    #[inline(always)]
     fn new(key: &HashKey) -> Self {
         let k0 = le64(key.get(..8).unwrap_or(&[]));
         let k1 = le64(key.get(8..).unwrap_or(&[]));
@@ -421,6 +428,7 @@ impl Sip {
         ])
     }
 
+    #[inline(always)]
     fn round(&mut self) {
         let [v0, v1, v2, v3] = &mut self.0;
         *v0 = v0.wrapping_add(*v1);
@@ -435,6 +443,7 @@ impl Sip {
         *v2 = v2.rotate_left(32);
     }
 
+    #[inline(always)]
     fn compress(&mut self, m: u64, rounds: usize) {
         self.0[3] ^= m;
         for _ in 0..rounds {
@@ -445,6 +454,7 @@ impl Sip {
 }
 
 /// Little-endian value of up to 8 bytes.
+#[inline(always)]
 fn le64(bytes: &[u8]) -> u64 {
     bytes
         .iter()
@@ -455,7 +465,9 @@ fn le64(bytes: &[u8]) -> u64 {
 
 /// SipHash with `c` compression and `d` finalisation rounds, keyed by
 /// `key` (read as two little-endian 64-bit words, as in the reference
-/// implementation).
+/// implementation). Inlined: with the message's length and the rounds
+/// known where it is called (a tuple's 38 bytes, 1-3), it unrolls.
+#[inline(always)]
 pub fn siphash(c: usize, d: usize, key: &HashKey, msg: &[u8]) -> u64 {
     let mut s = Sip::new(key);
     // Whole 8-byte words, split off without an indexing or assertion
@@ -481,6 +493,7 @@ pub fn siphash(c: usize, d: usize, key: &HashKey, msg: &[u8]) -> u64 {
 /// hashes with full `siphash()` (SipHash-2-4); 1-3 is cheaper per packet
 /// and, with a secret per-boot key, still keeps remote hosts from choosing
 /// colliding tuples, which is all a flow table needs.
+#[inline(always)]
 pub fn siphash13(key: &HashKey, msg: &[u8]) -> u64 {
     siphash(1, 3, key, msg)
 }

@@ -29,10 +29,14 @@ const CHUNK: u32 = 1024;
 ///
 /// Each of `chunks` is a per-CPU allocation of `CHUNK` `rnf_counter`s made
 /// by `rnf_counters_alloc`, owned by this value and freed when it is
-/// dropped; there are enough chunks for `len` (> 0) counters.
+/// dropped; there are enough chunks for `len` (> 0) counters. `first` is
+/// the first chunk and `in_first` the number of counters in it
+/// (`min(len, CHUNK)`).
 pub struct PerCpuCounters {
     chunks: KVec<*mut sys::rnf_counter>,
     len: u32,
+    first: *mut sys::rnf_counter,
+    in_first: u32,
 }
 
 // SAFETY: the allocations are owned by the value and may be freed from any
@@ -53,6 +57,8 @@ impl PerCpuCounters {
         let mut this = Self {
             chunks: KVec::new(),
             len,
+            first: core::ptr::null_mut(),
+            in_first: 0,
         };
         for _ in 0..n {
             // SAFETY: no preconditions; returns NULL on failure.
@@ -64,7 +70,10 @@ impl PerCpuCounters {
             // Capacity reserved above: cannot fail.
             chunks.push(ptr, GFP_KERNEL)?;
         }
-        // INVARIANT: `n` chunks of `CHUNK` counters cover `len`.
+        // INVARIANT: `n` chunks of `CHUNK` counters cover `len`; `first`
+        // is the first of them (`n >= 1`), holding `min(len, CHUNK)`.
+        this.first = chunks.first().copied().unwrap_or(core::ptr::null_mut());
+        this.in_first = len.min(CHUNK);
         this.chunks = chunks;
         Ok(this)
     }
@@ -93,6 +102,12 @@ impl PerCpuCounters {
     /// An index out of range counts nothing.
     #[inline]
     pub fn add(&self, idx: u32, bytes: u64) {
+        if idx < self.in_first {
+            // SAFETY: `first` holds `CHUNK` counters and `idx < in_first <=
+            // CHUNK` (type invariant).
+            unsafe { add_here(self.first, idx, bytes) };
+            return;
+        }
         if let Some((p, i)) = self.at(idx) {
             // SAFETY: `p` holds `CHUNK` counters (type invariant), `i < CHUNK`.
             unsafe { add_here(p, i, bytes) };
@@ -104,6 +119,16 @@ impl PerCpuCounters {
     #[inline(always)]
     pub fn add_range(&self, from: u32, to: u32, bytes: u64) {
         if from >= to {
+            return;
+        }
+        if to <= self.in_first {
+            // The first chunk (where the hook points' counters all are):
+            // no lookup per counter.
+            for i in from..to {
+                // SAFETY: `first` holds `CHUNK` counters and `i < to <=
+                // in_first <= CHUNK` (type invariant).
+                unsafe { add_here(self.first, i, bytes) };
+            }
             return;
         }
         match (self.at(from), self.at(to - 1)) {

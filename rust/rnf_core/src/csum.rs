@@ -63,6 +63,7 @@ pub const fn finish(sum: u32) -> u16 {
 /// Words are big-endian byte pairs; an odd last byte is padded with a zero
 /// byte on the right, as RFC 1071 says. The caller must start every sum it
 /// combines with another at an even offset of the packet.
+#[inline]
 pub fn sum(data: &[u8], initial: u32) -> u32 {
     // A u64 accumulator cannot overflow for any slice that fits in memory
     // of a 64-bit machine below 2^48 bytes; fold it at the end.
@@ -97,6 +98,7 @@ pub const fn sum32(v: u32) -> u32 {
 }
 
 /// Partial sum of a 16-byte value (an IPv6 address).
+#[inline]
 pub fn sum128(v: &[u8; 16]) -> u32 {
     sum(v, 0)
 }

@@ -10,7 +10,11 @@
 # writes bench-results/<timestamp>/{bench.log,results.csv,meta.txt,
 # table.txt,bench.png} and prints the table. Other knobs: BENCH_SECONDS,
 # BENCH_LOAD_BUDGET, BENCH_DEADLINE, BENCH_ROUNDS, BENCH_ONLY, BENCH_PROFILE (see bench.py),
-# RNF_KVM=1 (KVM where /dev/kvm works; TCG otherwise), BENCH_VM_PROFILE
+# RNF_KVM=1 (KVM where /dev/kvm works; TCG otherwise), BENCH_ICOUNT=1 (under
+# TCG, QEMU's -icount: the guest clock counts instructions, 1 ns each, so
+# every packets/s figure is 1e9 / instructions per packet, the same from run
+# to run whatever else the host does; about three times the wall-clock time,
+# so the VM's timeout triples too), BENCH_VM_PROFILE
 # (the VM's boot profile, RNF_VM_PROFILE of tools/testing/vm.sh: bench by
 # default, i.e. the kernel's boot-time debugging switched off; debug keeps
 # the test profile), BENCH_KERNEL (bench, the default: the benchmark kernel
@@ -61,8 +65,15 @@ done
 vm_profile=${BENCH_VM_PROFILE:-bench}
 accel=TCG
 if [ "${RNF_KVM:-0}" = 1 ] && [ -w /dev/kvm ]; then accel=KVM; fi
+vm_timeout=${BENCH_TIMEOUT:-3600}
+if [ "${BENCH_ICOUNT:-0}" = 1 ]; then
+    [ "$accel" = TCG ] || { echo "bench.sh: BENCH_ICOUNT=1 needs TCG (unset RNF_KVM)" >&2; exit 2; }
+    export RNF_VM_QEMU_OPTS="${RNF_VM_QEMU_OPTS:+$RNF_VM_QEMU_OPTS }-icount shift=0,align=off,sleep=on"
+    accel="TCG -icount shift=0 (guest time counts instructions: 1 ns each)"
+    vm_timeout=${BENCH_TIMEOUT:-10800}
+fi
 {
-    echo "command: ${BENCH_COMMAND:-make bench}${BENCH_QUICK:+ (BENCH_QUICK=$BENCH_QUICK)}"
+    echo "command: ${BENCH_COMMAND:-make bench}${BENCH_QUICK:+ (BENCH_QUICK=$BENCH_QUICK)}${BENCH_ICOUNT:+ (BENCH_ICOUNT=$BENCH_ICOUNT)}"
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- rust tools/rnfctl 2>/dev/null || echo ' (+ uncommitted changes)')"
     echo "host: nproc=$(nproc); cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); accel=$accel"
@@ -76,7 +87,7 @@ for v in BENCH_QUICK BENCH_SECONDS BENCH_LOAD_BUDGET BENCH_DEADLINE BENCH_ROUNDS
     [ -n "${!v:-}" ] && env_args+=("$v=${!v}")
 done
 set +e
-KDIR=$kdir RNF_VM_PROFILE=$vm_profile timeout "${BENCH_TIMEOUT:-3600}" "$repo/tools/testing/vm.sh" \
+KDIR=$kdir RNF_VM_PROFILE=$vm_profile timeout "$vm_timeout" "$repo/tools/testing/vm.sh" \
     env "${env_args[@]}" RNFCTL="$rnfctl" RNF_MODULE="$module" /usr/bin/python3 tools/bench/guest/bench.py 2>&1 | tee "$out/bench.log"
 rc=${PIPESTATUS[0]}
 set -e

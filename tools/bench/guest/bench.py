@@ -571,6 +571,26 @@ def establish(flows):
     time.sleep(0.3)
 
 
+def rnf_workload(mode):
+    """A fresh topology set up for one of ab.py's and profile.py's workloads
+    (rnf loaded): empty, empty_off, kube1, ct_est, nat. False for a mode
+    this build cannot run (hook counters that cannot be switched off)."""
+    ra = topo_up()
+    pktgen_setup(ra)
+    if mode == "empty_off":
+        return sh([RNFCTL, "hook-counters", "off"], ns="r", check=False).returncode == 0
+    if mode == "kube1":
+        load_rules("rnf", 1, "kube")
+    elif mode == "ct_est":
+        ct_rules("rnf")
+        establish((10000, 10003))
+        pktgen_setup(ra, sport=(10000, 10003))
+    elif mode == "nat":
+        nat_rules("rnf")
+        pktgen_setup(ra, dst="10.0.1.1", dport=(NAT_PORT, NAT_PORT), sport=(10000, 10015))
+    return True
+
+
 def empty_rows(engine):
     """The empty rule set: rnf loaded with no rules (and with its hook
     counters off), an empty nftables base chain, an empty iptables filter

@@ -58,23 +58,18 @@ def prof(what):
 
 
 modes = os.environ.get("MODES", "empty,kube1,ct_est,nat").split(",")
-ra = b.topo_up()
-b.pktgen_setup(ra)
-if "empty" in modes:
-    prof("empty")
-for shape in ("kube", "block"):
-    for n in (1, 100000):
-        if f"{shape}{n if n < 1000 else f'{n // 1000}k'}" in modes:
-            b.load_rules("rnf", n, shape)
-            prof(f"{shape} {n} rules")
-if "ct_est" in modes:
-    b.ct_rules("rnf")
-    b.establish((10000, 10003))
-    b.pktgen_setup(ra, sport=(10000, 10003))
-    prof("ct_est")
-if "nat" in modes:
-    b.nat_rules("rnf")
-    b.pktgen_setup(ra, dst="10.0.1.1", dport=(b.NAT_PORT, b.NAT_PORT), sport=(10000, 10015))
-    prof("nat")
-b.topo_down()
+# Each workload in a fresh namespace (b.rnf_workload), as bench.py measures
+# it: one after another in a namespace, a profile would also show the rules
+# and flows the earlier workloads left.
+for mode in modes:
+    shape = mode.rstrip("0123456789k")
+    if mode in ("empty", "kube1", "ct_est", "nat"):
+        b.rnf_workload(mode)
+    elif shape in ("kube", "block") and mode[len(shape):] in ("1", "100k"):
+        b.rnf_workload("empty")
+        b.load_rules("rnf", 1 if mode.endswith("1") else 100000, shape)
+    else:
+        sys.exit(f"profile.py: unknown mode {mode}")
+    prof(mode)
+    b.topo_down()
 b.rnf_unload()

@@ -239,34 +239,6 @@ impl<'a> Headers<'a> {
     }
 }
 
-/// A fingerprint of a packet's headers: tells the packet a note was made
-/// for from another packet that reuses its buffer address.
-#[inline(always)]
-pub fn fingerprint(f: &PacketFacts) -> u32 {
-    // Word at a time (every hook after tracking computes it): multiply,
-    // xor-shift mixing of 64-bit words.
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut mix = |w: u64| {
-        h = (h ^ w).wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 29;
-    };
-    // The addresses as two 128-bit words (four 64-bit halves): an iterator
-    // over 8-byte chunks compiled to a loop with its own state, a quarter
-    // of a NATed packet's instructions in the hook.
-    for a in [u128::from_ne_bytes(f.src), u128::from_ne_bytes(f.dst)] {
-        mix(a as u64);
-        mix((a >> 64) as u64);
-    }
-    let ports = match f.l4 {
-        L4::Ports { sport, dport } | L4::Tcp { sport, dport, .. } => {
-            u64::from(sport) << 16 | u64::from(dport)
-        }
-        _ => 0,
-    };
-    mix(u64::from(f.proto) << 56 | u64::from(f.total_len) << 32 | ports);
-    (h ^ (h >> 32)) as u32
-}
-
 /// Tracking's clock: monotonic, as of the last tick (timeouts are in
 /// seconds; a tick-old time is cheaper than a clocksource read per packet):
 /// the tick count in nanoseconds. Read in place, not through a call (one
@@ -430,7 +402,7 @@ impl Conntrack {
             bump(&self.stats.invalid);
             return Verdict::Accept;
         };
-        let fp = fingerprint(&h.facts);
+        let fp = h.facts.fingerprint();
         // (`notrack` set the flag before its note, on this CPU.)
         if self.notrack_used.load(Ordering::Relaxed) {
             if let Some(n) = self.notes.get(skb) {
@@ -816,7 +788,7 @@ impl Conntrack {
         guard: &'g ReadGuard,
     ) -> PacketCt<'g> {
         if let Some(n) = self.notes.get(skb) {
-            if n.fingerprint == fingerprint(facts) {
+            if n.fingerprint == facts.fingerprint() {
                 let flow = if n.id != 0 {
                     self.table.find_id(n.bucket, n.id, guard)
                 } else {
@@ -888,7 +860,7 @@ impl Conntrack {
         self.notes.set(
             skb,
             &PacketNote {
-                fingerprint: fingerprint(facts),
+                fingerprint: facts.fingerprint(),
                 state: CtState::UNTRACKED.0,
                 ..PacketNote::default()
             },
@@ -1235,19 +1207,8 @@ impl Conntrack {
         }
         let changed = self.account(skb, rw)?;
         // The packet's headers now, for the later hooks' note check.
-        let mut now = *facts;
-        match manip {
-            Manip::Src => now.src = ep.addr,
-            Manip::Dst => now.dst = ep.addr,
-        }
-        if let L4::Ports { sport, dport } | L4::Tcp { sport, dport, .. } = &mut now.l4 {
-            match manip {
-                Manip::Src => *sport = ep.port,
-                Manip::Dst => *dport = ep.port,
-            }
-        }
         if let Some(mut note) = ct.note {
-            note.fingerprint = fingerprint(&now);
+            note.fingerprint = nat::rewritten_fingerprint(facts, manip, &ep);
             self.notes.set(skb, &note);
         }
         Ok(changed)
@@ -1309,7 +1270,7 @@ impl Conntrack {
         let Some(mut note) = self.notes.get(skb) else {
             return;
         };
-        note.fingerprint = fingerprint(facts);
+        note.fingerprint = facts.fingerprint();
         self.notes.set(skb, &note);
     }
 

@@ -1075,6 +1075,22 @@ fn layout(buf: &[u8], ip: usize, facts: &PacketFacts, inner: bool) -> Result<Lay
     })
 }
 
+/// The [fingerprint](PacketFacts::fingerprint) of the packet `facts`
+/// describe once [`manip_packet`] has rewritten its `manip` side to `to`:
+/// that side's address, and its port where the packet has ports.
+#[inline(always)]
+pub fn rewritten_fingerprint(facts: &PacketFacts, manip: Manip, to: &Endpoint) -> u32 {
+    let ports = facts.ports().map(|(sp, dp)| match manip {
+        Manip::Src => (to.port, dp),
+        Manip::Dst => (sp, to.port),
+    });
+    let (src, dst) = match manip {
+        Manip::Src => (&to.addr, &facts.dst),
+        Manip::Dst => (&facts.src, &to.addr),
+    };
+    crate::packet::fingerprint_of(src, dst, facts.proto, facts.total_len, ports)
+}
+
 /// Rewrites `manip`'s side of the packet in `pkt` to `to`, fixing the
 /// checksums incrementally (Linux `nf_nat_ipv4_manip_pkt` /
 /// `nf_nat_ipv6_manip_pkt`).

@@ -13,7 +13,7 @@ use nat_common::*;
 use proptest::prelude::*;
 use rnf_core::csum;
 use rnf_core::hooks::Family;
-use rnf_core::nat::{manip_packet, Endpoint, Manip, NatError};
+use rnf_core::nat::{manip_packet, rewritten_fingerprint, Endpoint, Manip, NatError};
 use rnf_core::packet::{parse, IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_UDP};
 
 fn manip_strategy() -> impl Strategy<Value = Manip> {
@@ -85,6 +85,12 @@ proptest! {
         let want = ref_manip(&p, manip, &to);
         prop_assert_eq!(&q, &want);
         prop_assert!(checksums_verify(&q));
+        // The fingerprint the kernel notes for the rewritten packet is the
+        // one the later hooks compute from its headers.
+        prop_assert_eq!(
+            rewritten_fingerprint(&facts, manip, &to),
+            parse(&q).unwrap().fingerprint()
+        );
         // The zero UDP checksum of IPv4 stays zero.
         if s.udp_zero && !s.v6 && s.proto == IPPROTO_UDP && !s.later_fragment {
             let l4 = facts.l4_offset;

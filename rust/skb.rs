@@ -109,19 +109,19 @@ impl SkBuff {
             )
         };
         // As `skb_network_offset` and `skb_headlen`: where the network header
-        // starts relative to `data`, and the linear part's length.
+        // starts relative to `data`, and the linear part's length. At the
+        // netfilter hooks the network header is at or after `data` in the
+        // linear part; anything else (`noff` wraps) is left to C.
         let net = head.wrapping_add(nh);
-        let noff = (net as isize).wrapping_sub(data as isize);
+        let noff = (net as usize).wrapping_sub(data as usize);
         let headlen = len.wrapping_sub(data_len);
-        let linear = isize::try_from(headlen).map_or(0, |h| h.saturating_sub(noff).max(0)) as usize;
-        let avail = isize::try_from(len).map_or(0, |l| l.saturating_sub(noff).max(0)) as usize;
-        let n = avail.min(N);
+        let n = len.saturating_sub(noff).min(N);
         let dst = buf.0.as_mut_ptr().cast::<u8>();
-        if n <= linear {
+        if noff <= headlen && n <= headlen - noff {
             // SAFETY: the `n` bytes from the network header lie in the skb's
-            // linear part (`n <= headlen - noff`), which the hook's skb owns
-            // while it runs; `dst` has room for `N >= n` bytes and does not
-            // overlap the packet.
+            // linear part (`noff <= headlen`, `n <= headlen - noff`), which
+            // the hook's skb owns while it runs; `dst` has room for `N >= n`
+            // bytes and does not overlap the packet.
             unsafe { copy_short(net, dst, n) };
         } else {
             let want = u32::try_from(N).unwrap_or(u32::MAX);

@@ -1180,8 +1180,7 @@ impl Conntrack {
         if !nat_applies(flow, dir, manip) {
             return Ok(false);
         }
-        let target = flow.tuple(dir.opposite()).invert();
-        let ep = nat::endpoint(&target, manip);
+        let ep = nat::translated_endpoint(&flow.tuple(dir.opposite()), manip);
         // Translated already (a packet that looped back)? Only a packet
         // that has the new address on this side can be: the tuple is made
         // for those only.
@@ -1230,7 +1229,7 @@ impl Conntrack {
         }
         let other = flow.tuple(dir.opposite());
         let inner = nat::endpoint(&other, manip.invert());
-        let outer = nat::endpoint(&other.invert(), manip).addr;
+        let outer = nat::translated_endpoint(&other, manip).addr;
         let rw = skb.write_headers(skb.network_len(), |buf, partial| {
             nat::translate_icmp_error(buf, facts, manip, &outer, &inner, partial)
         })?;

@@ -363,6 +363,29 @@ pub fn endpoint(t: &Tuple, manip: Manip) -> Endpoint {
     }
 }
 
+/// `endpoint(&other.invert(), manip)` without building the inverse: the
+/// endpoint a NAT hook doing `manip` rewrites a packet to, `other` being
+/// the flow's tuple of the packet's opposite direction (what
+/// `nf_nat_packet()` gets from `nf_ct_invert_tuple`). Per NATed packet
+/// and stage, so it reads only the fields it needs.
+#[inline(always)]
+pub fn translated_endpoint(other: &Tuple, manip: Manip) -> Endpoint {
+    match manip {
+        Manip::Src => Endpoint {
+            addr: other.dst,
+            port: if ct::is_icmp(other.family, other.proto) {
+                other.src_port_or_icmp_id
+            } else {
+                other.dst_port_or_icmp_type_code
+            },
+        },
+        Manip::Dst => Endpoint {
+            addr: other.src,
+            port: other.src_port_or_icmp_id,
+        },
+    }
+}
+
 /// The key (port or ICMP id) that `manip` changes.
 fn key(t: &Tuple, manip: Manip) -> u16 {
     endpoint(t, manip).port
@@ -1475,6 +1498,33 @@ mod tests {
             } else {
                 prop_assert_eq!(fast, p);
             }
+        }
+    }
+
+    proptest! {
+        /// `translated_endpoint` is the endpoint of the inverted tuple,
+        /// for ICMP (whose inverse keeps the id and inverts the type) and
+        /// protocols with ports.
+        #[test]
+        fn translated_endpoint_is_the_inverse_endpoint(
+            v6 in any::<bool>(),
+            proto in prop_oneof![Just(IPPROTO_TCP), Just(IPPROTO_UDP), Just(IPPROTO_ICMP),
+                                 Just(IPPROTO_ICMPV6), Just(IPPROTO_SCTP)],
+            src in any::<[u8; 16]>(),
+            dst in any::<[u8; 16]>(),
+            a in any::<u16>(),
+            b in any::<u16>(),
+            manip in prop_oneof![Just(Manip::Src), Just(Manip::Dst)],
+        ) {
+            let t = Tuple {
+                family: if v6 { Family::Ipv6 } else { Family::Ipv4 },
+                proto,
+                src,
+                dst,
+                src_port_or_icmp_id: a,
+                dst_port_or_icmp_type_code: b,
+            };
+            prop_assert_eq!(translated_endpoint(&t, manip), endpoint(&t.invert(), manip));
         }
     }
 

@@ -66,6 +66,9 @@ for rnd in range(rounds):
                 res.setdefault(f"nft {label[0]}", []).append(v)
         b.topo_down()
         b.unload_netfilter()
+# (A first line of its own: the VM's console has been seen to swallow the
+# first line printed after a long run.)
+print(f"AB results: {rounds} round(s), packets/s", flush=True)
 for k, v in res.items():
     print(f"AB {k:12s} " + " ".join(f"{x:8.0f}" for x in v) + f"   median {statistics.median(v):8.0f}",
           flush=True)

@@ -419,7 +419,17 @@ impl Conntrack {
         let verdict = match ct::classify(&h.facts, h.pkt()) {
             Classified::Flow(tuple) => self.track_flow(&h, &tuple, looped, &mut note, guard),
             Classified::IcmpError => {
-                note.state = self.icmp_error_state(&h.facts, h.pkt(), guard).0;
+                // The flow the error is about, noted as for its own packets:
+                // the NAT stages translate the error from it (and the rules
+                // see its mark and status), as `nf_ct_get` gives the flow
+                // of a RELATED packet.
+                let (state, flow) = self.icmp_error_state(&h.facts, h.pkt(), guard);
+                note.state = state;
+                if let Some((flow, dir)) = flow {
+                    note.id = flow.id;
+                    note.dir = dir.index() as u8;
+                    note.bucket = flow.bucket(dir);
+                }
                 Verdict::Accept
             }
             Classified::Untracked => {
@@ -789,8 +799,15 @@ impl Conntrack {
     ) -> PacketCt<'g> {
         if let Some(n) = self.notes.get(skb) {
             if n.fingerprint == facts.fingerprint() {
+                // The noted direction, not the one `find_id` meets first: a
+                // flow whose two tuples share a bucket is linked there twice.
+                let dir = if n.dir == 0 {
+                    Direction::Original
+                } else {
+                    Direction::Reply
+                };
                 let flow = if n.id != 0 {
-                    self.table.find_id(n.bucket, n.id, guard)
+                    self.table.find_id(n.bucket, n.id, guard).map(|(f, _)| (f, dir))
                 } else {
                     None
                 };

@@ -293,6 +293,31 @@ def test_masquerade_private_network(topo):
         cleanup("r")
 
 
+UDP_REFUSED = (r"import socket,sys; fam=socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET;"
+               r"s=socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(3);"
+               r"s.connect((sys.argv[1], 9)); s.send(b'x');"
+               "\ntry:\n s.recv(100); print('data')"
+               "\nexcept ConnectionRefusedError: print('refused')"
+               "\nexcept socket.timeout: print('timeout')")
+
+
+def test_masquerade_icmp_error(topo):
+    """samples/masquerade.rnf on r: the outside host's port unreachable for
+    a masqueraded UDP flow is addressed to the router; r translates it
+    back (outer destination and the quoted packet's source), so the inside
+    client's connected socket sees the refusal, IPv4 and IPv6."""
+    restore("r", "masquerade.rnf")
+    try:
+        for dst in ("10.0.2.2", "fd00:2::2"):
+            out = t.sh(["python3", "-c", UDP_REFUSED, dst], ns="a").stdout.strip()
+            check_eq(out, "refused", f"the port unreachable from {dst} reached the client")
+            f = flows("r", "-p", "udp", "--dport", "9", "-f", "ipv6" if ":" in dst else "ipv4")
+            check_eq(len(f), 1, f"one masqueraded UDP flow to {dst} port 9: {f}")
+            check("snat" in f[0]["status"], f"the flow is source-NATed: {f[0]['status']}")
+    finally:
+        cleanup("r")
+
+
 def test_service_load_balancing(topo):
     """samples/service-lb.rnf on r: connections to the virtual IP spread
     over three backends; each connection stays on its backend."""
@@ -419,6 +444,8 @@ def run(topo):
                test_port_forward, topo)
     t.run_test("nat: private network masquerade without port clashes; forgotten on address loss",
                test_masquerade_private_network, topo)
+    t.run_test("nat: ICMP errors for masqueraded flows translated back, v4 and v6",
+               test_masquerade_icmp_error, topo)
     t.run_test("nat: service VIP balanced over three backends, connections sticky",
                test_service_load_balancing, topo)
     t.run_test("nat: large transfers intact with offloads on and off",

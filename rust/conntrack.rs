@@ -1246,7 +1246,9 @@ impl Conntrack {
         }
         let other = flow.tuple(dir.opposite());
         let inner = nat::endpoint(&other, manip.invert());
-        let outer = nat::translated_endpoint(&other, manip).addr;
+        // The outer address is `translated_endpoint(&other, manip)`'s, which
+        // is the same side of `other`: the quoted packet's.
+        let outer = inner.addr;
         let rw = skb.write_headers(skb.network_len(), |buf, partial| {
             nat::translate_icmp_error(buf, facts, manip, &outer, &inner, partial)
         })?;

@@ -346,6 +346,7 @@ pub struct Endpoint {
 
 /// The side of `t` that `manip` changes. For ICMP the port is the query
 /// id, which conntrack keeps in the source half for both directions.
+#[inline]
 pub fn endpoint(t: &Tuple, manip: Manip) -> Endpoint {
     match manip {
         Manip::Src => Endpoint {
@@ -366,24 +367,12 @@ pub fn endpoint(t: &Tuple, manip: Manip) -> Endpoint {
 /// `endpoint(&other.invert(), manip)` without building the inverse: the
 /// endpoint a NAT hook doing `manip` rewrites a packet to, `other` being
 /// the flow's tuple of the packet's opposite direction (what
-/// `nf_nat_packet()` gets from `nf_ct_invert_tuple`). Per NATed packet
-/// and stage, so it reads only the fields it needs.
+/// `nf_nat_packet()` gets from `nf_ct_invert_tuple`). Inverting swaps the
+/// sides (the ICMP id stays in the source half), so this is the other
+/// side of `other` itself.
 #[inline(always)]
 pub fn translated_endpoint(other: &Tuple, manip: Manip) -> Endpoint {
-    match manip {
-        Manip::Src => Endpoint {
-            addr: other.dst,
-            port: if ct::is_icmp(other.family, other.proto) {
-                other.src_port_or_icmp_id
-            } else {
-                other.dst_port_or_icmp_type_code
-            },
-        },
-        Manip::Dst => Endpoint {
-            addr: other.src,
-            port: other.src_port_or_icmp_id,
-        },
-    }
+    endpoint(other, manip.invert())
 }
 
 /// The key (port or ICMP id) that `manip` changes.

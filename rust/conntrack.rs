@@ -807,7 +807,9 @@ impl Conntrack {
                     Direction::Reply
                 };
                 let flow = if n.id != 0 {
-                    self.table.find_id(n.bucket, n.id, guard).map(|(f, _)| (f, dir))
+                    self.table
+                        .find_id(n.bucket, n.id, guard)
+                        .map(|(f, _)| (f, dir))
                 } else {
                     None
                 };

@@ -42,8 +42,10 @@
 //! element lies between `k` and `n - len + k`, so the binary search is
 //! over a window of at most `n - len + 1` entries: one step for the
 //! wildcard list of a field nobody constrains, `log(len)` steps for a
-//! short list. Fields whose wildcard list holds every rule are skipped,
-//! and the fields are visited smallest candidate set first, so in the
+//! short list. Fields whose wildcard list holds every rule are skipped; a
+//! field with at most [`FEW_CANDIDATES`] candidates is the only one used
+//! (the full matcher checks those few, cheaper than intersecting); and the
+//! fields are visited smallest candidate set first, so in the
 //! common shapes (a blocklist of source prefixes, kube-proxy's
 //! destination address + port + protocol) the first field jumps straight
 //! to the rule and the others confirm it.
@@ -93,6 +95,10 @@ use crate::rules::RuleView;
 
 /// Chains with fewer rules are walked linearly.
 pub const INDEX_MIN_RULES: usize = 16;
+/// A field with at most this many candidates is the query's only field:
+/// its candidates go to the full matcher one by one, which costs less than
+/// intersecting them with the other fields' (often long) lists.
+const FEW_CANDIDATES: u64 = 4;
 /// Most prefix lengths indexed per address field and family.
 pub const MAX_LENS: usize = 16;
 /// A port list covering more ports than this is not indexed (wildcard).
@@ -626,12 +632,14 @@ impl Query {
             Family::Ipv6 => (F_SADDR6, F_DADDR6),
         };
         let ports = facts.ports();
+        // Addresses first: they are the fields most likely to have few
+        // candidates, which ends the resolution early.
         let wanted: [(usize, Option<u128>); 5] = [
-            (F_PROTO, Some(u128::from(facts.proto))),
-            (saddr, Some(u128::from_be_bytes(facts.src))),
             (daddr, Some(u128::from_be_bytes(facts.dst))),
-            (F_SPORT, ports.map(|p| u128::from(p.0))),
+            (saddr, Some(u128::from_be_bytes(facts.src))),
             (F_DPORT, ports.map(|p| u128::from(p.1))),
+            (F_SPORT, ports.map(|p| u128::from(p.0))),
+            (F_PROTO, Some(u128::from(facts.proto))),
         ];
         let mut ns = 0usize;
         let mut sizes = [0u64; 5];
@@ -681,8 +689,17 @@ impl Query {
                 q.none = true;
                 return Some(());
             }
+            let field = (u8::try_from(first).ok()?, u8::try_from(ns - first).ok()?);
+            if total <= FEW_CANDIDATES {
+                // Every matching rule is among these few: the other fields
+                // need not be looked up or intersected (kube-proxy's
+                // service address, a blocklist's source prefix).
+                *q.fields.first_mut()? = field;
+                q.n_fields = 1;
+                return Some(());
+            }
             let k = q.n_fields;
-            *q.fields.get_mut(k)? = (u8::try_from(first).ok()?, u8::try_from(ns - first).ok()?);
+            *q.fields.get_mut(k)? = field;
             *sizes.get_mut(k)? = total;
             q.n_fields += 1;
         }

@@ -743,6 +743,28 @@ impl Query {
             return n;
         }
         let fields = self.fields.get(..self.n_fields).unwrap_or(&[]);
+        let union_from = |(first, count): (u8, u8), p: u32| -> u32 {
+            let first = usize::from(first);
+            let slices = self
+                .slices
+                .get(first..first + usize::from(count))
+                .unwrap_or(&[]);
+            let mut best = n;
+            for s in slices {
+                let v = seek(buf, *s, n, p);
+                if v < best {
+                    best = v;
+                    if v == p {
+                        break;
+                    }
+                }
+            }
+            best
+        };
+        if let [only] = fields {
+            // Nothing to intersect with: the field's lowest candidate.
+            return union_from(*only, p).min(n);
+        }
         // Each round either returns or moves `p` up to an element of a
         // list: at most as many rounds as rules.
         loop {
@@ -750,22 +772,8 @@ impl Query {
                 return n;
             }
             let mut moved = false;
-            for &(first, count) in fields {
-                let first = usize::from(first);
-                let slices = self
-                    .slices
-                    .get(first..first + usize::from(count))
-                    .unwrap_or(&[]);
-                let mut best = n;
-                for s in slices {
-                    let v = seek(buf, *s, n, p);
-                    if v < best {
-                        best = v;
-                        if v == p {
-                            break;
-                        }
-                    }
-                }
+            for &field in fields {
+                let best = union_from(field, p);
                 if best >= n {
                     return n;
                 }

@@ -42,13 +42,14 @@
 //! element lies between `k` and `n - len + k`, so the binary search is
 //! over a window of at most `n - len + 1` entries: one step for the
 //! wildcard list of a field nobody constrains, `log(len)` steps for a
-//! short list. Fields whose wildcard list holds every rule are skipped; a
-//! field with at most [`FEW_CANDIDATES`] candidates is the only one used
-//! (the full matcher checks those few, cheaper than intersecting); and the
-//! fields are visited smallest candidate set first, so in the
-//! common shapes (a blocklist of source prefixes, kube-proxy's
-//! destination address + port + protocol) the first field jumps straight
-//! to the rule and the others confirm it.
+//! short list. Fields whose wildcard list holds every rule are skipped,
+//! and the fields are visited smallest candidate set first. Addresses are
+//! resolved first, and a field with at most [`FEW_CANDIDATES`] candidates
+//! ends the resolution as the query's only field: the full matcher checks
+//! those few, which costs less than intersecting them with the other
+//! fields' lists. In the common shapes (a blocklist of source prefixes,
+//! kube-proxy's destination address + port + protocol) that is the
+//! address field, with one or two rules.
 //!
 //! Cost per query: a hash probe per protocol and port, one per indexed
 //! prefix length per address, then a few binary searches per round of the

@@ -200,9 +200,7 @@ impl PacketFacts {
             _ => None,
         }
     }
-}
 
-impl PacketFacts {
     /// A cheap fingerprint of the headers: addresses, protocol, stated
     /// length and ports (see [`fingerprint_of`]).
     #[inline(always)]
@@ -457,7 +455,6 @@ fn parse_l4(family: Family, proto: u8, l4: &[u8]) -> (L4, Option<usize>) {
 
 #[cfg(test)]
 mod tests {
-
     use proptest::prelude::*;
 
     proptest! {

@@ -293,9 +293,10 @@ def test_masquerade_private_network(topo):
         cleanup("r")
 
 
+# A connected UDP socket sends to argv[1] port argv[2]; prints how it ended.
 UDP_REFUSED = (r"import socket,sys; fam=socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET;"
                r"s=socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(3);"
-               r"s.connect((sys.argv[1], 9)); s.send(b'x');"
+               r"s.connect((sys.argv[1], int(sys.argv[2]))); s.send(b'x');"
                "\ntry:\n s.recv(100); print('data')"
                "\nexcept ConnectionRefusedError: print('refused')"
                "\nexcept socket.timeout: print('timeout')")
@@ -309,11 +310,31 @@ def test_masquerade_icmp_error(topo):
     restore("r", "masquerade.rnf")
     try:
         for dst in ("10.0.2.2", "fd00:2::2"):
-            out = t.sh(["python3", "-c", UDP_REFUSED, dst], ns="a").stdout.strip()
+            out = t.sh(["python3", "-c", UDP_REFUSED, dst, "9"], ns="a").stdout.strip()
             check_eq(out, "refused", f"the port unreachable from {dst} reached the client")
             f = flows("r", "-p", "udp", "--dport", "9", "-f", "ipv6" if ":" in dst else "ipv4")
             check_eq(len(f), 1, f"one masqueraded UDP flow to {dst} port 9: {f}")
             check("snat" in f[0]["status"], f"the flow is source-NATed: {f[0]['status']}")
+    finally:
+        cleanup("r")
+
+
+def test_dnat_icmp_error(topo):
+    """A UDP port forwarded by r to a closed port of the inside host: that
+    host's port unreachable comes back through r with its source and the
+    quoted packet's destination translated back to r's forwarded port, so
+    the outside client's connected socket sees the refusal, IPv4 and IPv6."""
+    rnf("r", "add", "nat", "PREROUTING", "iif", "rb", "proto", "udp", "dport", "5353",
+        "dnat", "to", "10.0.1.2:9")
+    rnf("r", "add", "nat", "PREROUTING", "iif", "rb", "proto", "udp", "dport", "5353",
+        "dnat", "to", "[fd00:1::2]:9")
+    try:
+        for dst in ("10.0.2.1", "fd00:2::1"):
+            out = t.sh(["python3", "-c", UDP_REFUSED, dst, "5353"], ns="b").stdout.strip()
+            check_eq(out, "refused", f"the port unreachable for {dst}:5353 reached the client")
+            f = flows("r", "-p", "udp", "--dport", "5353", "-f", "ipv6" if ":" in dst else "ipv4")
+            check_eq(len(f), 1, f"one forwarded UDP flow to {dst} port 5353: {f}")
+            check("dnat" in f[0]["status"], f"the flow is destination-NATed: {f[0]['status']}")
     finally:
         cleanup("r")
 
@@ -446,6 +467,8 @@ def run(topo):
                test_masquerade_private_network, topo)
     t.run_test("nat: ICMP errors for masqueraded flows translated back, v4 and v6",
                test_masquerade_icmp_error, topo)
+    t.run_test("nat: ICMP errors for a forwarded UDP port translated back, v4 and v6",
+               test_dnat_icmp_error, topo)
     t.run_test("nat: service VIP balanced over three backends, connections sticky",
                test_service_load_balancing, topo)
     t.run_test("nat: large transfers intact with offloads on and off",

@@ -801,11 +801,7 @@ impl Conntrack {
             if n.fingerprint == facts.fingerprint() {
                 // The noted direction, not the one `find_id` meets first: a
                 // flow whose two tuples share a bucket is linked there twice.
-                let dir = if n.dir == 0 {
-                    Direction::Original
-                } else {
-                    Direction::Reply
-                };
+                let dir = Direction::from_index(usize::from(n.dir));
                 let flow = if n.id != 0 {
                     self.table
                         .find_id(n.bucket, n.id, guard)

@@ -349,7 +349,7 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
     ) -> Option<(&'g Flow<T>, Direction)> {
         let want = pack(t);
         self.walk(b, guard, |flow, d| {
-            (!flow.is_dying() && flow.key_is(d, &want)).then_some((flow, dir_of(d)))
+            (!flow.is_dying() && flow.key_is(d, &want)).then_some((flow, Direction::from_index(d)))
         })
     }
 
@@ -361,7 +361,7 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
         guard: &'g ReadGuard,
     ) -> Option<(&'g Flow<T>, Direction)> {
         self.walk(b, guard, |flow, d| {
-            (flow.id == id && !flow.is_dying()).then_some((flow, dir_of(d)))
+            (flow.id == id && !flow.is_dying()).then_some((flow, Direction::from_index(d)))
         })
     }
 
@@ -514,14 +514,6 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
     /// A copy of the flow's per-protocol state.
     pub fn track(&self, flow: &Flow<T>) -> T {
         self.with_track(flow, |t| *t)
-    }
-}
-
-fn dir_of(d: usize) -> Direction {
-    if d == 0 {
-        Direction::Original
-    } else {
-        Direction::Reply
     }
 }
 

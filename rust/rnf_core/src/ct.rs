@@ -48,6 +48,16 @@ impl Direction {
         self as usize
     }
 
+    /// The direction of [`index`](Self::index) `i` (any non-zero `i` is
+    /// [`Reply`](Self::Reply)).
+    pub const fn from_index(i: usize) -> Self {
+        if i == 0 {
+            Self::Original
+        } else {
+            Self::Reply
+        }
+    }
+
     /// The other direction.
     pub const fn opposite(self) -> Self {
         match self {

@@ -807,12 +807,11 @@ impl Patcher<'_> {
     /// cannot see became a `memcpy` call per word.)
     #[inline(always)]
     fn set16(&mut self, at: usize, v: u16) {
-        let end = at.saturating_add(2);
-        if let Some([hi, lo]) = self.buf.get_mut(at..end) {
-            let old = u16::from_be_bytes([*hi, *lo]);
-            [*hi, *lo] = v.to_be_bytes();
-            self.delta = csum::add(self.delta, csum::sub(u32::from(v), u32::from(old)));
-        }
+        let w = self
+            .buf
+            .get_mut(at..at.saturating_add(2))
+            .and_then(|w| w.try_into().ok());
+        put16(w, v, &mut self.delta);
     }
 
     fn get_addr(&self, family: Family, at: usize) -> Option<[u8; 16]> {
@@ -1168,7 +1167,7 @@ fn word<const N: usize>(h: &mut [u8; N], at: usize) -> Option<&mut [u8; 2]> {
 }
 
 /// Writes `v` into word `w` and adds the change to the running sum
-/// `delta`, as [`Patcher::set16`] does.
+/// `delta` (for [`Patcher::set16`] and the fast path alike).
 #[inline(always)]
 fn put16(w: Option<&mut [u8; 2]>, v: u16, delta: &mut u32) {
     if let Some(w) = w {

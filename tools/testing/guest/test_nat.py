@@ -302,6 +302,18 @@ UDP_REFUSED = (r"import socket,sys; fam=socket.AF_INET6 if ':' in sys.argv[1] el
                "\nexcept socket.timeout: print('timeout')")
 
 
+def refused_through_r(ns, dsts, port, nat):
+    """From `ns`, a connected UDP socket to each of `dsts` at `port` must
+    see the refusal (an ICMP port unreachable that came back through r),
+    and r must list that one flow with status `nat` (snat or dnat)."""
+    for dst in dsts:
+        out = t.sh(["python3", "-c", UDP_REFUSED, dst, str(port)], ns=ns).stdout.strip()
+        check_eq(out, "refused", f"the port unreachable for {dst}:{port} reached the client")
+        f = flows("r", "-p", "udp", "--dport", str(port), "-f", "ipv6" if ":" in dst else "ipv4")
+        check_eq(len(f), 1, f"one UDP flow to {dst} port {port}: {f}")
+        check(nat in f[0]["status"], f"the flow has {nat}: {f[0]['status']}")
+
+
 def test_masquerade_icmp_error(topo):
     """samples/masquerade.rnf on r: the outside host's port unreachable for
     a masqueraded UDP flow is addressed to the router; r translates it
@@ -309,12 +321,7 @@ def test_masquerade_icmp_error(topo):
     client's connected socket sees the refusal, IPv4 and IPv6."""
     restore("r", "masquerade.rnf")
     try:
-        for dst in ("10.0.2.2", "fd00:2::2"):
-            out = t.sh(["python3", "-c", UDP_REFUSED, dst, "9"], ns="a").stdout.strip()
-            check_eq(out, "refused", f"the port unreachable from {dst} reached the client")
-            f = flows("r", "-p", "udp", "--dport", "9", "-f", "ipv6" if ":" in dst else "ipv4")
-            check_eq(len(f), 1, f"one masqueraded UDP flow to {dst} port 9: {f}")
-            check("snat" in f[0]["status"], f"the flow is source-NATed: {f[0]['status']}")
+        refused_through_r("a", ("10.0.2.2", "fd00:2::2"), 9, "snat")
     finally:
         cleanup("r")
 
@@ -329,12 +336,7 @@ def test_dnat_icmp_error(topo):
     rnf("r", "add", "nat", "PREROUTING", "iif", "rb", "proto", "udp", "dport", "5353",
         "dnat", "to", "[fd00:1::2]:9")
     try:
-        for dst in ("10.0.2.1", "fd00:2::1"):
-            out = t.sh(["python3", "-c", UDP_REFUSED, dst, "5353"], ns="b").stdout.strip()
-            check_eq(out, "refused", f"the port unreachable for {dst}:5353 reached the client")
-            f = flows("r", "-p", "udp", "--dport", "5353", "-f", "ipv6" if ":" in dst else "ipv4")
-            check_eq(len(f), 1, f"one forwarded UDP flow to {dst} port 5353: {f}")
-            check("dnat" in f[0]["status"], f"the flow is destination-NATed: {f[0]['status']}")
+        refused_through_r("b", ("10.0.2.1", "fd00:2::1"), 5353, "dnat")
     finally:
         cleanup("r")
 

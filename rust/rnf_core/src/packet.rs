@@ -286,36 +286,31 @@ pub fn parse(buf: &[u8]) -> Result<PacketFacts, PacketError> {
 }
 
 // Inlined: every hook with work parses, and a call costs more than the
-// parse under emulation.
+// parse under emulation. The fixed header is read as one 20-byte array, so
+// its fields are loads at constant offsets with no bounds check each.
 #[inline(always)]
 fn parse_ipv4(buf: &[u8]) -> Result<PacketFacts, PacketError> {
-    let hdr = buf.get(..20).ok_or(PacketError::Truncated)?;
-    let ihl = usize::from(byte(hdr, 0).unwrap_or(0) & 0x0f) * 4;
+    let hdr: &[u8; 20] = buf.first_chunk().ok_or(PacketError::Truncated)?;
+    let ihl = usize::from(hdr[0] & 0x0f) * 4;
     if ihl < 20 {
         return Err(PacketError::BadHeaderLength);
     }
     if buf.len() < ihl {
         return Err(PacketError::Truncated);
     }
-    let total_len = be16(hdr, 2).unwrap_or(0);
+    let total_len = u16::from_be_bytes([hdr[2], hdr[3]]);
     if usize::from(total_len) < ihl {
         return Err(PacketError::BadHeaderLength);
     }
-    let frag = be16(hdr, 6).unwrap_or(0);
+    let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
     let frag_offset = frag & 0x1fff;
     let more_fragments = frag & 0x2000 != 0;
-    let proto = byte(hdr, 9).unwrap_or(0);
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    if let (Some(s), Some(d), Some(sd), Some(dd)) = (
-        hdr.get(12..16),
-        hdr.get(16..20),
-        src.get_mut(..4),
-        dst.get_mut(..4),
-    ) {
-        copy_into(sd, s);
-        copy_into(dd, d);
-    }
+    let proto = hdr[9];
+    // An IPv4 address fills the first 4 bytes of the 16: as a number whose
+    // low 32 bits are the address bytes in little-endian order.
+    let addr = |a: [u8; 4]| u128::from(u32::from_le_bytes(a)).to_le_bytes();
+    let src = addr([hdr[12], hdr[13], hdr[14], hdr[15]]);
+    let dst = addr([hdr[16], hdr[17], hdr[18], hdr[19]]);
     // Bytes beyond the stated total length (link-layer padding) are not
     // part of the packet.
     let end = buf.len().min(usize::from(total_len));
@@ -341,17 +336,15 @@ fn parse_ipv4(buf: &[u8]) -> Result<PacketFacts, PacketError> {
 }
 
 fn parse_ipv6(buf: &[u8]) -> Result<PacketFacts, PacketError> {
-    let hdr = buf.get(..40).ok_or(PacketError::Truncated)?;
-    let payload_len = be16(hdr, 4).unwrap_or(0);
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    if let (Some(s), Some(d)) = (hdr.get(8..24), hdr.get(24..40)) {
-        copy_into(&mut src, s);
-        copy_into(&mut dst, d);
+    let hdr: &[u8; 40] = buf.first_chunk().ok_or(PacketError::Truncated)?;
+    let payload_len = u16::from_be_bytes([hdr[4], hdr[5]]);
+    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+    if let (Some(s), Some(d)) = (hdr[8..].first_chunk::<16>(), hdr[24..].first_chunk::<16>()) {
+        (src, dst) = (*s, *d);
     }
     let total_len = 40 + u32::from(payload_len);
     let end = buf.len().min(40 + usize::from(payload_len));
-    let mut next = byte(hdr, 6).unwrap_or(0);
+    let mut next = hdr[6];
     let mut off = 40usize;
     let mut frag_offset = 0u16;
     let mut is_fragment = false;
@@ -411,18 +404,22 @@ fn parse_ipv6(buf: &[u8]) -> Result<PacketFacts, PacketError> {
 /// payload within `l4`.
 #[inline(always)]
 fn parse_l4(family: Family, proto: u8, l4: &[u8]) -> (L4, Option<usize>) {
-    let ports = || Some((be16(l4, 0)?, be16(l4, 2)?));
+    // Each header is read as an array of its fixed part: loads at constant
+    // offsets, one length check per header.
+    let ports = |h: &[u8]| match h {
+        [a, b, c, d, ..] => (u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d])),
+        _ => (0, 0),
+    };
     match (family, proto) {
         (_, IPPROTO_TCP) => {
-            let (Some((sport, dport)), Some(doff), Some(flags)) =
-                (ports(), byte(l4, 12), byte(l4, 13))
-            else {
+            let Some(h) = l4.first_chunk::<20>() else {
                 return (L4::Truncated, None);
             };
-            let hlen = usize::from(doff >> 4) * 4;
-            if hlen < 20 || l4.len() < 20 {
+            let hlen = usize::from(h[12] >> 4) * 4;
+            if hlen < 20 {
                 return (L4::Truncated, None);
             }
+            let (sport, dport) = ports(h);
             // A header that claims more options than the input holds still
             // has valid ports and flags; only the payload is out of reach.
             let payload = (hlen <= l4.len()).then_some(hlen);
@@ -430,23 +427,35 @@ fn parse_l4(family: Family, proto: u8, l4: &[u8]) -> (L4, Option<usize>) {
                 L4::Tcp {
                     sport,
                     dport,
-                    flags,
+                    flags: h[13],
                 },
                 payload,
             )
         }
-        (_, IPPROTO_UDP | IPPROTO_UDPLITE) => match ports() {
-            Some((sport, dport)) if l4.len() >= 8 => (L4::Ports { sport, dport }, Some(8)),
-            _ => (L4::Truncated, None),
+        (_, IPPROTO_UDP | IPPROTO_UDPLITE) => match l4.first_chunk::<8>() {
+            Some(h) => {
+                let (sport, dport) = ports(h);
+                (L4::Ports { sport, dport }, Some(8))
+            }
+            None => (L4::Truncated, None),
         },
-        (_, IPPROTO_SCTP | IPPROTO_DCCP) => match ports() {
-            Some((sport, dport)) if l4.len() >= 12 => (L4::Ports { sport, dport }, Some(12)),
-            _ => (L4::Truncated, None),
+        (_, IPPROTO_SCTP | IPPROTO_DCCP) => match l4.first_chunk::<12>() {
+            Some(h) => {
+                let (sport, dport) = ports(h);
+                (L4::Ports { sport, dport }, Some(12))
+            }
+            None => (L4::Truncated, None),
         },
         (Family::Ipv4, IPPROTO_ICMP) | (Family::Ipv6, IPPROTO_ICMPV6) => {
-            match (byte(l4, 0), byte(l4, 1)) {
-                (Some(ty), Some(code)) if l4.len() >= 8 => (L4::Icmp { ty, code }, Some(8)),
-                _ => (L4::Truncated, None),
+            match l4.first_chunk::<8>() {
+                Some(h) => (
+                    L4::Icmp {
+                        ty: h[0],
+                        code: h[1],
+                    },
+                    Some(8),
+                ),
+                None => (L4::Truncated, None),
             }
         }
         _ => (L4::Absent, None),

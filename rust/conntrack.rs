@@ -494,10 +494,13 @@ impl Conntrack {
     ) -> Verdict {
         let now = now_ns();
         let timeouts = self.timeouts(guard);
+        // The tuple's bucket, hashed once: the lookup, a new flow's
+        // original node and early drop all start from it.
+        let bucket = self.table.bucket_of(tuple);
         // At most twice: a TCP SYN that reopens a closed connection kills
         // the old flow and starts again, as `-NF_REPEAT` does.
         for _ in 0..2 {
-            let found = match self.table.lookup(tuple, guard) {
+            let found = match self.table.lookup_at(bucket, tuple, guard) {
                 Some((flow, _)) if flow.expired(now) => {
                     self.kill(flow, Gone::Expired, guard);
                     None
@@ -507,7 +510,7 @@ impl Conntrack {
             };
             let (flow, dir, created) = match found {
                 Some((flow, dir)) => (flow, dir, false),
-                None => match self.create(h, tuple, now, guard) {
+                None => match self.create(h, tuple, bucket, now, guard) {
                     Ok(Some((flow, dir, created))) => (flow, dir, created),
                     Ok(None) => {
                         note.state = CtState::INVALID.0;
@@ -540,13 +543,14 @@ impl Conntrack {
         Verdict::Accept
     }
 
-    /// Creates and inserts a flow for the first packet of `tuple`.
-    /// `Ok(None)`: the packet cannot start a flow (invalid). `Err`: the
-    /// table is full, drop the packet.
+    /// Creates and inserts a flow for the first packet of `tuple`, whose
+    /// bucket is `bucket`. `Ok(None)`: the packet cannot start a flow
+    /// (invalid). `Err`: the table is full, drop the packet.
     fn create<'g>(
         &'g self,
         h: &Headers<'_>,
         tuple: &ct::Tuple,
+        bucket: u32,
         now: u64,
         guard: &'g ReadGuard,
     ) -> core::result::Result<Option<(&'g CtFlow, Direction, bool)>, ()> {
@@ -576,12 +580,15 @@ impl Conntrack {
         };
         let limit = self.limit.load(Ordering::Relaxed);
         if !self.table.reserve(limit) {
-            if !self.early_drop(tuple, guard) || !self.table.reserve(limit) {
+            if !self.early_drop(bucket, guard) || !self.table.reserve(limit) {
                 bump(&self.stats.full_drops);
                 return Err(());
             }
         }
-        let Ok(flow) = self.table.alloc(*tuple, tuple.invert(), now, track) else {
+        let Ok(flow) = self
+            .table
+            .alloc_at(*tuple, bucket, tuple.invert(), now, track)
+        else {
             self.table.unreserve();
             bump(&self.stats.full_drops);
             return Err(());
@@ -712,11 +719,15 @@ impl Conntrack {
         Some(state)
     }
 
-    /// Evicts one flow near `tuple`'s bucket to make room: an expired one
-    /// (garbage collection has not reached it yet), else an unassured (or
-    /// closing) one: unconfirmed flows first, then the oldest candidate.
-    fn early_drop(&self, tuple: &ct::Tuple, guard: &ReadGuard) -> bool {
-        let start = self.table.bucket_of(tuple);
+    /// Evicts one flow to make room, from the first of the
+    /// `EARLY_DROP_BUCKETS` buckets from `start` (the new flow's) that has
+    /// a candidate, as `nf_conntrack`'s `early_drop()` stops at the first
+    /// bucket it can drop from: in that bucket an expired flow (garbage
+    /// collection has not reached it yet), else an unassured (or closing)
+    /// one: unconfirmed flows first, then the oldest. (Stopping there, not
+    /// ranking all the buckets' flows, keeps the cost of a new flow in a
+    /// full table that of one bucket's walk.)
+    fn early_drop(&self, start: u32, guard: &ReadGuard) -> bool {
         let n = self.table.buckets();
         let now = now_ns();
         let mut victim: Option<&CtFlow> = None;
@@ -742,6 +753,9 @@ impl Conntrack {
                     victim = Some(flow);
                 }
             });
+            if victim.is_some() {
+                break;
+            }
         }
         match victim {
             Some(v) if v.expired(now) => self.kill(v, Gone::Expired, guard),

@@ -275,7 +275,22 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
     }
 
     /// Allocates a flow (not yet in the table) without sleeping.
+    #[allow(dead_code)]
     pub fn alloc(&self, orig: Tuple, reply: Tuple, now_ns: u64, track: T) -> Result<KBox<Flow<T>>> {
+        self.alloc_at(orig, self.bucket_of(&orig), reply, now_ns, track)
+    }
+
+    /// [`alloc`](Self::alloc) for a caller that hashed `orig` already:
+    /// `orig_bucket` is `bucket_of(&orig)`, which [`insert`](Self::insert)
+    /// relies on to link the flow where lookups look.
+    pub fn alloc_at(
+        &self,
+        orig: Tuple,
+        orig_bucket: u32,
+        reply: Tuple,
+        now_ns: u64,
+        track: T,
+    ) -> Result<KBox<Flow<T>>> {
         const { assert!(!core::mem::needs_drop::<T>()) };
         let mut id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if id == 0 {
@@ -286,7 +301,7 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
             next: [AtomicUsize::new(0), AtomicUsize::new(0)],
             free_next: AtomicUsize::new(0),
             bucket: [
-                AtomicU32::new(self.bucket_of(&orig)),
+                AtomicU32::new(orig_bucket),
                 AtomicU32::new(self.bucket_of(&reply)),
             ],
             keys: [atomic_key(&orig), atomic_key(&reply)],
@@ -341,15 +356,37 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
         self.lookup_in(self.bucket_of(t), t, guard)
     }
 
+    /// [`lookup`](Self::lookup) in bucket `b`, which must be
+    /// `bucket_of(t)` for the lookup to find what is there.
+    #[inline]
+    pub fn lookup_at<'g>(
+        &'g self,
+        b: u32,
+        t: &Tuple,
+        guard: &'g ReadGuard,
+    ) -> Option<(&'g Flow<T>, Direction)> {
+        self.lookup_in(b, t, guard)
+    }
+
     fn lookup_in<'g>(
         &'g self,
         b: u32,
         t: &Tuple,
         guard: &'g ReadGuard,
     ) -> Option<(&'g Flow<T>, Direction)> {
-        let want = pack(t);
+        self.lookup_key(b, &pack(t), guard)
+    }
+
+    /// The flow linked in bucket `b` with the packed tuple `want`.
+    #[inline]
+    fn lookup_key<'g>(
+        &'g self,
+        b: u32,
+        want: &[u64; KEY_WORDS],
+        guard: &'g ReadGuard,
+    ) -> Option<(&'g Flow<T>, Direction)> {
         self.walk(b, guard, |flow, d| {
-            (!flow.is_dying() && flow.key_is(d, &want)).then_some((flow, Direction::from_index(d)))
+            (!flow.is_dying() && flow.key_is(d, want)).then_some((flow, Direction::from_index(d)))
         })
     }
 
@@ -395,7 +432,8 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
         };
         let _locks = self.locks.lock2(b0, b1);
         for (which, b) in [(Direction::Original, b0), (Direction::Reply, b1)] {
-            if let Some((other, dir)) = self.lookup_in(b, &flow.tuple(which), guard) {
+            // The new flow's keys as packed, not unpacked and packed again.
+            if let Some((other, dir)) = self.lookup_key(b, &flow.key(which.index()), guard) {
                 drop(flow);
                 self.unreserve();
                 return Err(InsertError::Clash(other, dir, which));

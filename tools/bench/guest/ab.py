@@ -4,7 +4,7 @@
 3), each measuring no firewall, then for every module given: no rules (with
 hook counters on and off), one kube rule, established flows and DNAT +
 masquerade (bench.py's workloads; AB_MODES picks among empty, empty_off,
-kube1, ct_est, nat), loading and unloading the module in turn; with AB_NFT=1
+kube1, ct_new, ct_est, nat), loading and unloading the module in turn; with AB_NFT=1
 also nftables' empty chain and workloads 2-4 (nf_conntrack); prints every
 value and the median. Run-to-run
 noise under TCG is up to 15 %, so compare builds within one boot:
@@ -54,7 +54,7 @@ for rnd in range(rounds):
         # Each workload in a fresh namespace, as bench.py measures them (a
         # row after another in one namespace would also pay for the rules
         # and flows the earlier rows left).
-        for mode in ("empty", "empty_off", "kube1", "ct_est", "nat"):
+        for mode in ("empty", "empty_off", "kube1", "ct_new", "ct_est", "nat"):
             if mode in modes and b.rnf_workload(mode):
                 res.setdefault(f"{i} {mode}", []).append(b.measure())
         b.topo_down()

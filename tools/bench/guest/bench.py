@@ -573,21 +573,16 @@ def establish(flows):
 
 def rnf_workload(mode):
     """A fresh topology set up for one of ab.py's and profile.py's workloads
-    (rnf loaded): empty, empty_off, kube1, ct_est, nat. False for a mode
-    this build cannot run (hook counters that cannot be switched off)."""
+    (rnf loaded): empty, empty_off, kube1, ct_new, ct_est, nat. False for a
+    mode this build cannot run (hook counters that cannot be switched off)."""
     ra = topo_up()
     pktgen_setup(ra)
     if mode == "empty_off":
         return sh([RNFCTL, "hook-counters", "off"], ns="r", check=False).returncode == 0
     if mode == "kube1":
         load_rules("rnf", 1, "kube")
-    elif mode == "ct_est":
-        ct_rules("rnf")
-        establish((10000, 10003))
-        pktgen_setup(ra, sport=(10000, 10003))
-    elif mode == "nat":
-        nat_rules("rnf")
-        pktgen_setup(ra, dst="10.0.1.1", dport=(NAT_PORT, NAT_PORT), sport=(10000, 10015))
+    elif mode in ("ct_new", "ct_est", "nat"):
+        stateful_setup("rnf", mode, ra)
     return True
 
 
@@ -613,6 +608,28 @@ def empty_rows(engine):
     return [(("empty", "-", engine, 0), "empty filter table", measure())]
 
 
+def stateful_setup(engine, wl, ra_mac):
+    """Rules, flows and pktgen for workload wl (ct_new, ct_est, nat) of
+    engine in a fresh topology. Returns the row's note."""
+    set_ct_limit(engine)
+    if wl == "ct_new":
+        ct_rules(engine)
+        set_ct_limit(engine)
+        # Every packet a new flow: source port 1024-65535 and source
+        # address 10.0.1.2-10.0.1.254 both step on each packet.
+        pktgen_setup(ra_mac, sport=(1024, 65535), src=("10.0.1.2", "10.0.1.254"))
+        return "pktgen UDP, every packet a new flow (sport x saddr stepping)"
+    if wl == "ct_est":
+        ct_rules(engine)
+        establish((10000, 10003))
+        pktgen_setup(ra_mac, sport=(10000, 10003))
+        return "4 UDP flows seen both ways first (established)"
+    nat_rules(engine)
+    set_ct_limit(engine)
+    pktgen_setup(ra_mac, dst="10.0.1.1", dport=(NAT_PORT, NAT_PORT), sport=(10000, 10015))
+    return f"16 UDP flows to r:{NAT_PORT}, DNAT to {SINK}:{DPORT}, masquerade out of rb"
+
+
 def stateful_rows(engine, profile_ct_new=False):
     """Workloads 2-4: new flows, established flows, DNAT + masquerade.
     Returns [(label, note, pps or the reason it was not measured)]."""
@@ -620,25 +637,7 @@ def stateful_rows(engine, profile_ct_new=False):
     for wl in ("ct_new", "ct_est", "nat"):
         label = (wl, "-", engine, 2)
         try:
-            ra_mac = topo_up()
-            set_ct_limit(engine)
-            if wl == "ct_new":
-                ct_rules(engine)
-                set_ct_limit(engine)
-                # Every packet a new flow: source port 1024-65535 and source
-                # address 10.0.1.2-10.0.1.254 both step on each packet.
-                pktgen_setup(ra_mac, sport=(1024, 65535), src=("10.0.1.2", "10.0.1.254"))
-                note = "pktgen UDP, every packet a new flow (sport x saddr stepping)"
-            elif wl == "ct_est":
-                ct_rules(engine)
-                establish((10000, 10003))
-                pktgen_setup(ra_mac, sport=(10000, 10003))
-                note = "4 UDP flows seen both ways first (established)"
-            else:
-                nat_rules(engine)
-                set_ct_limit(engine)
-                pktgen_setup(ra_mac, dst="10.0.1.1", dport=(NAT_PORT, NAT_PORT), sport=(10000, 10015))
-                note = f"16 UDP flows to r:{NAT_PORT}, DNAT to {SINK}:{DPORT}, masquerade out of rb"
+            note = stateful_setup(engine, wl, topo_up())
             pps = measure()
             if pps > 0 and profile_ct_new and wl == "ct_new":
                 profile("rnf ct_new")

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Flat profiles of one rnf.ko in the bench VM, with where inside rnf's
 functions the samples fall: for each workload (MODES, comma-separated, of
-empty, kube1, kube100k, block1, block100k, ct_est, nat; default empty,
+empty, kube1, kube100k, block1, block100k, ct_new, ct_est, nat; default empty,
 kube1, ct_est, nat) it prints ``perf report --sort sym``
 and the most sampled ``symbol+offset`` of rnf (TOPN, default 120), to be
 read against ``objdump -dr`` of the same rnf.ko. Under TCG samples land at
@@ -63,7 +63,7 @@ modes = os.environ.get("MODES", "empty,kube1,ct_est,nat").split(",")
 # and flows the earlier workloads left.
 for mode in modes:
     shape = mode.rstrip("0123456789k")
-    if mode in ("empty", "kube1", "ct_est", "nat"):
+    if mode in ("empty", "kube1", "ct_new", "ct_est", "nat"):
         b.rnf_workload(mode)
     elif shape in ("kube", "block") and mode[len(shape):] in ("1", "100k"):
         b.rnf_workload("empty")

@@ -392,11 +392,12 @@ impl Tuple {
         })
     }
 
-    /// Keyed hash of the tuple for the flow table: SipHash-1-3 of
-    /// [`to_bytes`](Self::to_bytes) under `key`. Linux's
-    /// `hash_conntrack_raw()` likewise hashes the tuple with `siphash()`
-    /// under a random per-boot key, so that remote hosts cannot make
-    /// tuples collide.
+    /// Keyed hash of the tuple for the flow table: SipHash-1-3 under `key`
+    /// of [`hash_input`](Self::hash_input), the tuple as little-endian
+    /// 64-bit words (two for IPv4, five for IPv6), hashed word by word
+    /// without building the bytes. Linux's `hash_conntrack_raw()` likewise
+    /// hashes the tuple with `siphash()` under a random per-boot key, so
+    /// that remote hosts cannot make tuples collide.
     ///
     /// Each direction of a flow is hashed separately (the table holds a
     /// flow under both its original and its reply tuple). The result
@@ -404,8 +405,69 @@ impl Tuple {
     /// so the kernel and `rnfctl` compute the same value.
     #[inline]
     pub fn hash(&self, key: &HashKey) -> u64 {
-        siphash13(key, &self.to_bytes())
+        let misc = self.hash_misc();
+        match self.family {
+            // An IPv4 address fills the first 4 bytes (the rest is zero):
+            // both fit one word. (A word count of its own per family keeps
+            // the two apart, as the length is hashed too.)
+            Family::Ipv4 => {
+                let w = u64::from(le32_of(&self.src)) | u64::from(le32_of(&self.dst)) << 32;
+                siphash13_words(key, &[w, misc])
+            }
+            Family::Ipv6 => {
+                let (s0, s1) = le64_pair(&self.src);
+                let (d0, d1) = le64_pair(&self.dst);
+                siphash13_words(key, &[s0, s1, d0, d1, misc])
+            }
+        }
     }
+
+    /// What [`hash`](Self::hash) hashes, as bytes (`hash == siphash13(key,
+    /// &input[..len])`): for IPv4 the source and destination address (4
+    /// bytes each), for IPv6 both 16-byte addresses; then the family
+    /// (`NFPROTO_*`), the protocol and the two 16-bit fields
+    /// little-endian, padded with zeros to 8 bytes.
+    pub fn hash_input(&self) -> ([u8; 40], usize) {
+        let mut out = [0u8; 40];
+        let words: &[u64] = match self.family {
+            Family::Ipv4 => &[
+                u64::from(le32_of(&self.src)) | u64::from(le32_of(&self.dst)) << 32,
+                self.hash_misc(),
+            ],
+            Family::Ipv6 => {
+                let (s0, s1) = le64_pair(&self.src);
+                let (d0, d1) = le64_pair(&self.dst);
+                &[s0, s1, d0, d1, self.hash_misc()]
+            }
+        };
+        for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        (out, words.len() * 8)
+    }
+
+    /// The hash's last word: family, protocol, the two 16-bit fields.
+    #[inline(always)]
+    fn hash_misc(&self) -> u64 {
+        u64::from(self.family as u8)
+            | u64::from(self.proto) << 8
+            | u64::from(self.src_port_or_icmp_id) << 16
+            | u64::from(self.dst_port_or_icmp_type_code) << 32
+    }
+}
+
+/// The first 4 bytes of an address, little-endian.
+#[inline(always)]
+fn le32_of(a: &[u8; 16]) -> u32 {
+    let [b0, b1, b2, b3, ..] = *a;
+    u32::from_le_bytes([b0, b1, b2, b3])
+}
+
+/// An address as two little-endian words.
+#[inline(always)]
+fn le64_pair(a: &[u8; 16]) -> (u64, u64) {
+    let v = u128::from_le_bytes(*a);
+    (v as u64, (v >> 64) as u64)
 }
 
 /// Bucket of `hash` in a table of `buckets` buckets, by multiplying rather
@@ -428,8 +490,7 @@ struct Sip([u64; 4]);
 impl Sip {
     #[inline(always)]
     fn new(key: &HashKey) -> Self {
-        let k0 = le64(key.get(..8).unwrap_or(&[]));
-        let k1 = le64(key.get(8..).unwrap_or(&[]));
+        let (k0, k1) = le64_pair(key);
         Sip([
             k0 ^ 0x736f_6d65_7073_6575,
             k1 ^ 0x646f_7261_6e64_6f6d,
@@ -506,6 +567,24 @@ pub fn siphash(c: usize, d: usize, key: &HashKey, msg: &[u8]) -> u64 {
 #[inline(always)]
 pub fn siphash13(key: &HashKey, msg: &[u8]) -> u64 {
     siphash(1, 3, key, msg)
+}
+
+/// [`siphash13`] of the little-endian bytes of `words`, a word at a time
+/// (no byte buffer, no partial last word: the final block is the length
+/// alone). Unrolled for each `N`.
+#[inline(always)]
+pub fn siphash13_words<const N: usize>(key: &HashKey, words: &[u64; N]) -> u64 {
+    let mut s = Sip::new(key);
+    for w in words {
+        s.compress(*w, 1);
+    }
+    s.compress(((N * 8) as u64 & 0xff) << 56, 1);
+    s.0[2] ^= 0xff;
+    for _ in 0..3 {
+        s.round();
+    }
+    let [v0, v1, v2, v3] = s.0;
+    v0 ^ v1 ^ v2 ^ v3
 }
 
 /// What tracking does with a packet, decided from its headers alone.

@@ -162,8 +162,18 @@ proptest! {
         prop_assert_eq!(h, t.hash(&key));
         let copy = t;
         prop_assert_eq!(h, copy.hash(&key));
-        prop_assert_eq!(h, siphash13(&key, &t.to_bytes()));
+        let (input, len) = t.hash_input();
+        prop_assert_eq!(h, siphash13(&key, &input[..len]));
+        prop_assert_eq!(len, if t.family == Family::Ipv4 { 16 } else { 40 });
         prop_assert!(bucket_index(h, buckets) < buckets);
+    }
+
+    #[test]
+    fn hash_input_tells_tuples_apart(a in tuple(), b in tuple()) {
+        // Nothing of a tuple is left out of what is hashed.
+        prop_assert_eq!(a == b, a.hash_input() == b.hash_input());
+        let t = Tuple { proto: a.proto ^ 1, ..a };
+        prop_assert_ne!(t.hash_input(), a.hash_input());
     }
 
     #[test]

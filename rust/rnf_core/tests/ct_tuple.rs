@@ -340,7 +340,13 @@ fn tuple_hash_is_keyed_and_stable() {
     assert_eq!(&b[2..6], &A4);
     assert_eq!(&b[18..22], &B4);
     assert_eq!(&b[34..38], &[0x9c, 0x40, 0, 53]);
-    assert_eq!(t.hash(&k1), siphash13(&k1, &b));
+    // The hash reads the addresses and the rest as words (IPv4: 16 bytes).
+    let (input, len) = t.hash_input();
+    assert_eq!(len, 16);
+    assert_eq!(&input[..8], &[A4, B4].concat()[..]);
+    assert_eq!(&input[8..16], &[2, IPPROTO_UDP, 0x40, 0x9c, 53, 0, 0, 0]);
+    assert_eq!(t.hash(&k1), siphash13(&k1, &input[..len]));
+    assert_ne!(t.hash(&k1), siphash13(&k1, &b));
     for buckets in [1u32, 2, 1000, 262_144] {
         assert!(bucket_index(t.hash(&k1), buckets) < buckets);
     }

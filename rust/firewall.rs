@@ -15,13 +15,16 @@
 //! drops; for NAT, once the namespace has had a nat rule, while packets
 //! are tracked), and tracking's hooks only while a rule needs tracking: a
 //! netfilter hook costs a call per packet even when it returns at once.
-//! One counting hook per (family, hook), first of rnf's, counts for the
-//! points that are not hooked, and the policy counters of their empty
-//! chains, so the counters read as if every point were hooked.
+//! One counting hook per (family, hook) without a hooked point, first of
+//! rnf's, counts the packets that arrive there, so the counters read as if
+//! every point were hooked: the packet path keeps a few tallies per hook
+//! and every point's count, and the policy counter of an empty chain,
+//! follows from them (`hookcount`).
 
 use crate::conntrack::{Conntrack, PacketCt};
 use crate::ct::{self, CtState, Direction};
 use crate::eval::{EvalEnv, Verdict as RuleVerdict};
+use crate::hookcount::{self, Layout, PointBooks, Tally, NUM_TALLIES};
 use crate::hooks::{self, Family, Hook, Stage, NUM_HOOK_POINTS};
 use crate::nat::Manip;
 use crate::net::Net;
@@ -41,6 +44,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::new_mutex;
 use kernel::prelude::*;
+use kernel::sync::lock::{mutex::MutexBackend, Guard};
 use kernel::sync::{Arc, Mutex};
 
 static NET_ID: NetId = NetId::new();
@@ -49,8 +53,9 @@ static NET_ID: NetId = NetId::new();
 /// or IPv6 with a few extension headers, plus the transport header.
 const HEADER_BYTES: usize = 128;
 
-/// Counting hooks: one per (family, hook), tagged after the hook points.
-const NUM_COUNT_POINTS: usize = hooks::FAMILIES.len() * Hook::ALL.len();
+/// Counting hooks: one per (family, hook), tagged after the hook points in
+/// `hookcount::family_hook_index` order.
+const NUM_COUNT_POINTS: usize = hookcount::NUM_FAMILY_HOOKS;
 /// The counting hooks run first of rnf's (after reassembly at -400).
 const COUNT_PRIORITY: i32 = Stage::Raw.priority() - 1;
 /// In a [`Hooks`] mask: the hook points.
@@ -73,7 +78,10 @@ pub struct PacketPath {
     /// Whether tracking's hooks count for the (family, hook)s they sit on
     /// (those have no counting hook while tracking's hooks are there).
     ct_counts: AtomicBool,
-    counters: PerCpuCounters,
+    /// The tallies of `hookcount::Tally`, per CPU.
+    tallies: PerCpuCounters,
+    /// What the tallies add up to per point, across layouts.
+    books: Pin<KBox<Mutex<PointBooks>>>,
     /// The compiled rule set, replaced as a whole on every change.
     pub image: RcuBox<Image>,
     /// Connection tracking, whose result rules match on.
@@ -86,20 +94,45 @@ impl PacketPath {
             hooked: AtomicU64::new(0),
             counting: AtomicBool::new(true),
             ct_counts: AtomicBool::new(false),
-            counters: PerCpuCounters::new(NUM_HOOK_POINTS as u32)?,
+            tallies: PerCpuCounters::new(NUM_TALLIES as u32)?,
+            books: KBox::pin_init(
+                new_mutex!(PointBooks::new(Layout {
+                    hooked: 0,
+                    counting: true,
+                })),
+                GFP_KERNEL,
+            )?,
             image: RcuBox::empty(),
             ct,
         })
     }
 
-    /// Counts a packet at hook point `point` (see `hooks::hook_point`).
-    pub fn count(&self, point: u32, skb: &SkBuff) {
-        self.counters.add(point, u64::from(skb.len()));
+    /// Counts a packet in tally `t` on this CPU.
+    #[inline(always)]
+    fn tally(&self, t: Tally, skb: &SkBuff) {
+        self.tallies.add(t.index() as u32, u64::from(skb.len()));
     }
 
     /// The packets and bytes counted at hook point `point`.
     pub fn counted(&self, point: u32) -> Counter {
-        self.counters.sum(point)
+        self.counted_in(&self.books.lock(), point)
+    }
+
+    fn counted_in(&self, books: &Guard<'_, PointBooks, MutexBackend>, point: u32) -> Counter {
+        books.count(point as usize, |t| self.tallies.sum(t.index() as u32))
+    }
+
+    /// The packet path counts as `hooked` and `counting` say from now on
+    /// (each point keeps its count): called whenever either changes.
+    fn relayout(&self) {
+        let layout = Layout {
+            hooked: self.hooked.load(Ordering::Relaxed),
+            counting: self.hook_counting(),
+        };
+        let mut books = self.books.lock();
+        if books.layout() != layout {
+            books.relayout(layout, |t| self.tallies.sum(t.index() as u32));
+        }
     }
 
     /// Whether packets are counted at hook points without work.
@@ -109,61 +142,15 @@ impl PacketPath {
 }
 
 impl PacketPath {
-    /// Counts the packet, at hook `hook` of `family`, for the points from
-    /// `from` on that are not hooked, up to the next hooked one (which
-    /// counts for itself and those after it): in the point's counter and in
-    /// the policy counter of its empty chain, as the point would have.
-    /// Inlined into its callers (a counting hook does nothing else; under
-    /// emulation a call and return cost more than the counting).
+    /// Counts the packet's arrival at (family, hook) `fh` (of
+    /// `hookcount::family_hook_index`), none of whose points is hooked:
+    /// what each of its points then counts. Inlined into its callers (a
+    /// counting hook does nothing else; under emulation a call and return
+    /// cost more than the counting).
     #[inline(always)]
-    fn count_unhooked(
-        &self,
-        family: Family,
-        hook: Hook,
-        from: usize,
-        skb: &SkBuff,
-        state: &HookState<'_>,
-    ) {
-        let (_, end) = hooks::hook_points_of(family, hook);
-        if from >= end || !self.hook_counting() {
-            return;
-        }
-        // The points from `from` up to the next hooked one or the hook's
-        // end (points are fewer than 64).
-        let hooked = self.hooked.load(Ordering::Relaxed) >> from;
-        let upto = from + (hooked.trailing_zeros() as usize).min(end - from);
-        let len = u64::from(skb.len());
-        self.counters.add_range(from as u32, upto as u32, len);
-        let Some(image) = self.image.read(state.rcu()) else {
-            return;
-        };
-        // Only points whose table has an empty chain there have a policy
-        // counter to add to (none at all without rules).
-        let policy = &image.policy;
-        let mut points = policy.mask & ((1u64 << upto) - (1u64 << from));
-        while points != 0 {
-            let point = points.trailing_zeros() as usize;
-            points &= points - 1;
-            if let Some(&(table, counter)) = policy.at.get(point) {
-                if let Some(Some(t)) = image.tables.get(usize::from(table)) {
-                    t.state.counters.add(counter, len);
-                }
-            }
-        }
-    }
-
-    /// A counting hook (`tag` after the hook points), registered while no
-    /// point of its hook is: counts for the points of its hook (before the
-    /// first hooked one, while one is being hooked).
-    #[inline(always)]
-    fn counting_hook(&self, tag: usize, skb: &SkBuff, state: &HookState<'_>) {
-        let j = tag - NUM_HOOK_POINTS;
-        if let (Some(family), Some(hook)) = (
-            hooks::FAMILIES.get(j / Hook::ALL.len()),
-            Hook::ALL.get(j % Hook::ALL.len()),
-        ) {
-            let (start, _) = hooks::hook_points_of(*family, *hook);
-            self.count_unhooked(*family, *hook, start, skb, state);
+    pub(crate) fn count_arrival(&self, fh: usize, skb: &SkBuff) {
+        if self.hook_counting() {
+            self.tally(Tally::Arrived(fh), skb);
         }
     }
 }
@@ -181,19 +168,19 @@ impl PacketPath {
                 && self.hooked.load(Ordering::Relaxed) & hooks::hook_points_mask(*family, *hook)
                     == 0
             {
-                let (start, _) = hooks::hook_points_of(*family, *hook);
-                self.count_unhooked(*family, *hook, start, skb, state);
+                self.count_arrival(hookcount::family_hook_index(*family, *hook), skb);
             }
         }
         self.ct.hook(i, skb, state)
     }
 }
 
-/// The policy counters that counting adds to at unhooked points: at a
-/// point whose table has an empty chain at the point's hook, counting a
-/// packet there (the point is not hooked then) adds to that chain's policy
-/// counter too. NAT points have no policy counter. Derived from the tables
-/// when a rule set is published, so that counting needs no table lookups.
+/// The policy counters of empty chains, by hook point: at a point whose
+/// table has an empty chain (policy accept) at the point's hook, the
+/// chain's policy counter counts what the point counts (the rule store
+/// moves the point's counts over; the packet path adds to neither). NAT
+/// points have no policy counter. Derived from the tables when a rule set
+/// is published.
 #[derive(Clone, Copy)]
 pub struct PolicyPoints {
     /// Bit `i`: point `i` has a policy counter.
@@ -203,12 +190,15 @@ pub struct PolicyPoints {
 }
 
 impl PolicyPoints {
+    /// No policy counters.
+    pub const NONE: Self = PolicyPoints {
+        mask: 0,
+        at: [(0, 0); NUM_HOOK_POINTS],
+    };
+
     /// The policy counters of `tables`' empty chains, by hook point.
     pub fn of(tables: &[Option<Arc<TableImage>>; 4]) -> Self {
-        let mut pp = PolicyPoints {
-            mask: 0,
-            at: [(0, 0); NUM_HOOK_POINTS],
-        };
+        let mut pp = Self::NONE;
         for (point, at) in pp.at.iter_mut().enumerate() {
             let Some((_, hook, stage)) = hooks::hook_point(point) else {
                 continue;
@@ -261,14 +251,14 @@ fn counting_for(points: u64, counting: bool, ct_counts: bool) -> u64 {
     if !counting {
         return mask;
     }
-    for (f, family) in hooks::FAMILIES.iter().enumerate() {
-        for (h, hook) in Hook::ALL.iter().enumerate() {
+    for family in hooks::FAMILIES {
+        for hook in Hook::ALL {
             let by_ct = ct_counts
                 && Conntrack::HOOKS
                     .iter()
-                    .any(|(cf, ch, _)| cf == family && ch == hook);
-            if points & hooks::hook_points_mask(*family, *hook) == 0 && !by_ct {
-                mask |= 1 << (NUM_HOOK_POINTS + f * Hook::ALL.len() + h);
+                    .any(|(cf, ch, _)| *cf == family && *ch == hook);
+            if points & hooks::hook_points_mask(family, hook) == 0 && !by_ct {
+                mask |= 1 << (NUM_HOOK_POINTS + hookcount::family_hook_index(family, hook));
             }
         }
     }
@@ -302,6 +292,7 @@ impl Hooks {
         self.path
             .hooked
             .fetch_or(points & POINT_MASK, Ordering::Relaxed);
+        self.path.relayout();
         if tracking {
             let mut defrag = self.defrag.lock();
             if defrag.is_none() {
@@ -326,6 +317,7 @@ impl Hooks {
         self.path
             .hooked
             .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
+        self.path.relayout();
         done
     }
 
@@ -352,6 +344,12 @@ impl Hooks {
         self.path
             .hooked
             .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
+        self.path.relayout();
+    }
+
+    /// The packets and bytes counted at hook point `point`.
+    pub fn point_count(&self, point: usize) -> Counter {
+        self.path.counted(point as u32)
     }
 
     /// Which hook points are registered (bit `i`: point `i`).
@@ -392,25 +390,21 @@ impl netfilter::Handler for PacketPath {
             return self.ct_hook(point as usize - CT_TAG, skb, state);
         }
         if point as usize >= NUM_HOOK_POINTS {
-            self.counting_hook(point as usize, skb, state);
+            // A counting hook: its tag after the hook points is its (family,
+            // hook) in `family_hook_index` order.
+            self.count_arrival(point as usize - NUM_HOOK_POINTS, skb);
             return Verdict::Accept;
         }
-        self.count(point, skb);
-        let Some((family, hook, stage)) = hooks::hook_point(point as usize) else {
+        let Some((_, hook, stage)) = hooks::hook_point(point as usize) else {
             return Verdict::Accept;
         };
+        // What this point and its unhooked neighbours count follows from
+        // what it is handed and what it stops (`hookcount::view`).
         let point = point as usize;
-        // The first hooked point of its hook counts for those before it
-        // (the hook has no counting hook then).
-        let (start, _) = hooks::hook_points_of(family, hook);
-        let hooked = self.hooked.load(Ordering::Relaxed);
-        if start < point && hooked & ((1 << point) - (1 << start)) == 0 {
-            self.count_unhooked(family, hook, start, skb, state);
-        }
+        self.tally(Tally::Seen(point), skb);
         let verdict = self.stage(hook, stage, skb, state);
-        if verdict == Verdict::Accept {
-            // The points after this one, up to the next hooked one.
-            self.count_unhooked(family, hook, point + 1, skb, state);
+        if verdict == Verdict::Drop {
+            self.tally(Tally::Stopped(point), skb);
         }
         verdict
     }
@@ -437,12 +431,13 @@ impl PacketPath {
         if (timg.is_none() && !is_nat) || (is_nat && (!tracking || nat_idle())) {
             return Verdict::Accept;
         }
-        // An empty chain with policy accept: count, accept, read nothing.
-        // (The nat table still has bindings to apply.)
-        if let Some(counter) = timg.filter(|_| !is_nat).and_then(|t| t.empty_at(hook)) {
-            if let Some(t) = timg {
-                t.state.counters.add(counter, u64::from(skb.len()));
-            }
+        // An empty chain with policy accept: accept, read nothing (its
+        // policy counter counts what the point counts). The nat table
+        // still has bindings to apply.
+        if timg
+            .filter(|_| !is_nat)
+            .is_some_and(|t| t.empty_at(hook).is_some())
+        {
             return Verdict::Accept;
         }
         let mut hdr = HeaderBuf::<HEADER_BYTES>::new();
@@ -905,9 +900,10 @@ const COMPACT_RETRY_MS: u32 = 20;
 impl NetState {
     /// Per-hook-point statistics, in `hooks::hook_point` order.
     pub fn hook_stats(&self) -> impl Iterator<Item = HookStat> + '_ {
+        let books = self.path.books.lock();
         (0..NUM_HOOK_POINTS).filter_map(move |i| {
             let (family, hook, stage) = hooks::hook_point(i)?;
-            let c = self.path.counted(i as u32);
+            let c = self.path.counted_in(&books, i as u32);
             Some(HookStat {
                 family,
                 hook,
@@ -942,6 +938,7 @@ impl NetState {
     pub fn set_hook_counting(&self, on: bool) -> Result<(), ChangeError> {
         let mut store = self.rules.lock();
         self.path.counting.store(on, Ordering::Relaxed);
+        self.path.relayout();
         store.rehook()
     }
 
@@ -987,14 +984,15 @@ impl pernet::NetData for NetState {
             GFP_KERNEL,
         )?;
         let compactor = DelayedWork::new(rules.clone())?;
-        for (f, family) in hooks::FAMILIES.iter().enumerate() {
-            for (h, hook) in Hook::ALL.iter().enumerate() {
+        for family in hooks::FAMILIES {
+            for hook in Hook::ALL {
+                let fh = hookcount::family_hook_index(family, hook);
                 specs.push(
                     HookSpec {
-                        pf: *family as u8,
-                        hooknum: *hook as u8,
+                        pf: family as u8,
+                        hooknum: hook as u8,
                         priority: COUNT_PRIORITY,
-                        tag: (NUM_HOOK_POINTS + f * Hook::ALL.len() + h) as u32,
+                        tag: (NUM_HOOK_POINTS + fh) as u32,
                     },
                     GFP_KERNEL,
                 )?;

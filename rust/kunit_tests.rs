@@ -44,7 +44,8 @@ pub extern "C" fn rnf_kunit_percpu_counters() {
     check!(c.sum(2) == Counter::default());
 }
 
-/// The packet path counts an skb's length at the hook point it is given.
+/// The packet path counts an skb's length at the points of the hook it
+/// arrives at.
 #[no_mangle]
 pub extern "C" fn rnf_kunit_count_skb() {
     let Some(state) = NetState::get(Net::init_net()) else {
@@ -62,12 +63,16 @@ pub extern "C" fn rnf_kunit_count_skb() {
     check!(other.put(&[0u8; 4096]).is_err());
     check!(other.len() == 40);
 
-    // Point 27 is the last one (IPv6 POSTROUTING nat-src); use it and the
-    // first so no ordinary traffic interferes in the test VM's init netns.
+    // Point 27 is the last one (IPv6 POSTROUTING nat-src): no ordinary
+    // traffic interferes there in the test VM's init netns, which has no
+    // rules, so no point of that hook is hooked and an arrival there
+    // counts at each of its points.
     let last = (NUM_HOOK_POINTS - 1) as u32;
     let before = state.path().counted(last);
-    state.path().count(last, &linear);
-    state.path().count(last, &other);
+    let path = state.path();
+    let fh = crate::hookcount::family_hook_index(hooks::Family::Ipv6, hooks::Hook::PostRouting);
+    path.count_arrival(fh, &linear);
+    path.count_arrival(fh, &other);
     let after = state.path().counted(last);
     check!(after.packets == before.packets + 2);
     check!(after.bytes == before.bytes + 124);

@@ -9,14 +9,7 @@
 use crate::sys;
 use kernel::prelude::*;
 
-/// A packet and byte count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counter {
-    /// Packets counted.
-    pub packets: u64,
-    /// Bytes counted.
-    pub bytes: u64,
-}
+pub use crate::hookcount::Counter;
 
 /// Counters per per-CPU allocation: the kernel refuses (with a warning)
 /// per-CPU allocations above `PCPU_MIN_UNIT_SIZE` (32 KiB), so a large array

@@ -24,6 +24,9 @@ pub mod compile;
 #[path = "rnf_core/src/eval.rs"]
 pub mod eval;
 #[allow(dead_code)]
+#[path = "rnf_core/src/hookcount.rs"]
+pub mod hookcount;
+#[allow(dead_code)]
 #[path = "rnf_core/src/hooks.rs"]
 pub mod hooks;
 #[allow(dead_code)]

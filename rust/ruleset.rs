@@ -18,7 +18,7 @@ use crate::compile::{self, ChainSpec, CompileError, RuleRef};
 use crate::conntrack::Conntrack;
 use crate::eval::{CompiledTable, EvalEnv, TailLink, Tails, Verdict};
 use crate::firewall::{self, Hooks};
-use crate::hooks::Hook;
+use crate::hooks::{Hook, NUM_HOOK_POINTS};
 use crate::packet::PacketFacts;
 use crate::percpu::{Counter, PerCpuCounters};
 use crate::rcu::{RcuBox, Retired};
@@ -299,8 +299,6 @@ impl TableImage {
 pub struct Image {
     /// Compiled tables, indexed by `Table as usize`.
     pub tables: [Option<Arc<TableImage>>; 4],
-    /// The policy counters of `tables`' empty chains, by hook point.
-    pub policy: firewall::PolicyPoints,
 }
 
 /// A chain name (at most `rules::MAX_CHAIN_NAME` bytes, validated UTF-8).
@@ -479,6 +477,13 @@ impl TableRules {
         Counter {
             packets: c.packets.wrapping_add(b.packets),
             bytes: c.bytes.wrapping_add(b.bytes),
+        }
+    }
+
+    /// Adds `c` to what slot `slot` lists.
+    fn add_base(&mut self, slot: u32, c: Counter) {
+        if let Some(b) = self.base.get_mut(slot as usize) {
+            *b = b.plus(c);
         }
     }
 
@@ -796,6 +801,12 @@ pub struct RuleStore {
     tracker: Option<Arc<Conntrack>>,
     /// The namespace's hooks: registered as the published rules need them.
     hooks: Option<Arc<Hooks>>,
+    /// The policy counters of the published tables' empty chains, by hook
+    /// point: each counts what its point counts.
+    policy: firewall::PolicyPoints,
+    /// Per hook point, its count when it was last moved into the policy
+    /// counter `policy` maps it to.
+    policy_snap: [Counter; NUM_HOOK_POINTS],
 }
 
 /// Most replaced images kept waiting for their grace period; a change that
@@ -823,6 +834,8 @@ impl RuleStore {
             pending: [const { None }; MAX_PENDING],
             tracker: None,
             hooks: None,
+            policy: firewall::PolicyPoints::NONE,
+            policy_snap: [Counter::default(); NUM_HOOK_POINTS],
         })
     }
 
@@ -933,7 +946,7 @@ impl RuleStore {
         let nat_used = tracker.is_some_and(|ct| ct.nat_used());
         let points = firewall::wanted_points(&tables, track, nat_used);
         let policy = firewall::PolicyPoints::of(&tables);
-        let image = KBox::new(Image { tables, policy }, GFP_KERNEL).map_err(oom)?;
+        let image = KBox::new(Image { tables }, GFP_KERNEL).map_err(oom)?;
         // What the new rules need is hooked before they can be seen; what
         // only the old ones needed is unhooked after (below).
         if let Some(h) = &self.hooks {
@@ -953,6 +966,10 @@ impl RuleStore {
             core::mem::swap(r, &mut tr.released);
         }
         let retired = out.replace(Some(image));
+        // The empty chains' policy counters take what their points counted
+        // under the old tables; the new tables' ones count from here.
+        self.settle_policy();
+        self.policy = policy;
         if !track {
             self.tracker.as_ref().inspect(|ct| ct.set_active(false));
         }
@@ -985,6 +1002,7 @@ impl RuleStore {
     /// a slot state the tables no longer use have all been moved into the
     /// tables' bases, so that listed counters are exact.
     pub fn settle_counts(&mut self) -> Result<(), ChangeError> {
+        self.settle_policy();
         let stale = self.pending.iter().flatten().any(|p| {
             p.image.get().is_some_and(|img| {
                 img.tables.iter().zip(self.tables.iter()).any(|(t, tr)| {
@@ -994,6 +1012,29 @@ impl RuleStore {
             })
         });
         self.settle(stale)
+    }
+
+    /// Moves into each empty chain's policy counter (its `base`) what its
+    /// hook points counted since the last time: the packet path adds to
+    /// the points' counts only (see `hookcount`). A point that just became
+    /// mapped starts from its count now.
+    fn settle_policy(&mut self) {
+        let Some(hooks) = self.hooks.clone() else {
+            return;
+        };
+        for (p, snap) in self.policy_snap.iter_mut().enumerate() {
+            let now = hooks.point_count(p);
+            let moved = now.minus(*snap);
+            *snap = now;
+            if self.policy.mask & (1u64 << p) == 0 {
+                continue;
+            }
+            if let Some(&(t, slot)) = self.policy.at.get(p) {
+                if let Some(tr) = self.tables.get_mut(usize::from(t)) {
+                    tr.add_base(slot, moved);
+                }
+            }
+        }
     }
 
     /// Settles the oldest replaced image, waiting for its grace period if

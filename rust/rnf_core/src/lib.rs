@@ -36,6 +36,7 @@ pub mod ct;
 pub mod ct_msg;
 pub mod ct_tcp;
 pub mod eval;
+pub mod hookcount;
 pub mod hooks;
 pub mod nat;
 pub mod netlink;

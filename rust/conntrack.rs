@@ -360,6 +360,7 @@ impl Conntrack {
                 hooknum: hook as u8,
                 priority,
                 tag,
+                pass_only: false,
             };
             tag += 1;
             spec

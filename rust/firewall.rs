@@ -383,6 +383,12 @@ fn table_of(stage: Stage) -> Table {
 }
 
 impl netfilter::Handler for PacketPath {
+    // The counting hooks.
+    #[inline]
+    fn pass(&self, tag: u32, skb: &SkBuff) {
+        self.counting_hook(tag, skb);
+    }
+
     // Inlined into netfilter's callback (its only caller).
     #[inline]
     fn hook(&self, point: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
@@ -390,9 +396,8 @@ impl netfilter::Handler for PacketPath {
             return self.ct_hook(point as usize - CT_TAG, skb, state);
         }
         if point as usize >= NUM_HOOK_POINTS {
-            // A counting hook: its tag after the hook points is its (family,
-            // hook) in `family_hook_index` order.
-            self.count_arrival(point as usize - NUM_HOOK_POINTS, skb);
+            // (Counting hooks are registered `pass_only`: see `pass`.)
+            self.counting_hook(point, skb);
             return Verdict::Accept;
         }
         let Some((_, hook, stage)) = hooks::hook_point(point as usize) else {
@@ -407,6 +412,17 @@ impl netfilter::Handler for PacketPath {
             self.tally(Tally::Stopped(point), skb);
         }
         verdict
+    }
+}
+
+impl PacketPath {
+    /// A counting hook (registered `pass_only`): its tag after the hook
+    /// points is its (family, hook) in `family_hook_index` order.
+    #[inline(always)]
+    fn counting_hook(&self, tag: u32, skb: &SkBuff) {
+        if let Some(fh) = (tag as usize).checked_sub(NUM_HOOK_POINTS) {
+            self.count_arrival(fh, skb);
+        }
     }
 }
 
@@ -956,6 +972,7 @@ fn spec(index: usize, family: Family, hook: Hook, stage: Stage) -> HookSpec {
         hooknum: hook as u8,
         priority: stage.priority(),
         tag: index as u32,
+        pass_only: false,
     }
 }
 
@@ -993,6 +1010,7 @@ impl pernet::NetData for NetState {
                         hooknum: hook as u8,
                         priority: COUNT_PRIORITY,
                         tag: (NUM_HOOK_POINTS + fh) as u32,
+                        pass_only: true,
                     },
                     GFP_KERNEL,
                 )?;

@@ -43,6 +43,9 @@ pub struct HookSpec {
     pub priority: i32,
     /// Passed to [`Handler::hook`] to tell the attachment points apart.
     pub tag: u32,
+    /// The hook only watches packets pass ([`Handler::pass`]): it never
+    /// decides their fate nor reads the hook state.
+    pub pass_only: bool,
 }
 
 /// The state netfilter passes with a packet (`struct nf_hook_state`).
@@ -139,6 +142,13 @@ pub trait Handler: Send + Sync + 'static {
     /// Decides the fate of `skb` at the attachment point tagged `tag`. Runs
     /// in the packet path: under RCU, possibly in softirq, never sleeping.
     fn hook(&self, tag: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict;
+
+    /// Sees `skb` pass the attachment point tagged `tag`, registered with
+    /// [`HookSpec::pass_only`]: the packet goes on whatever this does. A
+    /// callback of its own, so that such a hook costs a packet little more
+    /// than what it does (the general one saves registers and sets up a
+    /// large frame first).
+    fn pass(&self, _tag: u32, _skb: &SkBuff) {}
 }
 
 struct Slot<H> {
@@ -166,6 +176,26 @@ unsafe extern "C" fn hook_callback<H: Handler>(
     // SAFETY: netfilter passes a valid state for the call.
     let state = HookState(unsafe { &*state });
     handler.hook(slot.tag, skb, &state).to_raw()
+}
+
+/// # Safety
+///
+/// As for [`hook_callback`]; for hooks registered with
+/// [`HookSpec::pass_only`].
+unsafe extern "C" fn pass_callback<H: Handler>(
+    priv_: *mut kernel::ffi::c_void,
+    skb: *mut sys::sk_buff,
+    _state: *const sys::nf_hook_state,
+) -> kernel::ffi::c_uint {
+    // SAFETY: as in `hook_callback`: the slot and its handler outlive the
+    // registration plus a grace period.
+    let slot = unsafe { &*priv_.cast::<Slot<H>>() };
+    // SAFETY: as above.
+    let handler = unsafe { &*slot.handler };
+    // SAFETY: netfilter passes a valid skb that it owns for the call.
+    let skb = unsafe { SkBuff::from_raw(skb) };
+    handler.pass(slot.tag, skb);
+    Verdict::Accept.to_raw()
 }
 
 /// Hooks of one network namespace, all served by one handler, each
@@ -223,7 +253,11 @@ impl<H: Handler> Registration<H> {
         let mut ops = KVec::with_capacity(specs.len(), GFP_KERNEL)?;
         for (spec, slot) in specs.iter().zip(slots.iter()) {
             let op = sys::nf_hook_ops {
-                hook: Some(hook_callback::<H>),
+                hook: Some(if spec.pass_only {
+                    pass_callback::<H>
+                } else {
+                    hook_callback::<H>
+                }),
                 priv_: (slot as *const Slot<H>).cast_mut().cast(),
                 pf: spec.pf,
                 hooknum: u32::from(spec.hooknum),

@@ -95,6 +95,30 @@ def test_counts_of_unhooked_points(topo):
              "with nothing hooked both points still count")
 
 
+def test_policy_counter_of_empty_chain(topo):
+    """An empty chain's policy counter counts what its point counts, moved
+    over by the rule store: exact across a zero, a rule added (the point
+    hooked, the policy counted at the chain's end) and the rule deleted
+    again (the point unhooked)."""
+    def policy():
+        return chain_of(listing("r", "filter", "FORWARD"), "filter", "FORWARD")["packets"]
+
+    check(ping("a", "10.0.2.2", count=2), "ping through r")
+    check(policy() >= 4, "the empty FORWARD chain's policy counted requests and replies")
+    rnf("r", "zero", "filter", "FORWARD")
+    check_eq(policy(), 0, "policy counter after zero")
+    check(ping("a", "10.0.2.2", count=1), "ping through r")
+    check_eq(policy(), 2, "policy counter of the empty chain after one ping")
+    rnf("r", "add", "filter", "FORWARD", "proto", "udp", "dport", "9", "drop")
+    try:
+        check(ping("a", "10.0.2.2", count=1), "ping through r past the udp rule")
+        check_eq(policy(), 4, "policy counter with a rule in the chain")
+    finally:
+        rnf("r", "flush", "filter", "FORWARD")
+    check(ping("a", "10.0.2.2", count=1), "ping through r, chain empty again")
+    check_eq(policy(), 6, "policy counter after the rule is gone")
+
+
 def test_hook_counters(topo):
     """Tracking's hooks count for the hooks they sit on (those lose their
     counting hook); `hook-counters off` unhooks what only counts: stages
@@ -631,6 +655,8 @@ def run(topo):
     t.run_test("rules: drop counted and deleted by handle, in one namespace only", test_drop_and_delete, topo)
     t.run_test("rules: points without work unhooked, counted as if hooked",
                test_counts_of_unhooked_points, topo)
+    t.run_test("rules: an empty chain's policy counter is exact across zero and rule changes",
+               test_policy_counter_of_empty_chain, topo)
     t.run_test("rules: hook counters: counted by tracking's hooks; off and on", test_hook_counters, topo)
     t.run_test("rules: insert at, delete by text, policy drop, ip6 rules", test_order_insert_and_policy, topo)
     t.run_test("rules: reject sends a TCP reset / ICMP error", test_reject, topo)

@@ -165,6 +165,24 @@ unsafe extern "C" fn hook_callback<H: Handler>(
     skb: *mut sys::sk_buff,
     state: *const sys::nf_hook_state,
 ) -> kernel::ffi::c_uint {
+    // SAFETY: the caller's contract is `callback_args`'.
+    let (handler, tag, skb) = unsafe { callback_args::<H>(priv_, skb) };
+    // SAFETY: netfilter passes a valid state for the call.
+    let state = HookState(unsafe { &*state });
+    handler.hook(tag, skb, &state).to_raw()
+}
+
+/// The handler, tag and skb of a hook call.
+///
+/// # Safety
+///
+/// `priv_` and `skb` are what netfilter passes a hook registered by
+/// [`Registration::new`]; the results are used only during the call.
+#[inline(always)]
+unsafe fn callback_args<'a, H: Handler>(
+    priv_: *mut kernel::ffi::c_void,
+    skb: *mut sys::sk_buff,
+) -> (&'a H, u32, &'a SkBuff) {
     // SAFETY: `priv_` is the `Slot<H>` set up by `Registration::new`; slots
     // and the handler outlive the registration plus a grace period, and
     // netfilter runs hooks under RCU.
@@ -173,9 +191,7 @@ unsafe extern "C" fn hook_callback<H: Handler>(
     let handler = unsafe { &*slot.handler };
     // SAFETY: netfilter passes a valid skb that it owns for the call.
     let skb = unsafe { SkBuff::from_raw(skb) };
-    // SAFETY: netfilter passes a valid state for the call.
-    let state = HookState(unsafe { &*state });
-    handler.hook(slot.tag, skb, &state).to_raw()
+    (handler, slot.tag, skb)
 }
 
 /// # Safety
@@ -187,14 +203,9 @@ unsafe extern "C" fn pass_callback<H: Handler>(
     skb: *mut sys::sk_buff,
     _state: *const sys::nf_hook_state,
 ) -> kernel::ffi::c_uint {
-    // SAFETY: as in `hook_callback`: the slot and its handler outlive the
-    // registration plus a grace period.
-    let slot = unsafe { &*priv_.cast::<Slot<H>>() };
-    // SAFETY: as above.
-    let handler = unsafe { &*slot.handler };
-    // SAFETY: netfilter passes a valid skb that it owns for the call.
-    let skb = unsafe { SkBuff::from_raw(skb) };
-    handler.pass(slot.tag, skb);
+    // SAFETY: the caller's contract is `callback_args`'.
+    let (handler, tag, skb) = unsafe { callback_args::<H>(priv_, skb) };
+    handler.pass(tag, skb);
     Verdict::Accept.to_raw()
 }
 

@@ -382,8 +382,10 @@ impl Conntrack {
         }
     }
 
-    fn timeouts<'g>(&'g self, guard: &'g ReadGuard) -> Timeouts {
-        self.timeouts.read(guard).copied().unwrap_or_default()
+    /// The timeouts in force (a reference: copying them per tracked
+    /// packet showed).
+    fn timeouts<'g>(&'g self, guard: &'g ReadGuard) -> &'g Timeouts {
+        self.timeouts.read(guard).unwrap_or(&Timeouts::LINUX)
     }
 
     /// Tracks a packet at the conntrack priority.
@@ -520,7 +522,7 @@ impl Conntrack {
                     Err(()) => return Verdict::Drop,
                 },
             };
-            match self.update(flow, dir, h, now, &timeouts, guard) {
+            match self.update(flow, dir, h, now, timeouts, guard) {
                 Some(state) => {
                     note.state = state.0;
                     note.id = flow.id;
@@ -1091,7 +1093,7 @@ impl Conntrack {
     ) -> core::result::Result<(), ct::TimeoutError> {
         let mut t = {
             let lock = rcu::read_lock();
-            self.timeouts(lock.guard())
+            *self.timeouts(lock.guard())
         };
         t.set(key, secs)?;
         // Allocation failure leaves the timeouts as they were.
@@ -1109,7 +1111,7 @@ impl Conntrack {
             count: self.table.count(),
             limit: self.limit.load(Ordering::Relaxed),
             buckets: self.table.buckets(),
-            timeouts: self.timeouts(lock.guard()),
+            timeouts: *self.timeouts(lock.guard()),
             inserted: ld(&self.stats.inserted),
             expired: ld(&self.stats.expired),
             early_drops: ld(&self.stats.early_drops),

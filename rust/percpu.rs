@@ -107,40 +107,6 @@ impl PerCpuCounters {
         }
     }
 
-    /// Counts one packet of `bytes` bytes in each counter of `from..to`, on
-    /// this CPU.
-    #[inline(always)]
-    pub fn add_range(&self, from: u32, to: u32, bytes: u64) {
-        if from >= to {
-            return;
-        }
-        if to <= self.in_first {
-            // The first chunk (where the hook points' counters all are):
-            // no lookup per counter.
-            for i in from..to {
-                // SAFETY: `first` holds `CHUNK` counters and `i < to <=
-                // in_first <= CHUNK` (type invariant).
-                unsafe { add_here(self.first, i, bytes) };
-            }
-            return;
-        }
-        match (self.at(from), self.at(to - 1)) {
-            // One chunk (the common case): no lookup per counter.
-            (Some((p, i)), Some((q, _))) if p == q => {
-                for k in 0..to - from {
-                    // SAFETY: `from..to` lies in the chunk `p` (its first and
-                    // last index do), so `i + k < CHUNK`.
-                    unsafe { add_here(p, i + k, bytes) };
-                }
-            }
-            _ => {
-                for idx in from..to {
-                    self.add(idx, bytes);
-                }
-            }
-        }
-    }
-
     /// Counts one packet in counter `idx` as if on CPU `cpu`. For tests: it
     /// is not atomic with respect to that CPU's own updates.
     #[allow(dead_code)]

@@ -44,7 +44,6 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::sync::lock::{mutex::MutexBackend, Guard};
 use kernel::sync::{Arc, Mutex};
 
 static NET_ID: NetId = NetId::new();
@@ -115,11 +114,15 @@ impl PacketPath {
 
     /// The packets and bytes counted at hook point `point`.
     pub fn counted(&self, point: u32) -> Counter {
-        self.counted_in(&self.books.lock(), point)
+        let books = self.books.lock();
+        books.count(point as usize, |t| self.tallies.sum(t.index() as u32))
     }
 
-    fn counted_in(&self, books: &Guard<'_, PointBooks, MutexBackend>, point: u32) -> Counter {
-        books.count(point as usize, |t| self.tallies.sum(t.index() as u32))
+    /// The packets and bytes counted at every hook point, read under one
+    /// lock of the books.
+    pub fn counted_all(&self) -> [Counter; NUM_HOOK_POINTS] {
+        let books = self.books.lock();
+        core::array::from_fn(|p| books.count(p, |t| self.tallies.sum(t.index() as u32)))
     }
 
     /// The packet path counts as `hooked` and `counting` say from now on
@@ -347,9 +350,9 @@ impl Hooks {
         self.path.relayout();
     }
 
-    /// The packets and bytes counted at hook point `point`.
-    pub fn point_count(&self, point: usize) -> Counter {
-        self.path.counted(point as u32)
+    /// The packets and bytes counted at every hook point.
+    pub fn point_counts(&self) -> [Counter; NUM_HOOK_POINTS] {
+        self.path.counted_all()
     }
 
     /// Which hook points are registered (bit `i`: point `i`).
@@ -395,11 +398,8 @@ impl netfilter::Handler for PacketPath {
         if point as usize >= CT_TAG {
             return self.ct_hook(point as usize - CT_TAG, skb, state);
         }
-        if point as usize >= NUM_HOOK_POINTS {
-            // (Counting hooks are registered `pass_only`: see `pass`.)
-            self.counting_hook(point, skb);
-            return Verdict::Accept;
-        }
+        // (Counting hooks, tagged after the points, are registered
+        // `pass_only` and come through `pass`.)
         let Some((_, hook, stage)) = hooks::hook_point(point as usize) else {
             return Verdict::Accept;
         };
@@ -916,10 +916,10 @@ const COMPACT_RETRY_MS: u32 = 20;
 impl NetState {
     /// Per-hook-point statistics, in `hooks::hook_point` order.
     pub fn hook_stats(&self) -> impl Iterator<Item = HookStat> + '_ {
-        let books = self.path.books.lock();
+        let counts = self.path.counted_all();
         (0..NUM_HOOK_POINTS).filter_map(move |i| {
             let (family, hook, stage) = hooks::hook_point(i)?;
-            let c = self.path.counted_in(&books, i as u32);
+            let c = counts.get(i).copied().unwrap_or_default();
             Some(HookStat {
                 family,
                 hook,

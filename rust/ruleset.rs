@@ -1019,11 +1019,10 @@ impl RuleStore {
     /// the points' counts only (see `hookcount`). A point that just became
     /// mapped starts from its count now.
     fn settle_policy(&mut self) {
-        let Some(hooks) = self.hooks.clone() else {
+        let Some(counts) = self.hooks.as_ref().map(|h| h.point_counts()) else {
             return;
         };
-        for (p, snap) in self.policy_snap.iter_mut().enumerate() {
-            let now = hooks.point_count(p);
+        for (p, (snap, now)) in self.policy_snap.iter_mut().zip(counts).enumerate() {
             let moved = now.minus(*snap);
             *snap = now;
             if self.policy.mask & (1u64 << p) == 0 {

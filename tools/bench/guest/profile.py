@@ -7,7 +7,9 @@ kube1, ct_est, nat) it prints ``perf report --sort sym``
 and the most sampled ``symbol+offset`` of rnf (TOPN, default 120), to be
 read against ``objdump -dr`` of the same rnf.ko. Under TCG samples land at
 the start of translated blocks, so they pile up right after calls and
-branches: an offset just after a call is the call's cost.
+branches: an offset just after a call is the call's cost. With a module
+built with debug info, tools/bench/srcline.py maps those offsets to the
+inlined functions and rnf source lines (see its help).
 
     RNF_VM_PROFILE=bench KDIR=$(RNF_KERNEL=bench tools/testing/kernel.sh) \\
         tools/testing/vm.sh env RNFCTL=$PWD/target/release/rnfctl MODES=kube1 \\

@@ -1212,7 +1212,7 @@ impl Conntrack {
         if !nat_applies(flow, dir, manip) {
             return Ok(false);
         }
-        let ep = nat::translated_endpoint(&flow.tuple(dir.opposite()), manip);
+        let ep = nat::translated_endpoint_of_bytes(&flow.tuple_bytes(dir.opposite()), manip);
         // Translated already (a packet that looped back)? Only a packet
         // that has the new address on this side can be: the tuple is made
         // for those only.
@@ -1237,8 +1237,11 @@ impl Conntrack {
             })?;
         }
         let changed = self.account(skb, rw)?;
-        // The packet's headers now, for the later hooks' note check.
-        if let Some(mut note) = ct.note {
+        // The packet's headers now, for the later hooks' note check. A
+        // source rewrite is the last stage with rules at its hook
+        // (POSTROUTING, LOCAL_IN): only confirmation follows, which finds
+        // the flow by the note's skb alone, so the note is left as it is.
+        if let Some(mut note) = ct.note.filter(|_| manip == Manip::Dst) {
             note.fingerprint = nat::rewritten_fingerprint(facts, manip, &ep);
             self.notes.set(skb, &note);
         }

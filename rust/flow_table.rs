@@ -100,13 +100,19 @@ fn pack(t: &Tuple) -> [u64; KEY_WORDS] {
 
 #[inline]
 fn unpack(w: &[u64; KEY_WORDS]) -> Option<Tuple> {
+    Tuple::from_bytes(&unpack_bytes(w))
+}
+
+/// The bytes of the tuple packed in `w` ([`Tuple::to_bytes`]' encoding).
+#[inline(always)]
+fn unpack_bytes(w: &[u64; KEY_WORDS]) -> [u8; TUPLE_BYTES] {
     let mut b = [0u8; KEY_WORDS * 8];
     for (i, word) in w.iter().enumerate() {
         if let Some(c) = b.get_mut(i * 8..i * 8 + 8) {
             c.copy_from_slice(&word.to_le_bytes());
         }
     }
-    Tuple::from_bytes(b.get(..TUPLE_BYTES)?.try_into().ok()?)
+    b.first_chunk().copied().unwrap_or([0; TUPLE_BYTES])
 }
 
 fn atomic_key(t: &Tuple) -> [AtomicU64; KEY_WORDS] {
@@ -143,6 +149,13 @@ impl<T: Copy> Flow<T> {
             src_port_or_icmp_id: 0,
             dst_port_or_icmp_type_code: 0,
         })
+    }
+
+    /// The tuple of direction `dir` as [`Tuple::to_bytes`] encodes it,
+    /// for readers of one field (no decoding of the rest).
+    #[inline(always)]
+    pub fn tuple_bytes(&self, dir: Direction) -> [u8; TUPLE_BYTES] {
+        unpack_bytes(&self.key(dir.index()))
     }
 
     /// The hash bucket the tuple of direction `dir` is linked in.

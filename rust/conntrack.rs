@@ -86,10 +86,6 @@ const NOTE_CREATED: u8 = 2;
 const NAT_DONE_SRC: u32 = 1 << 28;
 const NAT_DONE_DST: u32 = 1 << 29;
 
-/// Bytes of headers a NAT rewrite needs writable: IP header with options
-/// or extension headers and the largest transport header it changes.
-const NAT_HEADER_BYTES: u32 = 192;
-
 /// The per-protocol state of a flow.
 #[derive(Clone, Copy, Debug)]
 pub enum Track {
@@ -1227,7 +1223,10 @@ impl Conntrack {
                 }
             }
         }
-        let mut rw = skb.write_headers(NAT_HEADER_BYTES, |buf, partial| {
+        // Only the headers the rewrite changes are made writable (and
+        // pulled into the linear part), as nf_nat does.
+        let len = u32::try_from(nat::rewrite_len(facts)).unwrap_or(u32::MAX);
+        let mut rw = skb.write_headers(len, |buf, partial| {
             nat::manip_packet(buf, facts, manip, &ep, partial)
         })?;
         if rw.0 == Err(nat::NatError::NeedFullPacket) {

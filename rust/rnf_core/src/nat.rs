@@ -1137,6 +1137,30 @@ pub fn rewritten_fingerprint(facts: &PacketFacts, manip: Manip, to: &Endpoint) -
     crate::packet::fingerprint_of(src, dst, facts.proto, facts.total_len, ports)
 }
 
+/// How many bytes from the network header [`manip_packet`] reads and
+/// writes in the packet `facts` describe: its IP headers and the fixed part
+/// of its transport header, as `nf_nat`'s per-protocol
+/// `skb_ensure_writable(skb, hdroff + sizeof(*hdr))`. The kernel makes
+/// these writable and no more, so a packet whose payload lies in page
+/// fragments (GRO, large sends) keeps it there instead of having it pulled
+/// into the header. (SCTP's CRC32c covers the whole packet; where it must
+/// be recomputed [`manip_packet`] asks for all of it with
+/// [`NatError::NeedFullPacket`].)
+pub fn rewrite_len(facts: &PacketFacts) -> usize {
+    let header = if facts.is_later_fragment() {
+        0
+    } else {
+        match (facts.family, facts.proto) {
+            (_, IPPROTO_TCP) => 20,
+            (_, IPPROTO_DCCP | IPPROTO_SCTP) => 12,
+            (_, IPPROTO_UDP | IPPROTO_UDPLITE) => 8,
+            (Family::Ipv4, IPPROTO_ICMP) | (Family::Ipv6, IPPROTO_ICMPV6) => 8,
+            _ => 0,
+        }
+    };
+    facts.l4_offset.saturating_add(header)
+}
+
 /// Rewrites `manip`'s side of the packet in `pkt` to `to`, fixing the
 /// checksums incrementally (Linux `nf_nat_ipv4_manip_pkt` /
 /// `nf_nat_ipv6_manip_pkt`).

@@ -13,7 +13,7 @@ use nat_common::*;
 use proptest::prelude::*;
 use rnf_core::csum;
 use rnf_core::hooks::Family;
-use rnf_core::nat::{manip_packet, rewritten_fingerprint, Endpoint, Manip, NatError};
+use rnf_core::nat::{manip_packet, rewrite_len, rewritten_fingerprint, Endpoint, Manip, NatError};
 use rnf_core::packet::{parse, IPPROTO_ICMP, IPPROTO_SCTP, IPPROTO_UDP};
 
 fn manip_strategy() -> impl Strategy<Value = Manip> {
@@ -144,6 +144,37 @@ proptest! {
         a[l4 + off..l4 + off + 2].fill(0);
         b[l4 + off..l4 + off + 2].fill(0);
         prop_assert_eq!(a, b);
+    }
+
+    /// Given only the first `rewrite_len` bytes (what the kernel makes
+    /// writable), a rewrite writes what it writes given the whole packet,
+    /// with the same result; or, where it needs the whole packet (SCTP's
+    /// CRC32c), says so without writing anything.
+    #[test]
+    fn rewrite_len_is_enough(
+        s in spec_strategy(),
+        manip in manip_strategy(),
+        addr in any::<[u8; 16]>(),
+        port in any::<u16>(),
+        partial in any::<bool>(),
+    ) {
+        let p = build(&s);
+        let facts = parse(&p).unwrap();
+        let to = Endpoint { addr: addr_for(s.v6, addr), port };
+        let n = rewrite_len(&facts).min(p.len());
+        let mut whole = p.clone();
+        let mut head = p[..n].to_vec();
+        let full = manip_packet(&mut whole, &facts, manip, &to, partial);
+        let short = manip_packet(&mut head, &facts, manip, &to, partial);
+        if short == Err(NatError::NeedFullPacket) {
+            // The kernel then makes the whole packet writable and rewrites
+            // it whole (`full`); nothing was written meanwhile.
+            prop_assert_eq!(&head[..], &p[..n]);
+        } else {
+            prop_assert_eq!(short, full);
+            prop_assert_eq!(&head[..], &whole[..n]);
+            prop_assert_eq!(&whole[n..], &p[n..], "nothing past rewrite_len is written");
+        }
     }
 
     /// A packet cut short inside the transport header is refused before

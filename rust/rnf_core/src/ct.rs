@@ -264,6 +264,68 @@ pub const TUPLE_BYTES: usize = 38;
 /// bucket a tuple lands in and aim a flood of flows at one bucket.
 pub type HashKey = [u8; 16];
 
+/// A tuple as [`Tuple::to_bytes`] encodes it, read field by field in
+/// place: the flow table keeps its tuples packed, and a reader of one field
+/// (NAT, on every packet) need not decode the rest.
+#[derive(Clone, Copy)]
+pub struct TupleBytes<'a>(pub &'a [u8; TUPLE_BYTES]);
+
+impl TupleBytes<'_> {
+    /// The family; `None` for an unknown one.
+    #[inline(always)]
+    pub fn family(&self) -> Option<Family> {
+        match self.0[0] {
+            2 => Some(Family::Ipv4),
+            10 => Some(Family::Ipv6),
+            _ => None,
+        }
+    }
+
+    /// The protocol.
+    #[inline(always)]
+    pub fn proto(&self) -> u8 {
+        self.0[1]
+    }
+
+    /// The source address.
+    #[inline(always)]
+    pub fn src(&self) -> [u8; 16] {
+        self.addr(2)
+    }
+
+    /// The destination address.
+    #[inline(always)]
+    pub fn dst(&self) -> [u8; 16] {
+        self.addr(18)
+    }
+
+    /// The source port or ICMP id.
+    #[inline(always)]
+    pub fn src_port_or_icmp_id(&self) -> u16 {
+        self.port(34)
+    }
+
+    /// The destination port or ICMP type and code.
+    #[inline(always)]
+    pub fn dst_port_or_icmp_type_code(&self) -> u16 {
+        self.port(36)
+    }
+
+    fn addr(&self, at: usize) -> [u8; 16] {
+        self.0
+            .get(at..at + 16)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or([0; 16])
+    }
+
+    fn port(&self, at: usize) -> u16 {
+        self.0
+            .get(at..at + 2)
+            .and_then(|s| s.try_into().ok())
+            .map_or(0, u16::from_be_bytes)
+    }
+}
+
 impl Tuple {
     /// The tuple of the packet described by `facts`, whose bytes (from the
     /// IP header on, as given to [`packet::parse`]) are `pkt`.
@@ -366,29 +428,14 @@ impl Tuple {
     /// The tuple [`to_bytes`](Self::to_bytes) encoded; `None` for an
     /// unknown family.
     pub fn from_bytes(b: &[u8; TUPLE_BYTES]) -> Option<Tuple> {
-        let [f, proto, ..] = *b;
-        let family = match f {
-            2 => Family::Ipv4,
-            10 => Family::Ipv6,
-            _ => return None,
-        };
-        let addr = |at: usize| -> [u8; 16] {
-            b.get(at..at + 16)
-                .and_then(|s| s.try_into().ok())
-                .unwrap_or([0; 16])
-        };
-        let port = |at: usize| -> u16 {
-            b.get(at..at + 2)
-                .and_then(|s| s.try_into().ok())
-                .map_or(0, u16::from_be_bytes)
-        };
+        let t = TupleBytes(b);
         Some(Tuple {
-            family,
-            proto,
-            src: addr(2),
-            dst: addr(18),
-            src_port_or_icmp_id: port(34),
-            dst_port_or_icmp_type_code: port(36),
+            family: t.family()?,
+            proto: t.proto(),
+            src: t.src(),
+            dst: t.dst(),
+            src_port_or_icmp_id: t.src_port_or_icmp_id(),
+            dst_port_or_icmp_type_code: t.dst_port_or_icmp_type_code(),
         })
     }
 

@@ -348,18 +348,26 @@ pub struct Endpoint {
 /// id, which conntrack keeps in the source half for both directions.
 #[inline]
 pub fn endpoint(t: &Tuple, manip: Manip) -> Endpoint {
+    side(
+        manip,
+        ct::is_icmp(t.family, t.proto),
+        (t.src, t.src_port_or_icmp_id),
+        (t.dst, t.dst_port_or_icmp_type_code),
+    )
+}
+
+/// [`endpoint`] from a tuple's fields: `source` and `dest` are its
+/// (address, 16-bit field) halves.
+#[inline(always)]
+fn side(manip: Manip, icmp: bool, source: ([u8; 16], u16), dest: ([u8; 16], u16)) -> Endpoint {
     match manip {
         Manip::Src => Endpoint {
-            addr: t.src,
-            port: t.src_port_or_icmp_id,
+            addr: source.0,
+            port: source.1,
         },
         Manip::Dst => Endpoint {
-            addr: t.dst,
-            port: if ct::is_icmp(t.family, t.proto) {
-                t.src_port_or_icmp_id
-            } else {
-                t.dst_port_or_icmp_type_code
-            },
+            addr: dest.0,
+            port: if icmp { source.1 } else { dest.1 },
         },
     }
 }
@@ -380,34 +388,13 @@ pub fn translated_endpoint(other: &Tuple, manip: Manip) -> Endpoint {
 /// instead of decoding the whole tuple, on every NATed packet.
 #[inline(always)]
 pub fn translated_endpoint_of_bytes(other: &[u8; ct::TUPLE_BYTES], manip: Manip) -> Endpoint {
-    let [family, proto, ..] = *other;
-    let addr = |at: usize| -> [u8; 16] {
-        other
-            .get(at..at + 16)
-            .and_then(|s| s.try_into().ok())
-            .unwrap_or([0; 16])
-    };
-    let port = |at: usize| -> u16 {
-        other
-            .get(at..at + 2)
-            .and_then(|s| s.try_into().ok())
-            .map_or(0, u16::from_be_bytes)
-    };
-    // `to_bytes`' layout: family, protocol, source (2..18), destination
-    // (18..34), source port or ICMP id (34..36), destination port or ICMP
-    // type and code (36..38).
-    let icmp = (family == Family::Ipv4 as u8 && proto == IPPROTO_ICMP)
-        || (family == Family::Ipv6 as u8 && proto == IPPROTO_ICMPV6);
-    match manip.invert() {
-        Manip::Src => Endpoint {
-            addr: addr(2),
-            port: port(34),
-        },
-        Manip::Dst => Endpoint {
-            addr: addr(18),
-            port: if icmp { port(34) } else { port(36) },
-        },
-    }
+    let t = ct::TupleBytes(other);
+    side(
+        manip.invert(),
+        t.family().is_some_and(|f| ct::is_icmp(f, t.proto())),
+        (t.src(), t.src_port_or_icmp_id()),
+        (t.dst(), t.dst_port_or_icmp_type_code()),
+    )
 }
 
 /// The key (port or ICMP id) that `manip` changes.
@@ -1150,15 +1137,22 @@ pub fn rewrite_len(facts: &PacketFacts) -> usize {
     let header = if facts.is_later_fragment() {
         0
     } else {
-        match (facts.family, facts.proto) {
-            (_, IPPROTO_TCP) => 20,
-            (_, IPPROTO_DCCP | IPPROTO_SCTP) => 12,
-            (_, IPPROTO_UDP | IPPROTO_UDPLITE) => 8,
-            (Family::Ipv4, IPPROTO_ICMP) | (Family::Ipv6, IPPROTO_ICMPV6) => 8,
-            _ => 0,
-        }
+        transport_header_len(facts.family, facts.proto).unwrap_or(0)
     };
     facts.l4_offset.saturating_add(header)
+}
+
+/// The fixed part of the transport header a rewrite changes (ports or ICMP
+/// id and checksum), for the protocols that have one.
+#[inline(always)]
+fn transport_header_len(family: Family, proto: u8) -> Option<usize> {
+    match (family, proto) {
+        (_, IPPROTO_TCP) => Some(20),
+        (_, IPPROTO_DCCP | IPPROTO_SCTP) => Some(12),
+        (_, IPPROTO_UDP | IPPROTO_UDPLITE) => Some(8),
+        (Family::Ipv4, IPPROTO_ICMP) | (Family::Ipv6, IPPROTO_ICMPV6) => Some(8),
+        _ => None,
+    }
 }
 
 /// Rewrites `manip`'s side of the packet in `pkt` to `to`, fixing the
@@ -1356,15 +1350,9 @@ fn dry_run(p: &Patcher<'_>, lay: &Layout) -> Result<(), NatError> {
     if lay.later_fragment {
         return Ok(());
     }
-    match (lay.family, lay.proto) {
-        (_, IPPROTO_TCP) => l4_room(lay, 20).map(|_| ()),
-        (_, IPPROTO_DCCP) => l4_room(lay, 12).map(|_| ()),
-        (_, IPPROTO_UDP | IPPROTO_UDPLITE) => l4_room(lay, 8).map(|_| ()),
-        (_, IPPROTO_SCTP) => l4_room(lay, 12).map(|_| ()),
-        (Family::Ipv4, IPPROTO_ICMP) | (Family::Ipv6, IPPROTO_ICMPV6) => {
-            l4_room(lay, 8).map(|_| ())
-        }
-        _ => Ok(()),
+    match transport_header_len(lay.family, lay.proto) {
+        Some(full) => l4_room(lay, full).map(|_| ()),
+        None => Ok(()),
     }
 }
 

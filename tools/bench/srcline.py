@@ -31,13 +31,14 @@ the kernel build uses).
 import argparse
 import collections
 import re
+import shutil
 import subprocess
 import sys
 
 
 def tool(name):
     for cand in (f"{name}-14", name):
-        if subprocess.run(["sh", "-c", f"command -v {cand}"], capture_output=True).returncode == 0:
+        if shutil.which(cand):
             return cand
     sys.exit(f"srcline.py: {name} not found (apt install llvm-14)")
 

@@ -524,6 +524,10 @@ impl Conntrack {
                     note.id = flow.id;
                     note.dir = dir.index() as u8;
                     note.bucket = flow.bucket(dir);
+                    // (Only the NAT stages read it.)
+                    if self.nat_used() {
+                        note.shape = nat::noted_shape(&h.facts);
+                    }
                     if flow.status() & ct::status::CONFIRMED == 0 {
                         note.flags |= NOTE_UNCONFIRMED;
                     }
@@ -1245,6 +1249,57 @@ impl Conntrack {
             self.notes.set(skb, &note);
         }
         Ok(changed)
+    }
+
+    /// [`nat_packet`](Self::nat_packet) for a packet that tracking noted
+    /// with a shape (`nat::noted_shape`) and whose binding for `manip` is
+    /// decided: rewritten from the note, without copying or parsing its
+    /// headers (`nat::manip_noted` checks them against the note's
+    /// fingerprint where it rewrites). `None` where the packet needs the
+    /// full stage: no such note for it, a first packet still to be bound,
+    /// no translation here for its direction, or headers that are not the
+    /// noted ones.
+    #[inline(always)]
+    pub fn nat_noted(&self, skb: &SkBuff, manip: Manip, guard: &ReadGuard) -> Option<Result<bool>> {
+        let mut note = self.notes.get(skb)?;
+        if note.shape == 0 || note.id == 0 {
+            return None;
+        }
+        let (flow, _) = self.table.find_id(note.bucket, note.id, guard)?;
+        let dir = Direction::from_index(usize::from(note.dir));
+        // (The condition under which the stage consults the nat table.)
+        if !Self::nat_done(flow, manip)
+            && dir == Direction::Original
+            && flow.status() & ct::status::CONFIRMED == 0
+        {
+            return None;
+        }
+        if !nat_applies(flow, dir, manip) {
+            return None;
+        }
+        let ep = nat::translated_endpoint_of_bytes(&flow.tuple_bytes(dir.opposite()), manip);
+        let done = skb.write_headers(nat::noted_rewrite_len(note.shape), |buf, partial| {
+            nat::manip_noted(buf, (note.shape, note.fingerprint), manip, &ep, partial)
+        });
+        let (noted, state) = match done {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e)),
+        };
+        match noted {
+            nat::Noted::Stale => None,
+            nat::Noted::Translated => Some(Ok(false)),
+            nat::Noted::Done {
+                rewrite,
+                fingerprint,
+            } => {
+                // As `nat_packet`: a destination rewrite renotes.
+                if manip == Manip::Dst {
+                    note.fingerprint = fingerprint;
+                    self.notes.set(skb, &note);
+                }
+                Some(self.account(skb, (Ok(rewrite), state)))
+            }
+        }
     }
 
     /// Translates an ICMP error about a NATed flow (travelling in `dir`)

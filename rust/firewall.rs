@@ -464,6 +464,13 @@ impl PacketPath {
         if (timg.is_none() && !is_nat) || (is_nat && (!tracking || nat_idle())) {
             return Verdict::Accept;
         }
+        // A packet of a bound flow that tracking noted: rewritten from the
+        // note alone, as nf_nat rewrites from the skb's conntrack entry.
+        if is_nat {
+            if let Some(v) = self.nat_noted(hook, skb, state) {
+                return v;
+            }
+        }
         // An empty chain with policy accept: accept, read nothing (its
         // policy counter counts what the point counts). The nat table
         // still has bindings to apply.
@@ -518,6 +525,39 @@ impl PacketPath {
         }
     }
 
+    /// A NAT stage's rewrite from the packet's note
+    /// ([`Conntrack::nat_noted`]), with the stage's verdict; `None` where
+    /// the stage must copy and parse the headers ([`nat`](Self::nat)).
+    #[inline(always)]
+    fn nat_noted(&self, hook: Hook, skb: &SkBuff, state: &HookState<'_>) -> Option<Verdict> {
+        let manip = Manip::for_hook(hook)?;
+        let done = self.ct.nat_noted(skb, manip, state.rcu())?;
+        Some(Self::rewritten(hook, manip, done, skb, state))
+    }
+
+    /// The verdict on a packet whose `manip` side a NAT stage at `hook`
+    /// rewrote (`Ok(true)`), left alone (`Ok(false)`) or failed to rewrite.
+    #[inline(always)]
+    fn rewritten(
+        hook: Hook,
+        manip: Manip,
+        done: Result<bool>,
+        skb: &SkBuff,
+        state: &HookState<'_>,
+    ) -> Verdict {
+        match done {
+            Ok(true) if hook == Hook::LocalOut && manip == Manip::Dst => {
+                // A new destination may need another route.
+                match state.reroute(skb) {
+                    Ok(()) => Verdict::Accept,
+                    Err(_) => Verdict::Drop,
+                }
+            }
+            Ok(_) => Verdict::Accept,
+            Err(_) => Verdict::Drop,
+        }
+    }
+
     /// The NAT stages: on a flow's first packet the nat table decides the
     /// translation of this side (`Manip`), bound to the flow; every packet
     /// of the flow, both ways, is then rewritten from that binding.
@@ -560,20 +600,10 @@ impl PacketPath {
                 return Verdict::Drop;
             }
         }
-        match self
+        let done = self
             .ct
-            .nat_packet(flow, dir, manip, skb, (facts, pkt), &env.ct)
-        {
-            Ok(true) if env.hook == Hook::LocalOut && manip == Manip::Dst => {
-                // A new destination may need another route.
-                match state.reroute(skb) {
-                    Ok(()) => Verdict::Accept,
-                    Err(_) => Verdict::Drop,
-                }
-            }
-            Ok(_) => Verdict::Accept,
-            Err(_) => Verdict::Drop,
-        }
+            .nat_packet(flow, dir, manip, skb, (facts, pkt), &env.ct);
+        Self::rewritten(env.hook, manip, done, skb, state)
     }
 }
 

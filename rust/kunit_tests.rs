@@ -716,6 +716,7 @@ pub extern "C" fn rnf_kunit_packet_notes() {
         dir: 1,
         state: 0x42,
         flags: 0x81,
+        shape: 0x15,
     };
     let other = PacketNote {
         bucket: 7,
@@ -724,6 +725,7 @@ pub extern "C" fn rnf_kunit_packet_notes() {
         dir: 0,
         state: 2,
         flags: 0,
+        shape: 0,
     };
     // Noted and read back in each context, then across them (on one CPU:
     // the notes are per CPU).

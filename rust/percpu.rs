@@ -218,6 +218,9 @@ pub struct PacketNote {
     pub state: u8,
     /// Flags of the noting code.
     pub flags: u8,
+    /// The packet's shape for a NAT rewrite from the note alone
+    /// (`nat::noted_shape`), 0 for none.
+    pub shape: u8,
 }
 
 /// One [`PacketNote`] per CPU: the note of the packet that CPU handled last.
@@ -257,7 +260,7 @@ impl PacketNotes {
             dir: note.dir,
             state: note.state,
             flags: note.flags,
-            pad: 0,
+            shape: note.shape,
         };
         #[cfg(target_arch = "x86_64")]
         if preempt_off() {
@@ -311,7 +314,7 @@ impl PacketNotes {
             if a != want as u64 {
                 return None;
             }
-            let [c0, c1, c2, c3, c4, c5, c6, _] = c.to_ne_bytes();
+            let [c0, c1, c2, c3, c4, c5, c6, c7] = c.to_ne_bytes();
             return Some(PacketNote {
                 bucket: b as u32,
                 id: (b >> 32) as u32,
@@ -319,6 +322,7 @@ impl PacketNotes {
                 dir: c4,
                 state: c5,
                 flags: c6,
+                shape: c7,
             });
         }
         let mut v = sys::rnf_pkt_ct::default();
@@ -331,12 +335,13 @@ impl PacketNotes {
             dir: v.dir,
             state: v.state,
             flags: v.flags,
+            shape: v.shape,
         })
     }
 }
 
 // The layout `PacketNotes` reads and writes in place on x86-64: the skb
-// pointer, then bucket and id, then fingerprint, dir, state, flags, pad.
+// pointer, then bucket and id, then fingerprint, dir, state, flags, shape.
 const _: () = {
     use core::mem::{offset_of, size_of};
     assert!(size_of::<sys::rnf_pkt_ct>() == 24);
@@ -346,6 +351,7 @@ const _: () = {
     assert!(offset_of!(sys::rnf_pkt_ct, dir) == 20);
     assert!(offset_of!(sys::rnf_pkt_ct, state) == 21);
     assert!(offset_of!(sys::rnf_pkt_ct, flags) == 22);
+    assert!(offset_of!(sys::rnf_pkt_ct, shape) == 23);
 };
 
 /// A note as the three words of its slot (layout asserted above).
@@ -354,7 +360,7 @@ const _: () = {
 fn words(v: &sys::rnf_pkt_ct) -> [u64; 3] {
     let mut c = [0u8; 8];
     c[..4].copy_from_slice(&v.fingerprint.to_ne_bytes());
-    (c[4], c[5], c[6]) = (v.dir, v.state, v.flags);
+    (c[4], c[5], c[6], c[7]) = (v.dir, v.state, v.flags, v.shape);
     [
         v.skb as u64,
         u64::from(v.bucket) | u64::from(v.id) << 32,

@@ -124,7 +124,7 @@ struct rnf_pkt_ct {
 	u8 dir;
 	u8 state;
 	u8 flags;
-	u8 pad;
+	u8 shape;
 };
 struct rnf_pkt_ct __percpu *rnf_pkt_ct_alloc(void);
 void rnf_pkt_ct_free(struct rnf_pkt_ct __percpu *p);

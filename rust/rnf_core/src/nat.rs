@@ -1283,15 +1283,31 @@ fn manip_v4_ports(
     if facts.family != Family::Ipv4 || facts.is_later_fragment() {
         return None;
     }
-    let [a0, a1, a2, a3, rest @ ..] = to.addr;
-    if rest != [0; 12] {
-        return None;
-    }
     let l4 = facts.l4_offset;
     let full = if tcp { 20 } else { 8 };
     // The transport header must lie within the packet's stated length too.
     let end = pkt.len().min(facts.total_len as usize);
     if l4 < 20 || l4 % 2 != 0 || l4.checked_add(full)? > end {
+        return None;
+    }
+    rewrite_v4_ports(pkt, l4, tcp, manip, to, partial)
+}
+
+/// The writes of [`manip_v4_ports`] once the packet is known to be IPv4
+/// TCP (`tcp`) or UDP with its transport header, whole, at `l4` (even,
+/// at least 20). `None`, having written nothing, if `to` is not IPv4 or
+/// the bytes are not an IPv4 header after all.
+#[inline(always)]
+fn rewrite_v4_ports(
+    pkt: &mut [u8],
+    l4: usize,
+    tcp: bool,
+    manip: Manip,
+    to: &Endpoint,
+    partial: bool,
+) -> Option<Rewrite> {
+    let [a0, a1, a2, a3, rest @ ..] = to.addr;
+    if rest != [0; 12] {
         return None;
     }
     let at = if manip == Manip::Src { 12 } else { 16 };
@@ -1330,6 +1346,129 @@ fn manip_v4_ports(
         csum_none: false,
         l4_changed: true,
     })
+}
+
+/// The shape of a packet that [`manip_noted`] can rewrite from a note
+/// alone, for the note made when the packet was tracked: its IPv4 header
+/// length in 32-bit words (5 to 15) in the low four bits, `0x10` for TCP
+/// (else UDP); 0 for any other packet (IPv6, fragments, other protocols,
+/// a transport header the parse found cut short), which the NAT stages
+/// parse.
+#[inline(always)]
+pub fn noted_shape(facts: &PacketFacts) -> u8 {
+    let tcp = match facts.proto {
+        IPPROTO_TCP => 0x10,
+        IPPROTO_UDP => 0,
+        _ => return 0,
+    };
+    if facts.family != Family::Ipv4
+        || facts.is_fragment
+        || facts.ports().is_none()
+        || facts.l4_offset % 4 != 0
+    {
+        return 0;
+    }
+    match u8::try_from(facts.l4_offset / 4) {
+        Ok(ihl @ 5..=15) => ihl | tcp,
+        _ => 0,
+    }
+}
+
+/// How many bytes from the network header [`manip_noted`] reads and
+/// writes for a packet of `shape` (non-zero): [`rewrite_len`] of it.
+#[inline(always)]
+pub fn noted_rewrite_len(shape: u8) -> u32 {
+    u32::from(shape & 0x0f) * 4 + if shape & 0x10 != 0 { 20 } else { 8 }
+}
+
+/// What [`manip_noted`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Noted {
+    /// The packet is not the noted one (or not as noted): nothing was
+    /// written; parse it.
+    Stale,
+    /// The packet has the new endpoint on that side already (one that
+    /// looped back after its rewrite): nothing was written.
+    Translated,
+    /// Rewritten, as [`manip_packet`] would have; `fingerprint` is the
+    /// rewritten headers' ([`rewritten_fingerprint`]).
+    Done {
+        /// The rewrite, for the checksum state.
+        rewrite: Rewrite,
+        /// The fingerprint of the headers as they are now.
+        fingerprint: u32,
+    },
+}
+
+/// [`manip_packet`] without a parse, for the NAT stages of a packet that
+/// tracking noted with [`noted_shape`] `shape` (non-zero) and headers of
+/// [`fingerprint`](PacketFacts::fingerprint) `fingerprint`: the packet in
+/// `pkt` is taken for that one only if its IPv4 header has that length
+/// and protocol, is not a fragment, holds its transport header within its
+/// stated length, and its addresses, protocol, stated length and ports
+/// give that fingerprint; otherwise nothing is written
+/// ([`Noted::Stale`]). The bytes written and the [`Rewrite`] are
+/// [`manip_packet`]'s for that packet, and a packet whose `manip` side is
+/// `to` already is left alone, as the NAT stage's "translated already"
+/// check leaves it.
+#[inline(always)]
+pub fn manip_noted(
+    pkt: &mut [u8],
+    (shape, fingerprint): (u8, u32),
+    manip: Manip,
+    to: &Endpoint,
+    partial: bool,
+) -> Noted {
+    let ihl = shape & 0x0f;
+    let tcp = shape & 0x10 != 0;
+    let l4 = usize::from(ihl) * 4;
+    let full = if tcp { 20 } else { 8 };
+    let Some(&[b0, _, l0, l1, _, _, f0, f1, _, proto, _, _, s0, s1, s2, s3, d0, d1, d2, d3]) =
+        pkt.get(..20)
+    else {
+        return Noted::Stale;
+    };
+    let want_proto = if tcp { IPPROTO_TCP } else { IPPROTO_UDP };
+    let total = u16::from_be_bytes([l0, l1]);
+    let end = pkt.len().min(usize::from(total));
+    if ihl < 5 || b0 != 0x40 | ihl || proto != want_proto || end < l4 + full {
+        return Noted::Stale;
+    }
+    // Neither more fragments nor an offset.
+    if u16::from_be_bytes([f0, f1]) & 0x3fff != 0 {
+        return Noted::Stale;
+    }
+    let Some(&[p0, p1, p2, p3]) = pkt.get(l4..l4 + 4) else {
+        return Noted::Stale;
+    };
+    let (sport, dport) = (u16::from_be_bytes([p0, p1]), u16::from_be_bytes([p2, p3]));
+    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+    (src[0], src[1], src[2], src[3]) = (s0, s1, s2, s3);
+    (dst[0], dst[1], dst[2], dst[3]) = (d0, d1, d2, d3);
+    let fp = |src: &[u8; 16], dst: &[u8; 16], ports| {
+        crate::packet::fingerprint_of(src, dst, proto, u32::from(total), Some(ports))
+    };
+    if fp(&src, &dst, (sport, dport)) != fingerprint {
+        return Noted::Stale;
+    }
+    let side = match manip {
+        Manip::Src => (&src, sport),
+        Manip::Dst => (&dst, dport),
+    };
+    if *side.0 == to.addr && side.1 == to.port {
+        return Noted::Translated;
+    }
+    let Some(rewrite) = rewrite_v4_ports(pkt, l4, tcp, manip, to, partial) else {
+        return Noted::Stale;
+    };
+    let fingerprint = match manip {
+        Manip::Src => fp(&to.addr, &dst, (to.port, dport)),
+        Manip::Dst => fp(&src, &to.addr, (sport, to.port)),
+    };
+    Noted::Done {
+        rewrite,
+        fingerprint,
+    }
 }
 
 #[inline(always)]
@@ -1476,7 +1615,9 @@ pub fn sctp_crc32c(data: &[u8]) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::vec::Vec;
 
     use proptest::prelude::*;
 
@@ -1504,13 +1645,7 @@ mod tests {
         ) {
             let hl = usize::from(ihl) * 4;
             let full = if tcp { 20 } else { 8 };
-            let mut p = body;
-            p[0] = 0x40 | ihl;
-            p[9] = if tcp { IPPROTO_TCP } else { IPPROTO_UDP };
-            p[6..8].copy_from_slice(&frag.to_be_bytes());
-            let total = (hl + full) as i32 + len_delta;
-            p[2..4].copy_from_slice(&(total.max(0) as u16).to_be_bytes());
-            p.truncate(p.len() - cut);
+            let p = v4_packet(ihl, tcp, frag, len_delta, cut, body);
             let Ok(facts) = parse(&p) else {
                 return Ok(());
             };
@@ -1532,6 +1667,138 @@ mod tests {
                 prop_assert_eq!(fast, any);
             } else {
                 prop_assert_eq!(fast, p);
+            }
+        }
+    }
+
+    /// An IPv4 TCP or UDP packet of header length `ihl` words with the
+    /// fragment field `frag`, stated length `len_delta` off its headers'
+    /// and `cut` bytes cut off, filled from `body`.
+    fn v4_packet(
+        ihl: u8,
+        tcp: bool,
+        frag: u16,
+        len_delta: i32,
+        cut: usize,
+        body: Vec<u8>,
+    ) -> Vec<u8> {
+        let hl = usize::from(ihl) * 4;
+        let full = if tcp { 20 } else { 8 };
+        let mut p = body;
+        p[0] = 0x40 | ihl;
+        p[9] = if tcp { IPPROTO_TCP } else { IPPROTO_UDP };
+        p[6..8].copy_from_slice(&frag.to_be_bytes());
+        let total = (hl + full) as i32 + len_delta;
+        p[2..4].copy_from_slice(&(total.max(0) as u16).to_be_bytes());
+        p.truncate(p.len() - cut);
+        p
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// A rewrite from the note (the shape and fingerprint tracking
+        /// noted) writes the bytes and reports the [`Rewrite`] of
+        /// [`manip_packet`], and the fingerprint of a parse of the result;
+        /// it is taken for every whole, unfragmented IPv4 TCP or UDP
+        /// header, leaves a packet already translated alone, and with any
+        /// other fingerprint writes nothing.
+        #[test]
+        fn noted_rewrite_is_manip_packet(
+            ihl in 5u8..=7,
+            tcp in any::<bool>(),
+            frag in prop_oneof![Just(0u16), Just(0x4000), Just(0x2000), any::<u16>()],
+            len_delta in -12i32..=12,
+            cut in 0usize..=40,
+            body in proptest::collection::vec(any::<u8>(), 80),
+            manip in prop_oneof![Just(Manip::Src), Just(Manip::Dst)],
+            addr in any::<[u8; 4]>(),
+            same in any::<bool>(),
+            port in any::<u16>(),
+            partial in any::<bool>(),
+            flip in 1u32..,
+        ) {
+            let p = v4_packet(ihl, tcp, frag, len_delta, cut, body);
+            let Ok(facts) = parse(&p) else {
+                return Ok(());
+            };
+            let shape = noted_shape(&facts);
+            prop_assert_eq!(shape != 0, !facts.is_fragment && facts.ports().is_some());
+            if shape == 0 {
+                return Ok(());
+            }
+            let hl = usize::from(ihl) * 4;
+            prop_assert_eq!(noted_rewrite_len(shape) as usize, rewrite_len(&facts));
+            let mut to = Endpoint { addr: [0; 16], port };
+            to.addr[..4].copy_from_slice(&addr);
+            let (sport, dport) = facts.ports().unwrap_or_default();
+            if same {
+                to = match manip {
+                    Manip::Src => Endpoint { addr: facts.src, port: sport },
+                    Manip::Dst => Endpoint { addr: facts.dst, port: dport },
+                };
+            }
+            let fp = facts.fingerprint();
+            let mut stale = p.clone();
+            prop_assert_eq!(
+                manip_noted(&mut stale, (shape, fp ^ flip), manip, &to, partial),
+                Noted::Stale
+            );
+            prop_assert_eq!(&stale, &p);
+            let (mut noted, mut general) = (p.clone(), p.clone());
+            let n = manip_noted(&mut noted, (shape, fp), manip, &to, partial);
+            let whole = hl + if tcp { 20 } else { 8 } <= p.len().min(facts.total_len as usize);
+            match n {
+                Noted::Stale => prop_assert!(!whole),
+                Noted::Translated => {
+                    prop_assert!(whole && same);
+                    prop_assert_eq!(&noted, &p);
+                }
+                Noted::Done { rewrite, fingerprint } => {
+                    prop_assert!(whole && !same);
+                    prop_assert_eq!(Ok(rewrite), manip_packet(&mut general, &facts, manip, &to, partial));
+                    prop_assert_eq!(&noted, &general);
+                    prop_assert_eq!(fingerprint, rewritten_fingerprint(&facts, manip, &to));
+                    prop_assert_eq!(Ok(fingerprint), parse(&noted).map(|f| f.fingerprint()));
+                }
+            }
+            if let Noted::Stale = n {
+                prop_assert_eq!(&noted, &p);
+            }
+        }
+
+        /// Whatever the bytes, shape and fingerprint, a rewrite from a note
+        /// happens only to a packet that parses, has that shape and that
+        /// fingerprint: anything else is left as it was.
+        #[test]
+        fn noted_rewrite_only_of_the_noted_packet(
+            mut p in proptest::collection::vec(any::<u8>(), 0..72),
+            version in prop_oneof![Just(0x40u8), any::<u8>()],
+            proto in prop_oneof![Just(IPPROTO_TCP), Just(IPPROTO_UDP), any::<u8>()],
+            shape in any::<u8>(),
+            fp in any::<u32>(),
+            use_fp in any::<bool>(),
+            manip in prop_oneof![Just(Manip::Src), Just(Manip::Dst)],
+            port in any::<u16>(),
+        ) {
+            if p.len() > 9 {
+                p[0] = version | (p[0] & 0x0f);
+                p[9] = proto;
+            }
+            let parsed = parse(&p).ok();
+            let fp = match (&parsed, use_fp) {
+                (Some(f), true) => f.fingerprint(),
+                _ => fp,
+            };
+            let to = Endpoint { addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], port };
+            let mut out = p.clone();
+            match manip_noted(&mut out, (shape, fp), manip, &to, false) {
+                Noted::Done { .. } => {
+                    let f = parsed.expect("a rewritten packet parses");
+                    prop_assert_eq!(noted_shape(&f), shape);
+                    prop_assert_eq!(f.fingerprint(), fp);
+                }
+                _ => prop_assert_eq!(out, p),
             }
         }
     }

@@ -836,6 +836,22 @@ impl Conntrack {
         self.packet_ct_unnoted(facts, pkt, guard)
     }
 
+    /// The stated length of the packet in `skb` if this CPU's note is for
+    /// it and its noted state is one `wanted` takes, told from the note's
+    /// fingerprint without a parse (IPv4 TCP and UDP only; `None` for any
+    /// other packet, which [`packet_ct`](Self::packet_ct) finds).
+    #[inline(always)]
+    pub fn noted_state(&self, skb: &SkBuff, wanted: impl Fn(CtState) -> bool) -> Option<u32> {
+        let note = self.notes.get(skb)?;
+        if !wanted(CtState(note.state)) {
+            return None;
+        }
+        // An IPv4 header of any length and the ports after it.
+        let mut hdr = HeaderBuf::<68>::new();
+        let h = packet::V4Ports::read(skb.headers(&mut hdr))?;
+        (h.fingerprint() == note.fingerprint).then_some(u32::from(h.total_len))
+    }
+
     /// [`packet_ct`](Self::packet_ct) for a packet without a note.
     #[inline(never)]
     fn packet_ct_unnoted<'g>(

@@ -16,7 +16,7 @@
 
 use crate::compile::{self, ChainSpec, CompileError, RuleRef};
 use crate::conntrack::Conntrack;
-use crate::eval::{CompiledTable, EvalEnv, TailLink, Tails, Verdict};
+use crate::eval::{CompiledTable, EvalEnv, StateAccept, TailLink, Tails, Verdict};
 use crate::firewall::{self, Hooks};
 use crate::hooks::{Hook, NUM_HOOK_POINTS};
 use crate::packet::PacketFacts;
@@ -195,6 +195,9 @@ pub struct TableImage {
     empty: [u32; 5],
     /// The table decides nothing (no rules, policy accept everywhere).
     passive: bool,
+    /// Per hook, the built-in chain's first rule when it is `ct state ...
+    /// accept` alone: see [`state_accept_at`](Self::state_accept_at).
+    state_accept: [Option<StateAccept>; 5],
 }
 
 /// In [`TableImage::empty`]: the chain at the hook has rules, or drops.
@@ -214,9 +217,14 @@ impl TableImage {
         state: Arc<SlotState>,
     ) -> Result<Arc<Self>, ChangeError> {
         let mut empty = [NOT_EMPTY; 5];
+        let mut state_accept = [None; 5];
         let mut passive = false;
         if let Ok(m) = CompiledTable::new(&main) {
             passive = tails.is_none() && m.accepts_all();
+            // (A chain's tail follows its own rules: the first is main's.)
+            for (s, hook) in state_accept.iter_mut().zip(Hook::ALL) {
+                *s = m.state_accept(hook);
+            }
             for (e, hook) in empty.iter_mut().zip(Hook::ALL) {
                 if let Some((chain, counter)) = m.empty_accept(hook) {
                     let tailed = tails
@@ -235,6 +243,7 @@ impl TableImage {
                 state,
                 empty,
                 passive,
+                state_accept,
             },
             GFP_KERNEL,
         )
@@ -250,6 +259,14 @@ impl TableImage {
             .get(hook as usize)
             .copied()
             .filter(|c| *c != NOT_EMPTY)
+    }
+
+    /// When the table's chain at `hook` starts with `ct state ... accept`
+    /// and nothing more: that rule. The packet path then accepts a packet
+    /// whose noted state it matches, counting it there, without a parse.
+    #[inline]
+    pub fn state_accept_at(&self, hook: Hook) -> Option<&StateAccept> {
+        self.state_accept.get(hook as usize)?.as_ref()
     }
 
     /// Whether the table decides nothing: no rules, and policy accept at

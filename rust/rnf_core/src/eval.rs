@@ -238,6 +238,40 @@ impl<'a> CompiledTable<'a> {
         accept.then_some((chain, rd_u32(rec, R_COUNTER)?))
     }
 
+    /// For a hook whose built-in chain starts with a rule that matches on
+    /// the packet's conntrack state alone and accepts (`ct state
+    /// established,related accept`, the first rule of most stateful rule
+    /// sets): that rule, so that the kernel can count and accept a packet
+    /// it matches without reading the packet's headers. `None` for any
+    /// other first rule (another match, family or protocol, another
+    /// action), an empty chain, or no chain there.
+    pub fn state_accept(&self, hook: Hook) -> Option<StateAccept> {
+        let entry = rd_u32(self.buf, H_ENTRY + 4 * hook as usize)? as usize;
+        if entry == 0 {
+            return None;
+        }
+        let rest = self.buf.get(entry..)?;
+        let len = rd_u32(rest, R_LEN)? as usize;
+        if len < REC_HDR {
+            return None;
+        }
+        let rec = rest.get(..len)?;
+        let plain = byte(rec, R_KIND)? == KIND_RULE
+            && byte(rec, R_ACTION)? == action_kind::ACCEPT
+            && byte(rec, R_FAMILY)? == 0
+            && byte(rec, R_PROTO)? == 0
+            && rd_u32(rec, R_MATCHES)? == M_CT_STATE;
+        if !plain {
+            return None;
+        }
+        let s = Sections { rec, p: REC_HDR };
+        Some(StateAccept {
+            states: CtState(s.u8_at(0)?),
+            negated: s.u8_at(1)? != 0,
+            counter: rd_u32(rec, R_COUNTER)?,
+        })
+    }
+
     /// Whether the table decides nothing: it has no rules, and every hook
     /// it is entered from has an empty chain with policy accept. (The
     /// kernel skips a nat table in that state.)
@@ -546,6 +580,28 @@ impl<'a> CompiledTable<'a> {
                 _ => return None,
             }
         }
+    }
+}
+
+/// A built-in chain's first rule when it is `ct state ... accept` and
+/// nothing more ([`CompiledTable::state_accept`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateAccept {
+    /// The states it names.
+    pub states: CtState,
+    /// Whether it is negated (`ct state != ...`).
+    pub negated: bool,
+    /// Its counter slot.
+    pub counter: u32,
+}
+
+impl StateAccept {
+    /// Whether a packet in conntrack state `state` matches the rule: the
+    /// chain's verdict on it is then accept, with the rule's counter
+    /// counting the packet's stated length, as [`eval`] decides.
+    #[inline(always)]
+    pub fn matches(&self, state: CtState) -> bool {
+        state.intersects(self.states) != self.negated
     }
 }
 

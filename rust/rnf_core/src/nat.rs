@@ -36,8 +36,8 @@ use crate::csum;
 use crate::ct::{self, Tuple};
 use crate::hooks::{Family, Hook, Stage};
 use crate::packet::{
-    parse, PacketError, PacketFacts, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP,
-    IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
+    parse, PacketError, PacketFacts, V4Ports, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6,
+    IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
 };
 use crate::rules::action_kind;
 
@@ -1351,9 +1351,9 @@ fn rewrite_v4_ports(
 /// The shape of a packet that [`manip_noted`] can rewrite from a note
 /// alone, for the note made when the packet was tracked: its IPv4 header
 /// length in 32-bit words (5 to 15) in the low four bits, `0x10` for TCP
-/// (else UDP); 0 for any other packet (IPv6, fragments, other protocols,
-/// a transport header the parse found cut short), which the NAT stages
-/// parse.
+/// (else UDP), as [`V4Ports::read_shaped`] takes it; 0 for any other
+/// packet (IPv6, fragments, other protocols, a transport header the parse
+/// found cut short), which the NAT stages parse.
 #[inline(always)]
 pub fn noted_shape(facts: &PacketFacts) -> u8 {
     let tcp = match facts.proto {
@@ -1419,51 +1419,27 @@ pub fn manip_noted(
     to: &Endpoint,
     partial: bool,
 ) -> Noted {
-    let ihl = shape & 0x0f;
-    let tcp = shape & 0x10 != 0;
-    let l4 = usize::from(ihl) * 4;
-    let full = if tcp { 20 } else { 8 };
-    let Some(&[b0, _, l0, l1, _, _, f0, f1, _, proto, _, _, s0, s1, s2, s3, d0, d1, d2, d3]) =
-        pkt.get(..20)
-    else {
+    let Some(h) = V4Ports::read_shaped(pkt, shape) else {
         return Noted::Stale;
     };
-    let want_proto = if tcp { IPPROTO_TCP } else { IPPROTO_UDP };
-    let total = u16::from_be_bytes([l0, l1]);
-    let end = pkt.len().min(usize::from(total));
-    if ihl < 5 || b0 != 0x40 | ihl || proto != want_proto || end < l4 + full {
+    if h.fingerprint() != fingerprint {
         return Noted::Stale;
     }
-    // Neither more fragments nor an offset.
-    if u16::from_be_bytes([f0, f1]) & 0x3fff != 0 {
-        return Noted::Stale;
-    }
-    let Some(&[p0, p1, p2, p3]) = pkt.get(l4..l4 + 4) else {
-        return Noted::Stale;
-    };
-    let (sport, dport) = (u16::from_be_bytes([p0, p1]), u16::from_be_bytes([p2, p3]));
-    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
-    (src[0], src[1], src[2], src[3]) = (s0, s1, s2, s3);
-    (dst[0], dst[1], dst[2], dst[3]) = (d0, d1, d2, d3);
-    let fp = |src: &[u8; 16], dst: &[u8; 16], ports| {
-        crate::packet::fingerprint_of(src, dst, proto, u32::from(total), Some(ports))
-    };
-    if fp(&src, &dst, (sport, dport)) != fingerprint {
-        return Noted::Stale;
-    }
+    let [a0, a1, a2, a3, rest @ ..] = to.addr;
+    let to_v4 = [a0, a1, a2, a3];
     let side = match manip {
-        Manip::Src => (&src, sport),
-        Manip::Dst => (&dst, dport),
+        Manip::Src => (h.src, h.sport),
+        Manip::Dst => (h.dst, h.dport),
     };
-    if *side.0 == to.addr && side.1 == to.port {
+    if side == (to_v4, to.port) && rest == [0; 12] {
         return Noted::Translated;
     }
-    let Some(rewrite) = rewrite_v4_ports(pkt, l4, tcp, manip, to, partial) else {
+    let Some(rewrite) = rewrite_v4_ports(pkt, h.l4_offset, h.tcp, manip, to, partial) else {
         return Noted::Stale;
     };
     let fingerprint = match manip {
-        Manip::Src => fp(&to.addr, &dst, (to.port, dport)),
-        Manip::Dst => fp(&src, &to.addr, (sport, to.port)),
+        Manip::Src => h.fingerprint_with(to_v4, h.dst, (to.port, h.dport)),
+        Manip::Dst => h.fingerprint_with(h.src, to_v4, (h.sport, to.port)),
     };
     Noted::Done {
         rewrite,

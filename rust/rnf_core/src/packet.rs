@@ -255,6 +255,137 @@ pub fn fingerprint_of(
     (h >> 32) as u32
 }
 
+/// [`fingerprint_of`] an IPv4 packet, from its addresses as 4 bytes
+/// each: the same value (the zero upper bytes of the 16-byte layout drop
+/// two of the five multiplications), for the hooks that read the fields
+/// straight from the header ([`V4Ports`]).
+#[inline(always)]
+pub fn fingerprint_v4(
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    total_len: u32,
+    (sport, dport): (u16, u16),
+) -> u32 {
+    // The low 64 bits of `u128::from_ne_bytes` of the padded address.
+    let word = |a: [u8; 4]| u64::from_ne_bytes([a[0], a[1], a[2], a[3], 0, 0, 0, 0]);
+    let misc = u64::from(proto) << 56
+        | u64::from(total_len) << 32
+        | u64::from(sport) << 16
+        | u64::from(dport);
+    let [k0, _, k2, _, k4] = FP_KEYS;
+    let h = word(src)
+        .wrapping_mul(k0)
+        .wrapping_add(word(dst).wrapping_mul(k2))
+        .wrapping_add(misc.wrapping_mul(k4));
+    (h >> 32) as u32
+}
+
+/// What [`fingerprint_of`] covers of an IPv4 TCP or UDP packet, read
+/// straight from its header where a later hook knows the packet from a
+/// note (no parse): [`read`](Self::read) takes only a packet that is no
+/// fragment, whose transport header lies whole within its stated length
+/// and the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V4Ports {
+    /// Offset of the transport header (the IP header's length).
+    pub l4_offset: usize,
+    /// TCP (else UDP).
+    pub tcp: bool,
+    /// Source address.
+    pub src: [u8; 4],
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// Length of the packet as its IP header states it.
+    pub total_len: u16,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+impl V4Ports {
+    /// The fields of the packet in `pkt` (from its IP header on), if it is
+    /// such a packet.
+    #[inline(always)]
+    pub fn read(pkt: &[u8]) -> Option<Self> {
+        let (b0, proto) = (*pkt.first()?, *pkt.get(9)?);
+        let tcp = match proto {
+            IPPROTO_TCP => 0x10,
+            IPPROTO_UDP => 0,
+            _ => return None,
+        };
+        Self::read_shaped(pkt, b0 & 0x0f | tcp)
+    }
+
+    /// [`read`](Self::read) for a packet expected to have `shape`: its IP
+    /// header's length in 32-bit words in the low four bits, `0x10` for
+    /// TCP (else UDP). `None` for any other packet.
+    #[inline(always)]
+    pub fn read_shaped(pkt: &[u8], shape: u8) -> Option<Self> {
+        let ihl = shape & 0x0f;
+        let tcp = shape & 0x10 != 0;
+        let l4_offset = usize::from(ihl) * 4;
+        let (full, want) = if tcp {
+            (20, IPPROTO_TCP)
+        } else {
+            (8, IPPROTO_UDP)
+        };
+        let Some(&[b0, _, l0, l1, _, _, f0, f1, _, proto, _, _, s0, s1, s2, s3, d0, d1, d2, d3]) =
+            pkt.get(..20)
+        else {
+            return None;
+        };
+        let total_len = u16::from_be_bytes([l0, l1]);
+        // Version 4 and that header length and protocol, neither more
+        // fragments nor an offset, the transport header whole.
+        if ihl < 5 || b0 != 0x40 | ihl || proto != want {
+            return None;
+        }
+        if u16::from_be_bytes([f0, f1]) & 0x3fff != 0
+            || pkt.len().min(usize::from(total_len)) < l4_offset + full
+        {
+            return None;
+        }
+        let Some(&[p0, p1, p2, p3]) = pkt.get(l4_offset..l4_offset + 4) else {
+            return None;
+        };
+        Some(Self {
+            l4_offset,
+            tcp,
+            src: [s0, s1, s2, s3],
+            dst: [d0, d1, d2, d3],
+            total_len,
+            sport: u16::from_be_bytes([p0, p1]),
+            dport: u16::from_be_bytes([p2, p3]),
+        })
+    }
+
+    /// The transport protocol.
+    #[inline(always)]
+    pub fn proto(&self) -> u8 {
+        if self.tcp {
+            IPPROTO_TCP
+        } else {
+            IPPROTO_UDP
+        }
+    }
+
+    /// [`fingerprint_of`] these fields: a parse's
+    /// [`fingerprint`](PacketFacts::fingerprint) of the packet, where the
+    /// parse finds its ports.
+    #[inline(always)]
+    pub fn fingerprint(&self) -> u32 {
+        self.fingerprint_with(self.src, self.dst, (self.sport, self.dport))
+    }
+
+    /// [`fingerprint`](Self::fingerprint) with other addresses and ports.
+    #[inline(always)]
+    pub fn fingerprint_with(&self, src: [u8; 4], dst: [u8; 4], ports: (u16, u16)) -> u32 {
+        fingerprint_v4(src, dst, self.proto(), u32::from(self.total_len), ports)
+    }
+}
+
 /// Copies `src` into the start of `dst`, as far as both reach.
 ///
 /// Byte by byte rather than `copy_from_slice`, which has a panic path for
@@ -468,6 +599,70 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        /// A header read without a parse ([`V4Ports::read`]) gives the
+        /// fields and the fingerprint of a parse of the packet, and is had
+        /// for every IPv4 TCP or UDP packet that parses with its ports, is
+        /// no fragment and holds its whole transport header.
+        #[test]
+        fn v4_ports_read_is_the_parse(
+            ihl in prop_oneof![5u8..=7, any::<u8>()],
+            proto in prop_oneof![Just(IPPROTO_TCP), Just(IPPROTO_UDP), any::<u8>()],
+            frag in prop_oneof![Just(0u16), Just(0x4000), Just(0x2000), any::<u16>()],
+            len in prop_oneof![20u16..=80, any::<u16>()],
+            cut in 0usize..=40,
+            body in any::<[u8; 80]>(),
+        ) {
+            let mut p = body;
+            p[0] = 0x40 | (ihl & 0x0f);
+            p[9] = proto;
+            p[2..4].copy_from_slice(&len.to_be_bytes());
+            p[6..8].copy_from_slice(&frag.to_be_bytes());
+            let p = &p[..80 - cut];
+            let read = V4Ports::read(p);
+            let parsed = parse(p).ok().filter(|f| {
+                f.ports().is_some() && !f.is_fragment && matches!(f.proto, IPPROTO_TCP | IPPROTO_UDP)
+            });
+            match (read, parsed) {
+                (Some(r), Some(f)) => {
+                    prop_assert_eq!(r.fingerprint(), f.fingerprint());
+                    prop_assert_eq!(&r.src[..], &f.src[..4]);
+                    prop_assert_eq!(&r.dst[..], &f.dst[..4]);
+                    prop_assert_eq!(r.proto(), f.proto);
+                    prop_assert_eq!(u32::from(r.total_len), f.total_len);
+                    prop_assert_eq!(r.l4_offset, f.l4_offset);
+                    prop_assert_eq!(Some((r.sport, r.dport)), f.ports());
+                }
+                (None, Some(f)) => {
+                    let full = if f.proto == IPPROTO_TCP { 20 } else { 8 };
+                    let whole = f.l4_offset + full <= p.len().min(f.total_len as usize);
+                    prop_assert!(!whole, "not read: {:?}", f);
+                }
+                // What does not parse may still read (the fingerprint then
+                // tells it from any noted packet).
+                _ => {}
+            }
+        }
+
+        /// [`fingerprint_v4`] is [`fingerprint_of`] the padded addresses.
+        #[test]
+        fn fingerprint_v4_is_fingerprint_of(
+            src in any::<[u8; 4]>(),
+            dst in any::<[u8; 4]>(),
+            proto in any::<u8>(),
+            len in any::<u16>(),
+            ports in any::<(u16, u16)>(),
+        ) {
+            let pad = |a: [u8; 4]| {
+                let mut p = [0u8; 16];
+                p[..4].copy_from_slice(&a);
+                p
+            };
+            prop_assert_eq!(
+                fingerprint_v4(src, dst, proto, u32::from(len), ports),
+                fingerprint_of(&pad(src), &pad(dst), proto, u32::from(len), Some(ports))
+            );
+        }
 
         /// Any one changed byte of the fingerprinted fields (an address
         /// byte, the protocol, a byte of the stated length, of either port,

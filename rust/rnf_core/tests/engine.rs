@@ -9,12 +9,14 @@ mod common;
 use common::gen::*;
 use common::*;
 use proptest::prelude::*;
+use rnf_core::ct::CtState;
 use rnf_core::eval::{eval, CompiledTable, Verdict};
 use rnf_core::hooks::{Family, Hook};
 use rnf_core::nat::{range_flag, NatAction, NatKind, NatRange};
 use rnf_core::packet::{PacketFacts, IPPROTO_TCP};
 use rnf_core::rules::{
-    Cidr, CtMarkOp, MarkOp, Policy, PortRange, RejectKind, Table, RANDOM_ALWAYS,
+    Cidr, CtMarkOp, CtStateMatch, MarkMatch, MarkOp, Policy, PortRange, RejectKind, Table,
+    RANDOM_ALWAYS,
 };
 
 #[derive(Clone, Debug)]
@@ -130,7 +132,15 @@ fn agree_in(table: Table, chains: &[OwnedChain], packets: &[(Hook, PacketFacts)]
         e_cmp.mark = env.mark;
         e_ref.events.clear();
         e_cmp.events.clear();
+        let state = e_ref.ct_state;
         let want = ref_eval(chains, *hook, f, &mut e_ref);
+        // The kernel's shortcut for a leading `ct state ... accept`.
+        if let Some(r) = table.state_accept(*hook) {
+            if r.matches(state) {
+                assert_eq!(want, Verdict::Accept, "{r:?} for {f:?} at {hook:?}");
+                assert_eq!(e_ref.events, [Event::Count(r.counter, f.total_len)]);
+            }
+        }
         let got = table.eval(*hook, f, &mut e_cmp);
         assert_eq!(got, want, "verdict for {f:?} at {hook:?}");
         assert_eq!(e_cmp.events, e_ref.events, "environment calls for {f:?}");
@@ -140,8 +150,66 @@ fn agree_in(table: Table, chains: &[OwnedChain], packets: &[(Hook, PacketFacts)]
     }
 }
 
+/// A leading rule for [`state_accept_is_the_first_rule`]: `ct state`, with
+/// another match or another action now and then.
+fn leading_state_rule() -> impl Strategy<Value = (OwnedRule, bool)> {
+    (
+        (1u8..=u8::MAX, any::<bool>()),
+        0u8..4,
+        prop_oneof![3 => Just(OwnedAction::Accept), 1 => Just(OwnedAction::Drop)],
+        rule_matches(),
+    )
+        .prop_map(|((bits, negated), extra, action, other)| {
+            let accept = matches!(action, OwnedAction::Accept);
+            let mut r = OwnedRule {
+                ct_state: Some(CtStateMatch {
+                    states: match bits & CtState::ALL.0 {
+                        0 => CtState::ESTABLISHED,
+                        b => CtState(b),
+                    },
+                    negated,
+                }),
+                action,
+                ..OwnedRule::default()
+            };
+            match extra {
+                1 => r.family = Some(Family::Ipv4),
+                2 => r.proto = Some(IPPROTO_TCP),
+                3 => {
+                    r.mark = other.mark.or(Some(MarkMatch {
+                        value: 0,
+                        mask: 0,
+                        negated: false,
+                    }))
+                }
+                _ => {}
+            }
+            (fix(r), accept && extra == 0)
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// `state_accept` finds a built-in chain's first rule exactly when it
+    /// is `ct state ... accept` and nothing else, and then (checked in
+    /// `agree`) a packet in a state it matches is accepted and counted by
+    /// that rule alone, as the reference says.
+    #[test]
+    fn state_accept_is_the_first_rule(
+        mut chains in rule_set(0..3, 0..5, true),
+        (lead, plain) in leading_state_rule(),
+        at in 0usize..3,
+        packets in prop::collection::vec((hook(), packet()), 1..12),
+        env in env(),
+    ) {
+        chains[at].rules.insert(0, (1, 0, lead.encode()));
+        let compiled = compile(Table::Filter, &chains).expect("acyclic rule set compiles");
+        let table = CompiledTable::new(&compiled).expect("header");
+        let hook = [Hook::LocalIn, Hook::Forward, Hook::LocalOut][at];
+        prop_assert_eq!(table.state_accept(hook).is_some(), plain);
+        agree(&chains, &packets, &env);
+    }
 
     #[test]
     fn compiled_agrees_with_reference_small(

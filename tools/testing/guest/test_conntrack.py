@@ -234,6 +234,69 @@ def test_tracking_on_demand(topo):
     rnf("r", "conntrack", "flush")
 
 
+# One UDP exchange: the client sends a datagram of FIRST bytes, the server
+# answers with one of REPLY bytes, then the client sends MORE datagrams of
+# LATER bytes each (all of which the server reads).
+UDP_EXCHANGE_SERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 7100))
+print('ready', flush=True)
+d, peer = s.recvfrom(65536)
+s.sendto(b'r' * int(sys.argv[2]), peer)
+for _ in range(int(sys.argv[3])):
+    s.recvfrom(65536)
+print('done', flush=True)
+"""
+
+UDP_EXCHANGE_CLIENT = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(b'f' * int(sys.argv[2]), (sys.argv[1], 7100))
+s.recvfrom(65536)
+for _ in range(int(sys.argv[3])):
+    s.sendto(b'l' * int(sys.argv[4]), (sys.argv[1], 7100))
+"""
+
+
+def test_established_rule_counters(topo):
+    """A chain led by `ct state established,related accept` counts, in that
+    rule, every packet of a flow after its first and their IP lengths (rnf
+    decides those packets from the tracker's note without parsing them,
+    for IPv4 TCP and UDP); the first packet falls through to the next rule.
+    IPv4 and IPv6 count alike."""
+    first, reply, more, later = 100, 200, 3, 50
+    try:
+        for dst, ip_hdr in (("10.0.2.2", 20), ("fd00:2::2", 40)):
+            rnf("r", "flush")
+            rnf("r", "conntrack", "flush")
+            rnf("r", "add", "filter", "FORWARD", "ct", "state", "established,related", "accept")
+            rnf("r", "add", "filter", "FORWARD", "proto", "udp", "dport", "7100", "accept")
+            rnf("r", "policy", "filter", "FORWARD", "drop")
+            srv = subprocess.Popen(["ip", "netns", "exec", "b", "python3", "-c",
+                                    UDP_EXCHANGE_SERVER, dst, str(reply), str(more)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                check_eq(srv.stdout.readline().strip(), "ready", "UDP server up")
+                t.sh(["python3", "-c", UDP_EXCHANGE_CLIENT, dst, str(first), str(more),
+                      str(later)], ns="a")
+                srv.wait(timeout=10)
+                check_eq(srv.stdout.read().strip(), "done", f"every datagram to {dst} arrived")
+            finally:
+                stop(srv)
+            rules = json.loads(rnf("r", "list", "filter", "FORWARD", "--json").stdout)
+            chains = rules.get("chains", []) if isinstance(rules, dict) else rules
+            got = [(r["packets"], r["bytes"]) for c in chains for r in c["rules"]]
+            udp = ip_hdr + 8
+            check_eq(got, [(1 + more, udp + reply + more * (udp + later)), (1, udp + first)],
+                     f"rule counters (packets, bytes) for {dst}")
+    finally:
+        rnf("r", "flush")
+        rnf("r", "policy", "filter", "FORWARD", "accept")
+        rnf("r", "conntrack", "flush")
+
+
 def test_listing_matches_traffic(topo):
     """conntrack list shows each flow with the state and timeout its traffic
     gives it: an established TCP session (5 days), an unreplied UDP flow
@@ -446,6 +509,8 @@ def run(topo):
                test_fragments_reassembled, topo)
     t.run_test("conntrack: packets tracked only while a rule needs it (ct match, NAT)",
                test_tracking_on_demand, topo)
+    t.run_test("conntrack: the leading established rule counts later packets and bytes",
+               test_established_rule_counters, topo)
     t.run_test("conntrack: list shows flows with states, timeouts and counters; delete",
                test_listing_matches_traffic, topo)
     t.run_test("conntrack: timeouts and limit settable, refused for nobody, expiry",

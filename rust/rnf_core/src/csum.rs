@@ -159,6 +159,9 @@ pub fn replace16(check: &mut u16, from: &[u8; 16], to: &[u8; 16]) {
 ///   (`~csum_fold(csum_add(csum_sub(csum_unfold(*sum), from), to))`);
 /// - `partial` and not `pseudo`: the NIC sums the changed bytes itself;
 ///   leave the field alone.
+///
+/// Inlined, as [`replace2`]: two calls per NAT rewrite of a port.
+#[inline]
 pub fn proto_replace_sum(check: &mut u16, from: u32, to: u32, pseudo: bool, partial: bool) {
     if !partial {
         *check = replace_sum(*check, from, to);
@@ -169,12 +172,14 @@ pub fn proto_replace_sum(check: &mut u16, from: u32, to: u32, pseudo: bool, part
 
 /// [`proto_replace_sum`] for a 16-bit word (Linux
 /// `inet_proto_csum_replace2`; a port or ICMP id, with `pseudo == false`).
+#[inline]
 pub fn proto_replace2(check: &mut u16, from: u16, to: u16, pseudo: bool, partial: bool) {
     proto_replace_sum(check, u32::from(from), u32::from(to), pseudo, partial);
 }
 
 /// [`proto_replace_sum`] for a 32-bit value (Linux
 /// `inet_proto_csum_replace4`; an IPv4 address, with `pseudo == true`).
+#[inline]
 pub fn proto_replace4(check: &mut u16, from: u32, to: u32, pseudo: bool, partial: bool) {
     proto_replace_sum(check, sum32(from), sum32(to), pseudo, partial);
 }

@@ -14,6 +14,10 @@ inlined functions and rnf source lines (see its help).
     RNF_VM_PROFILE=bench KDIR=$(RNF_KERNEL=bench tools/testing/kernel.sh) \\
         tools/testing/vm.sh env RNFCTL=$PWD/target/release/rnfctl MODES=kube1 \\
         /usr/bin/python3 tools/bench/guest/profile.py build/bench-module/rnf.ko
+
+With ENGINE=nft (no RNF_KO) it profiles nftables with nf_conntrack and
+nf_nat on the same workloads (empty, ct_new, ct_est, nat), for the
+comparison: the flat profile only, down to PERCENT (default 0.3) percent.
 """
 import collections
 import os
@@ -23,15 +27,18 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench as b  # noqa: E402
 
-if len(sys.argv) != 2:
-    sys.exit("usage: profile.py RNF_KO")
-b.MODULE = os.path.abspath(sys.argv[1])
+ENGINE = os.environ.get("ENGINE", "rnf")
+if len(sys.argv) != (2 if ENGINE == "rnf" else 1):
+    sys.exit("usage: profile.py RNF_KO, or ENGINE=nft profile.py")
+if ENGINE == "rnf":
+    b.MODULE = os.path.abspath(sys.argv[1])
 os.makedirs(b.TMP, exist_ok=True)
 os.makedirs(os.path.dirname(b.RNFCTL), exist_ok=True)
 subprocess.run(["cp", b.RNFCTL_SRC, b.RNFCTL], check=True)
 b.rnf_unload()
 b.unload_netfilter()
-b.rnf_load()
+if ENGINE == "rnf":
+    b.rnf_load()
 
 
 def prof(what):
@@ -39,7 +46,8 @@ def prof(what):
     p = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-a", "-o", data, "--",
                           "sleep", str(b.SECONDS)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pps = b.measure(during=lambda: p.wait())
-    rep = b.sh(["perf", "report", "-i", data, "--stdio", "--sort", "sym", "--percent-limit", "0.3",
+    rep = b.sh(["perf", "report", "-i", data, "--stdio", "--sort", "sym", "--percent-limit",
+                os.environ.get("PERCENT", "0.3"),
                 "--kallsyms=/proc/kallsyms"], check=False)
     print(f"=== {what} {pps:.0f} pps", flush=True)
     for line in rep.stdout.splitlines():
@@ -65,7 +73,17 @@ modes = os.environ.get("MODES", "empty,kube1,ct_est,nat").split(",")
 # and flows the earlier workloads left.
 for mode in modes:
     shape = mode.rstrip("0123456789k")
-    if mode in ("empty", "kube1", "ct_new", "ct_est", "nat"):
+    if ENGINE != "rnf":
+        ra = b.topo_up()
+        b.pktgen_setup(ra)
+        if mode == "empty":
+            b.sh("nft -f -", ns="r", stdin="table ip t {\n chain forward {\n  type filter hook"
+                 " forward priority 0; policy accept;\n }\n}\n")
+        elif mode in ("ct_new", "ct_est", "nat"):
+            b.stateful_setup(ENGINE, mode, ra)
+        else:
+            sys.exit(f"profile.py: mode {mode} is for rnf only")
+    elif mode in ("empty", "kube1", "ct_new", "ct_est", "nat"):
         b.rnf_workload(mode)
     elif shape in ("kube", "block") and mode[len(shape):] in ("1", "100k"):
         b.rnf_workload("empty")
@@ -74,4 +92,7 @@ for mode in modes:
         sys.exit(f"profile.py: unknown mode {mode}")
     prof(mode)
     b.topo_down()
-b.rnf_unload()
+if ENGINE == "rnf":
+    b.rnf_unload()
+else:
+    b.unload_netfilter()

@@ -323,23 +323,45 @@ impl<'a> CompiledTable<'a> {
         facts: &PacketFacts,
         env: &mut E,
     ) -> Verdict {
-        self.run(hook, facts, env, None).unwrap_or(Verdict::Drop)
+        self.run(hook, facts, env, None, None)
+            .unwrap_or(Verdict::Drop)
+    }
+
+    /// [`eval`](Self::eval) given `first`, the table's
+    /// [`state_accept`](Self::state_accept) rule at `hook` as the caller
+    /// keeps it (`None` if it has none): that rule is decided on
+    /// [`EvalEnv::ct_state`] alone (a match counts and accepts) and the
+    /// walk starts at the rule after it, without the evaluator's work for
+    /// the first rule (the classification index, the match sections). The
+    /// verdict and the counts are [`eval`](Self::eval)'s; `first` must be
+    /// this table's.
+    pub fn eval_after<E: EvalEnv + ?Sized>(
+        &self,
+        hook: Hook,
+        facts: &PacketFacts,
+        env: &mut E,
+        first: Option<&StateAccept>,
+    ) -> Verdict {
+        self.run(hook, facts, env, None, first)
+            .unwrap_or(Verdict::Drop)
     }
 
     /// [`eval`](Self::eval) of the table with `tails`: rules appended to
     /// its chains since it was compiled, tried after a chain's own rules
     /// and before its end (policy or return).
+    /// `first` as for [`eval_after`](Self::eval_after).
     pub fn eval_with_tails<E: EvalEnv + ?Sized>(
         &self,
         hook: Hook,
         facts: &PacketFacts,
         env: &mut E,
         tails: &Tails<'_>,
+        first: Option<&StateAccept>,
     ) -> Verdict {
         if tails.table.table != self.table {
             return Verdict::Drop;
         }
-        self.run(hook, facts, env, Some(tails))
+        self.run(hook, facts, env, Some(tails), first)
             .unwrap_or(Verdict::Drop)
     }
 
@@ -387,11 +409,23 @@ impl<'a> CompiledTable<'a> {
         facts: &PacketFacts,
         env: &mut E,
         tails: Option<&Tails<'_>>,
+        first: Option<&StateAccept>,
     ) -> Option<Verdict> {
         let h = hook as usize;
         let entry = rd_u32(self.buf, H_ENTRY + 4 * h)? as usize;
         if entry == 0 {
             return Some(Verdict::Accept);
+        }
+        // The leading `ct state ... accept`, decided on the state alone;
+        // `first` is the rule at `entry` (see `eval_after`).
+        let (mut pos, mut idx) = (entry, 0u32);
+        if let Some(r) = first {
+            if r.matches(env.ct_state()) {
+                env.count(r.counter, facts.total_len);
+                return Some(Verdict::Accept);
+            }
+            pos = pos.checked_add(rd_u32(self.buf.get(entry..)?, R_LEN)? as usize)?;
+            idx = 1;
         }
         let policy_at = rd_u32(self.buf, H_POLICY + 4 * h)? as usize;
         let mut max_steps = rd_u32(self.buf, H_MAX_STEPS)?;
@@ -407,11 +441,9 @@ impl<'a> CompiledTable<'a> {
         // for each of them cost a memset call per evaluation.
         let mut stack: Option<[Frame; MAX_JUMP_DEPTH]> = None;
         let mut sp = 0usize;
-        let mut pos = entry;
         // The chain being walked and the index of the rule at `pos` in it
         // ([`NO_RULE`] at the policy record).
         let mut chain = rd_u32(self.buf, H_ENTRY_CHAIN + 4 * h)?;
-        let mut idx = 0u32;
         // Walking the tail of `chain` (records in `tails`), and the main
         // record to come back to at its end (`chain`'s end record).
         let mut tail: Option<(u32, usize)> = None;

@@ -127,11 +127,14 @@ fn agree_in(table: Table, chains: &[OwnedChain], packets: &[(Hook, PacketFacts)]
     let table = CompiledTable::new(&compiled).expect("header");
     let mut e_ref = env.clone();
     let mut e_cmp = env.clone();
+    let mut e_aft = env.clone();
     for (hook, f) in packets {
         e_ref.mark = env.mark;
         e_cmp.mark = env.mark;
+        e_aft.mark = env.mark;
         e_ref.events.clear();
         e_cmp.events.clear();
+        e_aft.events.clear();
         let state = e_ref.ct_state;
         let want = ref_eval(chains, *hook, f, &mut e_ref);
         // The kernel's shortcut for a leading `ct state ... accept`.
@@ -147,6 +150,14 @@ fn agree_in(table: Table, chains: &[OwnedChain], packets: &[(Hook, PacketFacts)]
         assert_eq!(e_cmp.mark, e_ref.mark);
         assert_eq!(e_cmp.flow, e_ref.flow);
         assert_eq!(e_cmp.ct_state, e_ref.ct_state);
+        // The kernel's evaluation past that rule, given it.
+        let first = table.state_accept(*hook);
+        let got = table.eval_after(*hook, f, &mut e_aft, first.as_ref());
+        assert_eq!(got, want, "verdict after {first:?} for {f:?} at {hook:?}");
+        assert_eq!(e_aft.events, e_ref.events, "environment calls for {f:?}");
+        assert_eq!(e_aft.mark, e_ref.mark);
+        assert_eq!(e_aft.flow, e_ref.flow);
+        assert_eq!(e_aft.ct_state, e_ref.ct_state);
     }
 }
 

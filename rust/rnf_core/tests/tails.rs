@@ -459,7 +459,10 @@ fn agree(
         e_full.events.clear();
         e_tail.events.clear();
         let want = whole.eval(*hook, f, &mut e_full);
-        let got = main.eval_with_tails(*hook, f, &mut e_tail, &tails);
+        // With the leading `ct state ... accept` given, as the kernel
+        // evaluates it.
+        let first = main.state_accept(*hook);
+        let got = main.eval_with_tails(*hook, f, &mut e_tail, &tails, first.as_ref());
         assert_eq!(got, want, "verdict for {f:?} at {hook:?}");
         assert_eq!(
             e_tail.events, e_full.events,
@@ -899,7 +902,7 @@ fn check_tails_refuses_jumps_in_tails() {
         let tails = Tails::new(&tail_buf, &links).unwrap();
         let mut env = TestEnv::new(1);
         assert_eq!(
-            m.eval_with_tails(Hook::LocalIn, &tcp_packet(80), &mut env, &tails),
+            m.eval_with_tails(Hook::LocalIn, &tcp_packet(80), &mut env, &tails, None),
             Verdict::Drop
         );
         // Linked to Y only, X's tail is never looked at.
@@ -959,7 +962,7 @@ fn check_tails_refuses_bad_links() {
         let ts = Tails::new(&tb, links).unwrap();
         for hook in Hook::ALL {
             let mut e = TestEnv::new(1);
-            let v = m.eval_with_tails(hook, &tcp_packet(22), &mut e, &ts);
+            let v = m.eval_with_tails(hook, &tcp_packet(22), &mut e, &ts, None);
             if links == &&good[..] {
                 let mut e2 = TestEnv::new(1);
                 let w = whole.eval(hook, &tcp_packet(22), &mut e2);
@@ -987,7 +990,7 @@ fn tails_of_another_table_are_refused_and_drop() {
         for hook in [Hook::LocalIn, Hook::PreRouting] {
             let mut env = TestEnv::new(1);
             assert_eq!(
-                m.eval_with_tails(hook, &tcp_packet(80), &mut env, &ts),
+                m.eval_with_tails(hook, &tcp_packet(80), &mut env, &ts, None),
                 Verdict::Drop
             );
             assert!(env.events.is_empty());
@@ -1000,7 +1003,7 @@ fn tails_of_another_table_are_refused_and_drop() {
     let ts = Tails::new(&tb, &links).unwrap();
     let mut env = TestEnv::new(1);
     assert_eq!(
-        m.eval_with_tails(Hook::LocalIn, &tcp_packet(80), &mut env, &ts),
+        m.eval_with_tails(Hook::LocalIn, &tcp_packet(80), &mut env, &ts, None),
         Verdict::Accept
     );
     assert_eq!(
@@ -1131,7 +1134,7 @@ fn empty_tails_change_nothing() {
     check_tails(&m, ts.table(), &none).unwrap();
     let mut e = TestEnv::new(1);
     assert_eq!(
-        m.eval_with_tails(Hook::LocalIn, &tcp_packet(1), &mut e, &ts),
+        m.eval_with_tails(Hook::LocalIn, &tcp_packet(1), &mut e, &ts, None),
         Verdict::Drop
     );
     assert_eq!(e.events.len(), 6);
@@ -1182,7 +1185,7 @@ fn poke(
     let _ = tails.table().chain_actions(0).count();
     let mut e = env.clone();
     for (h, f) in packets {
-        let _ = main.eval_with_tails(*h, f, &mut e, &tails);
+        let _ = main.eval_with_tails(*h, f, &mut e, &tails, None);
     }
 }
 

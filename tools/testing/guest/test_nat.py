@@ -341,6 +341,156 @@ def test_dnat_icmp_error(topo):
         cleanup("r")
 
 
+# Prints, as hex, the first ICMP "fragmentation needed" (IPv4) or "packet
+# too big" (IPv6) that reaches device argv[1] within argv[2] seconds (after
+# printing "ready"), from the IP header on; nothing if none came.
+SNIFF_TOO_BIG = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((sys.argv[1], 0))
+s.settimeout(0.5)
+print('ready', flush=True)
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    try:
+        frame = s.recv(4096)
+    except socket.timeout:
+        continue
+    ip = frame[14:]
+    et = frame[12:14]
+    if et == b'\x08\x00' and len(ip) > 22 and ip[9] == 1 and ip[20:22] == b'\x03\x04':
+        print(ip.hex(), flush=True); break
+    if et == b'\x86\xdd' and len(ip) > 41 and ip[6] == 58 and ip[40] == 2:
+        print(ip.hex(), flush=True); break
+"""
+
+# Sends from this namespace, to argv[1] (the router), an ICMP error that
+# quotes the start of a TCP segment argv[2]:argv[3] -> argv[4]:argv[5]
+# with sequence number argv[6], as a router further on would when the
+# segment does not fit its next link (MTU 1000): "fragmentation needed"
+# quoting the IPv4 header and the first 8 bytes of TCP (ports and sequence
+# number, not the TCP checksum), or "packet too big" quoting the IPv6
+# header and the whole 20-byte TCP header.
+SEND_TOO_BIG = r"""
+import socket, struct, sys
+to, src, sport, dst, dport, seq = sys.argv[1:7]
+sport, dport, seq = int(sport), int(dport), int(seq)
+def csum(b):
+    if len(b) % 2:
+        b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+if ':' not in to:
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 1400, 4242, 0x4000, 63, 6, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+    quote = ip + struct.pack('!HHI', sport, dport, seq)
+    icmp = struct.pack('!BBHHH', 3, 4, 0, 0, 1000) + quote
+    icmp = icmp[:2] + struct.pack('!H', csum(icmp)) + icmp[4:]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.sendto(icmp, (to, 0))
+else:
+    s6, d6 = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+    tcp = struct.pack('!HHIIBBHHH', sport, dport, seq, 0, 0x50, 0x10, 65535, 0, 0)
+    tcp = tcp[:16] + struct.pack('!H', csum(s6 + d6 + struct.pack('!IxxxB', 1380, 6)
+                                          + tcp + b'\0' * 1360)) + tcp[18:]
+    ip = struct.pack('!IHBB16s16s', 6 << 28, 1380, 6, 63, s6, d6)
+    # The kernel fills in the ICMPv6 checksum.
+    icmp = struct.pack('!BBHI', 2, 0, 0, 1280) + ip + tcp
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    s.sendto(icmp, (to, 0))
+"""
+
+
+def csum16(b):
+    if len(b) % 2:
+        b += b"\0"
+    total = sum(int.from_bytes(b[i:i + 2], "big") for i in range(0, len(b), 2))
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return total
+
+
+def test_snat_tcp_too_big(topo):
+    """A TCP flow source-NATed by r to another port: a router beyond r
+    (played by b) sends r "fragmentation needed" (IPv4: the quote holds the
+    IPv4 header and only 8 bytes of TCP) or "packet too big" (IPv6) about
+    a segment of the flow. r translates it back: the inside host gets it
+    addressed to itself, quoting its own address and port, with valid IPv4
+    header and ICMP checksums, so its path MTU discovery works through the
+    NAT."""
+    rnf("r", "add", "nat", "POSTROUTING", "oif", "rb", "proto", "tcp", "snat", "to",
+        "10.0.2.1:31000")
+    rnf("r", "add", "nat", "POSTROUTING", "oif", "rb", "proto", "tcp", "snat", "to",
+        "[fd00:2::1]:31000")
+    procs = []
+    try:
+        for v6 in (False, True):
+            inside, router, outside = (("fd00:1::2", "fd00:2::1", "fd00:2::2") if v6 else
+                                       ("10.0.1.2", "10.0.2.1", "10.0.2.2"))
+            fam = "ipv6" if v6 else "ipv4"
+            srv = server("b", outside, 80)
+            cli = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", CLIENT, outside,
+                                    "80", inside, "40000", "echo:hi", "wait:icmp"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+            sniff = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", SNIFF_TOO_BIG,
+                                      "va", "30"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+            procs += [srv, cli, sniff]
+            check_eq(cli.stdout.readline().split()[2:], [router, "31000"],
+                     f"{fam}: the server sees the flow from the router's port 31000")
+            check_eq(cli.stdout.readline().strip(), "echo hi", f"{fam}: the session works")
+            check_eq(sniff.stdout.readline().strip(), "ready", f"{fam}: sniffer ready")
+            f = flows("r", "-p", "tcp", "--sport", "40000", "-f", fam)
+            check_eq(len(f), 1, f"{fam}: one flow listed: {f}")
+            t.sh(["python3", "-c", SEND_TOO_BIG, router, router, "31000", outside, "80",
+                  "123456789"], ns="b")
+            out, err = sniff.communicate(timeout=60)
+            check(out.strip(), f"{fam}: the ICMP error reached the inside host: {err[-300:]}")
+            pkt = bytes.fromhex(out.strip())
+            if not v6:
+                hl = (pkt[0] & 15) * 4
+                check_eq((pkt[12:16], pkt[16:20]),
+                         (bytes([10, 0, 2, 2]), bytes([10, 0, 1, 2])),
+                         "outer source and (translated) destination")
+                check_eq(csum16(pkt[:hl]), 0xffff, "outer IPv4 header checksum")
+                icmp = pkt[hl:int.from_bytes(pkt[2:4], "big")]
+                check_eq(csum16(icmp), 0xffff, "ICMP checksum over the translated quote")
+                check_eq(int.from_bytes(icmp[6:8], "big"), 1000, "next-hop MTU kept")
+                q = icmp[8:]
+                check_eq((q[12:16], q[16:20]), (bytes([10, 0, 1, 2]), bytes([10, 0, 2, 2])),
+                         "quoted source translated back")
+                check_eq(csum16(q[:20]), 0xffff, "quoted IPv4 header checksum")
+                check_eq(q[20:28].hex(), (40000).to_bytes(2, "big").hex() + "0050"
+                         + (123456789).to_bytes(4, "big").hex(),
+                         "quoted ports (source port translated back) and sequence number")
+            else:
+                check_eq(pkt[24:40].hex(), "fd000001000000000000000000000002",
+                         "outer destination translated")
+                icmp = pkt[40:40 + int.from_bytes(pkt[4:6], "big")]
+                pseudo = pkt[8:40] + len(icmp).to_bytes(4, "big") + b"\0\0\0\x3a"
+                check_eq(csum16(pseudo + icmp), 0xffff, "ICMPv6 checksum")
+                q = icmp[8:]
+                check_eq(q[8:24].hex(), "fd000001000000000000000000000002",
+                         "quoted source translated back")
+                check_eq(q[40:42], (40000).to_bytes(2, "big"), "quoted source port")
+                # The quoted TCP checksum follows the new address and port:
+                # it checks over them and the segment's (zero) payload.
+                tcp_pseudo = q[8:40] + (1380).to_bytes(4, "big") + b"\0\0\0\x06"
+                check_eq(csum16(tcp_pseudo + q[40:60] + b"\0" * 1360), 0xffff,
+                         "quoted TCP checksum updated")
+            cli.stdin.write("\n")
+            cli.stdin.flush()
+            cli.wait(timeout=30)
+            stop(srv)
+    finally:
+        stop(*procs)
+        cleanup("r")
+
+
 def test_service_load_balancing(topo):
     """samples/service-lb.rnf on r: connections to the virtual IP spread
     over three backends; each connection stays on its backend."""
@@ -471,6 +621,8 @@ def run(topo):
                test_masquerade_icmp_error, topo)
     t.run_test("nat: ICMP errors for a forwarded UDP port translated back, v4 and v6",
                test_dnat_icmp_error, topo)
+    t.run_test("nat: fragmentation needed / packet too big for a SNATed TCP flow translated back",
+               test_snat_tcp_too_big, topo)
     t.run_test("nat: service VIP balanced over three backends, connections sticky",
                test_service_load_balancing, topo)
     t.run_test("nat: large transfers intact with offloads on and off",

@@ -44,7 +44,7 @@
 //! wildcard list of a field nobody constrains, `log(len)` steps for a
 //! short list. Fields whose wildcard list holds every rule are skipped,
 //! and the fields are visited smallest candidate set first. Addresses are
-//! resolved first, and a field with at most [`FEW_CANDIDATES`] candidates
+//! resolved first, and a field with at most `FEW_CANDIDATES` (4) candidates
 //! ends the resolution as the query's only field: the full matcher checks
 //! those few, which costs less than intersecting them with the other
 //! fields' lists. In the common shapes (a blocklist of source prefixes,

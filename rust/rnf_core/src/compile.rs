@@ -283,7 +283,7 @@ pub struct RuleRef<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CompileError<'a> {
     /// The field at fault, for rule errors (see
-    /// [`RuleError`](crate::rules::RuleError)); `"chain"` or `"table"`
+    /// [`RuleError`]); `"chain"` or `"table"`
     /// otherwise.
     pub field: &'static str,
     /// What is wrong.

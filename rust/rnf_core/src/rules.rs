@@ -232,7 +232,7 @@ pub mod action_attr {
     /// NAT: [`range_flag`](crate::nat::range_flag) bits (`u8`). Required:
     /// `MAP_IPS` exactly when addresses are given, `PROTO_SPECIFIED`
     /// exactly when ports are, and only the options the action takes
-    /// ([`NatKind::option_flags`]).
+    /// ([`NatKind::option_flags`](crate::nat::NatKind::option_flags)).
     pub const NAT_FLAGS: u16 = 13;
     /// First id reserved for further arguments (trace, zones).
     pub const RESERVED_FIRST: u16 = 14;

@@ -838,7 +838,8 @@ impl Conntrack {
 
     /// The stated length of the packet in `skb` if this CPU's note is for
     /// it and its noted state is one `wanted` takes, told from the note's
-    /// fingerprint without a parse (IPv4 TCP and UDP only; `None` for any
+    /// fingerprint without a parse (IPv4, and IPv6 without extension
+    /// headers, TCP and UDP only: [`packet::noted_fields`]; `None` for any
     /// other packet, which [`packet_ct`](Self::packet_ct) finds).
     #[inline(always)]
     pub fn noted_state(&self, skb: &SkBuff, wanted: impl Fn(CtState) -> bool) -> Option<u32> {
@@ -846,10 +847,11 @@ impl Conntrack {
         if !wanted(CtState(note.state)) {
             return None;
         }
-        // An IPv4 header of any length and the ports after it.
+        // The IP header and the transport header after it (a TCP header
+        // after at most 48 bytes of IPv4 header, or after IPv6's 40).
         let mut hdr = HeaderBuf::<68>::new();
-        let h = packet::V4Ports::read(skb.headers(&mut hdr))?;
-        (h.fingerprint() == note.fingerprint).then_some(u32::from(h.total_len))
+        let (fingerprint, len) = packet::noted_fields(skb.headers(&mut hdr))?;
+        (fingerprint == note.fingerprint).then_some(len)
     }
 
     /// [`packet_ct`](Self::packet_ct) for a packet without a note.

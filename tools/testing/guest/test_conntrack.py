@@ -264,8 +264,9 @@ def test_established_rule_counters(topo):
     """A chain led by `ct state established,related accept` counts, in that
     rule, every packet of a flow after its first and their IP lengths (rnf
     decides those packets from the tracker's note without parsing them,
-    for IPv4 TCP and UDP); the first packet falls through to the next rule.
-    IPv4 and IPv6 count alike."""
+    for TCP and UDP over IPv4 and over IPv6 without extension headers); the
+    first packet falls through to the next rule. IPv4 and IPv6 count
+    alike."""
     first, reply, more, later = 100, 200, 3, 50
     try:
         for dst, ip_hdr in (("10.0.2.2", 20), ("fd00:2::2", 40)):

@@ -586,6 +586,12 @@ def rnf_workload(mode):
     return True
 
 
+def nft_empty_chain():
+    """nftables' empty base chain in r's FORWARD (policy accept)."""
+    sh("nft -f -", ns="r", stdin="table ip t {\n chain forward {\n  type filter hook forward"
+       " priority 0; policy accept;\n }\n}\n")
+
+
 def empty_rows(engine):
     """The empty rule set: rnf loaded with no rules (and with its hook
     counters off), an empty nftables base chain, an empty iptables filter
@@ -601,8 +607,7 @@ def empty_rows(engine):
                     measure()))
         return out
     if engine == "nft":
-        sh("nft -f -", ns="r", stdin="table ip t {\n chain forward {\n  type filter hook forward"
-           " priority 0; policy accept;\n }\n}\n")
+        nft_empty_chain()
         return [(("empty", "-", engine, 0), "empty base chain", measure())]
     sh("iptables-legacy -P FORWARD ACCEPT", ns="r")
     return [(("empty", "-", engine, 0), "empty filter table", measure())]

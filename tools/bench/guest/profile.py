@@ -77,8 +77,7 @@ for mode in modes:
         ra = b.topo_up()
         b.pktgen_setup(ra)
         if mode == "empty":
-            b.sh("nft -f -", ns="r", stdin="table ip t {\n chain forward {\n  type filter hook"
-                 " forward priority 0; policy accept;\n }\n}\n")
+            b.nft_empty_chain()
         elif mode in ("ct_new", "ct_est", "nat"):
             b.stateful_setup(ENGINE, mode, ra)
         else:

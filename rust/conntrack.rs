@@ -142,6 +142,27 @@ fn nat_applies(flow: &CtFlow, dir: Direction, manip: Manip) -> bool {
     flow.status() & side != 0
 }
 
+/// The endpoint that a NAT rewrite at a hook doing `manip` writes into a
+/// packet of `flow` travelling in `dir` (where [`nat_applies`]): the
+/// `manip` side of the other direction's tuple, inverted. Cached in the
+/// flow once it is confirmed, when no binding changes its tuples any
+/// more: reading it from the packed tuple was a good part of a NAT stage.
+#[inline(always)]
+fn nat_endpoint(flow: &CtFlow, dir: Direction, manip: Manip) -> nat::Endpoint {
+    let slot = flow.cache.get(dir.index() * 2 + manip as usize);
+    if let Some(ep) = slot.and_then(|w| nat::Endpoint::from_word(w.load(Ordering::Relaxed))) {
+        return ep;
+    }
+    let ep = nat::translated_endpoint_of_bytes(&flow.tuple_bytes(dir.opposite()), manip);
+    // Acquire: pairs with confirmation's release, after the bindings.
+    if flow.status.load(Ordering::Acquire) & ct::status::CONFIRMED != 0 {
+        if let (Some(slot), Some(w)) = (slot, ep.to_word()) {
+            slot.store(w, Ordering::Relaxed);
+        }
+    }
+    ep
+}
+
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
@@ -346,36 +367,48 @@ impl Conntrack {
         (Family::Ipv6, Hook::PostRouting, PRI_CONFIRM),
     ];
 
+    /// How many of [`HOOKS`](Self::HOOKS) come first and track (the rest
+    /// confirm).
+    pub const TRACKING_HOOKS: usize = 4;
+
     /// The attachment points of [`HOOKS`](Self::HOOKS), tagged from
-    /// `first_tag` on.
-    pub fn hook_specs(first_tag: u32) -> [HookSpec; 8] {
-        let mut tag = first_tag;
+    /// `first_tag` on, the tracking ones of hook kind `track` and the
+    /// confirming ones of `confirm`.
+    pub fn hook_specs(first_tag: u32, (track, confirm): (u8, u8)) -> [HookSpec; 8] {
+        let mut i = 0;
         Self::HOOKS.map(|(family, hook, priority)| {
             let spec = HookSpec {
                 pf: family as u8,
                 hooknum: hook as u8,
                 priority,
-                tag,
-                pass_only: false,
+                tag: first_tag + i as u32,
+                kind: if i < Self::TRACKING_HOOKS {
+                    track
+                } else {
+                    confirm
+                },
             };
-            tag += 1;
+            i += 1;
             spec
         })
     }
 
-    /// Tracking's hook `i` of [`HOOKS`](Self::HOOKS): tracks the packet
-    /// (while tracking is on) or confirms its flow.
+    /// A tracking hook (of the first [`TRACKING_HOOKS`](Self::TRACKING_HOOKS)
+    /// of [`HOOKS`](Self::HOOKS)): tracks the packet while tracking is on.
     #[inline(always)]
-    pub(crate) fn hook(&self, i: usize, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
-        if i < 4 {
-            if !self.active() {
-                return Verdict::Accept;
-            }
-            self.track(skb, || state.in_is_loopback(), state.rcu())
-        } else {
-            self.confirm(skb, state.rcu());
-            Verdict::Accept
+    pub(crate) fn track_hook(&self, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
+        if !self.active() {
+            return Verdict::Accept;
         }
+        self.track(skb, || state.in_is_loopback(), state.rcu())
+    }
+
+    /// A confirming hook (the rest of [`HOOKS`](Self::HOOKS)): confirms the
+    /// packet's flow.
+    #[inline(always)]
+    pub(crate) fn confirm_hook(&self, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
+        self.confirm(skb, state.rcu());
+        Verdict::Accept
     }
 
     /// The timeouts in force (a reference: copying them per tracked
@@ -1304,7 +1337,7 @@ impl Conntrack {
         if !nat_applies(flow, dir, manip) {
             return None;
         }
-        let ep = nat::translated_endpoint_of_bytes(&flow.tuple_bytes(dir.opposite()), manip);
+        let ep = nat_endpoint(flow, dir, manip);
         let done = skb.write_headers(nat::noted_rewrite_len(note.shape), |buf, partial| {
             nat::manip_noted(buf, (note.shape, note.fingerprint), manip, &ep, partial)
         });

@@ -66,6 +66,19 @@ const CT_MASK: u64 = (1 << Conntrack::HOOKS.len()) - 1;
 /// Tracking's hooks are tagged from here on (after the counting hooks).
 const CT_TAG: usize = NUM_HOOK_POINTS + NUM_COUNT_POINTS;
 
+/// The kinds of hook ([`netfilter::HookSpec::kind`]), each served by a
+/// callback compiled on its own: a counting hook.
+const KIND_COUNT: u8 = 0;
+/// A tracking hook of [`Conntrack`].
+const KIND_TRACK: u8 = 1;
+/// A confirming hook of [`Conntrack`].
+const KIND_CONFIRM: u8 = 2;
+/// A raw, mangle or filter hook point.
+const KIND_RULES: u8 = 3;
+/// A NAT hook point.
+const KIND_NAT: u8 = 4;
+const _: () = assert!(KIND_NAT < netfilter::KINDS);
+
 /// What the packet path of one namespace uses.
 pub struct PacketPath {
     /// Which hook points are hooked (bit `i`: point `i`); the counting
@@ -161,11 +174,12 @@ impl PacketPath {
 impl PacketPath {
     /// Tracking's hook `i` (of `Conntrack::HOOKS`): counts for its
     /// (family, hook) while that has no hooked point (tracking's hooks
-    /// replace the counting hooks there), then tracks or confirms.
-    /// Inlined into netfilter's callback, as [`stage`](Self::stage) is: under
-    /// emulation each call and return per hook showed.
+    /// replace the counting hooks there), then tracks (`TRACK`) or
+    /// confirms. Inlined into netfilter's callback, as
+    /// [`stage`](Self::stage) is: under emulation each call and return per
+    /// hook showed.
     #[inline(always)]
-    fn ct_hook(&self, i: usize, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
+    fn ct_hook<const TRACK: bool>(&self, i: usize, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
         if let Some(&(points, fh)) = CT_HOOK_COUNTS.get(i) {
             if self.ct_counts.load(Ordering::Relaxed)
                 && self.hooked.load(Ordering::Relaxed) & points == 0
@@ -173,7 +187,11 @@ impl PacketPath {
                 self.count_arrival(fh, skb);
             }
         }
-        self.ct.hook(i, skb, state)
+        if TRACK {
+            self.ct.track_hook(skb, state)
+        } else {
+            self.ct.confirm_hook(skb, state)
+        }
     }
 }
 
@@ -403,20 +421,36 @@ fn table_of(stage: Stage) -> Table {
 }
 
 impl netfilter::Handler for PacketPath {
-    // The counting hooks.
-    #[inline]
-    fn pass(&self, tag: u32, skb: &SkBuff) {
-        self.counting_hook(tag, skb);
+    // Each kind is inlined into its own netfilter callback.
+    #[inline(always)]
+    fn hook<const KIND: u8>(&self, tag: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
+        match KIND {
+            KIND_COUNT => {
+                self.counting_hook(tag, skb);
+                Verdict::Accept
+            }
+            KIND_TRACK => self.ct_hook::<true>((tag as usize).wrapping_sub(CT_TAG), skb, state),
+            KIND_CONFIRM => self.ct_hook::<false>((tag as usize).wrapping_sub(CT_TAG), skb, state),
+            KIND_RULES => self.point::<false>(tag, skb, state),
+            KIND_NAT => self.point::<true>(tag, skb, state),
+            _ => Verdict::Accept,
+        }
+    }
+}
+
+impl PacketPath {
+    /// A counting hook: its tag after the hook points is its (family, hook)
+    /// in `family_hook_index` order.
+    #[inline(always)]
+    fn counting_hook(&self, tag: u32, skb: &SkBuff) {
+        if let Some(fh) = (tag as usize).checked_sub(NUM_HOOK_POINTS) {
+            self.count_arrival(fh, skb);
+        }
     }
 
-    // Inlined into netfilter's callback (its only caller).
-    #[inline]
-    fn hook(&self, point: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
-        if point as usize >= CT_TAG {
-            return self.ct_hook(point as usize - CT_TAG, skb, state);
-        }
-        // (Counting hooks, tagged after the points, are registered
-        // `pass_only` and come through `pass`.)
+    /// Hook point `point`, a NAT one (`NAT`) or a raw, mangle or filter one.
+    #[inline(always)]
+    fn point<const NAT: bool>(&self, point: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
         let Some((_, hook, stage)) = hooks::hook_point(point as usize) else {
             return Verdict::Accept;
         };
@@ -424,7 +458,7 @@ impl netfilter::Handler for PacketPath {
         // what it is handed and what it stops (`hookcount::view`).
         let point = point as usize;
         self.tally(Tally::Seen(point), skb);
-        let verdict = self.stage(hook, stage, skb, state);
+        let verdict = self.stage::<NAT>(hook, stage, skb, state);
         if verdict == Verdict::Drop {
             self.tally(Tally::Stopped(point), skb);
         }
@@ -433,28 +467,24 @@ impl netfilter::Handler for PacketPath {
 }
 
 impl PacketPath {
-    /// A counting hook (registered `pass_only`): its tag after the hook
-    /// points is its (family, hook) in `family_hook_index` order.
+    /// What hook point (`hook`, `stage`) decides for the packet; `NAT`
+    /// says whether `stage` is a NAT stage.
     #[inline(always)]
-    fn counting_hook(&self, tag: u32, skb: &SkBuff) {
-        if let Some(fh) = (tag as usize).checked_sub(NUM_HOOK_POINTS) {
-            self.count_arrival(fh, skb);
-        }
-    }
-}
-
-impl PacketPath {
-    /// What hook point (`hook`, `stage`) decides for the packet.
-    #[inline(always)]
-    fn stage(&self, hook: Hook, stage: Stage, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
-        let table = table_of(stage);
+    fn stage<const NAT: bool>(
+        &self,
+        hook: Hook,
+        stage: Stage,
+        skb: &SkBuff,
+        state: &HookState<'_>,
+    ) -> Verdict {
+        let table = if NAT { Table::Nat } else { table_of(stage) };
         let rcu = state.rcu();
         let timg = self
             .image
             .read(rcu)
             .and_then(|image| image.tables.get(table as usize))
             .and_then(|t| t.as_deref());
-        let is_nat = matches!(stage, Stage::NatDst | Stage::NatSrc);
+        let is_nat = NAT;
         // NAT applies the bindings of existing flows even without rules,
         // while packets are tracked (a rule needs it). Until the namespace
         // has had a nat rule, no flow has a binding: a nat table that
@@ -1043,7 +1073,11 @@ fn spec(index: usize, family: Family, hook: Hook, stage: Stage) -> HookSpec {
         hooknum: hook as u8,
         priority: stage.priority(),
         tag: index as u32,
-        pass_only: false,
+        kind: if matches!(stage, Stage::NatDst | Stage::NatSrc) {
+            KIND_NAT
+        } else {
+            KIND_RULES
+        },
     }
 }
 
@@ -1081,13 +1115,13 @@ impl pernet::NetData for NetState {
                         hooknum: hook as u8,
                         priority: COUNT_PRIORITY,
                         tag: (NUM_HOOK_POINTS + fh) as u32,
-                        pass_only: true,
+                        kind: KIND_COUNT,
                     },
                     GFP_KERNEL,
                 )?;
             }
         }
-        let ct_specs = Conntrack::hook_specs(CT_TAG as u32);
+        let ct_specs = Conntrack::hook_specs(CT_TAG as u32, (KIND_TRACK, KIND_CONFIRM));
         let ct_reg = netfilter::Registration::new(net, &ct_specs, path.clone(), 0)?;
         let points = netfilter::Registration::new(net, &specs, path.clone(), COUNT_MASK)?;
         let hooks_path = path.clone();

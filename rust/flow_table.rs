@@ -69,6 +69,10 @@ pub struct Flow<T: Copy> {
     pub mark: AtomicU32,
     /// Packets and bytes, per direction.
     pub counters: [[AtomicU64; 2]; 2],
+    /// Words for the owner to cache what it derives from the flow's
+    /// tuples once they are fixed, 0 for nothing cached (conntrack: the
+    /// endpoint each NAT rewrite writes, by direction and side).
+    pub cache: [AtomicU64; 4],
     track: UnsafeCell<T>,
 }
 
@@ -177,7 +181,9 @@ impl<T: Copy> Flow<T> {
 
     /// Sets status bits; returns the bits that were newly set.
     pub fn set_status(&self, bits: u32) -> u32 {
-        let old = self.status.fetch_or(bits, Ordering::Relaxed);
+        // Release: what was written to the flow before (a NAT binding's
+        // reply tuple) is seen by whoever acquires the new bits.
+        let old = self.status.fetch_or(bits, Ordering::Release);
         bits & !old
     }
 
@@ -325,6 +331,7 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
             status: AtomicU32::new(0),
             mark: AtomicU32::new(0),
             counters: Default::default(),
+            cache: Default::default(),
             track: UnsafeCell::new(track),
         };
         Ok(KBox::new(flow, GFP_ATOMIC)?)

@@ -43,10 +43,13 @@ pub struct HookSpec {
     pub priority: i32,
     /// Passed to [`Handler::hook`] to tell the attachment points apart.
     pub tag: u32,
-    /// The hook only watches packets pass ([`Handler::pass`]): it never
-    /// decides their fate nor reads the hook state.
-    pub pass_only: bool,
+    /// Which of the handler's callbacks serves the hook: `Handler::hook`
+    /// with this `KIND`, below [`KINDS`].
+    pub kind: u8,
 }
+
+/// The number of hook kinds a handler may have ([`HookSpec::kind`]).
+pub const KINDS: u8 = 6;
 
 /// The state netfilter passes with a packet (`struct nf_hook_state`).
 pub struct HookState<'a>(&'a sys::nf_hook_state);
@@ -139,16 +142,15 @@ fn dev_name<'b>(dev: *mut sys::net_device, buf: &'b mut [u8; 16]) -> &'b [u8] {
 
 /// Code run for packets at the hooks of a [`Registration`].
 pub trait Handler: Send + Sync + 'static {
-    /// Decides the fate of `skb` at the attachment point tagged `tag`. Runs
-    /// in the packet path: under RCU, possibly in softirq, never sleeping.
-    fn hook(&self, tag: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict;
-
-    /// Sees `skb` pass the attachment point tagged `tag`, registered with
-    /// [`HookSpec::pass_only`]: the packet goes on whatever this does. A
-    /// callback of its own, so that such a hook costs a packet little more
-    /// than what it does (the general one saves registers and sets up a
-    /// large frame first).
-    fn pass(&self, _tag: u32, _skb: &SkBuff) {}
+    /// Decides the fate of `skb` at the attachment point tagged `tag`, of
+    /// kind `KIND` ([`HookSpec::kind`]). Runs in the packet path: under RCU,
+    /// possibly in softirq, never sleeping.
+    ///
+    /// Each kind is a callback of its own, compiled on its own: a hook that
+    /// only counts costs a packet little more than the counting (a general
+    /// callback saves registers and sets up a large frame first), and the
+    /// code of one kind of hook does not change how another is compiled.
+    fn hook<const KIND: u8>(&self, tag: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict;
 }
 
 struct Slot<H> {
@@ -156,33 +158,35 @@ struct Slot<H> {
     tag: u32,
 }
 
+/// Netfilter's hook function type.
+type HookFn = unsafe extern "C" fn(
+    *mut kernel::ffi::c_void,
+    *mut sys::sk_buff,
+    *const sys::nf_hook_state,
+) -> kernel::ffi::c_uint;
+
+/// The callback of hooks of kind `kind`, if it is one (below [`KINDS`]).
+fn callback<H: Handler>(kind: u8) -> Option<HookFn> {
+    Some(match kind {
+        0 => hook_callback::<H, 0>,
+        1 => hook_callback::<H, 1>,
+        2 => hook_callback::<H, 2>,
+        3 => hook_callback::<H, 3>,
+        4 => hook_callback::<H, 4>,
+        5 => hook_callback::<H, 5>,
+        _ => return None,
+    })
+}
+
 /// # Safety
 ///
 /// Called by netfilter only, for a hook registered by [`Registration::new`],
 /// with a valid skb and state.
-unsafe extern "C" fn hook_callback<H: Handler>(
+unsafe extern "C" fn hook_callback<H: Handler, const KIND: u8>(
     priv_: *mut kernel::ffi::c_void,
     skb: *mut sys::sk_buff,
     state: *const sys::nf_hook_state,
 ) -> kernel::ffi::c_uint {
-    // SAFETY: the caller's contract is `callback_args`'.
-    let (handler, tag, skb) = unsafe { callback_args::<H>(priv_, skb) };
-    // SAFETY: netfilter passes a valid state for the call.
-    let state = HookState(unsafe { &*state });
-    handler.hook(tag, skb, &state).to_raw()
-}
-
-/// The handler, tag and skb of a hook call.
-///
-/// # Safety
-///
-/// `priv_` and `skb` are what netfilter passes a hook registered by
-/// [`Registration::new`]; the results are used only during the call.
-#[inline(always)]
-unsafe fn callback_args<'a, H: Handler>(
-    priv_: *mut kernel::ffi::c_void,
-    skb: *mut sys::sk_buff,
-) -> (&'a H, u32, &'a SkBuff) {
     // SAFETY: `priv_` is the `Slot<H>` set up by `Registration::new`; slots
     // and the handler outlive the registration plus a grace period, and
     // netfilter runs hooks under RCU.
@@ -191,22 +195,9 @@ unsafe fn callback_args<'a, H: Handler>(
     let handler = unsafe { &*slot.handler };
     // SAFETY: netfilter passes a valid skb that it owns for the call.
     let skb = unsafe { SkBuff::from_raw(skb) };
-    (handler, slot.tag, skb)
-}
-
-/// # Safety
-///
-/// As for [`hook_callback`]; for hooks registered with
-/// [`HookSpec::pass_only`].
-unsafe extern "C" fn pass_callback<H: Handler>(
-    priv_: *mut kernel::ffi::c_void,
-    skb: *mut sys::sk_buff,
-    _state: *const sys::nf_hook_state,
-) -> kernel::ffi::c_uint {
-    // SAFETY: the caller's contract is `callback_args`'.
-    let (handler, tag, skb) = unsafe { callback_args::<H>(priv_, skb) };
-    handler.pass(tag, skb);
-    Verdict::Accept.to_raw()
+    // SAFETY: netfilter passes a valid state for the call.
+    let state = HookState(unsafe { &*state });
+    handler.hook::<KIND>(slot.tag, skb, &state).to_raw()
 }
 
 /// Hooks of one network namespace, all served by one handler, each
@@ -264,11 +255,7 @@ impl<H: Handler> Registration<H> {
         let mut ops = KVec::with_capacity(specs.len(), GFP_KERNEL)?;
         for (spec, slot) in specs.iter().zip(slots.iter()) {
             let op = sys::nf_hook_ops {
-                hook: Some(if spec.pass_only {
-                    pass_callback::<H>
-                } else {
-                    hook_callback::<H>
-                }),
+                hook: Some(callback::<H>(spec.kind).ok_or(EINVAL)?),
                 priv_: (slot as *const Slot<H>).cast_mut().cast(),
                 pf: spec.pf,
                 hooknum: u32::from(spec.hooknum),

@@ -344,6 +344,41 @@ pub struct Endpoint {
     pub port: u16,
 }
 
+impl Endpoint {
+    /// The endpoint as one word, if its address fits in the first four
+    /// bytes (every IPv4 endpoint does): for a cache of endpoints in an
+    /// atomic word. Never 0, so 0 can mean "nothing cached".
+    #[inline]
+    pub fn to_word(&self) -> Option<u64> {
+        let [a0, a1, a2, a3, rest @ ..] = self.addr;
+        if rest != [0; 12] {
+            return None;
+        }
+        Some(
+            WORD_CACHED
+                | u64::from(u32::from_ne_bytes([a0, a1, a2, a3]))
+                | u64::from(self.port) << 32,
+        )
+    }
+
+    /// The endpoint [`to_word`](Self::to_word) made `w` from; `None` for
+    /// a word it does not make (0 among them).
+    #[inline(always)]
+    pub fn from_word(w: u64) -> Option<Endpoint> {
+        if w & !(WORD_CACHED | 0xffff_ffff_ffff) != 0 || w & WORD_CACHED == 0 {
+            return None;
+        }
+        let [a0, a1, a2, a3] = (w as u32).to_ne_bytes();
+        Some(Endpoint {
+            addr: [a0, a1, a2, a3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            port: (w >> 32) as u16,
+        })
+    }
+}
+
+/// In [`Endpoint::to_word`]'s words: set in every word it makes.
+const WORD_CACHED: u64 = 1 << 63;
+
 /// The side of `t` that `manip` changes. For ICMP the port is the query
 /// id, which conntrack keeps in the source half for both directions.
 #[inline]
@@ -1596,6 +1631,35 @@ mod tests {
     use std::vec::Vec;
 
     use proptest::prelude::*;
+
+    proptest! {
+        /// An endpoint cached as a word is the endpoint back, exactly for
+        /// addresses whose last twelve bytes are zero; a word `to_word`
+        /// does not make (0 among them) reads as nothing cached.
+        #[test]
+        fn endpoint_words(
+            addr in any::<[u8; 16]>(),
+            v4 in any::<bool>(),
+            port in any::<u16>(),
+            w in any::<u64>(),
+        ) {
+            let mut a = addr;
+            if v4 {
+                a[4..].fill(0);
+            }
+            let ep = Endpoint { addr: a, port };
+            let word = ep.to_word();
+            prop_assert_eq!(word.is_some(), a[4..] == [0; 12]);
+            if let Some(word) = word {
+                prop_assert_ne!(word, 0);
+                prop_assert_eq!(Endpoint::from_word(word), Some(ep));
+            }
+            prop_assert_eq!(Endpoint::from_word(0), None);
+            if let Some(back) = Endpoint::from_word(w) {
+                prop_assert_eq!(back.to_word(), Some(w));
+            }
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]

@@ -225,6 +225,43 @@ pub extern "C" fn rnf_kunit_skb_view() {
         check!(facts.proto == 6);
         check!(facts.payload_offset == Some(40));
     }
+    // Header writes. In place for a linear skb nobody shares; through C
+    // where the bytes lie in a page (pulled into the linear part first)
+    // or are shared with a clone (unshared first: the other keeps its own).
+    let last = n - 1;
+    for skb in [&linear, &paged] {
+        let wrote = skb.write_headers(n as u32, |b, partial| {
+            if let Some(x) = b.get_mut(last) {
+                *x = b'!';
+            }
+            (b.len(), partial)
+        });
+        check!(matches!(wrote, Ok(((len, false), _)) if len == n));
+        let mut end = [0u8; 1];
+        check!(skb.copy_network(last as u32, &mut end) == 1 && end == *b"!");
+    }
+    // The checksum state comes with the bytes (`CHECKSUM_PARTIAL`: the
+    // transport checksum is left to the NIC).
+    linear.set_ip_summed(3);
+    check!(matches!(
+        linear.write_headers(20, |_, partial| partial),
+        Ok((true, _))
+    ));
+    linear.set_ip_summed(0);
+    check!(matches!(
+        linear.write_headers(20, |_, partial| partial),
+        Ok((false, _))
+    ));
+    let Ok(clone) = linear.clone_shared() else {
+        check!(false);
+        return;
+    };
+    check!(clone
+        .write_headers(20, |b, _| b.first_mut().map(|x| *x = 0x46))
+        .is_ok());
+    let (mut mine, mut theirs) = ([0u8; 1], [0u8; 1]);
+    check!(linear.copy_network(0, &mut mine) == 1 && clone.copy_network(0, &mut theirs) == 1);
+    check!(mine == [0x45] && theirs == [0x46]);
     // skb marks are the packet's.
     linear.set_mark(0x2a);
     check!(linear.mark() == 0x2a);

@@ -75,6 +75,11 @@ struct sk_buff *rnf_alloc_skb(unsigned int size)
 	return alloc_skb(size, GFP_KERNEL);
 }
 
+struct sk_buff *rnf_skb_clone(struct sk_buff *skb)
+{
+	return skb_clone(skb, GFP_KERNEL);
+}
+
 void rnf_kfree_skb(struct sk_buff *skb)
 {
 	kfree_skb(skb);

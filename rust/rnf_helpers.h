@@ -26,6 +26,7 @@ void *rnf_genlmsg_put_reply(struct sk_buff *skb, struct genl_info *info,
 void rnf_genlmsg_end(struct sk_buff *skb, void *hdr);
 int rnf_genlmsg_reply(struct sk_buff *skb, struct genl_info *info);
 struct sk_buff *rnf_alloc_skb(unsigned int size);
+struct sk_buff *rnf_skb_clone(struct sk_buff *skb);
 void rnf_kfree_skb(struct sk_buff *skb);
 void rnf_extack_set_msg(struct genl_info *info, const char *msg);
 void rnf_extack_set_msg_copy(struct genl_info *info, const char *msg);

@@ -759,6 +759,11 @@ fn addr_matches(
         Family::Ipv4 => {
             let [a0, a1, a2, a3, ..] = *addr;
             let a = u32::from_ne_bytes([a0, a1, a2, a3]);
+            // One entry (nearly every rule): no loop.
+            if let Ok(&[n0, n1, n2, n3, m0, m1, m2, m3]) = <&[u8; 8]>::try_from(v4) {
+                let (net, mask) = ([n0, n1, n2, n3], [m0, m1, m2, m3]);
+                return Some((a & u32::from_ne_bytes(mask) == u32::from_ne_bytes(net)) != negated);
+            }
             v4.chunks_exact(8).any(|e| match split_pair::<4>(e) {
                 Some((net, mask)) => a & u32::from_ne_bytes(mask) == u32::from_ne_bytes(net),
                 None => false,
@@ -788,6 +793,11 @@ fn ports_match(s: &mut Sections<'_>, port: u16, negated: bool) -> Option<bool> {
     let n = usize::from(rd_u16(s.rec, s.p)?);
     s.p = s.p.checked_add(4)?;
     let ranges = s.take(n.checked_mul(4)?)?;
+    // One range (nearly every rule): no loop.
+    if let Ok(&[a, b, c, d]) = <&[u8; 4]>::try_from(ranges) {
+        let (lo, hi) = (u16::from_le_bytes([a, b]), u16::from_le_bytes([c, d]));
+        return Some((lo <= port && port <= hi) != negated);
+    }
     let hit = ranges.chunks_exact(4).any(|r| match r {
         [a, b, c, d] => {
             let lo = u16::from_le_bytes([*a, *b]);

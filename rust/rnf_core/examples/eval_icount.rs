@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: GPL-2.0-only
+
+//! One evaluation, repeated, for counting its instructions on the host:
+//! the new-flows benchmark's forward chain (`ct state established,related
+//! accept`, then `daddr A proto udp dport P accept`, policy drop) for a
+//! packet of a new flow that the second rule accepts, through
+//! `eval_after` as the kernel's packet path calls it; and the one-rule kube
+//! shape (`daddr A proto tcp dport P accept`) through `eval`.
+//!
+//! ```text
+//! cargo build --release -p rnf-core --example eval_icount
+//! for n in 0 1000; do valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$n \
+//!     target/release/examples/eval_icount ct $n; done
+//! ```
+//! The difference of the two runs' totals over 1,000 is one evaluation.
+
+#[path = "../tests/common/mod.rs"]
+#[allow(unused_imports)]
+mod common;
+
+use common::gen::addr16;
+use common::{compile, OwnedAction, OwnedChain, OwnedRule};
+use rnf_core::ct::{CtState, Direction};
+use rnf_core::eval::{CompiledTable, EvalEnv, Verdict};
+use rnf_core::hooks::{Family, Hook};
+use rnf_core::packet::{PacketFacts, IPPROTO_TCP, IPPROTO_UDP, L4};
+use rnf_core::rules::{Cidr, CtStateMatch, Limit, Policy, PortRange, Table};
+use std::hint::black_box;
+
+/// A new flow's environment.
+struct NewFlow;
+
+impl EvalEnv for NewFlow {
+    fn count(&mut self, counter: u32, bytes: u32) {
+        black_box((counter, bytes));
+    }
+    fn limit_allows(&mut self, _: u32, _: &Limit) -> bool {
+        true
+    }
+    fn random_u32(&mut self) -> u32 {
+        0
+    }
+    fn nth_hit(&mut self, _: u32, _: u32) -> bool {
+        true
+    }
+    fn payload_contains(&mut self, _: &[u8]) -> bool {
+        false
+    }
+    fn iif_name(&self) -> &[u8] {
+        b"ra"
+    }
+    fn oif_name(&self) -> &[u8] {
+        b"rb"
+    }
+    fn mark(&self) -> u32 {
+        0
+    }
+    fn set_mark(&mut self, _: u32) {}
+    fn uid(&self) -> Option<u32> {
+        None
+    }
+    fn gid(&self) -> Option<u32> {
+        None
+    }
+    fn log(&mut self, _: &[u8], _: u8) {}
+    fn ct_state(&self) -> CtState {
+        black_box(CtState::NEW)
+    }
+    fn ct_direction(&self) -> Option<Direction> {
+        Some(Direction::Original)
+    }
+    fn ct_status(&self) -> u32 {
+        0
+    }
+    fn ct_mark(&self) -> Option<u32> {
+        Some(0)
+    }
+    fn set_ct_mark(&mut self, _: u32) {}
+    fn notrack(&mut self) {}
+}
+
+fn host(a: [u8; 4]) -> Cidr {
+    Cidr::new(Family::Ipv4, addr16(a), 32).unwrap()
+}
+
+fn chain(name: &str, policy: Policy, rules: Vec<OwnedRule>) -> OwnedChain {
+    OwnedChain {
+        name: name.into(),
+        policy: Some(policy),
+        policy_counter: 0,
+        rules: rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as u64 + 1, i as u32 + 1, r.encode()))
+            .collect(),
+    }
+}
+
+fn packet(proto: u8, dport: u16) -> PacketFacts {
+    PacketFacts {
+        family: Family::Ipv4,
+        src: addr16([10, 0, 1, 5]),
+        dst: addr16([10, 0, 2, 2]),
+        proto,
+        total_len: 46,
+        frag_offset: 0,
+        is_fragment: false,
+        l4_offset: 20,
+        l4: if proto == IPPROTO_UDP {
+            L4::Ports { sport: 1234, dport }
+        } else {
+            L4::Tcp {
+                sport: 1234,
+                dport,
+                flags: 2,
+            }
+        },
+        payload_offset: Some(28),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let shape = args.get(1).map_or("ct", |s| s.as_str());
+    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let accept = |proto| OwnedRule {
+        family: Some(Family::Ipv4),
+        proto: Some(proto),
+        daddr: Some((false, vec![host([10, 0, 2, 2])])),
+        dport: Some((false, vec![PortRange { lo: 9, hi: 9 }])),
+        action: OwnedAction::Accept,
+        ..Default::default()
+    };
+    let (chains, hook, f) = match shape {
+        "ct" => {
+            let est = OwnedRule {
+                ct_state: Some(CtStateMatch {
+                    states: CtState(CtState::ESTABLISHED.0 | CtState::RELATED.0),
+                    negated: false,
+                }),
+                action: OwnedAction::Accept,
+                ..Default::default()
+            };
+            (
+                vec![chain(
+                    "FORWARD",
+                    Policy::Drop,
+                    vec![est, accept(IPPROTO_UDP)],
+                )],
+                Hook::Forward,
+                packet(IPPROTO_UDP, 9),
+            )
+        }
+        _ => (
+            vec![chain("FORWARD", Policy::Drop, vec![accept(IPPROTO_TCP)])],
+            Hook::Forward,
+            packet(IPPROTO_TCP, 9),
+        ),
+    };
+    let buf = compile(Table::Filter, &chains).expect("compiles");
+    let table = CompiledTable::new(&buf).unwrap();
+    let first = table.state_accept(hook);
+    assert_eq!(first.is_some(), shape == "ct");
+    assert_eq!(table.eval(hook, &f, &mut NewFlow), Verdict::Accept);
+    for _ in 0..n {
+        let v = if first.is_some() {
+            table.eval_after(hook, black_box(&f), &mut NewFlow, first.as_ref())
+        } else {
+            table.eval(hook, black_box(&f), &mut NewFlow)
+        };
+        black_box(v);
+    }
+}

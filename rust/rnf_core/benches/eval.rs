@@ -16,69 +16,16 @@
 mod common;
 
 use common::gen::tcp_syn;
-use common::{compile, OwnedAction, OwnedChain, OwnedRule};
+use common::{compile, NullEnv, OwnedAction, OwnedChain, OwnedRule};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use rnf_core::ct::{CtState, Direction};
-use rnf_core::eval::{CompiledTable, EvalEnv, Verdict};
+use rnf_core::eval::{CompiledTable, Verdict};
 use rnf_core::hooks::{Family, Hook};
 use rnf_core::packet::{PacketFacts, IPPROTO_TCP};
-use rnf_core::rules::{Cidr, Limit, Policy, PortRange, Table};
+use rnf_core::rules::{Cidr, Policy, PortRange, Table};
 use std::time::Duration;
 
 const SIZES: [usize; 5] = [1, 100, 1_000, 10_000, 65_000];
 const SERVICES: usize = 8;
-
-/// An environment that asks nothing of anyone.
-struct NullEnv;
-
-impl EvalEnv for NullEnv {
-    fn count(&mut self, counter: u32, bytes: u32) {
-        black_box((counter, bytes));
-    }
-    fn limit_allows(&mut self, _: u32, _: &Limit) -> bool {
-        true
-    }
-    fn random_u32(&mut self) -> u32 {
-        0
-    }
-    fn nth_hit(&mut self, _: u32, _: u32) -> bool {
-        true
-    }
-    fn payload_contains(&mut self, _: &[u8]) -> bool {
-        false
-    }
-    fn iif_name(&self) -> &[u8] {
-        b"eth0"
-    }
-    fn oif_name(&self) -> &[u8] {
-        b""
-    }
-    fn mark(&self) -> u32 {
-        0
-    }
-    fn set_mark(&mut self, _: u32) {}
-    fn uid(&self) -> Option<u32> {
-        None
-    }
-    fn gid(&self) -> Option<u32> {
-        None
-    }
-    fn log(&mut self, _: &[u8], _: u8) {}
-    fn ct_state(&self) -> CtState {
-        CtState::NEW
-    }
-    fn ct_direction(&self) -> Option<Direction> {
-        Some(Direction::Original)
-    }
-    fn ct_status(&self) -> u32 {
-        0
-    }
-    fn ct_mark(&self) -> Option<u32> {
-        Some(0)
-    }
-    fn set_ct_mark(&mut self, _: u32) {}
-    fn notrack(&mut self) {}
-}
 
 fn v4(i: usize, len: u8) -> Cidr {
     let i = i as u32;

@@ -19,65 +19,13 @@
 mod common;
 
 use common::gen::addr16;
-use common::{compile, OwnedAction, OwnedChain, OwnedRule};
-use rnf_core::ct::{CtState, Direction};
-use rnf_core::eval::{CompiledTable, EvalEnv, Verdict};
+use common::{compile, NullEnv, OwnedAction, OwnedChain, OwnedRule};
+use rnf_core::ct::CtState;
+use rnf_core::eval::{CompiledTable, Verdict};
 use rnf_core::hooks::{Family, Hook};
 use rnf_core::packet::{PacketFacts, IPPROTO_TCP, IPPROTO_UDP, L4};
-use rnf_core::rules::{Cidr, CtStateMatch, Limit, Policy, PortRange, Table};
+use rnf_core::rules::{Cidr, CtStateMatch, Policy, PortRange, Table};
 use std::hint::black_box;
-
-/// A new flow's environment.
-struct NewFlow;
-
-impl EvalEnv for NewFlow {
-    fn count(&mut self, counter: u32, bytes: u32) {
-        black_box((counter, bytes));
-    }
-    fn limit_allows(&mut self, _: u32, _: &Limit) -> bool {
-        true
-    }
-    fn random_u32(&mut self) -> u32 {
-        0
-    }
-    fn nth_hit(&mut self, _: u32, _: u32) -> bool {
-        true
-    }
-    fn payload_contains(&mut self, _: &[u8]) -> bool {
-        false
-    }
-    fn iif_name(&self) -> &[u8] {
-        b"ra"
-    }
-    fn oif_name(&self) -> &[u8] {
-        b"rb"
-    }
-    fn mark(&self) -> u32 {
-        0
-    }
-    fn set_mark(&mut self, _: u32) {}
-    fn uid(&self) -> Option<u32> {
-        None
-    }
-    fn gid(&self) -> Option<u32> {
-        None
-    }
-    fn log(&mut self, _: &[u8], _: u8) {}
-    fn ct_state(&self) -> CtState {
-        black_box(CtState::NEW)
-    }
-    fn ct_direction(&self) -> Option<Direction> {
-        Some(Direction::Original)
-    }
-    fn ct_status(&self) -> u32 {
-        0
-    }
-    fn ct_mark(&self) -> Option<u32> {
-        Some(0)
-    }
-    fn set_ct_mark(&mut self, _: u32) {}
-    fn notrack(&mut self) {}
-}
 
 fn host(a: [u8; 4]) -> Cidr {
     Cidr::new(Family::Ipv4, addr16(a), 32).unwrap()
@@ -161,12 +109,12 @@ fn main() {
     let table = CompiledTable::new(&buf).unwrap();
     let first = table.state_accept(hook);
     assert_eq!(first.is_some(), shape == "ct");
-    assert_eq!(table.eval(hook, &f, &mut NewFlow), Verdict::Accept);
+    assert_eq!(table.eval(hook, &f, &mut NullEnv), Verdict::Accept);
     for _ in 0..n {
         let v = if first.is_some() {
-            table.eval_after(hook, black_box(&f), &mut NewFlow, first.as_ref())
+            table.eval_after(hook, black_box(&f), &mut NullEnv, first.as_ref())
         } else {
-            table.eval(hook, black_box(&f), &mut NewFlow)
+            table.eval(hook, black_box(&f), &mut NullEnv)
         };
         black_box(v);
     }

@@ -597,3 +597,56 @@ impl EvalEnv for TestEnv {
         self.events.push(Event::Notrack);
     }
 }
+
+/// An environment that asks nothing of anyone: a new flow's packet, in on
+/// `eth0`, counted into nothing (benchmarks and instruction counts).
+pub struct NullEnv;
+
+impl EvalEnv for NullEnv {
+    fn count(&mut self, counter: u32, bytes: u32) {
+        std::hint::black_box((counter, bytes));
+    }
+    fn limit_allows(&mut self, _: u32, _: &Limit) -> bool {
+        true
+    }
+    fn random_u32(&mut self) -> u32 {
+        0
+    }
+    fn nth_hit(&mut self, _: u32, _: u32) -> bool {
+        true
+    }
+    fn payload_contains(&mut self, _: &[u8]) -> bool {
+        false
+    }
+    fn iif_name(&self) -> &[u8] {
+        b"eth0"
+    }
+    fn oif_name(&self) -> &[u8] {
+        b""
+    }
+    fn mark(&self) -> u32 {
+        0
+    }
+    fn set_mark(&mut self, _: u32) {}
+    fn uid(&self) -> Option<u32> {
+        None
+    }
+    fn gid(&self) -> Option<u32> {
+        None
+    }
+    fn log(&mut self, _: &[u8], _: u8) {}
+    fn ct_state(&self) -> CtState {
+        CtState::NEW
+    }
+    fn ct_direction(&self) -> Option<Direction> {
+        Some(Direction::Original)
+    }
+    fn ct_status(&self) -> u32 {
+        0
+    }
+    fn ct_mark(&self) -> Option<u32> {
+        Some(0)
+    }
+    fn set_ct_mark(&mut self, _: u32) {}
+    fn notrack(&mut self) {}
+}

@@ -1314,13 +1314,18 @@ impl Conntrack {
     /// [`nat_packet`](Self::nat_packet) for a packet that tracking noted
     /// with a shape (`nat::noted_shape`) and whose binding for `manip` is
     /// decided: rewritten from the note, without copying or parsing its
-    /// headers (`nat::manip_noted` checks them against the note's
-    /// fingerprint where it rewrites). `None` where the packet needs the
-    /// full stage: no such note for it, a first packet still to be bound,
-    /// no translation here for its direction, or headers that are not the
-    /// noted ones.
+    /// headers (`nat::manip_noted`, or `nat::manip_noted_v6` for an IPv6
+    /// hook (`V6`), checks them against the note's fingerprint where it
+    /// rewrites). `None` where the packet needs the full stage: no such
+    /// note for it, a first packet still to be bound, no translation here
+    /// for its direction, or headers that are not the noted ones.
     #[inline(always)]
-    pub fn nat_noted(&self, skb: &SkBuff, manip: Manip, guard: &ReadGuard) -> Option<Result<bool>> {
+    pub fn nat_noted<const V6: bool>(
+        &self,
+        skb: &SkBuff,
+        manip: Manip,
+        guard: &ReadGuard,
+    ) -> Option<Result<bool>> {
         let mut note = self.notes.get(skb)?;
         if note.shape == 0 || note.id == 0 {
             return None;
@@ -1338,9 +1343,16 @@ impl Conntrack {
             return None;
         }
         let ep = nat_endpoint(flow, dir, manip);
-        let done = skb.write_headers(nat::noted_rewrite_len(note.shape), |buf, partial| {
-            nat::manip_noted(buf, (note.shape, note.fingerprint), manip, &ep, partial)
-        });
+        let noted = (note.shape, note.fingerprint);
+        let done = if V6 {
+            skb.write_headers(nat::noted_rewrite_len_v6(note.shape), |buf, partial| {
+                nat::manip_noted_v6(buf, noted, manip, &ep, partial)
+            })
+        } else {
+            skb.write_headers(nat::noted_rewrite_len(note.shape), |buf, partial| {
+                nat::manip_noted(buf, noted, manip, &ep, partial)
+            })
+        };
         let (noted, state) = match done {
             Ok(d) => d,
             Err(e) => return Some(Err(e)),

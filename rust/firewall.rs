@@ -75,9 +75,11 @@ const KIND_TRACK: u8 = 1;
 const KIND_CONFIRM: u8 = 2;
 /// A raw, mangle or filter hook point.
 const KIND_RULES: u8 = 3;
-/// A NAT hook point.
+/// An IPv4 NAT hook point.
 const KIND_NAT: u8 = 4;
-const _: () = assert!(KIND_NAT < netfilter::KINDS);
+/// An IPv6 NAT hook point.
+const KIND_NAT6: u8 = 5;
+const _: () = assert!(KIND_NAT6 < netfilter::KINDS);
 
 /// What the packet path of one namespace uses.
 pub struct PacketPath {
@@ -431,8 +433,9 @@ impl netfilter::Handler for PacketPath {
             }
             KIND_TRACK => self.ct_hook::<true>((tag as usize).wrapping_sub(CT_TAG), skb, state),
             KIND_CONFIRM => self.ct_hook::<false>((tag as usize).wrapping_sub(CT_TAG), skb, state),
-            KIND_RULES => self.point::<false>(tag, skb, state),
-            KIND_NAT => self.point::<true>(tag, skb, state),
+            KIND_RULES => self.point::<false, false>(tag, skb, state),
+            KIND_NAT => self.point::<true, false>(tag, skb, state),
+            KIND_NAT6 => self.point::<true, true>(tag, skb, state),
             _ => Verdict::Accept,
         }
     }
@@ -448,9 +451,15 @@ impl PacketPath {
         }
     }
 
-    /// Hook point `point`, a NAT one (`NAT`) or a raw, mangle or filter one.
+    /// Hook point `point`, a NAT one (`NAT`; an IPv6 one if `V6`) or a
+    /// raw, mangle or filter one.
     #[inline(always)]
-    fn point<const NAT: bool>(&self, point: u32, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
+    fn point<const NAT: bool, const V6: bool>(
+        &self,
+        point: u32,
+        skb: &SkBuff,
+        state: &HookState<'_>,
+    ) -> Verdict {
         let Some((_, hook, stage)) = hooks::hook_point(point as usize) else {
             return Verdict::Accept;
         };
@@ -458,7 +467,7 @@ impl PacketPath {
         // what it is handed and what it stops (`hookcount::view`).
         let point = point as usize;
         self.tally(Tally::Seen(point), skb);
-        let verdict = self.stage::<NAT>(hook, stage, skb, state);
+        let verdict = self.stage::<NAT, V6>(hook, stage, skb, state);
         if verdict == Verdict::Drop {
             self.tally(Tally::Stopped(point), skb);
         }
@@ -468,9 +477,9 @@ impl PacketPath {
 
 impl PacketPath {
     /// What hook point (`hook`, `stage`) decides for the packet; `NAT`
-    /// says whether `stage` is a NAT stage.
+    /// says whether `stage` is a NAT stage, `V6` whether an IPv6 one.
     #[inline(always)]
-    fn stage<const NAT: bool>(
+    fn stage<const NAT: bool, const V6: bool>(
         &self,
         hook: Hook,
         stage: Stage,
@@ -497,7 +506,7 @@ impl PacketPath {
         // A packet of a bound flow that tracking noted: rewritten from the
         // note alone, as nf_nat rewrites from the skb's conntrack entry.
         if is_nat {
-            if let Some(v) = self.nat_noted(hook, skb, state) {
+            if let Some(v) = self.nat_noted::<V6>(hook, skb, state) {
                 return v;
             }
         }
@@ -583,9 +592,14 @@ impl PacketPath {
     /// ([`Conntrack::nat_noted`]), with the stage's verdict; `None` where
     /// the stage must copy and parse the headers ([`nat`](Self::nat)).
     #[inline(always)]
-    fn nat_noted(&self, hook: Hook, skb: &SkBuff, state: &HookState<'_>) -> Option<Verdict> {
+    fn nat_noted<const V6: bool>(
+        &self,
+        hook: Hook,
+        skb: &SkBuff,
+        state: &HookState<'_>,
+    ) -> Option<Verdict> {
         let manip = Manip::for_hook(hook)?;
-        let done = self.ct.nat_noted(skb, manip, state.rcu())?;
+        let done = self.ct.nat_noted::<V6>(skb, manip, state.rcu())?;
         Some(Self::rewritten(hook, manip, done, skb, state))
     }
 
@@ -1073,10 +1087,10 @@ fn spec(index: usize, family: Family, hook: Hook, stage: Stage) -> HookSpec {
         hooknum: hook as u8,
         priority: stage.priority(),
         tag: index as u32,
-        kind: if matches!(stage, Stage::NatDst | Stage::NatSrc) {
-            KIND_NAT
-        } else {
-            KIND_RULES
+        kind: match (stage, family) {
+            (Stage::NatDst | Stage::NatSrc, Family::Ipv4) => KIND_NAT,
+            (Stage::NatDst | Stage::NatSrc, Family::Ipv6) => KIND_NAT6,
+            _ => KIND_RULES,
         },
     }
 }

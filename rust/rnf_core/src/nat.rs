@@ -37,7 +37,7 @@ use crate::ct::{self, Tuple};
 use crate::hooks::{Family, Hook, Stage};
 use crate::packet::{
     parse, PacketError, PacketFacts, V4Ports, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6,
-    IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
+    IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, L4,
 };
 use crate::rules::action_kind;
 
@@ -1383,24 +1383,27 @@ fn rewrite_v4_ports(
     })
 }
 
-/// The shape of a packet that [`manip_noted`] can rewrite from a note
-/// alone, for the note made when the packet was tracked: its IPv4 header
-/// length in 32-bit words (5 to 15) in the low four bits, `0x10` for TCP
-/// (else UDP), as [`V4Ports::read_shaped`] takes it; 0 for any other
-/// packet (IPv6, fragments, other protocols, a transport header the parse
-/// found cut short), which the NAT stages parse.
+/// The shape of a packet that [`manip_noted`] (IPv4) or
+/// [`manip_noted_v6`] can rewrite from a note alone, for the note made when
+/// the packet was tracked: for IPv4 its header length in 32-bit words (5
+/// to 15) in the low four bits, [`SHAPE_TCP`] for TCP (else UDP), as
+/// [`V4Ports::read_shaped`] takes it; for IPv6 whose transport header
+/// follows the fixed header, [`SHAPE_V6`] and [`SHAPE_TCP`] for TCP (the
+/// low four bits 0, which no IPv4 header length is). 0 for any other
+/// packet (IPv6 with extension headers, fragments, other protocols, a
+/// transport header the parse found cut short), which the NAT stages
+/// parse.
 #[inline(always)]
 pub fn noted_shape(facts: &PacketFacts) -> u8 {
     let tcp = match facts.proto {
-        IPPROTO_TCP => 0x10,
+        IPPROTO_TCP => SHAPE_TCP,
         IPPROTO_UDP => 0,
         _ => return 0,
     };
-    if facts.family != Family::Ipv4
-        || facts.is_fragment
-        || facts.ports().is_none()
-        || facts.l4_offset % 4 != 0
-    {
+    if facts.family != Family::Ipv4 {
+        return noted_shape_v6(facts, tcp);
+    }
+    if facts.is_fragment || facts.ports().is_none() || facts.l4_offset % 4 != 0 {
         return 0;
     }
     match u8::try_from(facts.l4_offset / 4) {
@@ -1409,11 +1412,33 @@ pub fn noted_shape(facts: &PacketFacts) -> u8 {
     }
 }
 
+/// [`noted_shape`] of an IPv6 packet (`tcp`: its [`SHAPE_TCP`] bit).
+#[inline(always)]
+fn noted_shape_v6(facts: &PacketFacts, tcp: u8) -> u8 {
+    if facts.is_fragment || facts.ports().is_none() || facts.l4_offset != 40 {
+        return 0;
+    }
+    SHAPE_V6 | tcp
+}
+
+/// In a [`noted_shape`]: TCP (else UDP).
+pub const SHAPE_TCP: u8 = 0x10;
+/// In a [`noted_shape`]: IPv6, the transport header right after the fixed
+/// header.
+pub const SHAPE_V6: u8 = 0x20;
+
 /// How many bytes from the network header [`manip_noted`] reads and
-/// writes for a packet of `shape` (non-zero): [`rewrite_len`] of it.
+/// writes for a packet of IPv4 `shape` (non-zero): [`rewrite_len`] of it.
 #[inline(always)]
 pub fn noted_rewrite_len(shape: u8) -> u32 {
-    u32::from(shape & 0x0f) * 4 + if shape & 0x10 != 0 { 20 } else { 8 }
+    u32::from(shape & 0x0f) * 4 + if shape & SHAPE_TCP != 0 { 20 } else { 8 }
+}
+
+/// [`noted_rewrite_len`] for [`manip_noted_v6`]: the fixed header and the
+/// fixed part of the transport header.
+#[inline(always)]
+pub fn noted_rewrite_len_v6(shape: u8) -> u32 {
+    40 + if shape & SHAPE_TCP != 0 { 20 } else { 8 }
 }
 
 /// What [`manip_noted`] did.
@@ -1480,6 +1505,93 @@ pub fn manip_noted(
         rewrite,
         fingerprint,
     }
+}
+
+/// [`manip_noted`] for IPv6: `shape` is [`SHAPE_V6`] (and [`SHAPE_TCP`]
+/// for TCP). The packet in `pkt` is taken for the noted one only if it is
+/// IPv6 with that transport protocol right after the fixed header, holds
+/// the fixed part of the transport header within its stated length, and
+/// its addresses, protocol, stated length and ports give `fingerprint`;
+/// otherwise nothing is written ([`Noted::Stale`]). It is then rewritten
+/// by [`manip_packet`] on the fields read at those fixed offsets, with no
+/// parse of the rest: the same bytes and [`Rewrite`] as for the packet's
+/// parse.
+pub fn manip_noted_v6(
+    pkt: &mut [u8],
+    (shape, fingerprint): (u8, u32),
+    manip: Manip,
+    to: &Endpoint,
+    partial: bool,
+) -> Noted {
+    if shape & !SHAPE_TCP != SHAPE_V6 {
+        return Noted::Stale;
+    }
+    let Some(facts) = noted_facts_v6(pkt, shape & SHAPE_TCP != 0) else {
+        return Noted::Stale;
+    };
+    if facts.fingerprint() != fingerprint {
+        return Noted::Stale;
+    }
+    let (sport, dport) = facts.ports().unwrap_or_default();
+    let side = match manip {
+        Manip::Src => (facts.src, sport),
+        Manip::Dst => (facts.dst, dport),
+    };
+    if side == (to.addr, to.port) {
+        return Noted::Translated;
+    }
+    match manip_packet(pkt, &facts, manip, to, partial) {
+        Ok(rewrite) => Noted::Done {
+            rewrite,
+            fingerprint: rewritten_fingerprint(&facts, manip, to),
+        },
+        Err(_) => Noted::Stale,
+    }
+}
+
+/// What a parse finds of an IPv6 TCP (`tcp`) or UDP packet whose transport
+/// header follows the fixed header, read at fixed offsets, for
+/// [`manip_noted_v6`]; `None` unless the fixed part of the transport
+/// header lies within the stated length and `pkt`.
+#[inline(always)]
+fn noted_facts_v6(pkt: &[u8], tcp: bool) -> Option<PacketFacts> {
+    let hdr: &[u8; 40] = pkt.first_chunk()?;
+    let (proto, full) = if tcp {
+        (IPPROTO_TCP, 20)
+    } else {
+        (IPPROTO_UDP, 8)
+    };
+    if hdr[0] >> 4 != 6 || hdr[6] != proto {
+        return None;
+    }
+    let total_len = 40 + u32::from(u16::from_be_bytes([hdr[4], hdr[5]]));
+    if pkt.len().min(total_len as usize) < 40 + full {
+        return None;
+    }
+    let (src, dst) = (*hdr[8..].first_chunk()?, *hdr[24..].first_chunk()?);
+    let &[p0, p1, p2, p3] = pkt.get(40..44)?.first_chunk()?;
+    let (sport, dport) = (u16::from_be_bytes([p0, p1]), u16::from_be_bytes([p2, p3]));
+    let l4 = if tcp {
+        L4::Tcp {
+            sport,
+            dport,
+            flags: *pkt.get(53)?,
+        }
+    } else {
+        L4::Ports { sport, dport }
+    };
+    Some(PacketFacts {
+        family: Family::Ipv6,
+        src,
+        dst,
+        proto,
+        total_len,
+        frag_offset: 0,
+        is_fragment: false,
+        l4_offset: 40,
+        l4,
+        payload_offset: None,
+    })
 }
 
 #[inline(always)]
@@ -1833,6 +1945,143 @@ mod tests {
             let to = Endpoint { addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], port };
             let mut out = p.clone();
             match manip_noted(&mut out, (shape, fp), manip, &to, false) {
+                Noted::Done { .. } => {
+                    let f = parsed.expect("a rewritten packet parses");
+                    prop_assert_eq!(noted_shape(&f), shape);
+                    prop_assert_eq!(f.fingerprint(), fp);
+                }
+                _ => prop_assert_eq!(out, p),
+            }
+        }
+    }
+
+    /// An IPv6 TCP or UDP packet from `body` (at least 40 + 20 bytes):
+    /// next header `next`, the stated length `len_delta` off the headers'
+    /// (so the payload may be cut or padded), `cut` bytes cut off the end.
+    fn v6_packet(next: u8, tcp: bool, len_delta: i32, cut: usize, body: Vec<u8>) -> Vec<u8> {
+        let full = if tcp { 20 } else { 8 };
+        let mut p = body;
+        p[0] = 0x60 | (p[0] & 0x0f);
+        p[6] = next;
+        let payload = full + len_delta;
+        p[4..6].copy_from_slice(&(payload.max(0) as u16).to_be_bytes());
+        p.truncate(p.len() - cut);
+        p
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// IPv6: a rewrite from the note, through the kernel's window (the
+        /// first `noted_rewrite_len_v6` bytes), writes the bytes and reports
+        /// the [`Rewrite`] of [`manip_packet`] on the whole packet's parse,
+        /// and the fingerprint of a parse of the result; it is taken for
+        /// every TCP or UDP packet whose transport header follows the fixed
+        /// header and whose parse finds the ports, leaves a packet already
+        /// translated alone, and with any other fingerprint writes nothing.
+        #[test]
+        fn noted_rewrite_v6_is_manip_packet(
+            tcp in any::<bool>(),
+            other_next in any::<bool>(),
+            len_delta in -12i32..=40,
+            cut in 0usize..=60,
+            body in proptest::collection::vec(any::<u8>(), 120),
+            manip in prop_oneof![Just(Manip::Src), Just(Manip::Dst)],
+            addr in any::<[u8; 16]>(),
+            same in any::<bool>(),
+            port in any::<u16>(),
+            partial in any::<bool>(),
+            flip in 1u32..,
+        ) {
+            let next = match (other_next, tcp) {
+                (true, _) => body[6],
+                (false, true) => IPPROTO_TCP,
+                (false, false) => IPPROTO_UDP,
+            };
+            let p = v6_packet(next, tcp, len_delta, cut, body);
+            let Ok(facts) = parse(&p) else {
+                return Ok(());
+            };
+            let shape = noted_shape(&facts);
+            prop_assert_eq!(
+                shape != 0,
+                matches!(facts.proto, IPPROTO_TCP | IPPROTO_UDP)
+                    && !facts.is_fragment
+                    && facts.ports().is_some()
+                    && facts.l4_offset == 40
+            );
+            if shape == 0 {
+                return Ok(());
+            }
+            prop_assert_eq!(shape & 0x0f, 0);
+            prop_assert_eq!(noted_rewrite_len_v6(shape) as usize, rewrite_len(&facts));
+            let (sport, dport) = facts.ports().unwrap_or_default();
+            let to = match (same, manip) {
+                (true, Manip::Src) => Endpoint { addr: facts.src, port: sport },
+                (true, Manip::Dst) => Endpoint { addr: facts.dst, port: dport },
+                (false, _) => Endpoint { addr, port },
+            };
+            let window = p.len().min(noted_rewrite_len_v6(shape) as usize);
+            let fp = facts.fingerprint();
+            let mut stale = p.clone();
+            prop_assert_eq!(
+                manip_noted_v6(&mut stale[..window], (shape, fp ^ flip), manip, &to, partial),
+                Noted::Stale
+            );
+            prop_assert_eq!(&stale, &p);
+            // And never as an IPv4 shape.
+            prop_assert_eq!(
+                manip_noted(&mut stale[..window], (shape, fp), manip, &to, partial),
+                Noted::Stale
+            );
+            prop_assert_eq!(&stale, &p);
+            let (mut noted, mut general) = (p.clone(), p.clone());
+            let n = manip_noted_v6(&mut noted[..window], (shape, fp), manip, &to, partial);
+            match n {
+                Noted::Stale => prop_assert!(false, "a noted packet went stale"),
+                Noted::Translated => {
+                    let here = match manip {
+                        Manip::Src => Endpoint { addr: facts.src, port: sport },
+                        Manip::Dst => Endpoint { addr: facts.dst, port: dport },
+                    };
+                    prop_assert_eq!(to, here);
+                    prop_assert_eq!(&noted, &p);
+                }
+                Noted::Done { rewrite, fingerprint } => {
+                    prop_assert_eq!(Ok(rewrite), manip_packet(&mut general, &facts, manip, &to, partial));
+                    prop_assert_eq!(&noted, &general);
+                    prop_assert_eq!(fingerprint, rewritten_fingerprint(&facts, manip, &to));
+                    prop_assert_eq!(Ok(fingerprint), parse(&noted).map(|f| f.fingerprint()));
+                }
+            }
+        }
+
+        /// IPv6: whatever the bytes, shape and fingerprint, a rewrite from
+        /// a note happens only to a packet that parses, has that shape and
+        /// that fingerprint: anything else is left as it was.
+        #[test]
+        fn noted_rewrite_v6_only_of_the_noted_packet(
+            mut p in proptest::collection::vec(any::<u8>(), 0..72),
+            version in prop_oneof![Just(0x60u8), any::<u8>()],
+            next in prop_oneof![Just(IPPROTO_TCP), Just(IPPROTO_UDP), any::<u8>()],
+            shape in prop_oneof![Just(SHAPE_V6), Just(SHAPE_V6 | SHAPE_TCP), any::<u8>()],
+            fp in any::<u32>(),
+            use_fp in any::<bool>(),
+            manip in prop_oneof![Just(Manip::Src), Just(Manip::Dst)],
+            port in any::<u16>(),
+        ) {
+            if p.len() > 6 {
+                p[0] = version | (p[0] & 0x0f);
+                p[6] = next;
+            }
+            let parsed = parse(&p).ok();
+            let fp = match (&parsed, use_fp) {
+                (Some(f), true) => f.fingerprint(),
+                _ => fp,
+            };
+            let to = Endpoint { addr: [0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9], port };
+            let mut out = p.clone();
+            match manip_noted_v6(&mut out, (shape, fp), manip, &to, false) {
                 Noted::Done { .. } => {
                     let f = parsed.expect("a rewritten packet parses");
                     prop_assert_eq!(noted_shape(&f), shape);

@@ -153,9 +153,11 @@ fn nat_endpoint(flow: &CtFlow, dir: Direction, manip: Manip) -> nat::Endpoint {
     if let Some(ep) = slot.and_then(|w| nat::Endpoint::from_word(w.load(Ordering::Relaxed))) {
         return ep;
     }
+    // Acquire, before the tuple is read: pairs with confirmation's
+    // release, so a confirmed flow's tuple is read as its bindings left it.
+    let confirmed = flow.status.load(Ordering::Acquire) & ct::status::CONFIRMED != 0;
     let ep = nat::translated_endpoint_of_bytes(&flow.tuple_bytes(dir.opposite()), manip);
-    // Acquire: pairs with confirmation's release, after the bindings.
-    if flow.status.load(Ordering::Acquire) & ct::status::CONFIRMED != 0 {
+    if confirmed {
         if let (Some(slot), Some(w)) = (slot, ep.to_word()) {
             slot.store(w, Ordering::Relaxed);
         }

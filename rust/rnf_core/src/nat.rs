@@ -36,8 +36,8 @@ use crate::csum;
 use crate::ct::{self, Tuple};
 use crate::hooks::{Family, Hook, Stage};
 use crate::packet::{
-    parse, PacketError, PacketFacts, V4Ports, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6,
-    IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, L4,
+    noted_facts_v6, parse, PacketError, PacketFacts, V4Ports, IPPROTO_DCCP, IPPROTO_ICMP,
+    IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
 };
 use crate::rules::action_kind;
 
@@ -1400,25 +1400,17 @@ pub fn noted_shape(facts: &PacketFacts) -> u8 {
         IPPROTO_UDP => 0,
         _ => return 0,
     };
-    if facts.family != Family::Ipv4 {
-        return noted_shape_v6(facts, tcp);
-    }
-    if facts.is_fragment || facts.ports().is_none() || facts.l4_offset % 4 != 0 {
+    if facts.is_fragment || facts.ports().is_none() {
         return 0;
     }
-    match u8::try_from(facts.l4_offset / 4) {
-        Ok(ihl @ 5..=15) => ihl | tcp,
+    match facts.family {
+        Family::Ipv6 if facts.l4_offset == 40 => SHAPE_V6 | tcp,
+        Family::Ipv4 if facts.l4_offset % 4 == 0 => match u8::try_from(facts.l4_offset / 4) {
+            Ok(ihl @ 5..=15) => ihl | tcp,
+            _ => 0,
+        },
         _ => 0,
     }
-}
-
-/// [`noted_shape`] of an IPv6 packet (`tcp`: its [`SHAPE_TCP`] bit).
-#[inline(always)]
-fn noted_shape_v6(facts: &PacketFacts, tcp: u8) -> u8 {
-    if facts.is_fragment || facts.ports().is_none() || facts.l4_offset != 40 {
-        return 0;
-    }
-    SHAPE_V6 | tcp
 }
 
 /// In a [`noted_shape`]: TCP (else UDP).
@@ -1526,10 +1518,11 @@ pub fn manip_noted_v6(
     if shape & !SHAPE_TCP != SHAPE_V6 {
         return Noted::Stale;
     }
-    let Some(facts) = noted_facts_v6(pkt, shape & SHAPE_TCP != 0) else {
+    let Some(facts) = noted_facts_v6(pkt) else {
         return Noted::Stale;
     };
-    if facts.fingerprint() != fingerprint {
+    let tcp = shape & SHAPE_TCP != 0;
+    if (facts.proto == IPPROTO_TCP) != tcp || facts.fingerprint() != fingerprint {
         return Noted::Stale;
     }
     let (sport, dport) = facts.ports().unwrap_or_default();
@@ -1547,51 +1540,6 @@ pub fn manip_noted_v6(
         },
         Err(_) => Noted::Stale,
     }
-}
-
-/// What a parse finds of an IPv6 TCP (`tcp`) or UDP packet whose transport
-/// header follows the fixed header, read at fixed offsets, for
-/// [`manip_noted_v6`]; `None` unless the fixed part of the transport
-/// header lies within the stated length and `pkt`.
-#[inline(always)]
-fn noted_facts_v6(pkt: &[u8], tcp: bool) -> Option<PacketFacts> {
-    let hdr: &[u8; 40] = pkt.first_chunk()?;
-    let (proto, full) = if tcp {
-        (IPPROTO_TCP, 20)
-    } else {
-        (IPPROTO_UDP, 8)
-    };
-    if hdr[0] >> 4 != 6 || hdr[6] != proto {
-        return None;
-    }
-    let total_len = 40 + u32::from(u16::from_be_bytes([hdr[4], hdr[5]]));
-    if pkt.len().min(total_len as usize) < 40 + full {
-        return None;
-    }
-    let (src, dst) = (*hdr[8..].first_chunk()?, *hdr[24..].first_chunk()?);
-    let &[p0, p1, p2, p3] = pkt.get(40..44)?.first_chunk()?;
-    let (sport, dport) = (u16::from_be_bytes([p0, p1]), u16::from_be_bytes([p2, p3]));
-    let l4 = if tcp {
-        L4::Tcp {
-            sport,
-            dport,
-            flags: *pkt.get(53)?,
-        }
-    } else {
-        L4::Ports { sport, dport }
-    };
-    Some(PacketFacts {
-        family: Family::Ipv6,
-        src,
-        dst,
-        proto,
-        total_len,
-        frag_offset: 0,
-        is_fragment: false,
-        l4_offset: 40,
-        l4,
-        payload_offset: None,
-    })
 }
 
 #[inline(always)]

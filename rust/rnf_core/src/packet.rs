@@ -407,6 +407,17 @@ pub fn noted_fields(pkt: &[u8]) -> Option<(u32, u32)> {
 /// off the IPv4 path.
 #[inline(never)]
 fn noted_fields_v6(pkt: &[u8]) -> Option<(u32, u32)> {
+    noted_facts_v6(pkt).map(|f| (f.fingerprint(), f.total_len))
+}
+
+/// What a parse finds of an IPv6 TCP or UDP packet whose transport header
+/// follows the fixed header, read at fixed offsets where a later hook
+/// knows the packet from a note: `None` for any other packet, or unless
+/// the fixed part of the transport header lies within the stated length
+/// and `pkt`. (A TCP header's data offset is not looked at: where a parse
+/// finds it too small, it finds no ports, and its fingerprint is another.)
+#[inline(always)]
+pub fn noted_facts_v6(pkt: &[u8]) -> Option<PacketFacts> {
     let hdr: &[u8; 40] = pkt.first_chunk()?;
     if hdr[0] >> 4 != 6 {
         return None;
@@ -421,15 +432,30 @@ fn noted_fields_v6(pkt: &[u8]) -> Option<(u32, u32)> {
     if pkt.len().min(total_len as usize) < 40 + full {
         return None;
     }
-    let (src, dst) = (hdr[8..].first_chunk()?, hdr[24..].first_chunk()?);
-    let Some(&[p0, p1, p2, p3]) = pkt.get(40..44) else {
-        return None;
+    let (src, dst) = (*hdr[8..].first_chunk()?, *hdr[24..].first_chunk()?);
+    let &[p0, p1, p2, p3] = pkt.get(40..44)?.first_chunk()?;
+    let (sport, dport) = (u16::from_be_bytes([p0, p1]), u16::from_be_bytes([p2, p3]));
+    let l4 = if proto == IPPROTO_TCP {
+        L4::Tcp {
+            sport,
+            dport,
+            flags: *pkt.get(53)?,
+        }
+    } else {
+        L4::Ports { sport, dport }
     };
-    let ports = (u16::from_be_bytes([p0, p1]), u16::from_be_bytes([p2, p3]));
-    Some((
-        fingerprint_of(src, dst, proto, total_len, Some(ports)),
+    Some(PacketFacts {
+        family: Family::Ipv6,
+        src,
+        dst,
+        proto,
         total_len,
-    ))
+        frag_offset: 0,
+        is_fragment: false,
+        l4_offset: 40,
+        l4,
+        payload_offset: None,
+    })
 }
 
 /// Copies `src` into the start of `dst`, as far as both reach.

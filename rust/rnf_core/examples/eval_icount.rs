@@ -31,19 +31,6 @@ fn host(a: [u8; 4]) -> Cidr {
     Cidr::new(Family::Ipv4, addr16(a), 32).unwrap()
 }
 
-fn chain(name: &str, policy: Policy, rules: Vec<OwnedRule>) -> OwnedChain {
-    OwnedChain {
-        name: name.into(),
-        policy: Some(policy),
-        policy_counter: 0,
-        rules: rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (i as u64 + 1, i as u32 + 1, r.encode()))
-            .collect(),
-    }
-}
-
 fn packet(proto: u8, dport: u16) -> PacketFacts {
     PacketFacts {
         family: Family::Ipv4,
@@ -90,17 +77,23 @@ fn main() {
                 ..Default::default()
             };
             (
-                vec![chain(
+                vec![OwnedChain::of(
                     "FORWARD",
-                    Policy::Drop,
-                    vec![est, accept(IPPROTO_UDP)],
+                    Some(Policy::Drop),
+                    0,
+                    &[est, accept(IPPROTO_UDP)],
                 )],
                 Hook::Forward,
                 packet(IPPROTO_UDP, 9),
             )
         }
         _ => (
-            vec![chain("FORWARD", Policy::Drop, vec![accept(IPPROTO_TCP)])],
+            vec![OwnedChain::of(
+                "FORWARD",
+                Some(Policy::Drop),
+                0,
+                &[accept(IPPROTO_TCP)],
+            )],
             Hook::Forward,
             packet(IPPROTO_TCP, 9),
         ),

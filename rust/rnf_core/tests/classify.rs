@@ -540,16 +540,7 @@ fn last_rule_of_a_long_chain() {
         action: OwnedAction::Drop,
         ..Default::default()
     };
-    let chains = vec![OwnedChain {
-        name: "INPUT".into(),
-        policy: Some(Policy::Accept),
-        policy_counter: 0,
-        rules: rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (i as u64 + 1, i as u32 + 1, r.encode()))
-            .collect(),
-    }];
+    let chains = vec![OwnedChain::of("INPUT", Some(Policy::Accept), 0, &rules)];
     let last = n - 1;
     let f = tcp_syn(
         v4([1, 2, 3, 4]),

@@ -459,16 +459,7 @@ proptest! {
 // Hand-written cases.
 
 fn chain(name: &str, policy: Option<Policy>, rules: Vec<OwnedRule>) -> OwnedChain {
-    OwnedChain {
-        name: name.into(),
-        policy,
-        policy_counter: 999,
-        rules: rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (i as u64 + 1, i as u32 + 1, r.encode()))
-            .collect(),
-    }
+    OwnedChain::of(name, policy, 999, &rules)
 }
 
 #[test]

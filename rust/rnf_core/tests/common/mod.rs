@@ -155,6 +155,28 @@ pub struct OwnedChain {
     pub rules: Vec<(u64, u32, Vec<u8>)>,
 }
 
+impl OwnedChain {
+    /// A chain of `rules`, encoded, with handles and counters 1, 2, ... in
+    /// their order.
+    pub fn of(
+        name: &str,
+        policy: Option<Policy>,
+        policy_counter: u32,
+        rules: &[OwnedRule],
+    ) -> Self {
+        OwnedChain {
+            name: name.into(),
+            policy,
+            policy_counter,
+            rules: rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i as u64 + 1, i as u32 + 1, r.encode()))
+                .collect(),
+        }
+    }
+}
+
 pub fn specs(
     chains: &[OwnedChain],
 ) -> impl Iterator<Item = ChainSpec<'_, impl Iterator<Item = RuleRef<'_>>>> + Clone {

@@ -92,6 +92,37 @@ impl SkBuff {
     #[inline(always)]
     pub fn headers<'b, const N: usize>(&self, buf: &'b mut HeaderBuf<N>) -> &'b [u8] {
         const { assert!(N < 256, "copy_short copies fewer than 256 bytes") };
+        let dst = buf.0.as_mut_ptr().cast::<u8>();
+        if let Some((net, linear, to_end)) = self.network_in_linear() {
+            let n = to_end.min(N);
+            if n <= linear {
+                // SAFETY: the `n` bytes from the network header lie in the
+                // skb's linear part (`n <= linear`), which the hook's skb
+                // owns while it runs; `dst` has room for `N >= n` bytes and
+                // does not overlap the packet.
+                unsafe { copy_short(net, dst, n) };
+                // SAFETY: the first `n <= N` bytes of `buf` were written.
+                return unsafe { core::slice::from_raw_parts(dst, n) };
+            }
+        }
+        let want = u32::try_from(N).unwrap_or(u32::MAX);
+        // SAFETY: `self` is valid; `buf` has room for `N` bytes (written,
+        // never read, by the helper).
+        let got = unsafe { sys::rnf_skb_copy_network(self.raw(), 0, dst.cast(), want) };
+        let got = usize::try_from(got).unwrap_or(0).min(N);
+        // SAFETY: the helper initialised the first `got <= N` bytes;
+        // `MaybeUninit<u8>` has `u8`'s layout.
+        unsafe { core::slice::from_raw_parts(dst, got) }
+    }
+
+    /// Where the network header is, how many bytes from it lie in the
+    /// linear part (`skb_headlen` past `skb_network_offset`) and how many
+    /// to the packet's end, read from the skb's fields (no call); `None` if
+    /// the network header is not in the linear part. At the netfilter hooks
+    /// it is at or after `data` there; anything else (the offset wraps) is
+    /// left to C.
+    #[inline(always)]
+    fn network_in_linear(&self) -> Option<(*mut u8, usize, usize)> {
         let raw = self.raw();
         // SAFETY: `self` is a valid `sk_buff` (type invariant), owned by the
         // hook running; these are plain fields. The network header offset
@@ -108,33 +139,10 @@ impl SkBuff {
                     .read() as usize,
             )
         };
-        // As `skb_network_offset` and `skb_headlen`: where the network header
-        // starts relative to `data`, and the linear part's length. At the
-        // netfilter hooks the network header is at or after `data` in the
-        // linear part; anything else (`noff` wraps) is left to C.
         let net = head.wrapping_add(nh);
         let noff = (net as usize).wrapping_sub(data as usize);
-        let headlen = len.wrapping_sub(data_len);
-        let n = len.saturating_sub(noff).min(N);
-        let dst = buf.0.as_mut_ptr().cast::<u8>();
-        if noff <= headlen && n <= headlen - noff {
-            // SAFETY: the `n` bytes from the network header lie in the skb's
-            // linear part (`noff <= headlen`, `n <= headlen - noff`), which
-            // the hook's skb owns while it runs; `dst` has room for `N >= n`
-            // bytes and does not overlap the packet.
-            unsafe { copy_short(net, dst, n) };
-        } else {
-            let want = u32::try_from(N).unwrap_or(u32::MAX);
-            // SAFETY: `self` is valid; `buf` has room for `N` bytes (written,
-            // never read, by the helper).
-            let got = unsafe { sys::rnf_skb_copy_network(raw, 0, dst.cast(), want) };
-            let got = usize::try_from(got).unwrap_or(0).min(N);
-            // SAFETY: the helper initialised the first `got <= N` bytes;
-            // `MaybeUninit<u8>` has `u8`'s layout.
-            return unsafe { core::slice::from_raw_parts(dst, got) };
-        }
-        // SAFETY: the first `n <= N` bytes of `buf` were written above.
-        unsafe { core::slice::from_raw_parts(dst, n) }
+        let linear = len.wrapping_sub(data_len).checked_sub(noff)?;
+        Some((net, linear, len.saturating_sub(noff)))
     }
 
     /// Bytes from the network header to the end of the packet.
@@ -215,19 +223,10 @@ impl SkBuff {
     fn writable_in_place(&self, len: u32) -> Option<(*mut u8, u32, u8)> {
         let raw = self.raw();
         // SAFETY: `self` is a valid `sk_buff` (type invariant), owned by the
-        // hook running; these are plain fields and bitfields (bindgen's
-        // accessors read the bytes holding them), and the network header
-        // offset is a `u16` at `RNF_SKB_NETWORK_HEADER`.
-        let (head, data, skb_len, data_len, nh, cloned, summed) = unsafe {
+        // hook running; these are bitfields, and bindgen's accessors read
+        // the bytes holding them.
+        let (cloned, summed) = unsafe {
             (
-                (*raw).head,
-                (*raw).data,
-                (*raw).len,
-                (*raw).data_len,
-                raw.cast::<u8>()
-                    .add(sys::RNF_SKB_NETWORK_HEADER as usize)
-                    .cast::<u16>()
-                    .read() as usize,
                 (*raw).cloned(),
                 (*raw)
                     .__bindgen_anon_4
@@ -240,15 +239,8 @@ impl SkBuff {
         if cloned != 0 {
             return None;
         }
-        // As in `headers`: the network header's offset from `data` and
-        // the linear part's length (`skb_headlen`).
-        let net = head.wrapping_add(nh);
-        let noff = (net as usize).wrapping_sub(data as usize);
-        let headlen = skb_len.wrapping_sub(data_len) as usize;
-        if noff > headlen || len as usize > headlen - noff {
-            return None;
-        }
-        Some((net, len, summed))
+        let (net, linear, _) = self.network_in_linear()?;
+        (len as usize <= linear).then_some((net, len, summed))
     }
 
     /// Pulls the whole packet into the linear part (for rewrites that

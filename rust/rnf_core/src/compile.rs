@@ -51,6 +51,16 @@
 //!   its fields, not on the number of rules; the records stay the source
 //!   of truth. Their size is bounded from the number of keys of the
 //!   rules (see [`crate::classify`]); [`measure`] counts it.
+//! - Flat chains, after the indexes: a built-in chain of fewer than
+//!   [`INDEX_MIN_RULES`] rules, each matching on no more than family,
+//!   protocol, one address or prefix per side, one port range per side
+//!   (each possibly negated) and ct state, with action accept, drop or
+//!   reject, is also written as an array of fixed-size entries
+//!   ([`layout::FLAT_LEN`]) that the evaluator scans without decoding
+//!   sections, steps or jumps (the common small chains: a host's or
+//!   router's `ct state established,related accept` then a few ports).
+//!   The records stay the source of truth for everything else (listings,
+//!   tails, the kernel's state-accept shortcut).
 
 use crate::classify::{index_size, rule_keys, INDEX_MIN_RULES, N_FIELDS};
 use crate::hooks::{Family, Hook};
@@ -66,9 +76,9 @@ pub mod layout {
     /// Magic bytes at offset 0.
     pub const MAGIC: [u8; 4] = *b"RNFc";
     /// Layout version at offset 4. Bumped whenever the layout changes.
-    pub const VERSION: u8 = 5;
+    pub const VERSION: u8 = 6;
     /// Size of the header.
-    pub const HDR_LEN: usize = 96;
+    pub const HDR_LEN: usize = 112;
     /// Header offset: table (`u8`).
     pub const H_TABLE: usize = 5;
     /// Header offset: total length (`u32`).
@@ -93,6 +103,54 @@ pub mod layout {
     /// [`H_FLAGS`] bit: a rule matches on or sets conntrack state, or
     /// translates addresses, so packets must be tracked.
     pub const F_CONNTRACK: u32 = 1;
+    /// Header offset: 5 × `u32`, per hook the flat form of its built-in
+    /// chain (a [`FLAT_HDR`]-byte header and [`FLAT_LEN`]-byte entries),
+    /// 0 if it has none.
+    pub const H_FLAT: usize = 88;
+
+    /// Size of a flat chain's header: `u32` number of entries, `u32` the
+    /// policy (`ACCEPT`/`DROP`), `u32` the policy's counter slot.
+    pub const FLAT_HDR: usize = 12;
+    /// Size of a flat chain's entry, one per rule: `u32` match bits (`M_*`:
+    /// addresses, ports, their negations, ct state), `u8` family, `u8`
+    /// protocol, `u8` action (`ACCEPT`, `DROP`, `REJECT`), `u8` reject
+    /// kind, `u8` ct states, `u8` 1 if negated, 2 bytes 0, `u32` counter
+    /// slot, source network and mask, destination network and mask (16
+    /// bytes each; an IPv4 address in the first 4, the rest 0), `u16`
+    /// lowest and highest source port, the same for the destination.
+    pub const FLAT_LEN: usize = 88;
+    /// Flat entry offset: match bits (`u32`).
+    pub const FL_MATCHES: usize = 0;
+    /// Flat entry offset: family (`u8`, 0 for both).
+    pub const FL_FAMILY: usize = 4;
+    /// Flat entry offset: protocol (`u8`, 0 for any).
+    pub const FL_PROTO: usize = 5;
+    /// Flat entry offset: action (`u8`).
+    pub const FL_ACTION: usize = 6;
+    /// Flat entry offset: reject kind (`u8`).
+    pub const FL_REJECT: usize = 7;
+    /// Flat entry offset: ct states (`u8`).
+    pub const FL_CT_STATES: usize = 8;
+    /// Flat entry offset: ct state match negated (`u8`).
+    pub const FL_CT_NEG: usize = 9;
+    /// Flat entry offset: counter slot (`u32`).
+    pub const FL_COUNTER: usize = 12;
+    /// Flat entry offset: source network, then its mask, destination
+    /// network, then its mask (16 bytes each).
+    pub const FL_ADDRS: usize = 16;
+    /// Flat entry offset: source port range, then destination port range
+    /// (`u16` lowest, `u16` highest each).
+    pub const FL_PORTS: usize = 80;
+    /// The match bits a flat entry can have.
+    pub const FLAT_MATCHES: u32 = M_SADDR
+        | M_SADDR_NEG
+        | M_DADDR
+        | M_DADDR_NEG
+        | M_SPORT
+        | M_SPORT_NEG
+        | M_DPORT
+        | M_DPORT_NEG
+        | M_CT_STATE;
 
     /// Size of a chain table entry.
     pub const CHAIN_LEN: usize = 64;
@@ -441,6 +499,120 @@ pub fn needs_conntrack(v: &RuleView<'_>) -> bool {
         || matches!(v.action, Action::CtMark { .. } | Action::Nat(_))
 }
 
+/// Whether rule `v` has a flat entry ([`layout::FLAT_LEN`]): no match but
+/// family, protocol, ct state, one address or prefix per side of the
+/// rule's own family (so that a packet of the other family fails on the
+/// family first, as with the record), one port range per side; action
+/// accept, drop or reject.
+fn flat_rule(v: &RuleView<'_>) -> bool {
+    let one_addr = |l: &Option<crate::rules::AddrList<'_>>| match l {
+        None => true,
+        Some(l) => {
+            let mut it = l.iter();
+            match (it.next(), it.next()) {
+                (Some(c), None) => v.family == Some(c.family),
+                _ => false,
+            }
+        }
+    };
+    let one_range =
+        |l: &Option<crate::rules::PortList<'_>>| l.as_ref().map_or(true, |l| l.iter().count() == 1);
+    matches!(v.action, Action::Accept | Action::Drop | Action::Reject(_))
+        && one_addr(&v.saddr)
+        && one_addr(&v.daddr)
+        && one_range(&v.sport)
+        && one_range(&v.dport)
+        && v.iif.is_none()
+        && v.oif.is_none()
+        && v.tcp_flags.is_none()
+        && v.icmp.is_none()
+        && v.mark.is_none()
+        && v.ct_status.is_none()
+        && v.ct_direction.is_none()
+        && v.ct_mark.is_none()
+        && v.limit.is_none()
+        && v.uid.is_none()
+        && v.gid.is_none()
+        && v.payload.is_none()
+        && v.random.is_none()
+        && v.nth.is_none()
+}
+
+/// The size of the flat form of a chain with `n` rules, all
+/// [`flat_rule`]s if `flat`, reached from hook `hook` (a built-in chain):
+/// 0 for a chain without one.
+fn flat_size(hook: Option<Hook>, n: usize, flat: bool) -> usize {
+    if hook.is_some() && flat && n < INDEX_MIN_RULES {
+        FLAT_HDR + n * FLAT_LEN
+    } else {
+        0
+    }
+}
+
+/// Writes the flat entry of rule `v` (a [`flat_rule`]) at `at`.
+fn write_flat(out: &mut Out<'_>, at: usize, v: &RuleView<'_>, counter: u32) {
+    let mut m = 0u32;
+    for (i, (list, bit, neg)) in [
+        (v.saddr, M_SADDR, M_SADDR_NEG),
+        (v.daddr, M_DADDR, M_DADDR_NEG),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let Some(c) = list.as_ref().and_then(|l| l.iter().next()) else {
+            continue;
+        };
+        m |= bit;
+        if list.is_some_and(|l| l.negated) {
+            m |= neg;
+        }
+        let width = match c.family {
+            Family::Ipv4 => 4,
+            Family::Ipv6 => 16,
+        };
+        let p = at + FL_ADDRS + 32 * i;
+        out.bytes(p, c.addr.get(..width).unwrap_or(&[]));
+        out.bytes(p + 16, c.mask().get(..width).unwrap_or(&[]));
+    }
+    for (i, (list, bit, neg)) in [
+        (v.sport, M_SPORT, M_SPORT_NEG),
+        (v.dport, M_DPORT, M_DPORT_NEG),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let Some(r) = list.as_ref().and_then(|l| l.iter().next()) else {
+            continue;
+        };
+        m |= bit;
+        if list.is_some_and(|l| l.negated) {
+            m |= neg;
+        }
+        out.u16(at + FL_PORTS + 4 * i, r.lo);
+        out.u16(at + FL_PORTS + 4 * i + 2, r.hi);
+    }
+    if let Some(c) = v.ct_state {
+        m |= M_CT_STATE;
+        out.u8(at + FL_CT_STATES, c.states.0);
+        out.u8(at + FL_CT_NEG, u8::from(c.negated));
+    }
+    let (action, reject) = match v.action {
+        Action::Accept => (crate::rules::action_kind::ACCEPT, 0),
+        Action::Drop => (crate::rules::action_kind::DROP, 0),
+        Action::Reject(k) => (crate::rules::action_kind::REJECT, k as u8),
+        _ => {
+            out.ok = false;
+            return;
+        }
+    };
+    out.u32(at + FL_MATCHES, m);
+    out.u8(at + FL_FAMILY, v.family.map_or(0, |f| f as u8));
+    out.u8(at + FL_PROTO, v.proto.unwrap_or(0));
+    out.u8(at + FL_ACTION, action);
+    out.u8(at + FL_REJECT, reject);
+    out.u32(at + FL_COUNTER, counter);
+}
+
 fn jump_target<'b>(a: &Action<'b>) -> Option<&'b str> {
     match *a {
         Action::Jump(t) | Action::Goto(t) => Some(t),
@@ -480,6 +652,7 @@ where
         }
         let mut in_chain = 0usize;
         let mut keys = [0usize; N_FIELDS];
+        let mut flat = true;
         for r in c.rules {
             n_rules += 1;
             in_chain += 1;
@@ -512,11 +685,13 @@ where
             for (k, r) in keys.iter_mut().zip(rule_keys(&v)) {
                 *k = k.saturating_add(r);
             }
+            flat &= flat_rule(&v);
         }
         size = size.saturating_add(CHAIN_LEN + REC_HDR);
         if in_chain >= INDEX_MIN_RULES {
             size = size.saturating_add(index_size(in_chain, &keys));
         }
+        size = size.saturating_add(flat_size(table.builtin(c.name), in_chain, flat));
     }
     if u32::try_from(size).is_err() {
         return Err(err("table", "the rule set is too large", None, None));
@@ -943,6 +1118,38 @@ where
             out.ok = false;
         }
         pos = pos.saturating_add(index_size(n, &keys));
+    }
+
+    // Flat chains, after the indexes.
+    for (i, c) in chains.clone().enumerate() {
+        let hook = table.builtin(c.name);
+        let (mut n, mut flat) = (0usize, true);
+        for r in c.rules {
+            n += 1;
+            flat &= RuleView::decode(r.blob).is_ok_and(|v| flat_rule(&v));
+        }
+        let (Some(h), len @ 1..) = (hook, flat_size(hook, n, flat)) else {
+            continue;
+        };
+        let Some(c) = chains.clone().nth(i) else {
+            continue;
+        };
+        out.u32(H_FLAT + 4 * h as usize, to_u32(pos));
+        out.u32(pos, to_u32(n));
+        let policy = match c.policy {
+            Some(Policy::Drop) => crate::rules::action_kind::DROP,
+            _ => crate::rules::action_kind::ACCEPT,
+        };
+        out.u32(pos + 4, u32::from(policy));
+        out.u32(pos + 8, c.policy_counter);
+        let mut at = pos + FLAT_HDR;
+        for r in c.rules {
+            if let Ok(v) = RuleView::decode(r.blob) {
+                write_flat(&mut out, at, &v, r.counter);
+            }
+            at += FLAT_LEN;
+        }
+        pos = pos.saturating_add(len);
     }
     if !out.ok || pos != size {
         return Err(err(

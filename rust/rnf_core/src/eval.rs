@@ -416,6 +416,13 @@ impl<'a> CompiledTable<'a> {
         if entry == 0 {
             return Some(Verdict::Accept);
         }
+        // A chain with a flat form and no tail: scanned as such.
+        if tails.is_none() {
+            let flat = rd_u32(self.buf, H_FLAT + 4 * h)? as usize;
+            if flat != 0 {
+                return self.run_flat(flat, facts, env, first);
+            }
+        }
         // The leading `ct state ... accept`, decided on the state alone;
         // `first` is the rule at `entry` (see `eval_after`).
         let (mut pos, mut idx) = (entry, 0u32);
@@ -613,6 +620,125 @@ impl<'a> CompiledTable<'a> {
             }
         }
     }
+}
+
+impl CompiledTable<'_> {
+    /// Whether the built-in chain at `hook` has a flat form, which
+    /// evaluations without tails scan instead of walking its records (see
+    /// [`crate::compile`]).
+    pub fn is_flat(&self, hook: Hook) -> bool {
+        rd_u32(self.buf, H_FLAT + 4 * hook as usize).is_some_and(|at| at != 0)
+    }
+
+    /// [`run`](Self::run) over the flat form at `at` of the hook's
+    /// built-in chain: the first entry that matches decides, else the
+    /// policy; the same verdict and counts as walking its records.
+    #[inline(always)]
+    fn run_flat<E: EvalEnv + ?Sized>(
+        &self,
+        at: usize,
+        facts: &PacketFacts,
+        env: &mut E,
+        first: Option<&StateAccept>,
+    ) -> Option<Verdict> {
+        let block = self.buf.get(at..)?;
+        let n = rd_u32(block, 0)? as usize;
+        let entries = block.get(FLAT_HDR..FLAT_HDR.checked_add(n.checked_mul(FLAT_LEN)?)?)?;
+        let mut skip = 0;
+        if let Some(r) = first {
+            if r.matches(env.ct_state()) {
+                env.count(r.counter, facts.total_len);
+                return Some(Verdict::Accept);
+            }
+            skip = 1;
+        }
+        let family = facts.family as u8;
+        let src = u128::from_ne_bytes(facts.src);
+        let dst = u128::from_ne_bytes(facts.dst);
+        for e in entries.chunks_exact(FLAT_LEN).skip(skip) {
+            let e: &[u8; FLAT_LEN] = e.try_into().ok()?;
+            if !flat_matches(e, family, facts.proto, (src, dst), facts, env) {
+                continue;
+            }
+            env.count(u32::from_le_bytes(field(e, FL_COUNTER)), facts.total_len);
+            return match e[FL_ACTION] {
+                action_kind::ACCEPT => Some(Verdict::Accept),
+                action_kind::DROP => Some(Verdict::Drop),
+                action_kind::REJECT => RejectKind::from_u8(e[FL_REJECT]).map(Verdict::Reject),
+                _ => None,
+            };
+        }
+        let counter = rd_u32(block, 8)?;
+        env.count(counter, facts.total_len);
+        match u8::try_from(rd_u32(block, 4)?).ok()? {
+            action_kind::ACCEPT => Some(Verdict::Accept),
+            action_kind::DROP => Some(Verdict::Drop),
+            _ => None,
+        }
+    }
+}
+
+/// `N` bytes of a flat entry from `at` (within it: offsets are constants).
+#[inline(always)]
+fn field<const N: usize>(e: &[u8; FLAT_LEN], at: usize) -> [u8; N] {
+    let mut v = [0u8; N];
+    if let Some(s) = e.get(at..at + N) {
+        v.copy_from_slice(s);
+    }
+    v
+}
+
+/// Whether a flat entry matches: [`rule_matches`] of its record, in the
+/// same order (family, protocol, addresses, ports, ct state).
+#[inline(always)]
+fn flat_matches<E: EvalEnv + ?Sized>(
+    e: &[u8; FLAT_LEN],
+    family: u8,
+    proto: u8,
+    (src, dst): (u128, u128),
+    facts: &PacketFacts,
+    env: &mut E,
+) -> bool {
+    let (fam, p) = (e[FL_FAMILY], e[FL_PROTO]);
+    if (fam != 0 && fam != family) || (p != 0 && p != proto) {
+        return false;
+    }
+    let m = u32::from_le_bytes(field(e, FL_MATCHES));
+    for (i, (addr, bit, neg)) in [(src, M_SADDR, M_SADDR_NEG), (dst, M_DADDR, M_DADDR_NEG)]
+        .into_iter()
+        .enumerate()
+    {
+        if m & bit != 0 {
+            let net = u128::from_ne_bytes(field(e, FL_ADDRS + 32 * i));
+            let mask = u128::from_ne_bytes(field(e, FL_ADDRS + 32 * i + 16));
+            if (addr & mask == net) == (m & neg != 0) {
+                return false;
+            }
+        }
+    }
+    if m & (M_SPORT | M_DPORT) != 0 {
+        let Some((sport, dport)) = facts.ports() else {
+            return false;
+        };
+        for (i, (port, bit, neg)) in [(sport, M_SPORT, M_SPORT_NEG), (dport, M_DPORT, M_DPORT_NEG)]
+            .into_iter()
+            .enumerate()
+        {
+            if m & bit != 0 {
+                let [a, b, c, d] = field(e, FL_PORTS + 4 * i);
+                let (lo, hi) = (u16::from_le_bytes([a, b]), u16::from_le_bytes([c, d]));
+                if (lo <= port && port <= hi) == (m & neg != 0) {
+                    return false;
+                }
+            }
+        }
+    }
+    if m & M_CT_STATE != 0
+        && env.ct_state().intersects(CtState(e[FL_CT_STATES])) == (e[FL_CT_NEG] != 0)
+    {
+        return false;
+    }
+    true
 }
 
 /// A built-in chain's first rule when it is `ct state ... accept` and

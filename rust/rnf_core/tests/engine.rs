@@ -199,6 +199,69 @@ fn leading_state_rule() -> impl Strategy<Value = (OwnedRule, bool)> {
         })
 }
 
+/// A rule that has a flat form (see `rnf_core::compile`): family,
+/// protocol, one address or prefix per side, one port range per side,
+/// ct state; accept, drop or reject. Now and then (the `bool`) one with
+/// something more, which keeps its chain walked as records.
+fn flat_or_not_rule() -> impl Strategy<Value = (OwnedRule, bool)> {
+    let states = prop::sample::select(CtState::NAMES.iter().map(|(_, s)| *s).collect::<Vec<_>>());
+    (
+        (
+            opt(prop::sample::select(vec![Family::Ipv4, Family::Ipv6])),
+            opt(prop::sample::select(PROTOS.to_vec())),
+            opt((any::<bool>(), cidr())),
+            opt((any::<bool>(), cidr())),
+            opt((any::<bool>(), port_range())),
+            opt((any::<bool>(), port_range())),
+            opt((states, any::<bool>())),
+        ),
+        prop_oneof![
+            3 => Just(OwnedAction::Accept),
+            3 => Just(OwnedAction::Drop),
+            1 => prop::sample::select(RejectKind::ALL.to_vec()).prop_map(OwnedAction::Reject),
+        ],
+        0u8..12,
+    )
+        .prop_map(|((family, proto, sa, da, sp, dp, ct), action, extra)| {
+            let one = |l: Option<(bool, Cidr)>| l.map(|(n, c)| (n, vec![c]));
+            let mut r = OwnedRule {
+                family,
+                proto,
+                saddr: one(sa),
+                daddr: one(da),
+                sport: sp.map(|(n, p)| (n, vec![p])),
+                dport: dp.map(|(n, p)| (n, vec![p])),
+                ct_state: ct.map(|(states, negated)| CtStateMatch { states, negated }),
+                action,
+                ..Default::default()
+            };
+            // Something the flat form does not hold.
+            let more = match extra {
+                0 => {
+                    r.iif = Some(("eth0".into(), false, false));
+                    true
+                }
+                1 => {
+                    r.mark = Some(MarkMatch {
+                        value: 1,
+                        mask: 1,
+                        negated: false,
+                    });
+                    true
+                }
+                2 => {
+                    r.action = OwnedAction::Log(String::new(), 4);
+                    true
+                }
+                _ => false,
+            };
+            let r = fix(r);
+            // `fix` may have dropped the address of another family, or
+            // the ports of a protocol without them.
+            (r, more)
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -219,6 +282,38 @@ proptest! {
         let table = CompiledTable::new(&compiled).expect("header");
         let hook = [Hook::LocalIn, Hook::Forward, Hook::LocalOut][at];
         prop_assert_eq!(table.state_accept(hook).is_some(), plain);
+        agree(&chains, &packets, &env);
+    }
+
+    /// Built-in chains of fewer than 16 rules that all have a flat form
+    /// are compiled to it (and others not), and it decides as the
+    /// reference does, with the same counts, from the first rule and past
+    /// a leading `ct state ... accept`.
+    #[test]
+    fn flat_chains_agree_with_reference(
+        input in prop::collection::vec(flat_or_not_rule(), 0..18),
+        forward in prop::collection::vec(flat_or_not_rule(), 1..6),
+        policies in (any::<bool>(), any::<bool>()),
+        packets in prop::collection::vec((hook(), packet()), 1..24),
+        env in env(),
+    ) {
+        let policy = |drop: bool| Some(if drop { Policy::Drop } else { Policy::Accept });
+        let rules = |v: &[(OwnedRule, bool)]| v.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>();
+        let chains = vec![
+            OwnedChain::of("INPUT", policy(policies.0), 100, &rules(&input)),
+            OwnedChain::of("FORWARD", policy(policies.1), 101, &rules(&forward)),
+        ];
+        let compiled = compile(Table::Filter, &chains).expect("rule set compiles");
+        let table = CompiledTable::new(&compiled).expect("header");
+        for (hook, v) in [(Hook::LocalIn, &input), (Hook::Forward, &forward)] {
+            let flat = v.len() < 16 && v.iter().all(|(r, more)| {
+                // One address per side survives `fix` only with the rule's family.
+                !more && [&r.saddr, &r.daddr].iter().all(|l| {
+                    l.as_ref().map_or(true, |(_, c)| c.len() == 1 && Some(c[0].family) == r.family)
+                })
+            });
+            prop_assert_eq!(table.is_flat(hook), flat, "{:?}", hook);
+        }
         agree(&chains, &packets, &env);
     }
 

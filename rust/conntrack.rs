@@ -871,6 +871,42 @@ impl Conntrack {
         self.packet_ct_unnoted(facts, pkt, guard)
     }
 
+    /// [`packet_ct`](Self::packet_ct) of an IPv4 TCP or UDP packet that
+    /// tracking noted, with its facts, read at fixed offsets from `pkt`
+    /// (its headers from the IP header on) instead of parsed:
+    /// `packet::V4Ports::facts` gives what `packet::parse` would, and the
+    /// fingerprint of what it reads is the parse's. `None` for a packet
+    /// without such a note, or of another kind, which the caller parses.
+    #[inline(always)]
+    pub fn noted_packet<'g>(
+        &'g self,
+        skb: &SkBuff,
+        pkt: &[u8],
+        guard: &'g ReadGuard,
+    ) -> Option<(PacketFacts, PacketCt<'g>)> {
+        let n = self.notes.get(skb)?;
+        let h = packet::V4Ports::read(pkt)?;
+        if h.fingerprint() != n.fingerprint {
+            return None;
+        }
+        let facts = h.facts(pkt)?;
+        // As `packet_ct`: the noted direction.
+        let dir = Direction::from_index(usize::from(n.dir));
+        let flow = if n.id != 0 {
+            self.table
+                .find_id(n.bucket, n.id, guard)
+                .map(|(f, _)| (f, dir))
+        } else {
+            None
+        };
+        let ct = PacketCt {
+            state: CtState(n.state),
+            flow,
+            note: Some(n),
+        };
+        Some((facts, ct))
+    }
+
     /// The stated length of the packet in `skb` if this CPU's note is for
     /// it and its noted state is one `wanted` takes, told from the note's
     /// fingerprint without a parse (IPv4, and IPv6 without extension

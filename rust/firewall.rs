@@ -528,15 +528,28 @@ impl PacketPath {
         }
         let mut hdr = HeaderBuf::<HEADER_BYTES>::new();
         let pkt = skb.headers(&mut hdr);
-        let Ok(facts) = packet::parse(pkt) else {
-            // The IP layer checked the header before any hook; what does
-            // not parse here is not a packet rnf can classify.
-            return Verdict::Drop;
-        };
-        let ct = if stage == Stage::Raw || !tracking {
-            PacketCt::none()
+        let tracked = stage != Stage::Raw && tracking;
+        // A packet tracking noted: its facts read at fixed offsets.
+        let noted = if tracked {
+            self.ct.noted_packet(skb, pkt, rcu)
         } else {
-            self.ct.packet_ct(skb, &facts, pkt, rcu)
+            None
+        };
+        let (facts, ct) = match noted {
+            Some(v) => v,
+            None => {
+                let Ok(facts) = packet::parse(pkt) else {
+                    // The IP layer checked the header before any hook; what
+                    // does not parse here is not a packet rnf can classify.
+                    return Verdict::Drop;
+                };
+                let ct = if tracked {
+                    self.ct.packet_ct(skb, &facts, pkt, rcu)
+                } else {
+                    PacketCt::none()
+                };
+                (facts, ct)
+            }
         };
         let mut env = KernelEnv::new(skb, state, &facts, hook, &self.ct, ct);
         if is_nat {

@@ -361,6 +361,50 @@ impl V4Ports {
         })
     }
 
+    /// What [`parse`] finds of the packet in `pkt` that these fields were
+    /// [`read_shaped`](Self::read_shaped) from, completed from the bytes
+    /// after the ports (TCP's data offset and flags), at fixed offsets;
+    /// `None` where the parse would find the transport header cut short
+    /// (a TCP data offset below 5), which the caller then parses.
+    #[inline(always)]
+    pub fn facts(&self, pkt: &[u8]) -> Option<PacketFacts> {
+        let (sport, dport) = (self.sport, self.dport);
+        let end = pkt.len().min(usize::from(self.total_len));
+        let (l4, payload) = if self.tcp {
+            let &[off, flags] = pkt
+                .get(self.l4_offset + 12..self.l4_offset + 14)?
+                .first_chunk()?;
+            let hlen = usize::from(off >> 4) * 4;
+            if hlen < 20 {
+                return None;
+            }
+            let payload = self.l4_offset + hlen;
+            (
+                L4::Tcp {
+                    sport,
+                    dport,
+                    flags,
+                },
+                (payload <= end).then_some(payload),
+            )
+        } else {
+            (L4::Ports { sport, dport }, Some(self.l4_offset + 8))
+        };
+        let addr = |a: [u8; 4]| u128::from(u32::from_le_bytes(a)).to_le_bytes();
+        Some(PacketFacts {
+            family: Family::Ipv4,
+            src: addr(self.src),
+            dst: addr(self.dst),
+            proto: self.proto(),
+            total_len: u32::from(self.total_len),
+            frag_offset: 0,
+            is_fragment: false,
+            l4_offset: self.l4_offset,
+            l4,
+            payload_offset: payload,
+        })
+    }
+
     /// The transport protocol.
     #[inline(always)]
     pub fn proto(&self) -> u8 {
@@ -714,6 +758,35 @@ mod tests {
                 // tells it from any noted packet).
                 _ => {}
             }
+        }
+
+        /// The facts completed from a shaped read ([`V4Ports::facts`]) are
+        /// the parse's, and are had for every packet read whose parse
+        /// finds its ports.
+        #[test]
+        fn v4_ports_facts_are_the_parse(
+            ihl in prop_oneof![5u8..=7, any::<u8>()],
+            proto in prop_oneof![Just(IPPROTO_TCP), Just(IPPROTO_UDP), any::<u8>()],
+            doff in prop_oneof![5u8..=8, any::<u8>()],
+            len in prop_oneof![20u16..=100, any::<u16>()],
+            cut in 0usize..=60,
+            body in any::<[u8; 100]>(),
+        ) {
+            let mut p = body;
+            p[0] = 0x40 | (ihl & 0x0f);
+            p[9] = proto;
+            p[2..4].copy_from_slice(&len.to_be_bytes());
+            p[6..8].copy_from_slice(&[0, 0]);
+            let l4 = usize::from(ihl & 0x0f) * 4;
+            if let Some(b) = p.get_mut(l4 + 12) {
+                *b = doff << 4 | (*b & 0x0f);
+            }
+            let p = &p[..100 - cut];
+            let Some(r) = V4Ports::read(p) else {
+                return Ok(());
+            };
+            let parsed = parse(p).ok().filter(|f| f.ports().is_some());
+            prop_assert_eq!(r.facts(p), parsed);
         }
 
         /// [`noted_fields`] of an IPv6 packet are a parse's fingerprint

@@ -41,6 +41,7 @@ use crate::skb::{CsumState, HeaderBuf, SkBuff};
 use crate::sys;
 use crate::wire::{cmd, ct_event, AttrWriter};
 use crate::work::WorkFn;
+use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::prelude::*;
 
@@ -173,24 +174,71 @@ fn bump(c: &AtomicU64) {
 type RewriteResult = core::result::Result<nat::Rewrite, nat::NatError>;
 
 /// What conntrack knows about a packet at a hook after tracking.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct PacketCt<'g> {
     /// `ct state`.
     pub state: CtState,
-    /// The packet's flow and its direction in it, if any.
-    pub flow: Option<(&'g CtFlow, Direction)>,
+    /// The packet's flow and its direction in it, once known (the outer
+    /// `None`: not looked up yet, see [`flow`](Self::flow)).
+    flow: Cell<Option<Option<(&'g CtFlow, Direction)>>>,
+    /// Where to look the noted flow up when first asked.
+    lookup: Option<(&'g Conntrack, &'g ReadGuard)>,
     note: Option<PacketNote>,
 }
 
-impl PacketCt<'_> {
+impl<'g> PacketCt<'g> {
     /// Before tracking (the raw table): like nftables' `ct state` on a
     /// packet without a conntrack entry, INVALID.
     pub const fn none() -> Self {
+        Self::known(CtState::INVALID, None, None)
+    }
+
+    /// A packet in `state`, of `flow` (looked up already).
+    const fn known(
+        state: CtState,
+        flow: Option<(&'g CtFlow, Direction)>,
+        note: Option<PacketNote>,
+    ) -> Self {
         PacketCt {
-            state: CtState::INVALID,
-            flow: None,
-            note: None,
+            state,
+            flow: Cell::new(Some(flow)),
+            lookup: None,
+            note,
         }
+    }
+
+    /// A packet of note `n` (tracking's, checked against the packet), in
+    /// its noted state; its flow is looked up in `ct` when first asked for.
+    #[inline(always)]
+    fn noted(n: PacketNote, ct: &'g Conntrack, guard: &'g ReadGuard) -> Self {
+        PacketCt {
+            state: CtState(n.state),
+            flow: Cell::new(None),
+            lookup: Some((ct, guard)),
+            note: Some(n),
+        }
+    }
+
+    /// The packet's flow and its direction in it, if any. A noted flow is
+    /// looked up by the note's bucket and id when first asked for (a chain
+    /// that matches on `ct state` alone never asks), then kept, so that
+    /// every answer is about the same flow.
+    #[inline(always)]
+    pub fn flow(&self) -> Option<(&'g CtFlow, Direction)> {
+        if let Some(f) = self.flow.get() {
+            return f;
+        }
+        let f = match (self.lookup, self.note) {
+            (Some((ct, guard)), Some(n)) if n.id != 0 => ct
+                .table
+                .find_id(n.bucket, n.id, guard)
+                // The noted direction, not the one `find_id` meets first: a
+                // flow whose two tuples share a bucket is linked there twice.
+                .map(|(f, _)| (f, Direction::from_index(usize::from(n.dir)))),
+            _ => None,
+        };
+        self.flow.set(Some(f));
+        f
     }
 }
 
@@ -851,21 +899,7 @@ impl Conntrack {
     ) -> PacketCt<'g> {
         if let Some(n) = self.notes.get(skb) {
             if n.fingerprint == facts.fingerprint() {
-                // The noted direction, not the one `find_id` meets first: a
-                // flow whose two tuples share a bucket is linked there twice.
-                let dir = Direction::from_index(usize::from(n.dir));
-                let flow = if n.id != 0 {
-                    self.table
-                        .find_id(n.bucket, n.id, guard)
-                        .map(|(f, _)| (f, dir))
-                } else {
-                    None
-                };
-                return PacketCt {
-                    state: CtState(n.state),
-                    flow,
-                    note: Some(n),
-                };
+                return PacketCt::noted(n, self, guard);
             }
         }
         self.packet_ct_unnoted(facts, pkt, guard)
@@ -890,21 +924,7 @@ impl Conntrack {
             return None;
         }
         let facts = h.facts(pkt)?;
-        // As `packet_ct`: the noted direction.
-        let dir = Direction::from_index(usize::from(n.dir));
-        let flow = if n.id != 0 {
-            self.table
-                .find_id(n.bucket, n.id, guard)
-                .map(|(f, _)| (f, dir))
-        } else {
-            None
-        };
-        let ct = PacketCt {
-            state: CtState(n.state),
-            flow,
-            note: Some(n),
-        };
-        Some((facts, ct))
+        Some((facts, PacketCt::noted(n, self, guard)))
     }
 
     /// The stated length of the packet in `skb` if this CPU's note is for
@@ -941,35 +961,19 @@ impl Conntrack {
                 .lookup(&t, guard)
                 .or_else(|| self.looped_back(&t, guard))
             {
-                Some((flow, dir)) => PacketCt {
-                    state: CtState::for_packet(dir, flow.status() & ct::status::SEEN_REPLY != 0),
-                    flow: Some((flow, dir)),
-                    note: None,
-                },
-                None => PacketCt {
-                    state: CtState::INVALID,
-                    flow: None,
-                    note: None,
-                },
+                Some((flow, dir)) => PacketCt::known(
+                    CtState::for_packet(dir, flow.status() & ct::status::SEEN_REPLY != 0),
+                    Some((flow, dir)),
+                    None,
+                ),
+                None => PacketCt::known(CtState::INVALID, None, None),
             },
             Classified::IcmpError => {
                 let (state, flow) = self.icmp_error_state(facts, pkt, guard);
-                PacketCt {
-                    state: CtState(state),
-                    flow,
-                    note: None,
-                }
+                PacketCt::known(CtState(state), flow, None)
             }
-            Classified::Untracked => PacketCt {
-                state: CtState::UNTRACKED,
-                flow: None,
-                note: None,
-            },
-            Classified::Invalid(_) => PacketCt {
-                state: CtState::INVALID,
-                flow: None,
-                note: None,
-            },
+            Classified::Untracked => PacketCt::known(CtState::UNTRACKED, None, None),
+            Classified::Invalid(_) => PacketCt::known(CtState::INVALID, None, None),
         }
     }
 
@@ -991,7 +995,7 @@ impl Conntrack {
     /// The packet's first packet was dropped by the rules: its flow, if
     /// this packet created it and it was never confirmed, goes too.
     pub fn dropped(&self, ct: &PacketCt<'_>, guard: &ReadGuard) {
-        let (Some(note), Some((flow, _))) = (ct.note, ct.flow) else {
+        let (Some(note), Some((flow, _))) = (ct.note, ct.flow()) else {
             return;
         };
         if note.flags & NOTE_CREATED != 0 && flow.status() & ct::status::CONFIRMED == 0 {

@@ -297,7 +297,12 @@ impl<'a> Headers<'a> {
     #[inline(always)]
     fn read(skb: &SkBuff, bytes: &'a mut HeaderBuf<HEADER_BYTES>) -> Option<Headers<'a>> {
         let pkt = skb.headers(bytes);
-        let facts = packet::parse(pkt).ok()?;
+        // An IPv4 TCP or UDP packet (nearly every tracked one) is read at
+        // fixed offsets: `V4Ports::facts` is what the parse would find.
+        let facts = match packet::V4Ports::read(pkt).and_then(|h| h.facts(pkt)) {
+            Some(facts) => facts,
+            None => packet::parse(pkt).ok()?,
+        };
         Some(Headers { pkt, facts })
     }
 

@@ -41,7 +41,6 @@ use crate::skb::{CsumState, HeaderBuf, SkBuff};
 use crate::sys;
 use crate::wire::{cmd, ct_event, AttrWriter};
 use crate::work::WorkFn;
-use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::prelude::*;
 
@@ -174,71 +173,24 @@ fn bump(c: &AtomicU64) {
 type RewriteResult = core::result::Result<nat::Rewrite, nat::NatError>;
 
 /// What conntrack knows about a packet at a hook after tracking.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct PacketCt<'g> {
     /// `ct state`.
     pub state: CtState,
-    /// The packet's flow and its direction in it, once known (the outer
-    /// `None`: not looked up yet, see [`flow`](Self::flow)).
-    flow: Cell<Option<Option<(&'g CtFlow, Direction)>>>,
-    /// Where to look the noted flow up when first asked.
-    lookup: Option<(&'g Conntrack, &'g ReadGuard)>,
+    /// The packet's flow and its direction in it, if any.
+    pub flow: Option<(&'g CtFlow, Direction)>,
     note: Option<PacketNote>,
 }
 
-impl<'g> PacketCt<'g> {
+impl PacketCt<'_> {
     /// Before tracking (the raw table): like nftables' `ct state` on a
     /// packet without a conntrack entry, INVALID.
     pub const fn none() -> Self {
-        Self::known(CtState::INVALID, None, None)
-    }
-
-    /// A packet in `state`, of `flow` (looked up already).
-    const fn known(
-        state: CtState,
-        flow: Option<(&'g CtFlow, Direction)>,
-        note: Option<PacketNote>,
-    ) -> Self {
         PacketCt {
-            state,
-            flow: Cell::new(Some(flow)),
-            lookup: None,
-            note,
+            state: CtState::INVALID,
+            flow: None,
+            note: None,
         }
-    }
-
-    /// A packet of note `n` (tracking's, checked against the packet), in
-    /// its noted state; its flow is looked up in `ct` when first asked for.
-    #[inline(always)]
-    fn noted(n: PacketNote, ct: &'g Conntrack, guard: &'g ReadGuard) -> Self {
-        PacketCt {
-            state: CtState(n.state),
-            flow: Cell::new(None),
-            lookup: Some((ct, guard)),
-            note: Some(n),
-        }
-    }
-
-    /// The packet's flow and its direction in it, if any. A noted flow is
-    /// looked up by the note's bucket and id when first asked for (a chain
-    /// that matches on `ct state` alone never asks), then kept, so that
-    /// every answer is about the same flow.
-    #[inline(always)]
-    pub fn flow(&self) -> Option<(&'g CtFlow, Direction)> {
-        if let Some(f) = self.flow.get() {
-            return f;
-        }
-        let f = match (self.lookup, self.note) {
-            (Some((ct, guard)), Some(n)) if n.id != 0 => ct
-                .table
-                .find_id(n.bucket, n.id, guard)
-                // The noted direction, not the one `find_id` meets first: a
-                // flow whose two tuples share a bucket is linked there twice.
-                .map(|(f, _)| (f, Direction::from_index(usize::from(n.dir)))),
-            _ => None,
-        };
-        self.flow.set(Some(f));
-        f
     }
 }
 
@@ -904,7 +856,21 @@ impl Conntrack {
     ) -> PacketCt<'g> {
         if let Some(n) = self.notes.get(skb) {
             if n.fingerprint == facts.fingerprint() {
-                return PacketCt::noted(n, self, guard);
+                // The noted direction, not the one `find_id` meets first: a
+                // flow whose two tuples share a bucket is linked there twice.
+                let dir = Direction::from_index(usize::from(n.dir));
+                let flow = if n.id != 0 {
+                    self.table
+                        .find_id(n.bucket, n.id, guard)
+                        .map(|(f, _)| (f, dir))
+                } else {
+                    None
+                };
+                return PacketCt {
+                    state: CtState(n.state),
+                    flow,
+                    note: Some(n),
+                };
             }
         }
         self.packet_ct_unnoted(facts, pkt, guard)
@@ -929,7 +895,21 @@ impl Conntrack {
             return None;
         }
         let facts = h.facts(pkt)?;
-        Some((facts, PacketCt::noted(n, self, guard)))
+        // As `packet_ct`: the noted direction.
+        let dir = Direction::from_index(usize::from(n.dir));
+        let flow = if n.id != 0 {
+            self.table
+                .find_id(n.bucket, n.id, guard)
+                .map(|(f, _)| (f, dir))
+        } else {
+            None
+        };
+        let ct = PacketCt {
+            state: CtState(n.state),
+            flow,
+            note: Some(n),
+        };
+        Some((facts, ct))
     }
 
     /// The stated length of the packet in `skb` if this CPU's note is for
@@ -966,19 +946,35 @@ impl Conntrack {
                 .lookup(&t, guard)
                 .or_else(|| self.looped_back(&t, guard))
             {
-                Some((flow, dir)) => PacketCt::known(
-                    CtState::for_packet(dir, flow.status() & ct::status::SEEN_REPLY != 0),
-                    Some((flow, dir)),
-                    None,
-                ),
-                None => PacketCt::known(CtState::INVALID, None, None),
+                Some((flow, dir)) => PacketCt {
+                    state: CtState::for_packet(dir, flow.status() & ct::status::SEEN_REPLY != 0),
+                    flow: Some((flow, dir)),
+                    note: None,
+                },
+                None => PacketCt {
+                    state: CtState::INVALID,
+                    flow: None,
+                    note: None,
+                },
             },
             Classified::IcmpError => {
                 let (state, flow) = self.icmp_error_state(facts, pkt, guard);
-                PacketCt::known(CtState(state), flow, None)
+                PacketCt {
+                    state: CtState(state),
+                    flow,
+                    note: None,
+                }
             }
-            Classified::Untracked => PacketCt::known(CtState::UNTRACKED, None, None),
-            Classified::Invalid(_) => PacketCt::known(CtState::INVALID, None, None),
+            Classified::Untracked => PacketCt {
+                state: CtState::UNTRACKED,
+                flow: None,
+                note: None,
+            },
+            Classified::Invalid(_) => PacketCt {
+                state: CtState::INVALID,
+                flow: None,
+                note: None,
+            },
         }
     }
 
@@ -1000,7 +996,7 @@ impl Conntrack {
     /// The packet's first packet was dropped by the rules: its flow, if
     /// this packet created it and it was never confirmed, goes too.
     pub fn dropped(&self, ct: &PacketCt<'_>, guard: &ReadGuard) {
-        let (Some(note), Some((flow, _))) = (ct.note, ct.flow()) else {
+        let (Some(note), Some((flow, _))) = (ct.note, ct.flow) else {
             return;
         };
         if note.flags & NOTE_CREATED != 0 && flow.status() & ct::status::CONFIRMED == 0 {

@@ -652,7 +652,7 @@ impl PacketPath {
         let Some(manip) = Manip::for_hook(env.hook) else {
             return Verdict::Accept;
         };
-        let Some((flow, dir)) = env.ct.flow() else {
+        let Some((flow, dir)) = env.ct.flow else {
             return Verdict::Accept;
         };
         let (skb, state, facts) = (env.skb, env.state, env.facts);
@@ -857,19 +857,19 @@ impl EvalEnv for KernelEnv<'_> {
     }
 
     fn ct_direction(&self) -> Option<Direction> {
-        self.ct.flow().map(|(_, d)| d)
+        self.ct.flow.map(|(_, d)| d)
     }
 
     fn ct_status(&self) -> u32 {
-        self.ct.flow().map_or(0, |(f, _)| f.status())
+        self.ct.flow.map_or(0, |(f, _)| f.status())
     }
 
     fn ct_mark(&self) -> Option<u32> {
-        self.ct.flow().map(|(f, _)| f.mark.load(Ordering::Relaxed))
+        self.ct.flow.map(|(f, _)| f.mark.load(Ordering::Relaxed))
     }
 
     fn set_ct_mark(&mut self, mark: u32) {
-        if let Some((f, _)) = self.ct.flow() {
+        if let Some((f, _)) = self.ct.flow {
             f.mark.store(mark, Ordering::Relaxed);
         }
     }

@@ -1333,13 +1333,13 @@ impl Conntrack {
         // Only the headers the rewrite changes are made writable (and
         // pulled into the linear part), as nf_nat does.
         let len = u32::try_from(nat::rewrite_len(facts)).unwrap_or(u32::MAX);
-        let mut rw = skb.write_headers(len, |buf, partial| {
-            nat::manip_packet(buf, facts, manip, &ep, partial)
+        let mut rw = skb.write_headers(len, |buf, cs| {
+            nat::manip_packet(buf, facts, manip, &ep, cs.partial())
         })?;
         if rw.0 == Err(nat::NatError::NeedFullPacket) {
             skb.linearize()?;
-            rw = skb.write_headers(skb.network_len(), |buf, partial| {
-                nat::manip_packet(buf, facts, manip, &ep, partial)
+            rw = skb.write_headers(skb.network_len(), |buf, cs| {
+                nat::manip_packet(buf, facts, manip, &ep, cs.partial())
             })?;
         }
         let changed = self.account(skb, rw)?;
@@ -1388,12 +1388,12 @@ impl Conntrack {
         let ep = nat_endpoint(flow, dir, manip);
         let noted = (note.shape, note.fingerprint);
         let done = if V6 {
-            skb.write_headers(nat::noted_rewrite_len_v6(note.shape), |buf, partial| {
-                nat::manip_noted_v6(buf, noted, manip, &ep, partial)
+            skb.write_headers(nat::noted_rewrite_len_v6(note.shape), |buf, cs| {
+                nat::manip_noted_v6(buf, noted, manip, &ep, cs.partial())
             })
         } else {
-            skb.write_headers(nat::noted_rewrite_len(note.shape), |buf, partial| {
-                nat::manip_noted(buf, noted, manip, &ep, partial)
+            skb.write_headers(nat::noted_rewrite_len(note.shape), |buf, cs| {
+                nat::manip_noted(buf, noted, manip, &ep, (cs.partial(), cs.complete()))
             })
         };
         let (noted, state) = match done {
@@ -1408,7 +1408,7 @@ impl Conntrack {
                 fingerprint,
             } => {
                 // As `nat_packet`: a destination rewrite renotes.
-                if manip == Manip::Dst {
+                if let Some(fingerprint) = fingerprint {
                     note.fingerprint = fingerprint;
                     self.notes.set(skb, &note);
                 }
@@ -1436,8 +1436,8 @@ impl Conntrack {
         // The outer address is `translated_endpoint(&other, manip)`'s, which
         // is the same side of `other`: the quoted packet's.
         let outer = inner.addr;
-        let rw = skb.write_headers(skb.network_len(), |buf, partial| {
-            nat::translate_icmp_error(buf, facts, manip, &outer, &inner, partial)
+        let rw = skb.write_headers(skb.network_len(), |buf, cs| {
+            nat::translate_icmp_error(buf, facts, manip, &outer, &inner, cs.partial())
         })?;
         self.rewritten(skb, rw)
     }

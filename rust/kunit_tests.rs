@@ -230,27 +230,34 @@ pub extern "C" fn rnf_kunit_skb_view() {
     // or are shared with a clone (unshared first: the other keeps its own).
     let last = n - 1;
     for skb in [&linear, &paged] {
-        let wrote = skb.write_headers(n as u32, |b, partial| {
+        let wrote = skb.write_headers(n as u32, |b, cs| {
             if let Some(x) = b.get_mut(last) {
                 *x = b'!';
             }
-            (b.len(), partial)
+            (b.len(), cs.partial())
         });
         check!(matches!(wrote, Ok(((len, false), _)) if len == n));
         let mut end = [0u8; 1];
         check!(skb.copy_network(last as u32, &mut end) == 1 && end == *b"!");
     }
     // The checksum state comes with the bytes (`CHECKSUM_PARTIAL`: the
-    // transport checksum is left to the NIC).
+    // transport checksum is left to the NIC; `CHECKSUM_COMPLETE`: the
+    // skb sums the whole packet).
+    let seen = |cs: crate::skb::CsumState| (cs.partial(), cs.complete());
     linear.set_ip_summed(3);
     check!(matches!(
-        linear.write_headers(20, |_, partial| partial),
-        Ok((true, _))
+        linear.write_headers(20, |_, cs| seen(cs)),
+        Ok(((true, false), _))
+    ));
+    linear.set_ip_summed(2);
+    check!(matches!(
+        linear.write_headers(20, |_, cs| seen(cs)),
+        Ok(((false, true), _))
     ));
     linear.set_ip_summed(0);
     check!(matches!(
-        linear.write_headers(20, |_, partial| partial),
-        Ok((false, _))
+        linear.write_headers(20, |_, cs| seen(cs)),
+        Ok(((false, false), _))
     ));
     let Ok(clone) = linear.clone_shared() else {
         check!(false);

@@ -45,6 +45,12 @@ impl CsumState {
     pub fn partial(self) -> bool {
         self.0 == CHECKSUM_PARTIAL
     }
+
+    /// Whether the skb carries the checksum of the whole packet
+    /// (`CHECKSUM_COMPLETE`), which a rewrite must adjust.
+    pub fn complete(self) -> bool {
+        self.0 == CHECKSUM_COMPLETE
+    }
 }
 
 impl SkBuff {
@@ -183,7 +189,7 @@ impl SkBuff {
     pub fn write_headers<R>(
         &self,
         len: u32,
-        f: impl FnOnce(&mut [u8], bool) -> R,
+        f: impl FnOnce(&mut [u8], CsumState) -> R,
     ) -> Result<(R, CsumState)> {
         let (p, avail, summed) = match self.writable_in_place(len) {
             Some(w) => w,
@@ -211,7 +217,7 @@ impl SkBuff {
         // packet copy it out).
         let bytes = unsafe { core::slice::from_raw_parts_mut(p, avail as usize) };
         let state = CsumState(summed);
-        Ok((f(bytes, state.partial()), state))
+        Ok((f(bytes, state), state))
     }
 
     /// What `rnf_skb_writable_network` gives when `skb_ensure_writable`

@@ -868,7 +868,7 @@ impl Patcher<'_> {
             .buf
             .get_mut(at..at.saturating_add(2))
             .and_then(|w| w.try_into().ok());
-        put16(w, v, &mut self.delta);
+        put16(w, v, &mut self.delta, true);
     }
 
     fn get_addr(&self, family: Family, at: usize) -> Option<[u8; 16]> {
@@ -1254,14 +1254,16 @@ fn word<const N: usize>(h: &mut [u8; N], at: usize) -> Option<&mut [u8; 2]> {
     h.get_mut(at..at.checked_add(2)?)?.try_into().ok()
 }
 
-/// Writes `v` into word `w` and adds the change to the running sum
-/// `delta` (for [`Patcher::set16`] and the fast path alike).
+/// Writes `v` into word `w` and, if `track`, adds the change to the
+/// running sum `delta` (for [`Patcher::set16`] and the fast path alike).
 #[inline(always)]
-fn put16(w: Option<&mut [u8; 2]>, v: u16, delta: &mut u32) {
+fn put16(w: Option<&mut [u8; 2]>, v: u16, delta: &mut u32, track: bool) {
     if let Some(w) = w {
         let old = u16::from_be_bytes(*w);
         *w = v.to_be_bytes();
-        *delta = csum::add(*delta, csum::sub(u32::from(v), u32::from(old)));
+        if track {
+            *delta = csum::add(*delta, csum::sub(u32::from(v), u32::from(old)));
+        }
     }
 }
 
@@ -1275,7 +1277,7 @@ fn manip_ports<const N: usize>(
     sums: (u32, u32),
     to_port: u16,
     partial: bool,
-    delta: &mut u32,
+    (delta, track): (&mut u32, bool),
 ) {
     let udp = N == 8;
     let csum_at = if udp { 6 } else { 16 };
@@ -1289,9 +1291,9 @@ fn manip_ports<const N: usize>(
         if udp {
             c = csum::udp_wire(c);
         }
-        put16(word(th, csum_at), c, delta);
+        put16(word(th, csum_at), c, delta, track);
     }
-    put16(word(th, port_at), to_port, delta);
+    put16(word(th, port_at), to_port, delta, track);
 }
 
 /// [`manip_packet`] for what nearly every NATed packet is: IPv4 TCP or
@@ -1325,7 +1327,7 @@ fn manip_v4_ports(
     if l4 < 20 || l4 % 2 != 0 || l4.checked_add(full)? > end {
         return None;
     }
-    rewrite_v4_ports(pkt, l4, tcp, manip, to, partial)
+    rewrite_v4_ports(pkt, l4, tcp, manip, to, (partial, true))
 }
 
 /// The writes of [`manip_v4_ports`] once the packet is known to be IPv4
@@ -1339,7 +1341,7 @@ fn rewrite_v4_ports(
     tcp: bool,
     manip: Manip,
     to: &Endpoint,
-    partial: bool,
+    (partial, track): (bool, bool),
 ) -> Option<Rewrite> {
     let [a0, a1, a2, a3, rest @ ..] = to.addr;
     if rest != [0; 12] {
@@ -1365,17 +1367,27 @@ fn rewrite_v4_ports(
     let th = pkt.get_mut(l4..)?;
     if tcp {
         let th: &mut [u8; 20] = th.get_mut(..20)?.try_into().ok()?;
-        manip_ports(th, manip, sums, to.port, partial, &mut delta);
+        manip_ports(th, manip, sums, to.port, partial, (&mut delta, track));
     } else {
         let th: &mut [u8; 8] = th.get_mut(..8)?.try_into().ok()?;
-        manip_ports(th, manip, sums, to.port, partial, &mut delta);
+        manip_ports(th, manip, sums, to.port, partial, (&mut delta, track));
     }
     let ip: &mut [u8; 20] = pkt.get_mut(..20)?.try_into().ok()?;
     let mut c = word(ip, 10).map_or(0, |w| u16::from_be_bytes(*w));
     csum::replace4(&mut c, from, to_v);
-    put16(word(ip, 10), c, &mut delta);
-    put16(word(ip, at), u16::from_be_bytes([a0, a1]), &mut delta);
-    put16(word(ip, at + 2), u16::from_be_bytes([a2, a3]), &mut delta);
+    put16(word(ip, 10), c, &mut delta, track);
+    put16(
+        word(ip, at),
+        u16::from_be_bytes([a0, a1]),
+        &mut delta,
+        track,
+    );
+    put16(
+        word(ip, at + 2),
+        u16::from_be_bytes([a2, a3]),
+        &mut delta,
+        track,
+    );
     Some(Rewrite {
         csum_delta: delta,
         csum_none: false,
@@ -1442,13 +1454,15 @@ pub enum Noted {
     /// The packet has the new endpoint on that side already (one that
     /// looped back after its rewrite): nothing was written.
     Translated,
-    /// Rewritten, as [`manip_packet`] would have; `fingerprint` is the
-    /// rewritten headers' ([`rewritten_fingerprint`]).
+    /// Rewritten, as [`manip_packet`] would have.
     Done {
         /// The rewrite, for the checksum state.
         rewrite: Rewrite,
-        /// The fingerprint of the headers as they are now.
-        fingerprint: u32,
+        /// For a destination rewrite, the fingerprint of the headers as
+        /// they are now ([`rewritten_fingerprint`]), for the note that
+        /// later hooks check; `None` for a source rewrite (the last stage
+        /// that reads the note).
+        fingerprint: Option<u32>,
     },
 }
 
@@ -1462,14 +1476,16 @@ pub enum Noted {
 /// ([`Noted::Stale`]). The bytes written and the [`Rewrite`] are
 /// [`manip_packet`]'s for that packet, and a packet whose `manip` side is
 /// `to` already is left alone, as the NAT stage's "translated already"
-/// check leaves it.
+/// check leaves it. Only with `complete` (the skb's checksum is
+/// `CHECKSUM_COMPLETE`, the one state that takes it) is the rewrite's
+/// `csum_delta` worked out; it is 0 otherwise.
 #[inline(always)]
 pub fn manip_noted(
     pkt: &mut [u8],
     (shape, fingerprint): (u8, u32),
     manip: Manip,
     to: &Endpoint,
-    partial: bool,
+    (partial, complete): (bool, bool),
 ) -> Noted {
     let Some(h) = V4Ports::read_shaped(pkt, shape) else {
         return Noted::Stale;
@@ -1486,12 +1502,13 @@ pub fn manip_noted(
     if side == (to_v4, to.port) && rest == [0; 12] {
         return Noted::Translated;
     }
-    let Some(rewrite) = rewrite_v4_ports(pkt, h.l4_offset, h.tcp, manip, to, partial) else {
+    let Some(rewrite) = rewrite_v4_ports(pkt, h.l4_offset, h.tcp, manip, to, (partial, complete))
+    else {
         return Noted::Stale;
     };
     let fingerprint = match manip {
-        Manip::Src => h.fingerprint_with(to_v4, h.dst, (to.port, h.dport)),
-        Manip::Dst => h.fingerprint_with(h.src, to_v4, (h.sport, to.port)),
+        Manip::Src => None,
+        Manip::Dst => Some(h.fingerprint_with(h.src, to_v4, (h.sport, to.port))),
     };
     Noted::Done {
         rewrite,
@@ -1536,7 +1553,7 @@ pub fn manip_noted_v6(
     match manip_packet(pkt, &facts, manip, to, partial) {
         Ok(rewrite) => Noted::Done {
             rewrite,
-            fingerprint: rewritten_fingerprint(&facts, manip, to),
+            fingerprint: (manip == Manip::Dst).then(|| rewritten_fingerprint(&facts, manip, to)),
         },
         Err(_) => Noted::Stale,
     }
@@ -1816,6 +1833,7 @@ mod tests {
             same in any::<bool>(),
             port in any::<u16>(),
             partial in any::<bool>(),
+            complete in any::<bool>(),
             flip in 1u32..,
         ) {
             let p = v4_packet(ihl, tcp, frag, len_delta, cut, body);
@@ -1841,12 +1859,12 @@ mod tests {
             let fp = facts.fingerprint();
             let mut stale = p.clone();
             prop_assert_eq!(
-                manip_noted(&mut stale, (shape, fp ^ flip), manip, &to, partial),
+                manip_noted(&mut stale, (shape, fp ^ flip), manip, &to, (partial, complete)),
                 Noted::Stale
             );
             prop_assert_eq!(&stale, &p);
             let (mut noted, mut general) = (p.clone(), p.clone());
-            let n = manip_noted(&mut noted, (shape, fp), manip, &to, partial);
+            let n = manip_noted(&mut noted, (shape, fp), manip, &to, (partial, complete));
             let whole = hl + if tcp { 20 } else { 8 } <= p.len().min(facts.total_len as usize);
             match n {
                 Noted::Stale => prop_assert!(!whole),
@@ -1856,10 +1874,14 @@ mod tests {
                 }
                 Noted::Done { rewrite, fingerprint } => {
                     prop_assert!(whole && !same);
-                    prop_assert_eq!(Ok(rewrite), manip_packet(&mut general, &facts, manip, &to, partial));
+                    // The checksum delta only for a CHECKSUM_COMPLETE skb.
+                    let want = manip_packet(&mut general, &facts, manip, &to, partial)
+                        .map(|r| Rewrite { csum_delta: if complete { r.csum_delta } else { 0 }, ..r });
+                    prop_assert_eq!(Ok(rewrite), want);
                     prop_assert_eq!(&noted, &general);
-                    prop_assert_eq!(fingerprint, rewritten_fingerprint(&facts, manip, &to));
-                    prop_assert_eq!(Ok(fingerprint), parse(&noted).map(|f| f.fingerprint()));
+                    let now = rewritten_fingerprint(&facts, manip, &to);
+                    prop_assert_eq!(fingerprint, (manip == Manip::Dst).then_some(now));
+                    prop_assert_eq!(Ok(now), parse(&noted).map(|f| f.fingerprint()));
                 }
             }
             if let Noted::Stale = n {
@@ -1900,7 +1922,7 @@ mod tests {
                 let noted = if v6 {
                     manip_noted_v6(&mut out, (shape, fp), manip, &to, false)
                 } else {
-                    manip_noted(&mut out, (shape, fp), manip, &to, false)
+                    manip_noted(&mut out, (shape, fp), manip, &to, (false, true))
                 };
                 match noted {
                     Noted::Done { .. } => {
@@ -1991,7 +2013,7 @@ mod tests {
             prop_assert_eq!(&stale, &p);
             // And never as an IPv4 shape.
             prop_assert_eq!(
-                manip_noted(&mut stale[..window], (shape, fp), manip, &to, partial),
+                manip_noted(&mut stale[..window], (shape, fp), manip, &to, (partial, true)),
                 Noted::Stale
             );
             prop_assert_eq!(&stale, &p);
@@ -2010,8 +2032,9 @@ mod tests {
                 Noted::Done { rewrite, fingerprint } => {
                     prop_assert_eq!(Ok(rewrite), manip_packet(&mut general, &facts, manip, &to, partial));
                     prop_assert_eq!(&noted, &general);
-                    prop_assert_eq!(fingerprint, rewritten_fingerprint(&facts, manip, &to));
-                    prop_assert_eq!(Ok(fingerprint), parse(&noted).map(|f| f.fingerprint()));
+                    let now = rewritten_fingerprint(&facts, manip, &to);
+                    prop_assert_eq!(fingerprint, (manip == Manip::Dst).then_some(now));
+                    prop_assert_eq!(Ok(now), parse(&noted).map(|f| f.fingerprint()));
                 }
             }
         }

@@ -240,8 +240,6 @@ pub struct Conntrack {
 struct Headers<'a> {
     pkt: &'a [u8],
     facts: PacketFacts,
-    /// The fields of an IPv4 TCP or UDP packet, read at fixed offsets.
-    v4: Option<packet::V4Ports>,
 }
 
 impl<'a> Headers<'a> {
@@ -253,35 +251,15 @@ impl<'a> Headers<'a> {
         let pkt = skb.headers(bytes);
         // An IPv4 TCP or UDP packet (nearly every tracked one) is read at
         // fixed offsets: `V4Ports::facts` is what the parse would find.
-        let v4 = packet::V4Ports::read(pkt);
-        let (facts, v4) = match v4.and_then(|h| h.facts(pkt)) {
-            Some(facts) => (facts, v4),
-            None => (packet::parse(pkt).ok()?, None),
+        let facts = match packet::V4Ports::read(pkt).and_then(|h| h.facts(pkt)) {
+            Some(facts) => facts,
+            None => packet::parse(pkt).ok()?,
         };
-        Some(Headers { pkt, facts, v4 })
+        Some(Headers { pkt, facts })
     }
 
     fn pkt(&self) -> &[u8] {
         self.pkt
-    }
-
-    /// The facts' fingerprint (from the fields read at fixed offsets where
-    /// there are some: the same value, fewer multiplications).
-    #[inline(always)]
-    fn fingerprint(&self) -> u32 {
-        match &self.v4 {
-            Some(h) => h.fingerprint(),
-            None => self.facts.fingerprint(),
-        }
-    }
-
-    /// `nat::noted_shape` of the facts.
-    #[inline(always)]
-    fn shape(&self) -> u8 {
-        match &self.v4 {
-            Some(h) => h.shape(),
-            None => nat::noted_shape(&self.facts),
-        }
     }
 }
 
@@ -463,7 +441,7 @@ impl Conntrack {
             bump(&self.stats.invalid);
             return Verdict::Accept;
         };
-        let fp = h.fingerprint();
+        let fp = h.facts.fingerprint();
         // (`notrack` set the flag before its note, on this CPU.)
         if self.notrack_used.load(Ordering::Relaxed) {
             if let Some(n) = self.notes.get(skb) {
@@ -588,7 +566,7 @@ impl Conntrack {
                     note.bucket = flow.bucket(dir);
                     // (Only the NAT stages read it.)
                     if self.nat_used() {
-                        note.shape = h.shape();
+                        note.shape = nat::noted_shape(&h.facts);
                     }
                     if flow.status() & ct::status::CONFIRMED == 0 {
                         note.flags |= NOTE_UNCONFIRMED;

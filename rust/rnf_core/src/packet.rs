@@ -405,14 +405,6 @@ impl V4Ports {
         })
     }
 
-    /// The shape these fields were read with ([`read_shaped`](Self::read_shaped)):
-    /// the IP header's length in 32-bit words, `0x10` for TCP. It is
-    /// `nat::noted_shape` of the packet's facts.
-    #[inline(always)]
-    pub fn shape(&self) -> u8 {
-        (self.l4_offset / 4) as u8 | if self.tcp { 0x10 } else { 0 }
-    }
-
     /// The transport protocol.
     #[inline(always)]
     pub fn proto(&self) -> u8 {
@@ -795,9 +787,6 @@ mod tests {
             };
             let parsed = parse(p).ok().filter(|f| f.ports().is_some());
             prop_assert_eq!(r.facts(p), parsed);
-            if let Some(f) = parsed {
-                prop_assert_eq!(r.shape(), crate::nat::noted_shape(&f));
-            }
         }
 
         /// [`noted_fields`] of an IPv6 packet are a parse's fingerprint

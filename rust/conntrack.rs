@@ -856,21 +856,7 @@ impl Conntrack {
     ) -> PacketCt<'g> {
         if let Some(n) = self.notes.get(skb) {
             if n.fingerprint == facts.fingerprint() {
-                // The noted direction, not the one `find_id` meets first: a
-                // flow whose two tuples share a bucket is linked there twice.
-                let dir = Direction::from_index(usize::from(n.dir));
-                let flow = if n.id != 0 {
-                    self.table
-                        .find_id(n.bucket, n.id, guard)
-                        .map(|(f, _)| (f, dir))
-                } else {
-                    None
-                };
-                return PacketCt {
-                    state: CtState(n.state),
-                    flow,
-                    note: Some(n),
-                };
+                return self.noted_ct(n, guard);
             }
         }
         self.packet_ct_unnoted(facts, pkt, guard)
@@ -895,7 +881,15 @@ impl Conntrack {
             return None;
         }
         let facts = h.facts(pkt)?;
-        // As `packet_ct`: the noted direction.
+        Some((facts, self.noted_ct(n, guard)))
+    }
+
+    /// What note `n` (checked against the packet) says of the packet: its
+    /// noted state and flow.
+    #[inline(always)]
+    fn noted_ct<'g>(&'g self, n: PacketNote, guard: &'g ReadGuard) -> PacketCt<'g> {
+        // The noted direction, not the one `find_id` meets first: a flow
+        // whose two tuples share a bucket is linked there twice.
         let dir = Direction::from_index(usize::from(n.dir));
         let flow = if n.id != 0 {
             self.table
@@ -904,12 +898,11 @@ impl Conntrack {
         } else {
             None
         };
-        let ct = PacketCt {
+        PacketCt {
             state: CtState(n.state),
             flow,
             note: Some(n),
-        };
-        Some((facts, ct))
+        }
     }
 
     /// The stated length of the packet in `skb` if this CPU's note is for

@@ -989,15 +989,20 @@ fn write_record(
     len
 }
 
-fn write_end(out: &mut Out<'_>, at: usize, policy: Option<Policy>, counter: u32) {
-    out.u32(at + R_LEN, to_u32(REC_HDR));
-    out.u8(at + R_KIND, KIND_END);
-    let action = match policy {
+/// What the end of a chain with `policy` does: a built-in chain's policy,
+/// or `RETURN` for a user chain.
+fn end_action(policy: Option<Policy>) -> u8 {
+    match policy {
         Some(Policy::Accept) => crate::rules::action_kind::ACCEPT,
         Some(Policy::Drop) => crate::rules::action_kind::DROP,
         None => crate::rules::action_kind::RETURN,
-    };
-    out.u8(at + R_ACTION, action);
+    }
+}
+
+fn write_end(out: &mut Out<'_>, at: usize, policy: Option<Policy>, counter: u32) {
+    out.u32(at + R_LEN, to_u32(REC_HDR));
+    out.u8(at + R_KIND, KIND_END);
+    out.u8(at + R_ACTION, end_action(policy));
     out.u32(at + R_COUNTER, counter);
 }
 
@@ -1037,6 +1042,9 @@ where
     // records are written.
     let mut pos = rules_off;
     let mut n_rules = 0usize;
+    // Per hook, the built-in chain with a flat form: its index, its rule
+    // count and the form's size.
+    let mut flat_chains = [None::<(usize, usize, usize)>; Hook::ALL.len()];
     for (i, c) in chains.clone().enumerate() {
         let e = chain_entry(i);
         let hook = table.builtin(c.name);
@@ -1046,10 +1054,15 @@ where
         out.u8(e + C_HOOK, hook.map_or(NONE8, |h| h as u8));
         out.u8(e + C_POLICY, c.policy.map_or(NONE8, |p| p as u8));
         let mut count = 0usize;
+        let mut flat = true;
         for r in c.rules {
             count += 1;
-            if let Ok(v) = RuleView::decode(r.blob) {
-                pos += record_len(&v);
+            match RuleView::decode(r.blob) {
+                Ok(v) => {
+                    pos += record_len(&v);
+                    flat &= flat_rule(&v);
+                }
+                Err(_) => flat = false,
             }
         }
         n_rules += count;
@@ -1058,6 +1071,10 @@ where
             out.u32(H_ENTRY + 4 * h as usize, to_u32(start));
             out.u32(H_POLICY + 4 * h as usize, to_u32(pos));
             out.u32(H_ENTRY_CHAIN + 4 * h as usize, to_u32(i));
+            let len = flat_size(hook, count, flat);
+            if let (Some(slot), 1..) = (flat_chains.get_mut(h as usize), len) {
+                *slot = Some((i, count, len));
+            }
         }
         pos += REC_HDR;
     }
@@ -1121,26 +1138,16 @@ where
     }
 
     // Flat chains, after the indexes.
-    for (i, c) in chains.clone().enumerate() {
-        let hook = table.builtin(c.name);
-        let (mut n, mut flat) = (0usize, true);
-        for r in c.rules {
-            n += 1;
-            flat &= RuleView::decode(r.blob).is_ok_and(|v| flat_rule(&v));
-        }
-        let (Some(h), len @ 1..) = (hook, flat_size(hook, n, flat)) else {
+    for (h, slot) in flat_chains.into_iter().enumerate() {
+        let Some((i, n, len)) = slot else {
             continue;
         };
         let Some(c) = chains.clone().nth(i) else {
             continue;
         };
-        out.u32(H_FLAT + 4 * h as usize, to_u32(pos));
+        out.u32(H_FLAT + 4 * h, to_u32(pos));
         out.u32(pos, to_u32(n));
-        let policy = match c.policy {
-            Some(Policy::Drop) => crate::rules::action_kind::DROP,
-            _ => crate::rules::action_kind::ACCEPT,
-        };
-        out.u32(pos + 4, u32::from(policy));
+        out.u32(pos + 4, u32::from(end_action(c.policy)));
         out.u32(pos + 8, c.policy_counter);
         let mut at = pos + FLAT_HDR;
         for r in c.rules {

@@ -10,6 +10,13 @@
 //! The result is noted per CPU for the later hooks the packet passes, so
 //! they need no second lookup.
 //!
+//! While the nat table is in use and no mangle chain runs between the two,
+//! the nat-dst point of PREROUTING and OUTPUT tracks the packet itself,
+//! just before its stage, and the nat-src point of INPUT and POSTROUTING
+//! confirms just after its stage: one netfilter hook fewer where a packet
+//! enters and one fewer where it leaves (`hooks::fused_ct_hooks`). rnf's
+//! rules see the same either way.
+//!
 //! A new flow is linked into the table at once, but is *confirmed* only
 //! when its first packet reaches the last hook (INPUT or POSTROUTING at
 //! the highest priority), as with `nf_conntrack_confirm()`: only confirmed
@@ -30,7 +37,7 @@ use crate::ct_msg::{CtStatsMsg, FlowMsg};
 use crate::ct_tcp::{TcpAction, TcpConfig, TcpConn, TcpSegment};
 use crate::flow_table::{Flow, FlowTable, InsertError};
 use crate::genl;
-use crate::hooks::{Family, Hook};
+use crate::hooks::{self, Family, Hook};
 use crate::nat::{self, Manip, NatKind, NatRange};
 use crate::netfilter::{HookSpec, HookState, Verdict};
 use crate::packet::{self, PacketFacts, L4};
@@ -43,11 +50,6 @@ use crate::wire::{cmd, ct_event, AttrWriter};
 use crate::work::WorkFn;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::prelude::*;
-
-/// Priority of tracking (`NF_IP_PRI_CONNTRACK`).
-pub const PRI_CONNTRACK: i32 = -200;
-/// Priority of confirmation (`NF_IP_PRI_CONNTRACK_CONFIRM`).
-pub const PRI_CONFIRM: i32 = i32::MAX;
 
 /// Bytes of headers copied out of a packet for tracking: IP header with
 /// options or extension headers, transport header with options, and for
@@ -363,20 +365,11 @@ impl Conntrack {
 
     /// Tracking's hooks: (family, hook, priority), tracking first, then
     /// confirmation.
-    pub const HOOKS: [(Family, Hook, i32); 8] = [
-        (Family::Ipv4, Hook::PreRouting, PRI_CONNTRACK),
-        (Family::Ipv4, Hook::LocalOut, PRI_CONNTRACK),
-        (Family::Ipv6, Hook::PreRouting, PRI_CONNTRACK),
-        (Family::Ipv6, Hook::LocalOut, PRI_CONNTRACK),
-        (Family::Ipv4, Hook::LocalIn, PRI_CONFIRM),
-        (Family::Ipv4, Hook::PostRouting, PRI_CONFIRM),
-        (Family::Ipv6, Hook::LocalIn, PRI_CONFIRM),
-        (Family::Ipv6, Hook::PostRouting, PRI_CONFIRM),
-    ];
+    pub const HOOKS: [(Family, Hook, i32); 8] = hooks::CT_HOOKS;
 
     /// How many of [`HOOKS`](Self::HOOKS) come first and track (the rest
     /// confirm).
-    pub const TRACKING_HOOKS: usize = 4;
+    pub const TRACKING_HOOKS: usize = hooks::CT_TRACKING;
 
     /// The attachment points of [`HOOKS`](Self::HOOKS), tagged from
     /// `first_tag` on, the tracking ones of hook kind `track` and the
@@ -408,6 +401,15 @@ impl Conntrack {
             return Verdict::Accept;
         }
         self.track(skb, || state.in_is_loopback(), state.rcu())
+    }
+
+    /// [`track_hook`](Self::track_hook) for a NAT point that does its work
+    /// (`hooks::fused_ct_hooks`). Out of line: inlined there as well, the
+    /// tracking code no longer fit inline in tracking's own callback, and
+    /// every stateful rule set paid about 20 instructions per packet.
+    #[inline(never)]
+    pub(crate) fn track_for_nat(&self, skb: &SkBuff, state: &HookState<'_>) -> Verdict {
+        self.track_hook(skb, state)
     }
 
     /// A confirming hook (the rest of [`HOOKS`](Self::HOOKS)): confirms the
@@ -523,6 +525,11 @@ impl Conntrack {
         (flow.status() & nat != 0).then_some((flow, d.opposite()))
     }
 
+    /// Tracks a packet of `tuple`. Inlined into both callers of
+    /// [`track`](Self::track) (tracking's callback and
+    /// [`track_for_nat`](Self::track_for_nat)): left to the compiler it
+    /// became a call in tracking's callback too.
+    #[inline(always)]
     fn track_flow(
         &self,
         h: &Headers<'_>,
@@ -862,20 +869,26 @@ impl Conntrack {
         self.packet_ct_unnoted(facts, pkt, guard)
     }
 
-    /// [`packet_ct`](Self::packet_ct) of an IPv4 TCP or UDP packet that
-    /// tracking noted, with its facts, read at fixed offsets from `pkt`
-    /// (its headers from the IP header on) instead of parsed:
+    /// This CPU's note, if it is for the packet in `skb` (its fingerprint
+    /// still to be checked against the packet).
+    #[inline(always)]
+    pub fn note(&self, skb: &SkBuff) -> Option<PacketNote> {
+        self.notes.get(skb)
+    }
+
+    /// [`packet_ct`](Self::packet_ct) of an IPv4 TCP or UDP packet whose
+    /// [`note`](Self::note) is `n`, with its facts, read at fixed offsets
+    /// from `pkt` (its headers from the IP header on) instead of parsed:
     /// `packet::V4Ports::facts` gives what `packet::parse` would, and the
     /// fingerprint of what it reads is the parse's. `None` for a packet
-    /// without such a note, or of another kind, which the caller parses.
+    /// the note is not for, or of another kind, which the caller parses.
     #[inline(always)]
     pub fn noted_packet<'g>(
         &'g self,
-        skb: &SkBuff,
+        n: PacketNote,
         pkt: &[u8],
         guard: &'g ReadGuard,
     ) -> Option<(PacketFacts, PacketCt<'g>)> {
-        let n = self.notes.get(skb)?;
         let h = packet::V4Ports::read(pkt)?;
         if h.fingerprint() != n.fingerprint {
             return None;
@@ -905,17 +918,13 @@ impl Conntrack {
         }
     }
 
-    /// The stated length of the packet in `skb` if this CPU's note is for
-    /// it and its noted state is one `wanted` takes, told from the note's
-    /// fingerprint without a parse (IPv4, and IPv6 without extension
-    /// headers, TCP and UDP only: [`packet::noted_fields`]; `None` for any
-    /// other packet, which [`packet_ct`](Self::packet_ct) finds).
+    /// The stated length of the packet in `skb` if `note` (its
+    /// [`note`](Self::note)) is for it, told from the note's fingerprint
+    /// without a parse (IPv4, and IPv6 without extension headers, TCP and
+    /// UDP only: [`packet::noted_fields`]; `None` for any other packet,
+    /// which [`packet_ct`](Self::packet_ct) finds).
     #[inline(always)]
-    pub fn noted_state(&self, skb: &SkBuff, wanted: impl Fn(CtState) -> bool) -> Option<u32> {
-        let note = self.notes.get(skb)?;
-        if !wanted(CtState(note.state)) {
-            return None;
-        }
+    pub fn noted_len(&self, skb: &SkBuff, note: &PacketNote) -> Option<u32> {
         // The IP header and the transport header after it (a TCP header
         // after at most 48 bytes of IPv4 header, or after IPv6's 40).
         let mut hdr = HeaderBuf::<68>::new();

@@ -30,7 +30,7 @@ use crate::nat::Manip;
 use crate::net::Net;
 use crate::netfilter::{self, Defrag, HookSpec, HookState, Verdict};
 use crate::packet::{self, PacketFacts};
-use crate::percpu::{Counter, PerCpuCounters};
+use crate::percpu::{Counter, PacketNote, PerCpuCounters};
 use crate::pernet::{self, NetData, NetId, NetRef, PreExit};
 use crate::rcu::RcuBox;
 use crate::rules::{Limit, Table};
@@ -92,6 +92,10 @@ pub struct PacketPath {
     /// Whether tracking's hooks count for the (family, hook)s they sit on
     /// (those have no counting hook while tracking's hooks are there).
     ct_counts: AtomicBool,
+    /// Which of tracking's hooks (bit `i`: `Conntrack::HOOKS[i]`) are not
+    /// registered because the NAT point of their (family, hook) does
+    /// their work (`hooks::fused_ct_hooks`).
+    fused: AtomicU64,
     /// The tallies of `hookcount::Tally`, per CPU.
     tallies: PerCpuCounters,
     /// What the tallies add up to per point, across layouts.
@@ -108,6 +112,7 @@ impl PacketPath {
             hooked: AtomicU64::new(0),
             counting: AtomicBool::new(true),
             ct_counts: AtomicBool::new(false),
+            fused: AtomicU64::new(0),
             tallies: PerCpuCounters::new(NUM_TALLIES as u32)?,
             books: KBox::pin_init(
                 new_mutex!(PointBooks::new(Layout {
@@ -210,6 +215,21 @@ const CT_HOOK_COUNTS: [(u64, usize); Conntrack::HOOKS.len()] = {
             hooks::hook_points_mask(family, hook),
             hookcount::family_hook_index(family, hook),
         );
+        i += 1;
+    }
+    out
+};
+
+/// For hook point `p`: the index in `Conntrack::HOOKS` of the tracking
+/// hook whose work it can take over (`hooks::fused_ct_hooks`), `u8::MAX`
+/// for none (its bit in `PacketPath::fused` is never set).
+const NAT_CT_HOOK: [u8; NUM_HOOK_POINTS] = {
+    let mut out = [u8::MAX; NUM_HOOK_POINTS];
+    let mut i = 0;
+    while i < Conntrack::HOOKS.len() {
+        if let Some(p) = hooks::ct_nat_point(i) {
+            out[p] = i as u8;
+        }
         i += 1;
     }
     out
@@ -322,8 +342,9 @@ pub struct Hooks {
 
 impl Hooks {
     /// Before publishing a rule set: registers the points in `points` (a
-    /// [`wanted_points`] mask) and, if `tracking`, tracking's hooks.
-    /// Hooks no longer needed stay until [`trim`](Self::trim). May sleep.
+    /// [`wanted_points`] mask) and, if `tracking`, tracking's hooks, less
+    /// those whose work a NAT point takes over ([`Self::fuse`]). Hooks no
+    /// longer needed stay until [`trim`](Self::trim). May sleep.
     pub fn enable(&self, points: u64, tracking: bool) -> Result {
         // Counting for a point stops just before it is hooked. While hooks
         // change, a packet may be counted twice or not at all at a point
@@ -333,13 +354,17 @@ impl Hooks {
             .hooked
             .fetch_or(points & POINT_MASK, Ordering::Relaxed);
         self.path.relayout();
+        let wanted = (self.points.registered() | points) & POINT_MASK;
         if tracking {
             let mut defrag = self.defrag.lock();
             if defrag.is_none() {
                 *defrag = Some(Defrag::enable(self.net.clone())?);
             }
             drop(defrag);
-            self.ct.set(CT_MASK)?;
+            // A tracking hook whose NAT point gets a point in between (a
+            // mangle chain before nat-dst) tracks on its own again before
+            // that point is hooked.
+            self.unfuse(hooks::fused_ct_hooks(wanted))?;
             // Tracking's hooks count from now on; the counting hooks they
             // replace go below.
             self.path
@@ -348,7 +373,6 @@ impl Hooks {
         }
         // Points are registered before the counting hooks they replace go
         // (`set` works in index order, points first).
-        let wanted = (self.points.registered() | points) & POINT_MASK;
         let counting = self.path.hook_counting();
         let ct_counts = self.path.ct_counts.load(Ordering::Relaxed);
         let done = self
@@ -358,6 +382,9 @@ impl Hooks {
             .hooked
             .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
         self.path.relayout();
+        if tracking {
+            self.fuse();
+        }
         done
     }
 
@@ -367,15 +394,30 @@ impl Hooks {
         // Counting hooks come before the points (or tracking's hooks) they
         // replace go. One that cannot be registered (out of memory) leaves
         // its hook uncounted until the next change.
-        let points = points & POINT_MASK;
+        let mut points = points & POINT_MASK;
+        if tracking {
+            // Tracking's hooks whose NAT point goes track on their own
+            // again first. One that cannot be registered keeps its NAT
+            // point, which goes on doing its work.
+            let _ = self.unfuse(hooks::fused_ct_hooks(points));
+            let fused = self.path.fused.load(Ordering::Relaxed);
+            for i in 0..Conntrack::HOOKS.len() {
+                match hooks::ct_nat_point(i) {
+                    Some(p) if fused & (1 << i) != 0 => points |= 1 << p,
+                    _ => {}
+                }
+            }
+        }
         let counting = self.path.hook_counting();
-        let ct_counts = tracking && self.ct.registered() == CT_MASK;
+        let ct_counts =
+            tracking && (self.ct.registered() | self.path.fused.load(Ordering::Relaxed)) == CT_MASK;
         let keep = counting_for(points, counting, ct_counts);
         let _ = self.points.set(self.points.registered() | keep);
         if !counting || !tracking {
             self.path.ct_counts.store(false, Ordering::Relaxed);
         }
         if !tracking {
+            self.path.fused.store(0, Ordering::Relaxed);
             let _ = self.ct.set(0);
             // Fragments pass unassembled again, as without nf_conntrack.
             drop(self.defrag.lock().take());
@@ -385,6 +427,34 @@ impl Hooks {
             .hooked
             .store(self.points.registered() & POINT_MASK, Ordering::Relaxed);
         self.path.relayout();
+        if tracking {
+            self.fuse();
+        }
+    }
+
+    /// Registers tracking's hooks that are left to NAT points now but
+    /// cannot be with `fusable` (a [`hooks::fused_ct_hooks`] mask), then
+    /// takes the work back from those points: each hook is registered
+    /// before its point stops doing its work, so a packet meanwhile may be
+    /// tracked twice (as a retransmission is), never not at all. On error
+    /// the hooks that could not be registered stay with their points.
+    fn unfuse(&self, fusable: u64) -> Result {
+        let fused = self.path.fused.load(Ordering::Relaxed);
+        let done = self.ct.set(CT_MASK & !(fused & fusable));
+        let back = fused & !self.ct.registered();
+        self.path.fused.store(back, Ordering::Relaxed);
+        done
+    }
+
+    /// Leaves the work of tracking's hooks to the NAT points that can take
+    /// it with the points now registered ([`hooks::fused_ct_hooks`]): one
+    /// netfilter hook fewer per packet at each. The point starts doing the
+    /// work before the hook goes (see [`unfuse`](Self::unfuse)).
+    fn fuse(&self) {
+        let can = hooks::fused_ct_hooks(self.points.registered() & POINT_MASK);
+        let fused = self.path.fused.load(Ordering::Relaxed) | can;
+        self.path.fused.store(fused, Ordering::Relaxed);
+        let _ = self.ct.set(CT_MASK & !fused);
     }
 
     /// The packets and bytes counted at every hook point.
@@ -397,9 +467,11 @@ impl Hooks {
         self.points.registered() & POINT_MASK
     }
 
-    /// Whether tracking's hooks are registered (and reassembly enabled).
+    /// Whether packets are tracked: tracking's hooks registered, or their
+    /// work left to NAT points, and reassembly enabled.
     pub fn tracking_hooked(&self) -> bool {
-        self.ct.registered() != 0 && self.defrag.lock().is_some()
+        (self.ct.registered() | self.path.fused.load(Ordering::Relaxed)) != 0
+            && self.defrag.lock().is_some()
     }
 
     /// The number of hooks that can be registered.
@@ -466,10 +538,27 @@ impl PacketPath {
         // What this point and its unhooked neighbours count follows from
         // what it is handed and what it stops (`hookcount::view`).
         let point = point as usize;
+        // A NAT point that does the work of tracking's hook on its (family,
+        // hook): tracking, before the point is handed the packet, as at
+        // tracking's own priority.
+        let fused = match NAT_CT_HOOK.get(point) {
+            Some(&i) if NAT && self.fused.load(Ordering::Relaxed) & (1u64 << (i & 63)) != 0 => {
+                Some(usize::from(i))
+            }
+            _ => None,
+        };
+        if fused.is_some_and(|i| i < Conntrack::TRACKING_HOOKS)
+            && self.ct.track_for_nat(skb, state) == Verdict::Drop
+        {
+            return Verdict::Drop;
+        }
         self.tally(Tally::Seen(point), skb);
         let verdict = self.stage::<NAT, V6>(hook, stage, skb, state);
         if verdict == Verdict::Drop {
             self.tally(Tally::Stopped(point), skb);
+        } else if fused.is_some_and(|i| i >= Conntrack::TRACKING_HOOKS) {
+            // Confirming, after the point let the packet through.
+            self.ct.confirm_hook(skb, state);
         }
         verdict
     }
@@ -519,22 +608,17 @@ impl PacketPath {
         {
             return Verdict::Accept;
         }
-        // A chain that starts with `ct state established,related accept`
-        // accepts most packets on their noted state alone.
+        // A packet tracking noted, at a mangle or filter point: accepted on
+        // its noted state alone by a chain that starts with `ct state
+        // established,related accept`, or its facts read at fixed offsets
+        // instead of parsed.
         if let Some(t) = timg.filter(|_| tracking && stage != Stage::Raw && !is_nat) {
-            if t.state_accept_at(hook).is_some() && self.state_accepts(t, hook, skb) {
-                return Verdict::Accept;
+            if let Some(v) = self.noted_rules(t, hook, skb, state) {
+                return v;
             }
         }
         let mut hdr = HeaderBuf::<HEADER_BYTES>::new();
         let pkt = skb.headers(&mut hdr);
-        // A packet tracking noted, at a raw/mangle/filter point: its facts
-        // read at fixed offsets instead of parsed.
-        if let Some(t) = timg.filter(|_| tracking && stage != Stage::Raw && !is_nat) {
-            if let Some(v) = self.noted_rules(t, hook, skb, pkt, state) {
-                return v;
-            }
-        }
         let Ok(facts) = packet::parse(pkt) else {
             // The IP layer checked the header before any hook; what does
             // not parse here is not a packet rnf can classify.
@@ -578,38 +662,51 @@ impl PacketPath {
         }
     }
 
-    /// Whether table `t`'s chain at `hook` starts with `ct state ...
-    /// accept` and accepts the packet by it, told from the packet's note
-    /// (counted there if so). Not inlined: the packet path's callback,
-    /// which inlines everything else, measured slower for new flows and
-    /// NAT (which do not take this) with it inside.
-    #[inline(never)]
-    fn state_accepts(&self, t: &TableImage, hook: Hook, skb: &SkBuff) -> bool {
-        let Some(rule) = t.state_accept_at(hook) else {
-            return false;
-        };
-        let Some(len) = self.ct.noted_state(skb, |s| rule.matches(s)) else {
-            return false;
-        };
-        t.state.counters.add(rule.counter, u64::from(len));
-        true
-    }
-
-    /// Table `t`'s verdict at `hook` on a packet that tracking noted,
-    /// whose headers (`pkt`) are read at fixed offsets instead of parsed
-    /// ([`Conntrack::noted_packet`]); `None` for any other packet. Not
-    /// inlined: inside the callback it cost the packets of untracked rule
-    /// sets about 45 instructions.
+    /// Table `t`'s verdict at `hook` on a packet that tracking noted, from
+    /// its note ([`Conntrack::note`]): if the chain starts with `ct state
+    /// ... accept` and that takes the noted state, accepted by it (counted
+    /// there) once the headers are seen to be the noted ones
+    /// ([`Conntrack::noted_len`]); else the chain's verdict on facts read
+    /// at fixed offsets instead of parsed ([`Conntrack::noted_packet`]).
+    /// `None` for any other packet, which the caller parses. The note is
+    /// read once for both. Not inlined: inside the callback it cost the
+    /// packets of untracked rule sets about 45 instructions (and the state
+    /// test alone slowed new flows and NAT).
     #[inline(never)]
     fn noted_rules(
         &self,
         t: &TableImage,
         hook: Hook,
         skb: &SkBuff,
-        pkt: &[u8],
         state: &HookState<'_>,
     ) -> Option<Verdict> {
-        let (facts, ct) = self.ct.noted_packet(skb, pkt, state.rcu())?;
+        let note = self.ct.note(skb)?;
+        if let Some(rule) = t.state_accept_at(hook) {
+            if rule.matches(CtState(note.state)) {
+                let len = self.ct.noted_len(skb, &note)?;
+                t.state.counters.add(rule.counter, u64::from(len));
+                return Some(Verdict::Accept);
+            }
+        }
+        self.noted_eval(t, hook, skb, state, note)
+    }
+
+    /// [`noted_rules`](Self::noted_rules) past the state test: the chain's
+    /// verdict on the facts of the packet with note `note`. Not inlined
+    /// there: its frame (the header copy, the facts, the evaluator's
+    /// state) cost the packets accepted on their state alone.
+    #[inline(never)]
+    fn noted_eval(
+        &self,
+        t: &TableImage,
+        hook: Hook,
+        skb: &SkBuff,
+        state: &HookState<'_>,
+        note: PacketNote,
+    ) -> Option<Verdict> {
+        let mut hdr = HeaderBuf::<HEADER_BYTES>::new();
+        let pkt = skb.headers(&mut hdr);
+        let (facts, ct) = self.ct.noted_packet(note, pkt, state.rcu())?;
         let mut env = KernelEnv::new(skb, state, &facts, hook, &self.ct, ct);
         env.slots = Some(&t.state);
         let verdict = t.eval(hook, &facts, &mut env);

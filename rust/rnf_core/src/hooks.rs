@@ -261,6 +261,102 @@ pub fn hook_point(index: usize) -> Option<(Family, Hook, Stage)> {
     Some((family, hook, stage))
 }
 
+/// Priority of connection tracking (`NF_IP_PRI_CONNTRACK`).
+pub const PRI_CONNTRACK: i32 = -200;
+/// Priority of confirmation (`NF_IP_PRI_CONNTRACK_CONFIRM`).
+pub const PRI_CONFIRM: i32 = i32::MAX;
+
+/// Tracking's hooks: (family, hook, priority), the [`CT_TRACKING`] that
+/// track first (where packets enter: PREROUTING and OUTPUT), then those
+/// that confirm (where they leave: INPUT and POSTROUTING), as
+/// nf_conntrack's.
+pub const CT_HOOKS: [(Family, Hook, i32); 8] = [
+    (Family::Ipv4, Hook::PreRouting, PRI_CONNTRACK),
+    (Family::Ipv4, Hook::LocalOut, PRI_CONNTRACK),
+    (Family::Ipv6, Hook::PreRouting, PRI_CONNTRACK),
+    (Family::Ipv6, Hook::LocalOut, PRI_CONNTRACK),
+    (Family::Ipv4, Hook::LocalIn, PRI_CONFIRM),
+    (Family::Ipv4, Hook::PostRouting, PRI_CONFIRM),
+    (Family::Ipv6, Hook::LocalIn, PRI_CONFIRM),
+    (Family::Ipv6, Hook::PostRouting, PRI_CONFIRM),
+];
+
+/// How many of [`CT_HOOKS`] come first and track (the rest confirm).
+pub const CT_TRACKING: usize = 4;
+
+/// The NAT point on the (family, hook) of tracking's hook `i` (of
+/// [`CT_HOOKS`]): nat-dst where it tracks, nat-src where it confirms.
+/// Every one of tracking's hooks has one; `None` for `i` out of range.
+pub const fn ct_nat_point(i: usize) -> Option<usize> {
+    let mut rest: &[(Family, Hook, i32)] = &CT_HOOKS;
+    let mut j = 0;
+    while let [(family, hook, _), tail @ ..] = rest {
+        if j == i {
+            let stage = if i < CT_TRACKING {
+                Stage::NatDst
+            } else {
+                Stage::NatSrc
+            };
+            return hook_point_index(*family, *hook, stage);
+        }
+        rest = tail;
+        j += 1;
+    }
+    None
+}
+
+/// Whether a point of `hook` in `family` with a priority strictly between
+/// `lo` and `hi` is in `points`.
+const fn hooked_between(points: u64, family: Family, hook: Hook, (lo, hi): (i32, i32)) -> bool {
+    let mut rest: &[(Hook, Stage)] = &HOOK_STAGES;
+    let mut p = family.ordinal() * HOOK_STAGES.len();
+    while let [(h, stage), tail @ ..] = rest {
+        let pr = stage.priority();
+        if *h as u8 == hook as u8 && points & (1u64 << p) != 0 && pr > lo && pr < hi {
+            return true;
+        }
+        rest = tail;
+        p += 1;
+    }
+    false
+}
+
+/// Which of tracking's hooks (bit `i`: [`CT_HOOKS`]`[i]`) leave their work
+/// to the NAT point of their (family, hook) ([`ct_nat_point`]) while the
+/// hook points in `points` are hooked: those whose NAT point is hooked with
+/// no hooked point between the two priorities. That point then tracks the
+/// packet just before its own stage (nat-dst, at -100 rather than -200) or
+/// confirms its flow just after (nat-src, at 100 rather than last), in
+/// the same callback: one netfilter hook fewer where the packet enters
+/// and one fewer where it leaves. No stage of rnf runs in between, so rnf's
+/// rules see the same states either way; only other netfilter users
+/// between the two priorities see rnf's tracking done earlier or later.
+pub const fn fused_ct_hooks(points: u64) -> u64 {
+    let mut out = 0u64;
+    let mut rest: &[(Family, Hook, i32)] = &CT_HOOKS;
+    let mut i = 0;
+    while let [(family, hook, priority), tail @ ..] = rest {
+        if let Some(nat) = ct_nat_point(i) {
+            let nat_priority = if i < CT_TRACKING {
+                Stage::NatDst.priority()
+            } else {
+                Stage::NatSrc.priority()
+            };
+            let between = if *priority < nat_priority {
+                (*priority, nat_priority)
+            } else {
+                (nat_priority, *priority)
+            };
+            if points & (1u64 << nat) != 0 && !hooked_between(points, *family, *hook, between) {
+                out |= 1u64 << i;
+            }
+        }
+        rest = tail;
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,5 +473,56 @@ mod tests {
         }
         assert_eq!(Stage::from_u8(5), None);
         assert_eq!(Stage::NatDst.name(), "nat-dst");
+    }
+    #[test]
+    fn tracking_hooks_and_their_nat_points() {
+        let mut seen = 0u64;
+        for (i, (family, hook, priority)) in CT_HOOKS.into_iter().enumerate() {
+            let p = ct_nat_point(i).unwrap();
+            let (f, h, stage) = hook_point(p).unwrap();
+            assert_eq!((f, h), (family, hook));
+            if i < CT_TRACKING {
+                assert_eq!(priority, PRI_CONNTRACK);
+                assert_eq!(stage, Stage::NatDst);
+                assert!(matches!(hook, Hook::PreRouting | Hook::LocalOut));
+            } else {
+                assert_eq!(priority, PRI_CONFIRM);
+                assert_eq!(stage, Stage::NatSrc);
+                assert!(matches!(hook, Hook::LocalIn | Hook::PostRouting));
+            }
+            assert_eq!(seen & 1 << p, 0, "one NAT point per tracking hook");
+            seen |= 1 << p;
+        }
+        assert_eq!(ct_nat_point(CT_HOOKS.len()), None);
+    }
+
+    #[test]
+    fn fused_ct_hooks_need_the_nat_point_and_nothing_between() {
+        let pt = |f, h, s| 1u64 << hook_point_index(f, h, s).unwrap();
+        let all_nat = (0..CT_HOOKS.len()).fold(0, |m, i| m | 1u64 << ct_nat_point(i).unwrap());
+        assert_eq!(fused_ct_hooks(0), 0);
+        assert_eq!(fused_ct_hooks(all_nat), 0xff);
+        // Filter points do not lie between: filter INPUT (0) comes before
+        // nat-src (100), filter OUTPUT (0) after nat-dst (-100).
+        let filters = pt(Family::Ipv4, Hook::LocalIn, Stage::Filter)
+            | pt(Family::Ipv4, Hook::LocalOut, Stage::Filter)
+            | pt(Family::Ipv4, Hook::Forward, Stage::Filter);
+        assert_eq!(fused_ct_hooks(all_nat | filters), 0xff);
+        // Raw (-300) runs before tracking (-200): no matter.
+        let raw = pt(Family::Ipv4, Hook::PreRouting, Stage::Raw);
+        assert_eq!(fused_ct_hooks(all_nat | raw), 0xff);
+        // A mangle point (-150) lies between tracking and nat-dst: IPv4
+        // PREROUTING keeps its tracking hook; its mangle point is also
+        // before nat-src where it confirms, which changes nothing there.
+        let mangle = pt(Family::Ipv4, Hook::PreRouting, Stage::Mangle);
+        assert_eq!(fused_ct_hooks(all_nat | mangle), 0xff & !1);
+        let mangle_post = pt(Family::Ipv6, Hook::PostRouting, Stage::Mangle);
+        assert_eq!(fused_ct_hooks(all_nat | mangle_post), 0xff);
+        // Without its NAT point, no hook leaves its work.
+        let no_v6_pre = all_nat & !pt(Family::Ipv6, Hook::PreRouting, Stage::NatDst);
+        assert_eq!(fused_ct_hooks(no_v6_pre), 0xff & !(1 << 2));
+        for i in 0..CT_HOOKS.len() {
+            assert_eq!(fused_ct_hooks(1u64 << ct_nat_point(i).unwrap()), 1 << i);
+        }
     }
 }

@@ -193,6 +193,49 @@ def test_nat_rules_come_and_go_while_tracking(topo):
         cleanup("r")
 
 
+def test_mangle_rules_between_tracking_and_nat(topo):
+    """A mangle PREROUTING chain runs after tracking and before nat-dst: its
+    rule marks a port-forwarded flow on the flow's first packet, which the
+    filter then lets through by that mark alone (policy drop). Without
+    mangle rules, tracking runs in the nat-dst hook itself (one hook
+    fewer): new flows are still translated, both ways."""
+    srv = server("b", "10.0.2.2", 22)
+    try:
+        rnf("r", "add", "nat", "PREROUTING", "iif", "ra", "proto", "tcp", "dport", "2222",
+            "dnat", "to", "10.0.2.2:22")
+        rnf("r", "add", "nat", "POSTROUTING", "oif", "rb", "masquerade")
+        rnf("r", "add", "filter", "FORWARD", "ct", "state", "established,related", "accept")
+        rnf("r", "add", "filter", "FORWARD", "ct", "mark", "0x2a", "accept")
+        rnf("r", "policy", "filter", "FORWARD", "drop")
+        mark = ["iif", "ra", "proto", "tcp", "dport", "2222", "ct", "mark", "set", "0x2a"]
+        rnf("r", "add", "mangle", "PREROUTING", *mark)
+        r = client("a", "10.0.1.1", 2222, "echo:marked", timeout=60)
+        check_eq((r["greeting"][1], r["echo"]), ("10.0.2.1", [["marked"]]),
+                 "marked in mangle, forwarded to b:22, masqueraded")
+        f = flows("r", "-p", "tcp", "--dport", "2222", "-f", "ipv4")
+        check(len(f) == 1 and f[0]["mark"] == 0x2a and "dnat" in f[0]["status"],
+              f"one flow, marked and translated: {f}")
+        rows = json.loads(rnf("r", "list", "mangle", "PREROUTING", "--json").stdout)
+        chains = rows.get("chains", []) if isinstance(rows, dict) else rows
+        counts = [r["packets"] for c in chains for r in c["rules"]]
+        check(len(counts) == 1 and counts[0] >= 3, f"the mangle rule saw the client's packets: {rows}")
+        # No mangle rule left: tracking moves into the nat-dst hook.
+        rnf("r", "delete", "mangle", "PREROUTING", *mark)
+        rnf("r", "add", "filter", "FORWARD", "proto", "tcp", "dport", "22", "accept")
+        rnf("r", "conntrack", "flush")
+        for word in ("again", "more"):
+            r = client("a", "10.0.1.1", 2222, f"echo:{word}", timeout=60)
+            check_eq((r["greeting"][1], r["echo"]), ("10.0.2.1", [[word]]),
+                     f"{word}: without mangle rules, still forwarded and masqueraded")
+        f = flows("r", "-p", "tcp", "--dport", "2222", "-f", "ipv4")
+        check(len(f) == 2 and all(x["mark"] == 0 and "dnat" in x["status"] for x in f),
+              f"two new flows, unmarked, translated: {f}")
+    finally:
+        stop(srv)
+        rnf("r", "policy", "filter", "FORWARD", "accept")
+        cleanup("r")
+
+
 def test_port_redirect(topo):
     """samples/port-redirect.rnf on b: 8445 reaches the server on 8443 from
     another namespace and from b itself over loopback; 8443 is closed to
@@ -611,6 +654,8 @@ def run(topo):
     t.kill_strays("a", "r", "b")
     t.run_test("nat: nat rules added and flushed while flows are tracked",
                test_nat_rules_come_and_go_while_tracking, topo)
+    t.run_test("nat: mangle rules see tracked flows before nat-dst; tracking fused without them",
+               test_mangle_rules_between_tracking_and_nat, topo)
     t.run_test("nat: redirect 8445 to 8443 from outside and on loopback; 8443 closed",
                test_port_redirect, topo)
     t.run_test("nat: port forward 2222 -> 22 with masquerade, v4 and v6, tuples listed",

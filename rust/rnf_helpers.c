@@ -443,6 +443,11 @@ void rnf_kfree_rcu(struct rcu_head *head, void *ptr)
 	kvfree_call_rcu(head, ptr);
 }
 
+void *rnf_kmalloc_atomic(size_t size)
+{
+	return kmalloc(size, GFP_ATOMIC);
+}
+
 void rnf_rcu_barrier(void)
 {
 	rcu_barrier();

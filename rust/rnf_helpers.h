@@ -105,6 +105,8 @@ void rnf_unlock2_bh(spinlock_t *locks, u32 a, u32 b);
 /* Freeing after a grace period, without calling back into the module. */
 struct rcu_head;
 void rnf_kfree_rcu(struct rcu_head *head, void *ptr);
+/* kmalloc(size, GFP_ATOMIC): a flow's memory in one call. */
+void *rnf_kmalloc_atomic(size_t size);
 void rnf_rcu_barrier(void);
 
 /* Self-rearming deferred work: fn returns the delay in ms until its next

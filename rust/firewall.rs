@@ -434,26 +434,39 @@ impl Hooks {
 
     /// Registers tracking's hooks that are left to NAT points now but
     /// cannot be with `fusable` (a [`hooks::fused_ct_hooks`] mask), then
-    /// takes the work back from those points: each hook is registered
-    /// before its point stops doing its work, so a packet meanwhile may be
-    /// tracked twice (as a retransmission is), never not at all. On error
-    /// the hooks that could not be registered stay with their points.
+    /// takes the work back from those points: each hook is registered a
+    /// grace period before its point stops doing its work, so a packet
+    /// meanwhile may be tracked twice (as a retransmission is), never not
+    /// at all. On error the hooks that could not be registered stay with
+    /// their points. May sleep.
     fn unfuse(&self, fusable: u64) -> Result {
         let fused = self.path.fused.load(Ordering::Relaxed);
         let done = self.ct.set(CT_MASK & !(fused & fusable));
         let back = fused & !self.ct.registered();
-        self.path.fused.store(back, Ordering::Relaxed);
+        if back != fused {
+            // A packet whose NAT point sees its bit cleared must meet the
+            // hook registered above: a grace period between the two.
+            netfilter::wait_for_running_hooks();
+            self.path.fused.store(back, Ordering::Relaxed);
+        }
         done
     }
 
     /// Leaves the work of tracking's hooks to the NAT points that can take
     /// it with the points now registered ([`hooks::fused_ct_hooks`]): one
     /// netfilter hook fewer per packet at each. The point starts doing the
-    /// work before the hook goes (see [`unfuse`](Self::unfuse)).
+    /// work a grace period before the hook goes (see
+    /// [`unfuse`](Self::unfuse)). May sleep.
     fn fuse(&self) {
         let can = hooks::fused_ct_hooks(self.points.registered() & POINT_MASK);
-        let fused = self.path.fused.load(Ordering::Relaxed) | can;
-        self.path.fused.store(fused, Ordering::Relaxed);
+        let old = self.path.fused.load(Ordering::Relaxed);
+        let fused = old | can;
+        if fused != old {
+            self.path.fused.store(fused, Ordering::Relaxed);
+            // A packet that no longer meets the hooks unregistered below
+            // must see its NAT point's bit set: a grace period between.
+            netfilter::wait_for_running_hooks();
+        }
         let _ = self.ct.set(CT_MASK & !fused);
     }
 

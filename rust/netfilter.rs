@@ -200,6 +200,14 @@ unsafe extern "C" fn hook_callback<H: Handler, const KIND: u8>(
     handler.hook::<KIND>(slot.tag, skb, &state).to_raw()
 }
 
+/// Waits until every hook callback running when called has returned (a
+/// grace period: netfilter runs hooks under RCU), so that what was written
+/// before is seen by every callback after. May sleep.
+pub fn wait_for_running_hooks() {
+    // SAFETY: no preconditions; the callers are in process context.
+    unsafe { sys::synchronize_net() };
+}
+
 /// Hooks of one network namespace, all served by one handler, each
 /// registered or not as the caller decides ([`set`](Self::set)): rnf hooks
 /// only the stages that have work to do, as nftables registers only the

@@ -548,8 +548,6 @@ impl PacketPath {
         let Some((_, hook, stage)) = hooks::hook_point(point as usize) else {
             return Verdict::Accept;
         };
-        // What this point and its unhooked neighbours count follows from
-        // what it is handed and what it stops (`hookcount::view`).
         let point = point as usize;
         // A NAT point that does the work of tracking's hook on its (family,
         // hook): tracking, before the point is handed the packet, as at
@@ -565,6 +563,8 @@ impl PacketPath {
         {
             return Verdict::Drop;
         }
+        // What this point and its unhooked neighbours count follows from
+        // what it is handed and what it stops (`hookcount::view`).
         self.tally(Tally::Seen(point), skb);
         let verdict = self.stage::<NAT, V6>(hook, stage, skb, state);
         if verdict == Verdict::Drop {

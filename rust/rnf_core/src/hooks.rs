@@ -284,20 +284,25 @@ pub const CT_HOOKS: [(Family, Hook, i32); 8] = [
 /// How many of [`CT_HOOKS`] come first and track (the rest confirm).
 pub const CT_TRACKING: usize = 4;
 
+/// The NAT stage beside tracking's hook `i` (of [`CT_HOOKS`]): nat-dst
+/// where it tracks, nat-src where it confirms.
+const fn ct_nat_stage(i: usize) -> Stage {
+    if i < CT_TRACKING {
+        Stage::NatDst
+    } else {
+        Stage::NatSrc
+    }
+}
+
 /// The NAT point on the (family, hook) of tracking's hook `i` (of
-/// [`CT_HOOKS`]): nat-dst where it tracks, nat-src where it confirms.
-/// Every one of tracking's hooks has one; `None` for `i` out of range.
+/// [`CT_HOOKS`]), at [`ct_nat_stage`]. Every one of tracking's hooks has
+/// one; `None` for `i` out of range.
 pub const fn ct_nat_point(i: usize) -> Option<usize> {
     let mut rest: &[(Family, Hook, i32)] = &CT_HOOKS;
     let mut j = 0;
     while let [(family, hook, _), tail @ ..] = rest {
         if j == i {
-            let stage = if i < CT_TRACKING {
-                Stage::NatDst
-            } else {
-                Stage::NatSrc
-            };
-            return hook_point_index(*family, *hook, stage);
+            return hook_point_index(*family, *hook, ct_nat_stage(i));
         }
         rest = tail;
         j += 1;
@@ -337,11 +342,7 @@ pub const fn fused_ct_hooks(points: u64) -> u64 {
     let mut i = 0;
     while let [(family, hook, priority), tail @ ..] = rest {
         if let Some(nat) = ct_nat_point(i) {
-            let nat_priority = if i < CT_TRACKING {
-                Stage::NatDst.priority()
-            } else {
-                Stage::NatSrc.priority()
-            };
+            let nat_priority = ct_nat_stage(i).priority();
             let between = if *priority < nat_priority {
                 (*priority, nat_priority)
             } else {

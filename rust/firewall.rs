@@ -679,12 +679,13 @@ impl PacketPath {
     /// its note ([`Conntrack::note`]): if the chain starts with `ct state
     /// ... accept` and that takes the noted state, accepted by it (counted
     /// there) once the headers are seen to be the noted ones
-    /// ([`Conntrack::noted_len`]); else the chain's verdict on facts read
-    /// at fixed offsets instead of parsed ([`Conntrack::noted_packet`]).
-    /// `None` for any other packet, which the caller parses. The note is
-    /// read once for both. Not inlined: inside the callback it cost the
-    /// packets of untracked rule sets about 45 instructions (and the state
-    /// test alone slowed new flows and NAT).
+    /// ([`Conntrack::noted_len`]); else, for IPv4, the chain's verdict on
+    /// facts read at fixed offsets instead of parsed
+    /// ([`Conntrack::noted_packet`]). `None` for any other packet, which
+    /// the caller parses. The note is read once for both. Not inlined:
+    /// inside the callback it cost the packets of untracked rule sets
+    /// about 45 instructions (and the state test alone slowed new flows
+    /// and NAT).
     #[inline(never)]
     fn noted_rules(
         &self,
@@ -700,6 +701,12 @@ impl PacketPath {
                 t.state.counters.add(rule.counter, u64::from(len));
                 return Some(Verdict::Accept);
             }
+        }
+        // `noted_eval` reads only IPv4 TCP and UDP at fixed offsets; an
+        // IPv6 packet, told by its hook, is left to the caller's one copy
+        // and parse.
+        if u32::from(state.pf()) == sys::NFPROTO_IPV6 {
+            return None;
         }
         self.noted_eval(t, hook, skb, state, note)
     }

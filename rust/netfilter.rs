@@ -62,7 +62,6 @@ impl HookState<'_> {
     }
 
     /// The protocol family (`NFPROTO_*`).
-    #[allow(dead_code)]
     pub fn pf(&self) -> u8 {
         self.0.pf
     }

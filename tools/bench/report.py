@@ -170,6 +170,8 @@ def report(data):
     names = {"ct_new": "2. new flows/s (each packet a new UDP flow)",
              "ct_est": "3. established flows (4 UDP flows)",
              "nat": "4. DNAT + masquerade (16 UDP flows)"}
+    if find(data, workload="nat_off"):
+        names["nat_off"] = "4. DNAT + masquerade, hook counters off"
     rows = [[names[w]] + [fmt_pps(find(data, workload=w, engine=e)) for e in st] for w in names]
     out += table(rows, ["workload"] + st)
     n = len(round_values(data, workload="ct_est", engine="rnf"))
@@ -242,6 +244,11 @@ def targets(data):
             ratio, detail, _ = compared(data, dict(workload=w, engine="rnf"), dict(workload=w, engine=other))
             out.append(f"  {w}: rnf >= {other} (nf_conntrack{'/nf_nat' if w == 'nat' else ''}): "
                        f"{verdict(None if ratio is None else ratio >= 1)}" + (f" ({detail})" if detail else ""))
+    for other in ("nft", "iptables-legacy"):
+        ratio, detail, _ = compared(data, dict(workload="nat_off", engine="rnf"), dict(workload="nat", engine=other))
+        if ratio is not None:
+            out.append(f"  nat, hook counters off: rnf >= {other} (nf_conntrack/nf_nat): {verdict(ratio >= 1)}"
+                       f" ({detail})")
     # Judged by the netlink request (RNFCTL_TIMING): the command's time is
     # mostly process start-up under TCG (see the process floor). Runs from
     # before the request timing are judged by the command time, and say so.

@@ -1361,9 +1361,10 @@ impl Conntrack {
     /// decided: rewritten from the note, without copying or parsing its
     /// headers (`nat::manip_noted`, or `nat::manip_noted_v6` for an IPv6
     /// hook (`V6`), checks them against the note's fingerprint where it
-    /// rewrites). `None` where the packet needs the full stage: no such
-    /// note for it, a first packet still to be bound, no translation here
-    /// for its direction, or headers that are not the noted ones.
+    /// rewrites; with no translation here for the packet's direction it
+    /// passes untouched once they are seen to be the noted ones). `None`
+    /// where the packet needs the full stage: no such note for it, a first
+    /// packet still to be bound, or headers that are not the noted ones.
     #[inline(always)]
     pub fn nat_noted<const V6: bool>(
         &self,
@@ -1385,7 +1386,11 @@ impl Conntrack {
             return None;
         }
         if !nat_applies(flow, dir, manip) {
-            return None;
+            // Nothing to translate on this side of the flow (no binding,
+            // or one only for the other side): the packet passes as it is
+            // once its headers are seen to be the noted ones, as the full
+            // stage, copying and parsing them, would let it pass.
+            return self.noted_len(skb, &note).map(|_| Ok(false));
         }
         let ep = nat_endpoint(flow, dir, manip);
         let noted = (note.shape, note.fingerprint);

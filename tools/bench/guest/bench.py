@@ -574,7 +574,9 @@ def establish(flows):
 def rnf_workload(mode):
     """A fresh topology set up for one of ab.py's and profile.py's workloads
     (rnf loaded): empty, empty_off, kube1, ct_new, ct_est, nat, nat_off
-    (DNAT + masquerade with hook counters off), ct_new6 (new IPv6 flows).
+    (DNAT + masquerade with hook counters off), dnat (the DNAT alone),
+    nat_none (ct_est's flows past nat rules that do not match them),
+    ct_new6 (new IPv6 flows).
     False for a
     mode this build cannot run (hook counters that cannot be switched off)."""
     ra = topo_up()
@@ -591,6 +593,19 @@ def rnf_workload(mode):
     elif mode == "nat_off":
         stateful_setup("rnf", "nat", ra)
         return sh([RNFCTL, "hook-counters", "off"], ns="r", check=False).returncode == 0
+    elif mode == "dnat":
+        stateful_setup("rnf", "nat", ra)
+        timed([RNFCTL, "restore"], write(f"{TMP}/rnf-dnat.rnf", [
+            "table nat",
+            f"add PREROUTING iif ra proto udp dport {NAT_PORT} dnat to {SINK}:{DPORT}"]))
+    elif mode == "nat_none":
+        # Established flows forwarded untranslated past nat rules that
+        # match other traffic.
+        stateful_setup("rnf", "ct_est", ra)
+        timed([RNFCTL, "restore"], write(f"{TMP}/rnf-nat-none.rnf", [
+            "table nat",
+            f"add PREROUTING iif ra proto udp dport {NAT_PORT} dnat to {SINK}:{DPORT}",
+            "add POSTROUTING oif ra masquerade"]))
     return True
 
 

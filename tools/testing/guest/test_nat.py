@@ -193,6 +193,50 @@ def test_nat_rules_come_and_go_while_tracking(topo):
         cleanup("r")
 
 
+def test_untranslated_flows_pass(topo):
+    """Flows that the nat rules leave alone pass r's NAT stages as they are,
+    both ways, v4 and v6: a connection opened before r had nat rules lives
+    on once it has them, and new connections that no nat rule matches (a
+    DNAT of another port, masquerade out of a's side) reach b from a's own
+    address, with data intact both ways, and are listed untranslated."""
+    topo.up()
+    rnf("r", "add", "filter", "FORWARD", "ct", "state", "established,related", "accept")
+    srv4 = server("b", "10.0.2.2", 22)
+    srv6 = server("b", "fd00:2::2", 22)
+    live = None
+    try:
+        live = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", CLIENT, "10.0.2.2",
+                                 "22", "-", "0", "echo:before", "wait:rules", "echo:after",
+                                 "get:100000"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        check_eq(live.stdout.readline().split()[2:3], ["10.0.1.2"],
+                 "before: b sees a's own address")
+        check_eq(live.stdout.readline().strip(), "echo before", "before: data flows")
+        for other in ("10.0.2.2:22", "[fd00:2::2]:22"):
+            rnf("r", "add", "nat", "PREROUTING", "iif", "ra", "proto", "tcp", "dport", "2222",
+                "dnat", "to", other)
+        rnf("r", "add", "nat", "POSTROUTING", "oif", "ra", "masquerade")
+        live.stdin.write("go\n")
+        live.stdin.flush()
+        out, err = live.communicate(timeout=60)
+        check_eq((live.returncode, out.split("\n")[:2]), (0, ["echo after", "get 100000 True"]),
+                 f"the flow from before the rules carries data both ways: {err[-300:]}")
+        for dst, src in (("10.0.2.2", "10.0.1.2"), ("fd00:2::2", "fd00:1::2")):
+            r = client("a", dst, 22, "echo:new", "put:100000", "get:100000")
+            check_eq(r["greeting"][1], src, f"{dst}: b sees a's own address")
+            check_eq((r["echo"], r["put"], r["get"]),
+                     ([["new"]], [["100000", "True"]], [["100000", "True"]]),
+                     f"{dst}: data intact both ways")
+        f = flows("r", "-p", "tcp", "--dport", "22")
+        check(len(f) >= 3 and all("dnat" not in x["status"] and "snat" not in x["status"]
+                                  and x["reply"]["dst"] in ("10.0.1.2", "fd00:1::2") for x in f),
+              f"the flows are listed untranslated: {f}")
+    finally:
+        stop(srv4, srv6, *([live] if live else []))
+        cleanup("r")
+
+
 def test_mangle_rules_between_tracking_and_nat(topo):
     """A mangle PREROUTING chain runs after tracking and before nat-dst: its
     rule marks a port-forwarded flow on the flow's first packet, which the
@@ -654,6 +698,8 @@ def run(topo):
     t.kill_strays("a", "r", "b")
     t.run_test("nat: nat rules added and flushed while flows are tracked",
                test_nat_rules_come_and_go_while_tracking, topo)
+    t.run_test("nat: flows the nat rules leave alone pass untouched, v4 and v6, before and after",
+               test_untranslated_flows_pass, topo)
     t.run_test("nat: mangle rules see tracked flows before nat-dst; tracking fused without them",
                test_mangle_rules_between_tracking_and_nat, topo)
     t.run_test("nat: redirect 8445 to 8443 from outside and on loopback; 8443 closed",

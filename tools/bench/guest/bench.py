@@ -60,6 +60,8 @@ SINK = "10.0.2.3"
 SINK_MAC = "02:00:00:00:00:99"
 DPORT = 5001
 NAT_PORT = 2222
+# rnf's DNAT rule of workload 4 (and of ab.py's dnat and nat_none).
+RNF_DNAT = f"add PREROUTING iif ra proto udp dport {NAT_PORT} dnat to {SINK}:{DPORT}"
 
 CSV_FIELDS = ["workload", "shape", "engine", "rules", "metric", "value", "unit", "ratio", "note"]
 rows = []
@@ -533,7 +535,7 @@ def nat_rules(engine):
     if engine == "rnf":
         return timed([RNFCTL, "restore"], write(f"{TMP}/rnf-nat.rnf", [
             "table nat",
-            f"add PREROUTING iif ra proto udp dport {NAT_PORT} dnat to {SINK}:{DPORT}",
+            RNF_DNAT,
             "add POSTROUTING oif rb masquerade"]))
     if engine == "nft":
         return timed(["nft", "-f", write(f"{TMP}/nft-nat.nft", [
@@ -576,9 +578,8 @@ def rnf_workload(mode):
     (rnf loaded): empty, empty_off, kube1, ct_new, ct_est, nat, nat_off
     (DNAT + masquerade with hook counters off), dnat (the DNAT alone),
     nat_none (ct_est's flows past nat rules that do not match them),
-    ct_new6 (new IPv6 flows).
-    False for a
-    mode this build cannot run (hook counters that cannot be switched off)."""
+    ct_new6 (new IPv6 flows). False for a mode this build cannot run (hook
+    counters that cannot be switched off)."""
     ra = topo_up()
     pktgen_setup(ra)
     if mode == "empty_off":
@@ -595,17 +596,13 @@ def rnf_workload(mode):
         return sh([RNFCTL, "hook-counters", "off"], ns="r", check=False).returncode == 0
     elif mode == "dnat":
         stateful_setup("rnf", "nat", ra)
-        timed([RNFCTL, "restore"], write(f"{TMP}/rnf-dnat.rnf", [
-            "table nat",
-            f"add PREROUTING iif ra proto udp dport {NAT_PORT} dnat to {SINK}:{DPORT}"]))
+        timed([RNFCTL, "restore"], write(f"{TMP}/rnf-dnat.rnf", ["table nat", RNF_DNAT]))
     elif mode == "nat_none":
         # Established flows forwarded untranslated past nat rules that
         # match other traffic.
         stateful_setup("rnf", "ct_est", ra)
         timed([RNFCTL, "restore"], write(f"{TMP}/rnf-nat-none.rnf", [
-            "table nat",
-            f"add PREROUTING iif ra proto udp dport {NAT_PORT} dnat to {SINK}:{DPORT}",
-            "add POSTROUTING oif ra masquerade"]))
+            "table nat", RNF_DNAT, "add POSTROUTING oif ra masquerade"]))
     return True
 
 

@@ -5,8 +5,9 @@
 hook counters on and off), one kube rule, established flows and DNAT +
 masquerade (bench.py's workloads; AB_MODES picks among empty, empty_off,
 kube1, ct_new, ct_new6 (new IPv6 flows), ct_est, nat, nat_off (DNAT +
-masquerade with hook counters off), dnat (the DNAT alone), nat_none
-(established flows past nat rules that do not match them)), loading and
+masquerade with hook counters off), dnat (the DNAT alone), nat_fwd (DNAT +
+masquerade behind a FORWARD filter that accepts them on their state),
+nat_none (established flows past nat rules that do not match them)), loading and
 unloading the module in turn; with AB_NFT=1 also nftables' empty chain and
 workloads 2-4 (nf_conntrack); prints every value and the median. Run-to-run
 noise under TCG is up to 15 %, so compare builds within one boot:
@@ -56,8 +57,7 @@ for rnd in range(rounds):
         # Each workload in a fresh namespace, as bench.py measures them (a
         # row after another in one namespace would also pay for the rules
         # and flows the earlier rows left).
-        for mode in ("empty", "empty_off", "kube1", "ct_new", "ct_new6", "ct_est", "nat",
-                     "nat_off", "dnat", "nat_none"):
+        for mode in b.RNF_WORKLOADS:
             if mode in modes and b.rnf_workload(mode):
                 res.setdefault(f"{i} {mode}", []).append(b.measure())
         b.topo_down()

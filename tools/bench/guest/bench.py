@@ -573,13 +573,19 @@ def establish(flows):
     time.sleep(0.3)
 
 
+# The workloads rnf_workload sets up (ab.py's AB_MODES, profile.py's MODES).
+RNF_WORKLOADS = ("empty", "empty_off", "kube1", "ct_new", "ct_new6", "ct_est", "nat", "nat_off",
+                 "dnat", "nat_fwd", "nat_none")
+
+
 def rnf_workload(mode):
     """A fresh topology set up for one of ab.py's and profile.py's workloads
-    (rnf loaded): empty, empty_off, kube1, ct_new, ct_est, nat, nat_off
-    (DNAT + masquerade with hook counters off), dnat (the DNAT alone),
-    nat_none (ct_est's flows past nat rules that do not match them),
-    ct_new6 (new IPv6 flows). False for a mode this build cannot run (hook
-    counters that cannot be switched off)."""
+    (RNF_WORKLOADS; rnf loaded): empty, empty_off, kube1, ct_new, ct_est,
+    nat, nat_off (DNAT + masquerade with hook counters off), dnat (the DNAT
+    alone), nat_fwd (DNAT + masquerade behind a FORWARD filter that accepts
+    them on their state), nat_none (ct_est's flows past nat rules that do
+    not match them), ct_new6 (new IPv6 flows). False for a mode this build
+    cannot run (hook counters that cannot be switched off)."""
     ra = topo_up()
     pktgen_setup(ra)
     if mode == "empty_off":
@@ -597,6 +603,16 @@ def rnf_workload(mode):
     elif mode == "dnat":
         stateful_setup("rnf", "nat", ra)
         timed([RNFCTL, "restore"], write(f"{TMP}/rnf-dnat.rnf", ["table nat", RNF_DNAT]))
+    elif mode == "nat_fwd":
+        # DNAT + masquerade behind a FORWARD filter that accepts the
+        # flows on their state (Docker's shape): a point after the
+        # destination stage reads the note.
+        stateful_setup("rnf", "nat", ra)
+        timed([RNFCTL, "restore"], write(f"{TMP}/rnf-nat-fwd.rnf", [
+            "table nat", RNF_DNAT, "add POSTROUTING oif rb masquerade",
+            "table filter", "policy FORWARD drop",
+            "add FORWARD ct state established,related accept",
+            f"add FORWARD daddr {SINK} proto udp dport {DPORT} accept"]))
     elif mode == "nat_none":
         # Established flows forwarded untranslated past nat rules that
         # match other traffic.

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: GPL-2.0
 """Flat profiles of one rnf.ko in the bench VM, with where inside rnf's
 functions the samples fall: for each workload (MODES, comma-separated, of
-empty, kube1, kube100k, block1, block100k, ct_new, ct_est, nat; default empty,
-kube1, ct_est, nat) it prints ``perf report --sort sym``
+kube100k, block1, block100k and ab.py's workloads: empty, kube1, ct_new,
+ct_est, nat, dnat, nat_fwd, nat_none and the others of bench.RNF_WORKLOADS;
+default empty, kube1, ct_est, nat) it prints ``perf report --sort sym``
 and the most sampled ``symbol+offset`` of rnf (TOPN, default 120), to be
 read against ``objdump -dr`` of the same rnf.ko. Under TCG samples land at
 the start of translated blocks, so they pile up right after calls and
@@ -82,7 +83,7 @@ for mode in modes:
             b.stateful_setup(ENGINE, mode, ra)
         else:
             sys.exit(f"profile.py: mode {mode} is for rnf only")
-    elif mode in ("empty", "kube1", "ct_new", "ct_est", "nat"):
+    elif mode in b.RNF_WORKLOADS:
         b.rnf_workload(mode)
     elif shape in ("kube", "block") and mode[len(shape):] in ("1", "100k"):
         b.rnf_workload("empty")

@@ -237,6 +237,63 @@ def test_untranslated_flows_pass(topo):
         cleanup("r")
 
 
+def test_filter_rules_come_and_go_on_translated_flows(topo):
+    """Port-forwarded and masqueraded connections (v4 and v6) opened while
+    r has no filter rules carry data both ways on through a FORWARD chain
+    added mid-flow that accepts only established flows and drops invalid
+    ones (policy drop), and on once it is flushed again: the filter sees
+    the translated packets as their flow's, never as invalid (its invalid
+    rule counts nothing, its state rule counts both uploads' bytes)."""
+    topo.up()
+    srv4 = server("b", "10.0.2.2", 22)
+    srv6 = server("b", "fd00:2::2", 22)
+    lives = []
+    try:
+        for other in ("10.0.2.2:22", "[fd00:2::2]:22"):
+            rnf("r", "add", "nat", "PREROUTING", "iif", "ra", "proto", "tcp", "dport", "2222",
+                "dnat", "to", other)
+        rnf("r", "add", "nat", "POSTROUTING", "oif", "rb", "masquerade")
+        for via, seen in (("10.0.1.1", "10.0.2.1"), ("fd00:1::1", "fd00:2::1")):
+            live = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", CLIENT, via,
+                                     "2222", "-", "0", "echo:before", "wait:filter",
+                                     "echo:during", "put:200000", "wait:flush",
+                                     "echo:after", "get:200000"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            lives.append(live)
+            check_eq(live.stdout.readline().split()[2:3], [seen],
+                     f"{via}: forwarded to b, which sees r's address")
+            check_eq(live.stdout.readline().strip(), "echo before", f"{via}: data flows")
+        rnf("r", "add", "filter", "FORWARD", "ct", "state", "invalid", "drop")
+        rnf("r", "add", "filter", "FORWARD", "ct", "state", "established,related", "accept")
+        rnf("r", "policy", "filter", "FORWARD", "drop")
+        for live in lives:
+            live.stdin.write("go\n")
+            live.stdin.flush()
+        for via, live in zip(("10.0.1.1", "fd00:1::1"), lives):
+            got = [live.stdout.readline().strip() for _ in range(2)]
+            check_eq(got, ["echo during", "put 200000 True"],
+                     f"{via}: data both ways through the filter added mid-flow")
+        rows = json.loads(rnf("r", "list", "filter", "FORWARD", "-v", "--json").stdout)
+        chains = rows.get("chains", []) if isinstance(rows, dict) else rows
+        counts = [(r["packets"], r["bytes"]) for c in chains for r in c["rules"]]
+        check(len(counts) == 2 and counts[0] == (0, 0) and counts[1][1] >= 400000,
+              f"no translated packet seen as invalid; the state rule took both uploads: {rows}")
+        rnf("r", "flush", "filter")
+        rnf("r", "policy", "filter", "FORWARD", "accept")
+        for live in lives:
+            live.stdin.write("go\n")
+            live.stdin.flush()
+        for via, live in zip(("10.0.1.1", "fd00:1::1"), lives):
+            out, err = live.communicate(timeout=60)
+            check_eq((live.returncode, out.split("\n")[:2]), (0, ["echo after", "get 200000 True"]),
+                     f"{via}: data both ways once the filter is flushed: {err[-300:]}")
+    finally:
+        stop(srv4, srv6, *lives)
+        rnf("r", "policy", "filter", "FORWARD", "accept")
+        cleanup("r")
+
+
 def test_mangle_rules_between_tracking_and_nat(topo):
     """A mangle PREROUTING chain runs after tracking and before nat-dst: its
     rule marks a port-forwarded flow on the flow's first packet, which the
@@ -700,6 +757,8 @@ def run(topo):
                test_nat_rules_come_and_go_while_tracking, topo)
     t.run_test("nat: flows the nat rules leave alone pass untouched, v4 and v6, before and after",
                test_untranslated_flows_pass, topo)
+    t.run_test("nat: a filter added and flushed under live translated flows, v4 and v6",
+               test_filter_rules_come_and_go_on_translated_flows, topo)
     t.run_test("nat: mangle rules see tracked flows before nat-dst; tracking fused without them",
                test_mangle_rules_between_tracking_and_nat, topo)
     t.run_test("nat: redirect 8445 to 8443 from outside and on loopback; 8443 closed",

@@ -6,7 +6,7 @@ hook counters on and off), one kube rule, established flows and DNAT +
 masquerade (bench.py's workloads; AB_MODES picks among empty, empty_off,
 kube1, ct_new, ct_new6 (new IPv6 flows), ct_est, nat, nat_off (DNAT +
 masquerade with hook counters off), dnat (the DNAT alone), nat_fwd (DNAT +
-masquerade behind a FORWARD filter that accepts them on their state),
+masquerade behind a FORWARD filter: state accept, then the forwarded port),
 nat_none (established flows past nat rules that do not match them)), loading and
 unloading the module in turn; with AB_NFT=1 also nftables' empty chain and
 workloads 2-4 (nf_conntrack); prints every value and the median. Run-to-run

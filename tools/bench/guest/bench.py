@@ -582,10 +582,11 @@ def rnf_workload(mode):
     """A fresh topology set up for one of ab.py's and profile.py's workloads
     (RNF_WORKLOADS; rnf loaded): empty, empty_off, kube1, ct_new, ct_est,
     nat, nat_off (DNAT + masquerade with hook counters off), dnat (the DNAT
-    alone), nat_fwd (DNAT + masquerade behind a FORWARD filter that accepts
-    them on their state), nat_none (ct_est's flows past nat rules that do
-    not match them), ct_new6 (new IPv6 flows). False for a mode this build
-    cannot run (hook counters that cannot be switched off)."""
+    alone), nat_fwd (DNAT + masquerade behind a FORWARD filter: state
+    accept, then the forwarded port, which takes these unreplied flows),
+    nat_none (ct_est's flows past nat rules that do not match them),
+    ct_new6 (new IPv6 flows). False for a mode this build cannot run (hook
+    counters that cannot be switched off)."""
     ra = topo_up()
     pktgen_setup(ra)
     if mode == "empty_off":
@@ -604,9 +605,11 @@ def rnf_workload(mode):
         stateful_setup("rnf", "nat", ra)
         timed([RNFCTL, "restore"], write(f"{TMP}/rnf-dnat.rnf", ["table nat", RNF_DNAT]))
     elif mode == "nat_fwd":
-        # DNAT + masquerade behind a FORWARD filter that accepts the
-        # flows on their state (Docker's shape): a point after the
-        # destination stage reads the note.
+        # DNAT + masquerade behind a FORWARD filter of Docker's shape:
+        # established flows accepted on their state, then the forwarded
+        # port. The workload's flows are never replied (NEW), so the port
+        # rule takes them: a point after the destination stage that reads
+        # the note and evaluates the chain.
         stateful_setup("rnf", "nat", ra)
         timed([RNFCTL, "restore"], write(f"{TMP}/rnf-nat-fwd.rnf", [
             "table nat", RNF_DNAT, "add POSTROUTING oif rb masquerade",

@@ -656,6 +656,17 @@ def nft_empty_chain():
        " priority 0; policy accept;\n }\n}\n")
 
 
+def nft_nat_fwd():
+    """ab.py's nat_fwd for nftables (nf_conntrack, nf_nat): workload 4's
+    nat table and a forward chain of the same rules as rnf's (state accept,
+    then the forwarded port, policy drop). Returns the packets/s."""
+    stateful_setup("nft", "nat", topo_up())
+    sh("nft -f -", ns="r", stdin="table ip f {\n chain forward {\n  type filter hook forward"
+       " priority filter; policy drop;\n  ct state established,related accept\n"
+       f"  ip daddr {SINK} udp dport {DPORT} accept\n }}\n}}\n")
+    return measure()
+
+
 def empty_rows(engine):
     """The empty rule set: rnf loaded with no rules (and with its hook
     counters off), an empty nftables base chain, an empty iptables filter

@@ -5,13 +5,14 @@
 hook counters on and off), one kube rule, established flows and DNAT +
 masquerade (bench.py's workloads; AB_MODES picks among empty, empty_off,
 kube1, ct_new, ct_new6 (new IPv6 flows), ct_est, nat, nat_off (DNAT +
-masquerade with hook counters off), dnat (the DNAT alone), nat_fwd (DNAT +
-masquerade behind a FORWARD filter: state accept, then the forwarded port),
-nat_none (established flows past nat rules that do not match them)), loading
-and unloading the module in turn; with AB_NFT=1 also nftables' empty chain
-and workloads 2-4 (nf_conntrack), and nat_fwd if asked; prints every value
-and the median. Run-to-run noise under TCG is up to 15 %, so compare builds
-within one boot:
+masquerade with hook counters off), nat_est (DNAT + masquerade, its flows
+replied first), dnat (the DNAT alone), nat_fwd (DNAT + masquerade behind a
+FORWARD filter: state accept, then the forwarded port), nat_none
+(established flows past nat rules that do not match them)), loading and
+unloading the module in turn; with AB_NFT=1 also nftables' empty chain and
+workloads 2-4 (nf_conntrack), and nat_est and nat_fwd if asked; prints every
+value and the median. Run-to-run noise under TCG is up to 15 %, so compare
+builds within one boot:
 
     RNF_VM_PROFILE=bench KDIR=$(RNF_KERNEL=bench tools/testing/kernel.sh) \
         tools/testing/vm.sh env RNFCTL=$PWD/target/release/rnfctl \
@@ -68,8 +69,9 @@ for rnd in range(rounds):
         for label, _, v in b.empty_rows("nft") + b.stateful_rows("nft"):
             if isinstance(v, float):
                 res.setdefault(f"nft {label[0]}", []).append(v)
-        if "nat_fwd" in modes:
-            res.setdefault("nft nat_fwd", []).append(b.nft_nat_fwd())
+        for mode in ("nat_est", "nat_fwd"):
+            if mode in modes:
+                res.setdefault(f"nft {mode}", []).append(b.nft_workload(mode))
         b.topo_down()
         b.unload_netfilter()
 # (A first line of its own: the VM's console has been seen to swallow the

@@ -559,30 +559,40 @@ def set_ct_limit(engine):
         sh("sysctl -qw net.netfilter.nf_conntrack_max=262144", check=False)
 
 
-def establish(flows):
-    """One packet each way for each flow, so conntrack sees them replied."""
+def establish(flows, to=(SINK, DPORT), back_to="10.0.1.2"):
+    """One packet each way for each flow (source ports flows[0] to
+    flows[1] of a's address, to `to`), so conntrack sees them replied: the
+    reply comes from b's SINK:DPORT to `back_to` (r's address where r
+    masquerades the flows, which keep their ports)."""
     code = ("import socket,sys\n"
             "for p in range(%d, %d):\n"
             "    s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
             "    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
             "    s.bind((sys.argv[1], %s))\n"
             "    s.sendto(b'x', (sys.argv[2], %s))\n")
-    sh([sys.executable, "-c", code % (flows[0], flows[1] + 1, "p", DPORT), "10.0.1.2", SINK], ns="a")
+    sh([sys.executable, "-c", code % (flows[0], flows[1] + 1, "p", to[1]), "10.0.1.2", to[0]],
+       ns="a")
     time.sleep(0.3)
-    sh([sys.executable, "-c", code % (flows[0], flows[1] + 1, DPORT, "p"), SINK, "10.0.1.2"], ns="b")
+    sh([sys.executable, "-c", code % (flows[0], flows[1] + 1, DPORT, "p"), SINK, back_to], ns="b")
     time.sleep(0.3)
+
+
+def establish_nat():
+    """Workload 4's 16 flows seen both ways through r's DNAT and
+    masquerade (ab.py's nat_est)."""
+    establish((10000, 10015), to=("10.0.1.1", NAT_PORT), back_to="10.0.2.1")
 
 
 # The workloads rnf_workload sets up (ab.py's AB_MODES, profile.py's MODES).
 RNF_WORKLOADS = ("empty", "empty_off", "kube1", "ct_new", "ct_new6", "ct_est", "nat", "nat_off",
-                 "dnat", "nat_fwd", "nat_none")
+                 "nat_est", "dnat", "nat_fwd", "nat_none")
 
 
 def rnf_workload(mode):
     """A fresh topology set up for one of ab.py's and profile.py's workloads
     (RNF_WORKLOADS; rnf loaded): empty, empty_off, kube1, ct_new, ct_est,
-    nat, nat_off (DNAT + masquerade with hook counters off), dnat (the DNAT
-    alone), nat_fwd (DNAT + masquerade behind a FORWARD filter: state
+    nat, nat_off (DNAT + masquerade with hook counters off), nat_est (DNAT
+    + masquerade, its flows replied first), dnat (the DNAT alone), nat_fwd (DNAT + masquerade behind a FORWARD filter: state
     accept, then the forwarded port, which takes these unreplied flows),
     nat_none (ct_est's flows past nat rules that do not match them),
     ct_new6 (new IPv6 flows). False for a mode this build cannot run (hook
@@ -601,6 +611,9 @@ def rnf_workload(mode):
     elif mode == "nat_off":
         stateful_setup("rnf", "nat", ra)
         return sh([RNFCTL, "hook-counters", "off"], ns="r", check=False).returncode == 0
+    elif mode == "nat_est":
+        stateful_setup("rnf", "nat", ra)
+        establish_nat()
     elif mode == "dnat":
         stateful_setup("rnf", "nat", ra)
         timed([RNFCTL, "restore"], write(f"{TMP}/rnf-dnat.rnf", ["table nat", RNF_DNAT]))
@@ -656,14 +669,18 @@ def nft_empty_chain():
        " priority 0; policy accept;\n }\n}\n")
 
 
-def nft_nat_fwd():
-    """ab.py's nat_fwd for nftables (nf_conntrack, nf_nat): workload 4's
-    nat table and a forward chain of the same rules as rnf's (state accept,
-    then the forwarded port, policy drop). Returns the packets/s."""
+def nft_workload(mode):
+    """ab.py's nat_fwd or nat_est for nftables (nf_conntrack, nf_nat):
+    workload 4's nat table, and for nat_fwd a forward chain of the same
+    rules as rnf's (state accept, then the forwarded port, policy drop),
+    for nat_est the flows replied first. Returns the packets/s."""
     stateful_setup("nft", "nat", topo_up())
-    sh("nft -f -", ns="r", stdin="table ip f {\n chain forward {\n  type filter hook forward"
-       " priority filter; policy drop;\n  ct state established,related accept\n"
-       f"  ip daddr {SINK} udp dport {DPORT} accept\n }}\n}}\n")
+    if mode == "nat_est":
+        establish_nat()
+    else:
+        sh("nft -f -", ns="r", stdin="table ip f {\n chain forward {\n  type filter hook"
+           " forward priority filter; policy drop;\n  ct state established,related accept\n"
+           f"  ip daddr {SINK} udp dport {DPORT} accept\n }}\n}}\n")
     return measure()
 
 

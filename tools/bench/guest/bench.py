@@ -60,8 +60,10 @@ SINK = "10.0.2.3"
 SINK_MAC = "02:00:00:00:00:99"
 DPORT = 5001
 NAT_PORT = 2222
-# rnf's DNAT rule of workload 4 (and of ab.py's dnat and nat_none).
+# rnf's DNAT rule of workload 4 (and of ab.py's dnat and nat_none), and its
+# nat table (also ab.py's nat_fwd's).
 RNF_DNAT = f"add PREROUTING iif ra proto udp dport {NAT_PORT} dnat to {SINK}:{DPORT}"
+RNF_NAT = ["table nat", RNF_DNAT, "add POSTROUTING oif rb masquerade"]
 
 CSV_FIELDS = ["workload", "shape", "engine", "rules", "metric", "value", "unit", "ratio", "note"]
 rows = []
@@ -533,10 +535,7 @@ def ct_rules(engine):
 
 def nat_rules(engine):
     if engine == "rnf":
-        return timed([RNFCTL, "restore"], write(f"{TMP}/rnf-nat.rnf", [
-            "table nat",
-            RNF_DNAT,
-            "add POSTROUTING oif rb masquerade"]))
+        return timed([RNFCTL, "restore"], write(f"{TMP}/rnf-nat.rnf", RNF_NAT))
     if engine == "nft":
         return timed(["nft", "-f", write(f"{TMP}/nft-nat.nft", [
             "flush ruleset", "table ip nat {",
@@ -592,9 +591,9 @@ def rnf_workload(mode):
     """A fresh topology set up for one of ab.py's and profile.py's workloads
     (RNF_WORKLOADS; rnf loaded): empty, empty_off, kube1, ct_new, ct_est,
     nat, nat_off (DNAT + masquerade with hook counters off), nat_est (DNAT
-    + masquerade, its flows replied first), dnat (the DNAT alone), nat_fwd (DNAT + masquerade behind a FORWARD filter: state
-    accept, then the forwarded port, which takes these unreplied flows),
-    nat_none (ct_est's flows past nat rules that do not match them),
+    + masquerade, its flows replied first), dnat (the DNAT alone), nat_fwd
+    (DNAT + masquerade behind a FORWARD filter: state accept, then the
+    forwarded port, which takes these unreplied flows), nat_none (ct_est's flows past nat rules that do not match them),
     ct_new6 (new IPv6 flows). False for a mode this build cannot run (hook
     counters that cannot be switched off)."""
     ra = topo_up()
@@ -624,8 +623,7 @@ def rnf_workload(mode):
         # rule takes them: a point after the destination stage that reads
         # the note and evaluates the chain.
         stateful_setup("rnf", "nat", ra)
-        timed([RNFCTL, "restore"], write(f"{TMP}/rnf-nat-fwd.rnf", [
-            "table nat", RNF_DNAT, "add POSTROUTING oif rb masquerade",
+        timed([RNFCTL, "restore"], write(f"{TMP}/rnf-nat-fwd.rnf", RNF_NAT + [
             "table filter", "policy FORWARD drop",
             "add FORWARD ct state established,related accept",
             f"add FORWARD daddr {SINK} proto udp dport {DPORT} accept"]))

@@ -134,6 +134,30 @@ def client(ns, dst, port, *cmds, src="-", sport=0, check_rc=True, timeout=120):
     return out
 
 
+def live_client(dst, port, *cmds, src="-", sport=0):
+    """The client, run from a and left running: its "wait:" commands hold
+    until `go` lets it on."""
+    return subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", CLIENT, dst, str(port),
+                             src, str(sport), *cmds],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def go(*lives):
+    """Lets each live client past the "wait:" it holds at."""
+    for live in lives:
+        live.stdin.write("go\n")
+        live.stdin.flush()
+
+
+def chain_rules(ns, table, chain, *opts):
+    """The rules of `chain` in `table` as `rnfctl list --json` gives them,
+    and the whole listing (for messages)."""
+    rows = json.loads(rnf(ns, "list", table, chain, *opts, "--json").stdout)
+    chains = rows.get("chains", []) if isinstance(rows, dict) else rows
+    return [r for c in chains for r in c["rules"]], rows
+
+
 def stop(*procs):
     for p in procs:
         if p.poll() is None:
@@ -172,17 +196,13 @@ def test_nat_rules_come_and_go_while_tracking(topo):
         rnf("r", "add", "nat", "PREROUTING", "iif", "ra", "proto", "tcp", "dport", "2222",
             "dnat", "to", "10.0.2.2:22")
         rnf("r", "add", "nat", "POSTROUTING", "oif", "rb", "masquerade")
-        live = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", CLIENT, "10.0.1.1",
-                                 "2222", "-", "0", "echo:after", "wait:flush", "echo:still"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        live = live_client("10.0.1.1", 2222, "echo:after", "wait:flush", "echo:still")
         greeting = live.stdout.readline().split()
         check_eq(greeting[:1] + greeting[2:3], ["greeting", "10.0.2.1"],
                  "after: forwarded to b:22, which sees the router's address")
         check_eq(live.stdout.readline().strip(), "echo after", "after: data flows")
         rnf("r", "flush", "nat")
-        live.stdin.write("go\n")
-        live.stdin.flush()
+        go(live)
         out, err = live.communicate(timeout=60)
         check_eq((live.returncode, out.strip()), (0, "echo still"),
                  f"the translated flow outlives the flushed rules: {err[-300:]}")
@@ -205,11 +225,8 @@ def test_untranslated_flows_pass(topo):
     srv6 = server("b", "fd00:2::2", 22)
     live = None
     try:
-        live = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", CLIENT, "10.0.2.2",
-                                 "22", "-", "0", "echo:before", "wait:rules", "echo:after",
-                                 "get:100000"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        live = live_client("10.0.2.2", 22, "echo:before", "wait:rules", "echo:after",
+                           "get:100000")
         check_eq(live.stdout.readline().split()[2:3], ["10.0.1.2"],
                  "before: b sees a's own address")
         check_eq(live.stdout.readline().strip(), "echo before", "before: data flows")
@@ -217,8 +234,7 @@ def test_untranslated_flows_pass(topo):
             rnf("r", "add", "nat", "PREROUTING", "iif", "ra", "proto", "tcp", "dport", "2222",
                 "dnat", "to", other)
         rnf("r", "add", "nat", "POSTROUTING", "oif", "ra", "masquerade")
-        live.stdin.write("go\n")
-        live.stdin.flush()
+        go(live)
         out, err = live.communicate(timeout=60)
         check_eq((live.returncode, out.split("\n")[:2]), (0, ["echo after", "get 100000 True"]),
                  f"the flow from before the rules carries data both ways: {err[-300:]}")
@@ -254,12 +270,8 @@ def test_filter_rules_come_and_go_on_translated_flows(topo):
                 "dnat", "to", other)
         rnf("r", "add", "nat", "POSTROUTING", "oif", "rb", "masquerade")
         for via, seen in (("10.0.1.1", "10.0.2.1"), ("fd00:1::1", "fd00:2::1")):
-            live = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", CLIENT, via,
-                                     "2222", "-", "0", "echo:before", "wait:filter",
-                                     "echo:during", "put:200000", "wait:flush",
-                                     "echo:after", "get:200000"],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
+            live = live_client(via, 2222, "echo:before", "wait:filter", "echo:during",
+                               "put:200000", "wait:flush", "echo:after", "get:200000")
             lives.append(live)
             check_eq(live.stdout.readline().split()[2:3], [seen],
                      f"{via}: forwarded to b, which sees r's address")
@@ -267,23 +279,18 @@ def test_filter_rules_come_and_go_on_translated_flows(topo):
         rnf("r", "add", "filter", "FORWARD", "ct", "state", "invalid", "drop")
         rnf("r", "add", "filter", "FORWARD", "ct", "state", "established,related", "accept")
         rnf("r", "policy", "filter", "FORWARD", "drop")
-        for live in lives:
-            live.stdin.write("go\n")
-            live.stdin.flush()
+        go(*lives)
         for via, live in zip(("10.0.1.1", "fd00:1::1"), lives):
             got = [live.stdout.readline().strip() for _ in range(2)]
             check_eq(got, ["echo during", "put 200000 True"],
                      f"{via}: data both ways through the filter added mid-flow")
-        rows = json.loads(rnf("r", "list", "filter", "FORWARD", "-v", "--json").stdout)
-        chains = rows.get("chains", []) if isinstance(rows, dict) else rows
-        counts = [(r["packets"], r["bytes"]) for c in chains for r in c["rules"]]
+        rules, rows = chain_rules("r", "filter", "FORWARD", "-v")
+        counts = [(r["packets"], r["bytes"]) for r in rules]
         check(len(counts) == 2 and counts[0] == (0, 0) and counts[1][1] >= 400000,
               f"no translated packet seen as invalid; the state rule took both uploads: {rows}")
         rnf("r", "flush", "filter")
         rnf("r", "policy", "filter", "FORWARD", "accept")
-        for live in lives:
-            live.stdin.write("go\n")
-            live.stdin.flush()
+        go(*lives)
         for via, live in zip(("10.0.1.1", "fd00:1::1"), lives):
             out, err = live.communicate(timeout=60)
             check_eq((live.returncode, out.split("\n")[:2]), (0, ["echo after", "get 200000 True"]),
@@ -316,9 +323,8 @@ def test_mangle_rules_between_tracking_and_nat(topo):
         f = flows("r", "-p", "tcp", "--dport", "2222", "-f", "ipv4")
         check(len(f) == 1 and f[0]["mark"] == 0x2a and "dnat" in f[0]["status"],
               f"one flow, marked and translated: {f}")
-        rows = json.loads(rnf("r", "list", "mangle", "PREROUTING", "--json").stdout)
-        chains = rows.get("chains", []) if isinstance(rows, dict) else rows
-        counts = [r["packets"] for c in chains for r in c["rules"]]
+        rules, rows = chain_rules("r", "mangle", "PREROUTING")
+        counts = [r["packets"] for r in rules]
         check(len(counts) == 1 and counts[0] >= 3, f"the mangle rule saw the client's packets: {rows}")
         # No mangle rule left: tracking moves into the nat-dst hook.
         rnf("r", "delete", "mangle", "PREROUTING", *mark)
@@ -576,10 +582,7 @@ def test_snat_tcp_too_big(topo):
                                        ("10.0.1.2", "10.0.2.1", "10.0.2.2"))
             fam = "ipv6" if v6 else "ipv4"
             srv = server("b", outside, 80)
-            cli = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", CLIENT, outside,
-                                    "80", inside, "40000", "echo:hi", "wait:icmp"],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+            cli = live_client(outside, 80, "echo:hi", "wait:icmp", src=inside, sport=40000)
             sniff = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", SNIFF_TOO_BIG,
                                       "va", "30"], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
@@ -626,8 +629,7 @@ def test_snat_tcp_too_big(topo):
                 tcp_pseudo = q[8:40] + (1380).to_bytes(4, "big") + b"\0\0\0\x06"
                 check_eq(csum16(tcp_pseudo + q[40:60] + b"\0" * 1360), 0xffff,
                          "quoted TCP checksum updated")
-            cli.stdin.write("\n")
-            cli.stdin.flush()
+            go(cli)
             cli.wait(timeout=30)
             stop(srv)
     finally:
@@ -650,9 +652,7 @@ def test_service_load_balancing(topo):
             used[r["greeting"][0]] = used.get(r["greeting"][0], 0) + 1
         check_eq(sorted(used), ["10.0.2.2", "10.0.2.3", "10.0.2.4"], f"every backend used: {used}")
         # One held connection: the same backend answers every request.
-        p = subprocess.Popen(["ip", "netns", "exec", "a", "python3", "-c", CLIENT, "10.96.0.10",
-                              "80", "-", "0", *[f"echo:n{i}" for i in range(20)]],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = live_client("10.96.0.10", 80, *[f"echo:n{i}" for i in range(20)])
         out, err = p.communicate(timeout=60)
         check_eq(p.returncode, 0, f"held connection: {err[-300:]}")
         check_eq(out.count("echo n"), 20, "20 answers on one connection")

@@ -11,7 +11,7 @@ use crate::net::Net;
 use crate::rcu::ReadGuard;
 use crate::sys;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::types::Opaque;
@@ -386,9 +386,35 @@ static FAMILY: AtomicPtr<sys::genl_family> = AtomicPtr::new(core::ptr::null_mut(
 /// over the namespace (a macro bindgen does not see).
 const MCAST_CAP_NET_ADMIN: u8 = 1 << 0;
 
+/// Whether a socket has ever joined one of the family's multicast groups
+/// since the module was loaded: set by [`bind_callback`], which generic
+/// netlink calls before the membership takes effect, and never cleared
+/// (the calls that leave a group cannot be told apart from calls by
+/// sockets that never joined it, so a count could not be trusted), like
+/// the one-way `udp_encap_enable()`. Until it is set no one can be
+/// listening, and [`has_listeners`] answers without asking netlink (per
+/// new flow in a full flow table, two calls into netlink, for the evicted
+/// flow's DESTROY and the new one's NEW: about 100 instructions a packet
+/// in the new-flows benchmark).
+static EVER_BOUND: AtomicBool = AtomicBool::new(false);
+
+/// Generic netlink's `bind` callback: a socket is joining group `_mcgrp`
+/// (called after the capability check, before the socket is a member).
+extern "C" fn bind_callback(_mcgrp: kernel::ffi::c_int) -> kernel::ffi::c_int {
+    EVER_BOUND.store(true, Ordering::Release);
+    0
+}
+
 /// Whether anyone in `net` listens to multicast group `group` (its index in
 /// the family's groups) of the registered family.
-pub fn has_listeners(net: &Net, group: u32, _guard: &ReadGuard) -> bool {
+#[inline(always)]
+pub fn has_listeners(net: &Net, group: u32, guard: &ReadGuard) -> bool {
+    EVER_BOUND.load(Ordering::Acquire) && asks_netlink(net, group, guard)
+}
+
+/// [`has_listeners`] once a socket has joined a group: netlink's answer.
+#[inline(never)]
+fn asks_netlink(net: &Net, group: u32, _guard: &ReadGuard) -> bool {
     let family = FAMILY.load(Ordering::Acquire);
     if family.is_null() {
         return false;
@@ -512,11 +538,19 @@ impl Registration {
         }
         // Every command gets strict validation.
         raw.resv_start_op = 0;
+        raw.bind = Some(bind_callback);
         raw.module = module.as_ptr().cast();
         // SAFETY: `family`, `ops` and `pol` are heap allocations that stay
         // put and alive until `genl_unregister_family` in `drop`.
         kernel::error::to_result(unsafe { sys::genl_register_family(family.get()) })?;
         FAMILY.store(family.get(), Ordering::Release);
+        // A socket that joined the groups' numbers before they were this
+        // family's (no family to call back then) is a listener too.
+        let n_groups = u32::try_from(grps.len()).map_err(|_| EINVAL)?;
+        // SAFETY: `family` is registered (above) with `n_groups` groups.
+        if unsafe { sys::rnf_genl_has_listeners_any(family.get().cast(), n_groups) } {
+            EVER_BOUND.store(true, Ordering::Release);
+        }
         // INVARIANT: registered above with pointers into `ops` and `pol`.
         Ok(Self {
             family,

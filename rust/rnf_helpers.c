@@ -540,6 +540,16 @@ bool rnf_genl_has_listeners(const void *family, struct net *net, u32 group)
 	return genl_has_listeners(family, net, group);
 }
 
+bool rnf_genl_has_listeners_any(const void *family, u32 n_groups)
+{
+	u32 i;
+
+	for (i = 0; i < n_groups; i++)
+		if (genl_has_listeners(family, &init_net, i))
+			return true;
+	return false;
+}
+
 int rnf_genl_multicast(const void *family, struct net *net, u32 group, u8 cmd,
 		       const void *payload, u32 len)
 {

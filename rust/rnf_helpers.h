@@ -137,6 +137,7 @@ bool rnf_pkt_ct_get(struct rnf_pkt_ct __percpu *p, const void *skb,
 
 /* Generic netlink multicast, from any context. */
 bool rnf_genl_has_listeners(const void *family, struct net *net, u32 group);
+bool rnf_genl_has_listeners_any(const void *family, u32 n_groups);
 int rnf_genl_multicast(const void *family, struct net *net, u32 group, u8 cmd,
 		       const void *payload, u32 len);
 

@@ -7,7 +7,9 @@
 //!
 //! Readers walk the chains without a lock, under RCU. Writers take the lock
 //! stripes of the buckets they change (both, in order, to link or unlink a
-//! flow, as `nf_conntrack_double_lock()` does). An unlinked flow is freed
+//! flow, as `nf_conntrack_double_lock()` does). Each node also knows the
+//! link that points at it (`hlist`'s `pprev`), so a writer unlinks it
+//! without walking its chain. An unlinked flow is freed
 //! after a grace period (`kfree_rcu`), so a reader that is still on it can
 //! go on walking. The per-protocol state of a flow is changed only under the
 //! lock stripe of its original bucket.
@@ -25,7 +27,7 @@ use crate::locks::StripedLocks;
 use crate::rcu::ReadGuard;
 use crate::sys;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use kernel::prelude::*;
 use kernel::types::Opaque;
 
@@ -42,11 +44,15 @@ const MAX_STRIPES: u32 = 1024;
 ///
 /// While linked, `next[d]` is the chain link of the flow's node in bucket
 /// `bucket[d]`: 0 or a tagged pointer (flow address | direction) to the next
-/// node. `track` is accessed only under the lock stripe of `bucket[0]`.
+/// node; and `prev[d]` is the link that holds the node's tagged pointer:
+/// the bucket's head or the `next` of the node before it in the chain.
+/// Both change only under the lock stripe of `bucket[d]`. `track` is
+/// accessed only under the lock stripe of `bucket[0]`.
 #[repr(C)]
 pub struct Flow<T: Copy> {
     rcu: Opaque<sys::callback_head>,
     next: [AtomicUsize; 2],
+    prev: [AtomicPtr<AtomicUsize>; 2],
     free_next: AtomicUsize,
     /// The original and reply tuples, indexed by [`Direction::index`], as
     /// packed words ([`pack`]).
@@ -216,6 +222,12 @@ fn untag<T: Copy>(link: usize) -> (*const Flow<T>, usize) {
     ((link & !1usize) as *const Flow<T>, link & 1)
 }
 
+/// A link's address, as `prev` keeps it (written through only by `unlink`,
+/// as an atomic, under the chain's lock).
+fn ptr_of(link: &AtomicUsize) -> *mut AtomicUsize {
+    core::ptr::from_ref(link).cast_mut()
+}
+
 /// Why a flow was not inserted.
 pub enum InsertError<'g, T: Copy> {
     /// A flow with one of the new flow's tuples is in the table already
@@ -318,6 +330,10 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
         let flow = Flow {
             rcu: Opaque::uninit(),
             next: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            prev: [
+                AtomicPtr::new(core::ptr::null_mut()),
+                AtomicPtr::new(core::ptr::null_mut()),
+            ],
             free_next: AtomicUsize::new(0),
             bucket: [
                 AtomicU32::new(orig_bucket),
@@ -479,42 +495,81 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
         let p = KBox::into_raw(flow);
         // SAFETY: `p` is a fresh, valid flow that nothing else sees yet.
         let f = unsafe { &*p };
-        if b0 == b1 {
-            // head -> reply node -> original node -> old head.
-            f.next[0].store(h0.load(Ordering::Relaxed), Ordering::Relaxed);
-            f.next[1].store(tag(p, 0), Ordering::Relaxed);
-            h0.store(tag(p, 1), Ordering::Release);
-        } else {
-            f.next[0].store(h0.load(Ordering::Relaxed), Ordering::Relaxed);
-            f.next[1].store(h1.load(Ordering::Relaxed), Ordering::Relaxed);
-            // Release: the flow is complete before a reader can reach it.
-            h0.store(tag(p, 0), Ordering::Release);
-            h1.store(tag(p, 1), Ordering::Release);
-        }
+        // Where both tuples share a bucket: head -> reply node -> original
+        // node -> old head.
+        self.push(h0, f, Direction::Original);
+        self.push(h1, f, Direction::Reply);
         // INVARIANT: linked into both of its buckets under their locks.
         Ok(f)
     }
 
-    fn unlink(&self, b: u32, target: usize) {
-        let Some(mut link) = self.head(b) else { return };
-        loop {
-            let cur = link.load(Ordering::Relaxed);
-            if cur == 0 {
-                return;
-            }
-            let (p, d) = untag::<T>(cur);
-            // SAFETY: a linked node is a live flow; the caller holds the
-            // bucket's lock, so the chain does not change under us.
-            let flow = unsafe { &*p };
-            let Some(next) = flow.next.get(d) else { return };
-            if cur == target {
-                // The removed node keeps its own link, so readers on it go
-                // on to the rest of the chain.
-                link.store(next.load(Ordering::Relaxed), Ordering::Release);
-                return;
-            }
-            link = next;
+    /// Links node `dir` of `flow` at the front of the chain whose head is
+    /// `head`, the head of bucket `flow.bucket(dir)`, whose lock stripe the
+    /// caller holds.
+    fn push(&self, head: &AtomicUsize, flow: &Flow<T>, dir: Direction) {
+        let d = dir.index() & 1;
+        let old = head.load(Ordering::Relaxed);
+        flow.next[d].store(old, Ordering::Relaxed);
+        flow.prev[d].store(ptr_of(head), Ordering::Relaxed);
+        if old != 0 {
+            let (q, e) = untag::<T>(old);
+            // SAFETY: a linked node is a live flow (type invariant); its
+            // `prev` changes under the bucket's lock, which the caller holds.
+            unsafe { &*q }.prev[e & 1].store(ptr_of(&flow.next[d]), Ordering::Relaxed);
         }
+        // Release: the node (the whole flow, the first time) is complete
+        // before a reader can reach it.
+        head.store(tag(flow, d), Ordering::Release);
+    }
+
+    /// Unlinks node `dir` of `flow` from its chain, whose lock stripe the
+    /// caller holds. The node keeps its own link, so readers on it go on
+    /// to the rest of the chain.
+    fn unlink(&self, flow: &Flow<T>, dir: Direction) {
+        let d = dir.index() & 1;
+        let link = flow.prev[d].load(Ordering::Relaxed);
+        if link.is_null() {
+            return;
+        }
+        let next = flow.next[d].load(Ordering::Relaxed);
+        // SAFETY: `prev[d]` of a linked node is a live link (type
+        // invariant): the bucket's head, which lives as long as the table,
+        // or the `next` of a linked, so live, flow. The lock is held.
+        unsafe { &*link }.store(next, Ordering::Release);
+        if next != 0 {
+            let (q, e) = untag::<T>(next);
+            // SAFETY: as in `push`.
+            unsafe { &*q }.prev[e & 1].store(link, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether every chain is well linked: each node's `prev` is the link
+    /// that holds it, and its `bucket` the chain's (for tests; callers
+    /// hold off writers).
+    #[allow(dead_code)]
+    pub fn links_ok(&self, _guard: &ReadGuard) -> bool {
+        for (b, head) in self.buckets.iter().enumerate() {
+            let mut link: &AtomicUsize = head;
+            let mut steps = 0usize;
+            loop {
+                let cur = link.load(Ordering::Acquire);
+                if cur == 0 {
+                    break;
+                }
+                let (p, d) = untag::<T>(cur);
+                // SAFETY: as in `walk`.
+                let flow = unsafe { &*p };
+                steps += 1;
+                if flow.prev[d & 1].load(Ordering::Relaxed) != ptr_of(link)
+                    || flow.bucket[d & 1].load(Ordering::Relaxed) as usize != b
+                    || steps > 2 * self.count() as usize + 2
+                {
+                    return false;
+                }
+                link = &flow.next[d & 1];
+            }
+        }
+        true
     }
 
     /// Unlinks `flow` and frees it after a grace period. False if it was
@@ -531,9 +586,8 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
             if flow.status.fetch_or(DYING, Ordering::Relaxed) & DYING != 0 {
                 return false;
             }
-            let p: *const Flow<T> = flow;
-            self.unlink(b0, tag(p, 0));
-            self.unlink(b1, tag(p, 1));
+            self.unlink(flow, Direction::Original);
+            self.unlink(flow, Direction::Reply);
             break;
         }
         self.count.fetch_sub(1, Ordering::Relaxed);
@@ -563,17 +617,16 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
             if flow.is_dying() || self.lookup_in(nb, reply, guard).is_some() {
                 return false;
             }
-            let p: *const Flow<T> = flow;
-            self.unlink(ob, tag(p, 1));
+            self.unlink(flow, Direction::Reply);
             if let Some(k) = flow.keys.get(1) {
                 for (a, w) in k.iter().zip(pack(reply).iter()) {
                     a.store(*w, Ordering::Relaxed);
                 }
             }
             flow.bucket[1].store(nb, Ordering::Relaxed);
-            flow.next[1].store(new_head.load(Ordering::Relaxed), Ordering::Relaxed);
-            // Release: the new key is visible before the node is reachable.
-            new_head.store(tag(p, 1), Ordering::Release);
+            // The new key is visible before the node is reachable (`push`
+            // publishes it with Release).
+            self.push(new_head, flow, Direction::Reply);
             return true;
         }
     }

@@ -599,6 +599,104 @@ pub extern "C" fn rnf_kunit_flow_table() {
     check!(table.count() == 0);
 }
 
+/// Chains of many nodes (24 flows in 2 buckets, so most nodes share a
+/// chain with their flow's other node): removing nodes at the front, in
+/// the middle and at the end of chains, and moving reply nodes, leaves
+/// every chain well linked, the removed flows gone and the others found
+/// in both directions.
+#[no_mangle]
+pub extern "C" fn rnf_kunit_flow_table_chains() {
+    use crate::ct::Direction;
+    use crate::flow_table::FlowTable;
+    const N: u16 = 24;
+    let Ok(table) = FlowTable::<u32>::new(2, [5; 16]) else {
+        check!(false);
+        return;
+    };
+    let lock = crate::rcu::read_lock();
+    let g = lock.guard();
+    let orig = |i: u16| tuple_of(&udp4([10, 0, 0, 1], 2000 + i, [10, 0, 0, 2], 53));
+    // The reply tuple of flow i, moved (NAT) when `moved`.
+    let reply = |i: u16, moved: bool| {
+        orig(i).map(|t| crate::ct::Tuple {
+            src: [
+                10,
+                0,
+                if moved { 9 } else { 0 },
+                2,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
+            ..t.invert()
+        })
+    };
+    let mut flows = [None; N as usize];
+    for (i, slot) in (0..N).zip(flows.iter_mut()) {
+        let (Some(o), Some(r)) = (orig(i), reply(i, false)) else {
+            check!(false);
+            return;
+        };
+        check!(table.reserve(u32::MAX));
+        match table.alloc(o, r, 0, u32::from(i)) {
+            Ok(f) => *slot = table.insert(f, g).ok(),
+            Err(_) => table.unreserve(),
+        }
+    }
+    check!(flows.iter().all(Option::is_some));
+    check!(table.links_ok(g));
+    let mut gone = [false; N as usize];
+    let mut moved = [false; N as usize];
+    // Every flow present is found by both of its tuples, the others by none.
+    let all_found = |gone: &[bool], moved: &[bool]| {
+        (0..N).zip(gone.iter().zip(moved.iter())).all(|(i, (&x, &m))| {
+            let (Some(o), Some(r)) = (orig(i), reply(i, m)) else {
+                return false;
+            };
+            let by_orig = table.lookup(&o, g);
+            let by_reply = table.lookup(&r, g);
+            if x {
+                by_orig.is_none() && by_reply.is_none()
+            } else {
+                matches!(by_orig, Some((f, Direction::Original)) if table.track(f) == u32::from(i))
+                    && matches!(by_reply, Some((f, Direction::Reply)) if table.track(f) == u32::from(i))
+            }
+        })
+    };
+    check!(all_found(&gone, &moved));
+    // Oldest first, newest first, the middle; reply nodes moved between.
+    let order: [u16; N as usize] = [
+        0, 23, 12, 1, 22, 11, 13, 2, 21, 10, 14, 3, 20, 9, 15, 4, 19, 8, 16, 5, 18, 7, 17, 6,
+    ];
+    for (step, &i) in order.iter().enumerate() {
+        if step % 3 == 1 {
+            // Move the reply node of the next flow still present.
+            if let Some(j) = (0..N).find(|&j| !gone[usize::from(j)] && !moved[usize::from(j)]) {
+                if let (Some(f), Some(r)) = (flows[usize::from(j)], reply(j, true)) {
+                    check!(table.rehash_reply(f, &r, g));
+                    moved[usize::from(j)] = true;
+                }
+            }
+        }
+        if let Some(f) = flows[usize::from(i)] {
+            check!(table.remove(f));
+            gone[usize::from(i)] = true;
+        }
+        check!(table.links_ok(g));
+        check!(all_found(&gone, &moved));
+    }
+    check!(table.count() == 0);
+}
+
 /// Tracking policy: NEW then ESTABLISHED for a reply; expiry collected by
 /// GC; a full table evicts an unassured flow first and, when every flow is
 /// assured, drops the new flow's packet instead.

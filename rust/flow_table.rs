@@ -14,6 +14,10 @@
 //! go on walking. The per-protocol state of a flow is changed only under the
 //! lock stripe of its original bucket.
 //!
+//! Flows come from a slab cache of their own ([`FlowCache`], made by the
+//! module before any table and destroyed after the last one), where
+//! `kmalloc` would round them up to its 512-byte size class.
+//!
 //! NAT changes a flow's reply tuple after the flow is in the table: the
 //! flow's reply node moves to the new tuple's bucket. The tuples are kept
 //! as atomic words so that a reader comparing them meanwhile reads either
@@ -228,6 +232,91 @@ fn ptr_of(link: &AtomicUsize) -> *mut AtomicUsize {
     core::ptr::from_ref(link).cast_mut()
 }
 
+/// The module's slab cache of flows, while a [`FlowCache`] is alive.
+static CACHE: AtomicPtr<sys::kmem_cache> = AtomicPtr::new(core::ptr::null_mut());
+/// The size of [`CACHE`]'s objects.
+static CACHE_SIZE: AtomicUsize = AtomicUsize::new(0);
+/// Tables that allocate from [`CACHE`].
+static TABLES: AtomicUsize = AtomicUsize::new(0);
+
+/// The slab cache that every [`FlowTable`] allocates its flows from, for
+/// flows of up to `size_of::<Flow<T>>()` bytes of the `T` it was made
+/// for. The module makes it before any table and drops it after the last
+/// one is gone; should a table outlive it anyway, the cache is left in
+/// place (and the kernel told) rather than destroyed under the table.
+pub struct FlowCache(());
+
+impl FlowCache {
+    /// Makes the cache, for flows of per-protocol state `T`.
+    pub fn new<T: Copy>() -> Result<Self> {
+        let size = core::mem::size_of::<Flow<T>>();
+        let size32 = u32::try_from(size).map_err(|_| EINVAL)?;
+        let align = u32::try_from(core::mem::align_of::<Flow<T>>()).map_err(|_| EINVAL)?;
+        if !CACHE.load(Ordering::Acquire).is_null() {
+            return Err(EBUSY);
+        }
+        // SAFETY: the name is a static string; no other preconditions.
+        let c = unsafe {
+            sys::rnf_cache_create(kernel::c_str!("rnf_flow").as_char_ptr(), size32, align)
+        };
+        if c.is_null() {
+            return Err(ENOMEM);
+        }
+        CACHE_SIZE.store(size, Ordering::Relaxed);
+        CACHE.store(c, Ordering::Release);
+        Ok(Self(()))
+    }
+}
+
+impl Drop for FlowCache {
+    fn drop(&mut self) {
+        let c = CACHE.swap(core::ptr::null_mut(), Ordering::SeqCst);
+        if c.is_null() {
+            return;
+        }
+        if TABLES.load(Ordering::SeqCst) != 0 {
+            pr_warn!("flow cache still in use at unload: left in place\n");
+            return;
+        }
+        // SAFETY: made by `rnf_cache_create`; no table allocates from it
+        // any more (none is left), and destroying it waits for the flows
+        // still queued for `kfree_rcu`.
+        unsafe { sys::rnf_cache_destroy(c) };
+    }
+}
+
+/// A flow allocated from the cache and not yet in a table; freed into the
+/// cache if dropped.
+pub struct NewFlow<T: Copy> {
+    flow: core::ptr::NonNull<Flow<T>>,
+    cache: *mut sys::kmem_cache,
+}
+
+impl<T: Copy> core::ops::Deref for NewFlow<T> {
+    type Target = Flow<T>;
+    fn deref(&self) -> &Flow<T> {
+        // SAFETY: `flow` is an initialised flow owned by `self`.
+        unsafe { self.flow.as_ref() }
+    }
+}
+
+impl<T: Copy> NewFlow<T> {
+    /// Gives up ownership: the flow is the caller's to link or free.
+    fn into_raw(self) -> *mut Flow<T> {
+        let p = self.flow.as_ptr();
+        core::mem::forget(self);
+        p
+    }
+}
+
+impl<T: Copy> Drop for NewFlow<T> {
+    fn drop(&mut self) {
+        // SAFETY: allocated from `cache`, which outlives every table and so
+        // this flow; owned by `self`, so freed once. `T` needs no drop.
+        unsafe { sys::rnf_cache_free(self.cache, self.flow.as_ptr().cast()) };
+    }
+}
+
 /// Why a flow was not inserted.
 pub enum InsertError<'g, T: Copy> {
     /// A flow with one of the new flow's tuples is in the table already
@@ -249,6 +338,8 @@ pub enum InsertError<'g, T: Copy> {
 /// live flow allocated by [`FlowTable::alloc`] and owned by the table; an
 /// unlinked flow is freed only after a grace period.
 pub struct FlowTable<T: Copy + Send + 'static> {
+    /// The module's flow cache, counted in `TABLES` while the table lives.
+    cache: *mut sys::kmem_cache,
     buckets: KVec<AtomicUsize>,
     locks: StripedLocks,
     key: HashKey,
@@ -257,17 +348,36 @@ pub struct FlowTable<T: Copy + Send + 'static> {
     _t: core::marker::PhantomData<T>,
 }
 
+// SAFETY: `cache` is a slab cache, which any CPU may allocate from and
+// free to; the rest is atomics, locks and a vector of atomics.
+unsafe impl<T: Copy + Send + 'static> Send for FlowTable<T> {}
+// SAFETY: as above.
+unsafe impl<T: Copy + Send + 'static> Sync for FlowTable<T> {}
+
 impl<T: Copy + Send + 'static> FlowTable<T> {
-    /// An empty table of `buckets` buckets, hashing with `key`.
+    /// An empty table of `buckets` buckets, hashing with `key`, its flows
+    /// from the module's [`FlowCache`] (which must be made for flows at
+    /// least as large as this table's).
     pub fn new(buckets: u32, key: HashKey) -> Result<Self> {
         let n = buckets.max(1);
         let mut v = KVec::with_capacity(n as usize, GFP_KERNEL)?;
         for _ in 0..n {
             v.push(AtomicUsize::new(0), GFP_KERNEL)?;
         }
+        let locks = StripedLocks::new(n.min(MAX_STRIPES))?;
+        // Counted before the cache is read, so that `FlowCache::drop`
+        // (which clears the cache, then reads the count) sees the table
+        // or the table sees no cache (both sequentially consistent).
+        TABLES.fetch_add(1, Ordering::SeqCst);
+        let cache = CACHE.load(Ordering::SeqCst);
+        if cache.is_null() || CACHE_SIZE.load(Ordering::Relaxed) < core::mem::size_of::<Flow<T>>() {
+            TABLES.fetch_sub(1, Ordering::SeqCst);
+            return Err(EINVAL);
+        }
         Ok(Self {
+            cache,
             buckets: v,
-            locks: StripedLocks::new(n.min(MAX_STRIPES))?,
+            locks,
             key,
             count: AtomicU32::new(0),
             next_id: AtomicU32::new(1),
@@ -307,7 +417,7 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
 
     /// Allocates a flow (not yet in the table) without sleeping.
     #[allow(dead_code)]
-    pub fn alloc(&self, orig: Tuple, reply: Tuple, now_ns: u64, track: T) -> Result<KBox<Flow<T>>> {
+    pub fn alloc(&self, orig: Tuple, reply: Tuple, now_ns: u64, track: T) -> Result<NewFlow<T>> {
         self.alloc_at(orig, self.bucket_of(&orig), reply, now_ns, track)
     }
 
@@ -321,7 +431,7 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
         reply: Tuple,
         now_ns: u64,
         track: T,
-    ) -> Result<KBox<Flow<T>>> {
+    ) -> Result<NewFlow<T>> {
         const { assert!(!core::mem::needs_drop::<T>()) };
         let mut id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if id == 0 {
@@ -350,23 +460,21 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
             cache: Default::default(),
             track: UnsafeCell::new(track),
         };
-        // `kmalloc` in one call rather than `KBox::new`, whose path through
-        // the allocator's `krealloc` cost each new flow about 60
-        // instructions more. kmalloc aligns to at least 8 bytes.
-        const { assert!(core::mem::align_of::<Flow<T>>() <= 8) };
-        // SAFETY: no preconditions; NULL on failure.
-        let p = unsafe { sys::rnf_kmalloc_atomic(core::mem::size_of::<Flow<T>>()) };
-        let p = p.cast::<Flow<T>>();
-        if p.is_null() {
+        // SAFETY: the cache outlives the table (`FlowCache`); NULL on
+        // failure.
+        let p = unsafe { sys::rnf_cache_alloc_atomic(self.cache) }.cast::<Flow<T>>();
+        let Some(nn) = core::ptr::NonNull::new(p) else {
             return Err(ENOMEM);
-        }
-        // SAFETY: `p` is valid for writing a `Flow<T>`: kmalloc'd with its
-        // size, aligned for it (checked above), not yet shared.
+        };
+        // SAFETY: `p` is valid for writing a `Flow<T>`: an object of the
+        // cache, whose objects are at least that large and aligned for it
+        // (`new` checked the size; the cache was made with the alignment
+        // of a flow), not yet shared.
         unsafe { p.write(flow) };
-        // SAFETY: `p` holds an initialised `Flow<T>` in memory from
-        // `kmalloc`, the memory `KBox`'s allocator (`Kmalloc`, backed by
-        // `krealloc`) hands out and frees with `kfree`; nothing else owns it.
-        Ok(unsafe { KBox::from_raw(p) })
+        Ok(NewFlow {
+            flow: nn,
+            cache: self.cache,
+        })
     }
 
     fn head(&self, b: u32) -> Option<&AtomicUsize> {
@@ -471,7 +579,7 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
     /// ([`reserve`](Self::reserve)); on a clash it is given back.
     pub fn insert<'g>(
         &'g self,
-        flow: KBox<Flow<T>>,
+        flow: NewFlow<T>,
         guard: &'g ReadGuard,
     ) -> core::result::Result<&'g Flow<T>, InsertError<'g, T>> {
         let (b0, b1) = (
@@ -492,7 +600,7 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
                 return Err(InsertError::Clash(other, dir, which));
             }
         }
-        let p = KBox::into_raw(flow);
+        let p = flow.into_raw();
         // SAFETY: `p` is a fresh, valid flow that nothing else sees yet.
         let f = unsafe { &*p };
         // Where both tuples share a bucket: head -> reply node -> original
@@ -593,7 +701,8 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
         self.count.fetch_sub(1, Ordering::Relaxed);
         let p: *const Flow<T> = flow;
         // SAFETY: the flow is unlinked, so no new reader finds it; it came
-        // from `KBox` (kmalloc) in `alloc`; `kfree_rcu` frees it after
+        // from the flow cache in `alloc`, whose objects `kfree_rcu` may free
+        // (destroying the cache waits for it); it frees it after
         // every current reader is done. `T` needs no drop (asserted in
         // `alloc`), and neither does anything else in a flow.
         unsafe { sys::rnf_kfree_rcu(flow.rcu.get(), p.cast_mut().cast()) };
@@ -670,8 +779,10 @@ impl<T: Copy + Send + 'static> Drop for FlowTable<T> {
             let p = list as *mut Flow<T>;
             // SAFETY: `p` is a flow gathered above, freed once, here.
             list = unsafe { (*p).free_next.load(Ordering::Relaxed) };
-            // SAFETY: owned by the table and unreachable now.
-            drop(unsafe { KBox::from_raw(p) });
+            // SAFETY: owned by the table and unreachable now; from the
+            // cache, which outlives the table.
+            unsafe { sys::rnf_cache_free(self.cache, p.cast()) };
         }
+        TABLES.fetch_sub(1, Ordering::SeqCst);
     }
 }

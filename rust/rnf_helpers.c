@@ -443,9 +443,25 @@ void rnf_kfree_rcu(struct rcu_head *head, void *ptr)
 	kvfree_call_rcu(head, ptr);
 }
 
-void *rnf_kmalloc_atomic(size_t size)
+struct kmem_cache *rnf_cache_create(const char *name, u32 size, u32 align)
 {
-	return kmalloc(size, GFP_ATOMIC);
+	return kmem_cache_create(name, size, align, SLAB_HWCACHE_ALIGN, NULL);
+}
+
+void rnf_cache_destroy(struct kmem_cache *cache)
+{
+	/* Waits for the kfree_rcu() of the cache's objects still pending. */
+	kmem_cache_destroy(cache);
+}
+
+void *rnf_cache_alloc_atomic(struct kmem_cache *cache)
+{
+	return kmem_cache_alloc(cache, GFP_ATOMIC);
+}
+
+void rnf_cache_free(struct kmem_cache *cache, void *ptr)
+{
+	kmem_cache_free(cache, ptr);
 }
 
 void rnf_rcu_barrier(void)

@@ -106,7 +106,10 @@ void rnf_unlock2_bh(spinlock_t *locks, u32 a, u32 b);
 struct rcu_head;
 void rnf_kfree_rcu(struct rcu_head *head, void *ptr);
 /* kmalloc(size, GFP_ATOMIC): a flow's memory in one call. */
-void *rnf_kmalloc_atomic(size_t size);
+struct kmem_cache *rnf_cache_create(const char *name, u32 size, u32 align);
+void rnf_cache_destroy(struct kmem_cache *cache);
+void *rnf_cache_alloc_atomic(struct kmem_cache *cache);
+void rnf_cache_free(struct kmem_cache *cache, void *ptr);
 void rnf_rcu_barrier(void);
 
 /* Self-rearming deferred work: fn returns the delay in ms until its next

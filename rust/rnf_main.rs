@@ -100,10 +100,13 @@ struct Rnf {
     _addr: netfilter::AddrNotifier,
     _control: genl::Registration,
     _pernet: pernet::Registration<firewall::NetState>,
+    // Last: every namespace's flow table is gone by now.
+    _flows: flow_table::FlowCache,
 }
 
 impl kernel::Module for Rnf {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let flows = flow_table::FlowCache::new::<conntrack::Track>()?;
         let pernet = pernet::Registration::<firewall::NetState>::register()?;
         let control = control::register(module)?;
         let addr = netfilter::AddrNotifier::register::<firewall::MasqueradeEvents>()?;
@@ -112,6 +115,7 @@ impl kernel::Module for Rnf {
             _addr: addr,
             _control: control,
             _pernet: pernet,
+            _flows: flows,
         })
     }
 }

@@ -456,6 +456,30 @@ def test_flood_past_limit(topo):
         rnf("r", "conntrack", "flush")
 
 
+def test_flows_in_their_own_cache(topo):
+    """Tracked flows come from a slab cache of their own, rnf_flow, whose
+    objects are at most 320 bytes (kmalloc would put a flow in its 512-byte
+    class), and the flows a flood opens are counted in it."""
+    d = "/sys/kernel/slab/rnf_flow"
+    check(os.path.isdir(d), f"{d} exists")
+    if not os.path.isdir(d):
+        return
+    size = int(open(f"{d}/object_size").read())
+    check(0 < size <= 320, f"flow object size {size} bytes, at most 320")
+    tracking_rule("r")
+    try:
+        rnf("r", "conntrack", "flush")
+        time.sleep(2)  # flushed flows are freed after a grace period
+        before = int(open(f"{d}/objects").read().split()[0])
+        t.sh(["python3", "-c", FLOOD, "2000", "30000"], ns="a", timeout=300)
+        n = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)["count"]
+        after = int(open(f"{d}/objects").read().split()[0])
+        check(n >= 1900 and after - before >= n - 100,
+              f"{n} flows tracked, rnf_flow objects {before} -> {after}")
+    finally:
+        rnf("r", "conntrack", "flush")
+
+
 def test_notrack_and_ct_mark(topo):
     """notrack in raw exempts a flow (ct state untracked, not listed);
     ct mark set in mangle is kept on the flow and matched later."""
@@ -519,5 +543,7 @@ def run(topo):
     t.run_test("conntrack: monitor shows new/update/destroy events", test_monitor_events, topo)
     t.run_test("conntrack: flood past the limit keeps established flows", test_flood_past_limit,
                topo)
+    t.run_test("conntrack: flows in their own slab cache, at most 320 bytes each",
+               test_flows_in_their_own_cache, topo)
     t.run_test("conntrack: notrack and ct mark", test_notrack_and_ct_mark, topo)
     t.run_test("conntrack: rmmod during a flood is clean", test_rmmod_during_flood, topo)

@@ -774,16 +774,20 @@ impl Conntrack {
     /// a candidate, as `nf_conntrack`'s `early_drop()` stops at the first
     /// bucket it can drop from: in that bucket an expired flow (garbage
     /// collection has not reached it yet), else an unassured (or closing)
-    /// one: unconfirmed flows first, then the oldest. (Stopping there, not
-    /// ranking all the buckets' flows, keeps the cost of a new flow in a
-    /// full table that of one bucket's walk.)
+    /// one: unconfirmed flows first, then the oldest. Every node of a
+    /// bucket counts, the reply nodes too, as in `early_drop_list()`: a
+    /// table far smaller than its hash (a low limit) has few flows within
+    /// 8 buckets, and counting only original nodes left half of them out.
+    /// (Stopping at the first bucket, not ranking all the buckets' flows,
+    /// keeps the cost of a new flow in a full table that of one bucket's
+    /// walk.)
     fn early_drop(&self, start: u32, guard: &ReadGuard) -> bool {
         let n = self.table.buckets();
         let now = now_ns();
         let mut victim: Option<&CtFlow> = None;
         for i in 0..EARLY_DROP_BUCKETS.min(n) {
             let b = start.wrapping_add(i).checked_rem(n).unwrap_or(0);
-            self.table.for_each_in(b, guard, |flow| {
+            self.table.for_each_node_in(b, guard, |flow, _| {
                 let status = flow.status();
                 let droppable = flow.expired(now)
                     || status & ct::status::ASSURED == 0

@@ -563,6 +563,22 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
         })
     }
 
+    /// Calls `f` for every node linked in bucket `b`: a flow whose tuples
+    /// are both there comes twice, once with each direction.
+    pub fn for_each_node_in<'g>(
+        &'g self,
+        b: u32,
+        guard: &'g ReadGuard,
+        mut f: impl FnMut(&'g Flow<T>, Direction),
+    ) {
+        self.walk(b, guard, |flow, d| {
+            if !flow.is_dying() {
+                f(flow, Direction::from_index(d));
+            }
+            None::<()>
+        });
+    }
+
     /// Calls `f` for every flow whose original tuple is in bucket `b` (so
     /// that walking every bucket visits every flow once).
     pub fn for_each_in<'g>(&'g self, b: u32, guard: &'g ReadGuard, mut f: impl FnMut(&'g Flow<T>)) {

@@ -773,6 +773,57 @@ pub extern "C" fn rnf_kunit_conntrack_policy() {
     check!(ct.stats().count == 0);
 }
 
+/// Early drop counts a flow's reply node too: in a table with far more
+/// buckets than flows, a new flow whose 8 buckets hold only an old flow's
+/// reply node evicts that flow instead of being dropped (as
+/// `nf_conntrack`'s `early_drop_list()` does).
+#[no_mangle]
+pub extern "C" fn rnf_kunit_early_drop_reply_nodes() {
+    use crate::conntrack::Conntrack;
+    use crate::netfilter::Verdict;
+    let Ok(ct) = Conntrack::with_size(None, 1, 4096) else {
+        check!(false);
+        return;
+    };
+    let send = |pkt: &[u8]| -> Option<Verdict> {
+        let mut skb = OwnedSkBuff::alloc(128).ok()?;
+        skb.put(pkt).ok()?;
+        let lock = crate::rcu::read_lock();
+        Some(ct.track(&skb, || false, lock.guard()))
+    };
+    let c = [10, 0, 0, 1];
+    let s = [10, 0, 0, 2];
+    let Some(a) = tuple_of(&udp4(c, 1000, s, 53)) else {
+        check!(false);
+        return;
+    };
+    check!(send(&udp4(c, 1000, s, 53)) == Some(Verdict::Accept));
+    check!(ct.stats().count == 1);
+    let n = ct.table().buckets();
+    let (ob, rb) = (ct.table().bucket_of(&a), ct.table().bucket_of(&a.invert()));
+    let within = |start: u32, x: u32| {
+        x.wrapping_add(n)
+            .wrapping_sub(start)
+            .checked_rem(n)
+            .is_some_and(|d| d < 8)
+    };
+    // A second flow whose buckets to search hold the first one's reply
+    // node but not its original node.
+    let port = (2000..60000u16).find(|&p| {
+        tuple_of(&udp4(c, p, s, 53)).is_some_and(|t| {
+            let b = ct.table().bucket_of(&t);
+            within(b, rb) && !within(b, ob)
+        })
+    });
+    check!(port.is_some());
+    if let Some(p) = port {
+        check!(send(&udp4(c, p, s, 53)) == Some(Verdict::Accept));
+        let st = ct.stats();
+        check!(st.early_drops == 1 && st.full_drops == 0 && st.count == 1);
+    }
+    check!(ct.flush() == 1);
+}
+
 /// Lookups in a kernel thread while flows are inserted and removed: every
 /// flow a reader finds has the tuple it looked for (never a freed or
 /// half-built flow).

@@ -15,6 +15,7 @@ void rnf_kunit_tails_compaction(void);
 void rnf_kunit_flow_table(void);
 void rnf_kunit_flow_table_chains(void);
 void rnf_kunit_conntrack_policy(void);
+void rnf_kunit_early_drop_reply_nodes(void);
 void rnf_kunit_flow_table_concurrent(void);
 void rnf_kunit_packet_notes(void);
 
@@ -33,6 +34,7 @@ RNF_RUST_CASE(tails_compaction)
 RNF_RUST_CASE(flow_table)
 RNF_RUST_CASE(flow_table_chains)
 RNF_RUST_CASE(conntrack_policy)
+RNF_RUST_CASE(early_drop_reply_nodes)
 RNF_RUST_CASE(flow_table_concurrent)
 RNF_RUST_CASE(packet_notes)
 
@@ -46,6 +48,7 @@ static struct kunit_case rnf_cases[] = {
 	KUNIT_CASE(flow_table_case),
 	KUNIT_CASE(flow_table_chains_case),
 	KUNIT_CASE(conntrack_policy_case),
+	KUNIT_CASE(early_drop_reply_nodes_case),
 	KUNIT_CASE(flow_table_concurrent_case),
 	KUNIT_CASE(packet_notes_case),
 	{}

@@ -10,7 +10,7 @@ replied first), dnat (the DNAT alone), nat_fwd (DNAT + masquerade behind a
 FORWARD filter: state accept, then the forwarded port), nat_none
 (established flows past nat rules that do not match them)), loading and
 unloading the module in turn; with AB_NFT=1 also nftables' empty chain and
-workloads 2-4 (nf_conntrack), and nat_est and nat_fwd if asked; prints every
+workloads 2-4 (nf_conntrack), and nat_est, nat_fwd and ct_new6 if asked; prints every
 value and the median. Run-to-run noise under TCG is up to 15 %, so compare
 builds within one boot:
 
@@ -69,7 +69,7 @@ for rnd in range(rounds):
         for label, _, v in b.empty_rows("nft") + b.stateful_rows("nft"):
             if isinstance(v, float):
                 res.setdefault(f"nft {label[0]}", []).append(v)
-        for mode in ("nat_est", "nat_fwd"):
+        for mode in ("nat_est", "nat_fwd", "ct_new6"):
             if mode in modes:
                 res.setdefault(f"nft {mode}", []).append(b.nft_workload(mode))
         b.topo_down()

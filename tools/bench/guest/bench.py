@@ -639,21 +639,29 @@ def rnf_workload(mode):
 SINK6 = "fd00:2::3"
 
 
-def ct_new6_setup(ra_mac):
-    """Workload 2 over IPv6, for A/B of rnf builds (ab.py's ct_new6): r
-    forwards IPv6 from a to b's sink, every packet a new flow. pktgen
-    cannot step an IPv6 source address, so the source port steps over
-    64,512 values with a flow limit of 4,096: each packet's tuple was
-    evicted long before it comes again, as with workload 2's IPv4 flows."""
+def ct_new6_setup(ra_mac, engine="rnf"):
+    """Workload 2 over IPv6, for A/B of rnf builds (ab.py's ct_new6; with
+    engine "nft", nftables and nf_conntrack on the same): r forwards IPv6
+    from a to b's sink, every packet a new flow. pktgen cannot step an
+    IPv6 source address, so the source port steps over 64,512 values with
+    a flow limit of 4,096: each packet's tuple was evicted long before it
+    comes again, as with workload 2's IPv4 flows."""
     sh("ip -6 addr add fd00:1::2/64 dev va nodad", ns="a")
     sh("ip -6 addr add fd00:1::1/64 dev ra nodad && ip -6 addr add fd00:2::1/64 dev rb nodad"
        f" && sysctl -qw net.ipv6.conf.all.forwarding=1"
        f" && ip -6 neigh replace {SINK6} lladdr {SINK_MAC} dev rb nud permanent", ns="r")
-    timed([RNFCTL, "restore"], write(f"{TMP}/rnf-ct6.rnf", [
-        "table filter", "policy FORWARD drop",
-        "add FORWARD ct state established,related accept",
-        f"add FORWARD ip6 daddr {SINK6} proto udp dport {DPORT} accept"]))
-    sh([RNFCTL, "conntrack", "limit", "4096"], ns="r")
+    if engine == "nft":
+        sh("nft -f -", ns="r", stdin="table ip6 f {\n chain forward {\n  type filter hook"
+           " forward priority filter; policy drop;\n  ct state established,related accept\n"
+           f"  ip6 daddr {SINK6} udp dport {DPORT} accept\n }}\n}}\n")
+        # Global: the initial namespace's (set_ct_limit puts it back).
+        sh("sysctl -qw net.netfilter.nf_conntrack_max=4096")
+    else:
+        timed([RNFCTL, "restore"], write(f"{TMP}/rnf-ct6.rnf", [
+            "table filter", "policy FORWARD drop",
+            "add FORWARD ct state established,related accept",
+            f"add FORWARD ip6 daddr {SINK6} proto udp dport {DPORT} accept"]))
+        sh([RNFCTL, "conntrack", "limit", "4096"], ns="r")
     pktgen_setup(ra_mac, sport=(1024, 65535))
     base = f"/proc/{_holders['a'].pid}/net/pktgen/va"
     for c in ("dst6 " + SINK6, "src6 fd00:1::2", "pkt_size 84"):
@@ -668,10 +676,17 @@ def nft_empty_chain():
 
 
 def nft_workload(mode):
-    """ab.py's nat_fwd or nat_est for nftables (nf_conntrack, nf_nat):
-    workload 4's nat table, and for nat_fwd a forward chain of the same
-    rules as rnf's (state accept, then the forwarded port, policy drop),
-    for nat_est the flows replied first. Returns the packets/s."""
+    """ab.py's nat_fwd, nat_est or ct_new6 for nftables (nf_conntrack,
+    nf_nat): workload 4's nat table, and for nat_fwd a forward chain of the
+    same rules as rnf's (state accept, then the forwarded port, policy
+    drop), for nat_est the flows replied first; ct_new6 as rnf's. Returns
+    the packets/s."""
+    if mode == "ct_new6":
+        ct_new6_setup(topo_up(), "nft")
+        try:
+            return measure()
+        finally:
+            set_ct_limit("nft")
     stateful_setup("nft", "nat", topo_up())
     if mode == "nat_est":
         establish_nat()

@@ -17,8 +17,8 @@ inlined functions and rnf source lines (see its help).
         /usr/bin/python3 tools/bench/guest/profile.py build/bench-module/rnf.ko
 
 With ENGINE=nft (no RNF_KO) it profiles nftables with nf_conntrack and
-nf_nat on the same workloads (empty, ct_new, ct_est, nat), for the
-comparison: the flat profile only, down to PERCENT (default 0.3) percent.
+nf_nat on the same workloads (empty, ct_new, ct_est, nat, ct_new6), for
+the comparison: the flat profile only, down to PERCENT (default 0.3) percent.
 """
 import collections
 import os
@@ -81,6 +81,8 @@ for mode in modes:
             b.nft_empty_chain()
         elif mode in ("ct_new", "ct_est", "nat"):
             b.stateful_setup(ENGINE, mode, ra)
+        elif mode == "ct_new6":
+            b.ct_new6_setup(ra, ENGINE)
         else:
             sys.exit(f"profile.py: mode {mode} is for rnf only")
     elif mode in b.RNF_WORKLOADS:

@@ -774,20 +774,32 @@ impl Conntrack {
     /// a candidate, as `nf_conntrack`'s `early_drop()` stops at the first
     /// bucket it can drop from: in that bucket an expired flow (garbage
     /// collection has not reached it yet), else an unassured (or closing)
-    /// one: unconfirmed flows first, then the oldest. Every node of a
-    /// bucket counts, the reply nodes too, as in `early_drop_list()`: a
-    /// table far smaller than its hash (a low limit) has few flows within
-    /// 8 buckets, and counting only original nodes left half of them out.
-    /// (Stopping at the first bucket, not ranking all the buckets' flows,
-    /// keeps the cost of a new flow in a full table that of one bucket's
-    /// walk.)
+    /// one: unconfirmed flows first, then the oldest. The buckets are
+    /// searched for original nodes, then for reply nodes: every node
+    /// counts, as in `early_drop_list()`, for a table far smaller than its
+    /// hash (a low limit) has few flows within 8 buckets, and counting only
+    /// original nodes left half of them out. (Stopping at the first bucket,
+    /// not ranking all the buckets' flows, keeps the cost of a new flow in
+    /// a full table that of one bucket's walk.)
     fn early_drop(&self, start: u32, guard: &ReadGuard) -> bool {
         let n = self.table.buckets();
         let now = now_ns();
         let mut victim: Option<&CtFlow> = None;
-        for i in 0..EARLY_DROP_BUCKETS.min(n) {
+        // Original nodes first, then, if no bucket had a candidate, reply
+        // nodes: a full table with more flows than buckets (the usual case)
+        // has one in the first bucket, and ranks half the nodes.
+        for (pass, i) in [Direction::Original, Direction::Reply]
+            .into_iter()
+            .flat_map(|d| (0..EARLY_DROP_BUCKETS.min(n)).map(move |i| (d, i)))
+        {
+            if victim.is_some() {
+                break;
+            }
             let b = start.wrapping_add(i).checked_rem(n).unwrap_or(0);
-            self.table.for_each_node_in(b, guard, |flow, _| {
+            self.table.for_each_node_in(b, guard, |flow, d| {
+                if d != pass {
+                    return;
+                }
                 let status = flow.status();
                 let droppable = flow.expired(now)
                     || status & ct::status::ASSURED == 0
@@ -807,9 +819,6 @@ impl Conntrack {
                     victim = Some(flow);
                 }
             });
-            if victim.is_some() {
-                break;
-            }
         }
         match victim {
             Some(v) if v.expired(now) => self.kill(v, Gone::Expired, guard),

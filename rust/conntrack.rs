@@ -788,37 +788,37 @@ impl Conntrack {
         // Original nodes first, then, if no bucket had a candidate, reply
         // nodes: a full table with more flows than buckets (the usual case)
         // has one in the first bucket, and ranks half the nodes.
-        for (pass, i) in [Direction::Original, Direction::Reply]
-            .into_iter()
-            .flat_map(|d| (0..EARLY_DROP_BUCKETS.min(n)).map(move |i| (d, i)))
-        {
-            if victim.is_some() {
-                break;
-            }
-            let b = start.wrapping_add(i).checked_rem(n).unwrap_or(0);
-            self.table.for_each_node_in(b, guard, |flow, d| {
-                if d != pass {
-                    return;
-                }
-                let status = flow.status();
-                let droppable = flow.expired(now)
-                    || status & ct::status::ASSURED == 0
-                    || matches!(self.table.track(flow), Track::Tcp(c) if c.can_early_drop());
-                if !droppable {
-                    return;
-                }
-                let better = match victim {
-                    None => true,
-                    Some(v) => {
-                        let rank =
-                            |f: &CtFlow| (f.expired(now), f.status() & ct::status::CONFIRMED == 0);
-                        (rank(flow), v.created_ns) > (rank(v), flow.created_ns)
+        'search: for pass in [Direction::Original, Direction::Reply] {
+            for i in 0..EARLY_DROP_BUCKETS.min(n) {
+                let b = start.wrapping_add(i).checked_rem(n).unwrap_or(0);
+                self.table.for_each_node_in(b, guard, |flow, d| {
+                    if d != pass {
+                        return;
                     }
-                };
-                if better {
-                    victim = Some(flow);
+                    let status = flow.status();
+                    let droppable = flow.expired(now)
+                        || status & ct::status::ASSURED == 0
+                        || matches!(self.table.track(flow), Track::Tcp(c) if c.can_early_drop());
+                    if !droppable {
+                        return;
+                    }
+                    let better = match victim {
+                        None => true,
+                        Some(v) => {
+                            let rank = |f: &CtFlow| {
+                                (f.expired(now), f.status() & ct::status::CONFIRMED == 0)
+                            };
+                            (rank(flow), v.created_ns) > (rank(v), flow.created_ns)
+                        }
+                    };
+                    if better {
+                        victim = Some(flow);
+                    }
+                });
+                if victim.is_some() {
+                    break 'search;
                 }
-            });
+            }
         }
         match victim {
             Some(v) if v.expired(now) => self.kill(v, Gone::Expired, guard),

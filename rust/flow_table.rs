@@ -582,11 +582,10 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
     /// Calls `f` for every flow whose original tuple is in bucket `b` (so
     /// that walking every bucket visits every flow once).
     pub fn for_each_in<'g>(&'g self, b: u32, guard: &'g ReadGuard, mut f: impl FnMut(&'g Flow<T>)) {
-        self.walk(b, guard, |flow, d| {
-            if d == 0 && !flow.is_dying() {
+        self.for_each_node_in(b, guard, |flow, d| {
+            if d == Direction::Original {
                 f(flow);
             }
-            None::<()>
         });
     }
 
@@ -671,29 +670,23 @@ impl<T: Copy + Send + 'static> FlowTable<T> {
     /// that holds it, and its `bucket` the chain's (for tests; callers
     /// hold off writers).
     #[allow(dead_code)]
-    pub fn links_ok(&self, _guard: &ReadGuard) -> bool {
-        for (b, head) in self.buckets.iter().enumerate() {
-            let mut link: &AtomicUsize = head;
-            let mut steps = 0usize;
-            loop {
-                let cur = link.load(Ordering::Acquire);
-                if cur == 0 {
-                    break;
-                }
-                let (p, d) = untag::<T>(cur);
-                // SAFETY: as in `walk`.
-                let flow = unsafe { &*p };
-                steps += 1;
-                if flow.prev[d & 1].load(Ordering::Relaxed) != ptr_of(link)
-                    || flow.bucket[d & 1].load(Ordering::Relaxed) as usize != b
-                    || steps > 2 * self.count() as usize + 2
-                {
-                    return false;
-                }
-                link = &flow.next[d & 1];
-            }
-        }
-        true
+    pub fn links_ok(&self, guard: &ReadGuard) -> bool {
+        let most = 2 * self.count() as usize + 2;
+        (0..self.buckets())
+            .zip(self.buckets.iter())
+            .all(|(b, head)| {
+                let mut link = ptr_of(head);
+                let mut steps = 0usize;
+                let bad = self.walk(b, guard, |flow, d| {
+                    steps += 1;
+                    let ok = flow.prev[d & 1].load(Ordering::Relaxed) == link
+                        && flow.bucket[d & 1].load(Ordering::Relaxed) == b
+                        && steps <= most;
+                    link = ptr_of(&flow.next[d & 1]);
+                    (!ok).then_some(())
+                });
+                bad.is_none()
+            })
     }
 
     /// Unlinks `flow` and frees it after a grace period. False if it was

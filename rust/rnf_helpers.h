@@ -105,7 +105,7 @@ void rnf_unlock2_bh(spinlock_t *locks, u32 a, u32 b);
 /* Freeing after a grace period, without calling back into the module. */
 struct rcu_head;
 void rnf_kfree_rcu(struct rcu_head *head, void *ptr);
-/* kmalloc(size, GFP_ATOMIC): a flow's memory in one call. */
+/* The flows' slab cache; GFP_ATOMIC allocation for the packet path. */
 struct kmem_cache *rnf_cache_create(const char *name, u32 size, u32 align);
 void rnf_cache_destroy(struct kmem_cache *cache);
 void *rnf_cache_alloc_atomic(struct kmem_cache *cache);

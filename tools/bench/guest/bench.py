@@ -651,9 +651,7 @@ def ct_new6_setup(ra_mac, engine="rnf"):
        f" && sysctl -qw net.ipv6.conf.all.forwarding=1"
        f" && ip -6 neigh replace {SINK6} lladdr {SINK_MAC} dev rb nud permanent", ns="r")
     if engine == "nft":
-        sh("nft -f -", ns="r", stdin="table ip6 f {\n chain forward {\n  type filter hook"
-           " forward priority filter; policy drop;\n  ct state established,related accept\n"
-           f"  ip6 daddr {SINK6} udp dport {DPORT} accept\n }}\n}}\n")
+        sh("nft -f -", ns="r", stdin=nft_state_forward("ip6", SINK6))
         # Global: the initial namespace's (set_ct_limit puts it back).
         sh("sysctl -qw net.netfilter.nf_conntrack_max=4096")
     else:
@@ -667,6 +665,15 @@ def ct_new6_setup(ra_mac, engine="rnf"):
     for c in ("dst6 " + SINK6, "src6 fd00:1::2", "pkt_size 84"):
         with open(base, "w") as fh:
             fh.write(c + "\n")
+
+
+def nft_state_forward(family, daddr):
+    """An nftables table (family ip or ip6) with rnf's stateful FORWARD
+    chain: established and related flows, then UDP to daddr:DPORT; policy
+    drop."""
+    return (f"table {family} f {{\n chain forward {{\n  type filter hook forward priority filter;"
+            " policy drop;\n  ct state established,related accept\n"
+            f"  {family} daddr {daddr} udp dport {DPORT} accept\n }}\n}}\n")
 
 
 def nft_empty_chain():
@@ -691,9 +698,7 @@ def nft_workload(mode):
     if mode == "nat_est":
         establish_nat()
     else:
-        sh("nft -f -", ns="r", stdin="table ip f {\n chain forward {\n  type filter hook"
-           " forward priority filter; policy drop;\n  ct state established,related accept\n"
-           f"  ip daddr {SINK} udp dport {DPORT} accept\n }}\n}}\n")
+        sh("nft -f -", ns="r", stdin=nft_state_forward("ip", SINK))
     return measure()
 
 

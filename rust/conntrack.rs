@@ -76,6 +76,10 @@ const GC_BATCH: u32 = 64;
 const UDP_STREAM: u32 = ct::status::SEEN_REPLY | ct::status::ASSURED;
 /// Buckets looked at for a flow to evict when the table is full.
 const EARLY_DROP_BUCKETS: u32 = 8;
+/// Once a new flow found nothing to evict near its bucket, garbage
+/// collection evicts unassured flows while the table holds more than this
+/// share of its limit (per cent), as nf_conntrack's GC does above 95 %.
+const GC_EVICT_PERCENT: u32 = 95;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 
@@ -225,6 +229,10 @@ pub struct Conntrack {
     gc_cursor: AtomicU32,
     /// Time to the next garbage collection pass (ms).
     gc_delay: AtomicU32,
+    /// Set when a new flow's packet was dropped with the table full;
+    /// garbage collection then evicts unassured flows above
+    /// `GC_EVICT_PERCENT` of the limit, and clears it once under.
+    gc_evict: AtomicBool,
     /// The namespace, for events; `None` in tests.
     net: Option<NetRef>,
     /// Whether packets are tracked: only while a published rule needs it.
@@ -330,6 +338,7 @@ impl Conntrack {
             stats: Stats::default(),
             gc_cursor: AtomicU32::new(0),
             gc_delay: AtomicU32::new(GC_INTERVAL_MS),
+            gc_evict: AtomicBool::new(false),
             net,
             active: AtomicBool::new(false),
             nat_used: AtomicBool::new(false),
@@ -630,7 +639,16 @@ impl Conntrack {
         };
         let limit = self.limit.load(Ordering::Relaxed);
         if !self.table.reserve(limit) {
-            if !self.early_drop(bucket, guard) || !self.table.reserve(limit) {
+            if !self.early_drop(bucket, guard) {
+                // Nothing to evict near the bucket: garbage collection
+                // makes room (written once, not per dropped packet).
+                if !self.gc_evict.load(Ordering::Relaxed) {
+                    self.gc_evict.store(true, Ordering::Relaxed);
+                }
+                bump(&self.stats.full_drops);
+                return Err(());
+            }
+            if !self.table.reserve(limit) {
                 bump(&self.stats.full_drops);
                 return Err(());
             }
@@ -795,11 +813,7 @@ impl Conntrack {
                     if d != pass {
                         return;
                     }
-                    let status = flow.status();
-                    let droppable = flow.expired(now)
-                        || status & ct::status::ASSURED == 0
-                        || matches!(self.table.track(flow), Track::Tcp(c) if c.can_early_drop());
-                    if !droppable {
+                    if !flow.expired(now) && !self.evictable(flow) {
                         return;
                     }
                     let better = match victim {
@@ -825,6 +839,14 @@ impl Conntrack {
             Some(v) => self.kill(v, Gone::EarlyDrop, guard),
             None => false,
         }
+    }
+
+    /// Whether a live flow may be evicted to make room: not assured, or a
+    /// TCP connection that is closing (`nf_conntrack`'s early drop and its
+    /// GC's eviction take the same).
+    fn evictable(&self, flow: &CtFlow) -> bool {
+        flow.status() & ct::status::ASSURED == 0
+            || matches!(self.table.track(flow), Track::Tcp(c) if c.can_early_drop())
     }
 
     /// Removes a flow, counting and announcing why.
@@ -1118,6 +1140,12 @@ impl Conntrack {
         }
         let slice = (self.table.buckets() / GC_SLICES).max(1);
         let start = self.gc_cursor.load(Ordering::Relaxed);
+        // Above this many flows, after a packet was dropped with the table
+        // full, confirmed unassured flows are evicted.
+        let evict_above = self
+            .gc_evict
+            .load(Ordering::Relaxed)
+            .then(|| self.evict_threshold());
         let mut collected = 0u32;
         let swept = self.sweep(start, slice, |s| {
             if let Sweep::Flow(flow, guard, now) = s {
@@ -1126,6 +1154,11 @@ impl Conntrack {
                     self.kill(flow, Gone::Expired, guard)
                 } else if !confirmed && now.saturating_sub(flow.created_ns) > UNCONFIRMED_NS {
                     self.kill(flow, Gone::Silent, guard)
+                } else if confirmed
+                    && evict_above.is_some_and(|m| self.table.count() > m)
+                    && self.evictable(flow)
+                {
+                    self.kill(flow, Gone::EarlyDrop, guard)
                 } else {
                     false
                 };
@@ -1136,7 +1169,17 @@ impl Conntrack {
         if let Ok(next) = swept {
             self.gc_cursor.store(next, Ordering::Relaxed);
         }
+        if evict_above.is_some() && self.table.count() <= self.evict_threshold() {
+            self.gc_evict.store(false, Ordering::Relaxed);
+        }
         collected
+    }
+
+    /// The number of flows above which garbage collection evicts once a
+    /// packet was dropped with the table full.
+    fn evict_threshold(&self) -> u32 {
+        let limit = self.limit.load(Ordering::Relaxed);
+        u32::try_from(u64::from(limit) * u64::from(GC_EVICT_PERCENT) / 100).unwrap_or(limit)
     }
 
     /// Every flow, as messages for a listing.

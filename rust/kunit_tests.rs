@@ -824,6 +824,101 @@ pub extern "C" fn rnf_kunit_early_drop_reply_nodes() {
     check!(ct.flush() == 1);
 }
 
+/// Garbage collection evicts like nf_conntrack's above 95 % of the limit,
+/// and only after a new flow's packet was dropped with the table full:
+/// until then a full sweep evicts nothing; after it, confirmed unassured
+/// flows go until the table holds 95 % of its limit, assured ones stay,
+/// and the dropped flow then gets in.
+#[no_mangle]
+pub extern "C" fn rnf_kunit_gc_evicts_when_full() {
+    use crate::conntrack::Conntrack;
+    use crate::ct::status::{ASSURED, CONFIRMED};
+    use crate::netfilter::Verdict;
+    const LIMIT: u16 = 40;
+    let Ok(ct) = Conntrack::with_size(None, u32::from(LIMIT), 4096) else {
+        check!(false);
+        return;
+    };
+    let send = |pkt: &[u8]| -> Option<Verdict> {
+        let mut skb = OwnedSkBuff::alloc(128).ok()?;
+        skb.put(pkt).ok()?;
+        let lock = crate::rcu::read_lock();
+        Some(ct.track(&skb, || false, lock.guard()))
+    };
+    let mark = |pkt: &[u8], bits: u32| {
+        let lock = crate::rcu::read_lock();
+        match tuple_of(pkt).and_then(|t| ct.table().lookup(&t, lock.guard())) {
+            Some((f, _)) => {
+                f.set_status(bits);
+                true
+            }
+            None => false,
+        }
+    };
+    let (c, s) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    // 36 assured flows, then 4 confirmed, unassured ones: the table full.
+    for p in 1000..1000 + LIMIT {
+        check!(send(&udp4(c, p, s, 53)) == Some(Verdict::Accept));
+        let bits = if p < 1036 {
+            CONFIRMED | ASSURED
+        } else {
+            CONFIRMED
+        };
+        check!(mark(&udp4(c, p, s, 53), bits));
+    }
+    check!(ct.stats().count == u32::from(LIMIT));
+    let sweep = || {
+        for _ in 0..8 {
+            ct.gc_pass();
+        }
+    };
+    sweep();
+    check!(ct.stats().count == u32::from(LIMIT) && ct.stats().early_drops == 0);
+    // A new flow whose buckets to search hold no node of any flow: nothing
+    // to evict there, its packet is dropped.
+    let n = ct.table().buckets();
+    let nodes: KVec<u32> = {
+        let mut v = KVec::new();
+        for p in 1000..1000 + LIMIT {
+            if let Some(t) = tuple_of(&udp4(c, p, s, 53)) {
+                let _ = v.push(ct.table().bucket_of(&t), GFP_KERNEL);
+                let _ = v.push(ct.table().bucket_of(&t.invert()), GFP_KERNEL);
+            }
+        }
+        v
+    };
+    check!(nodes.len() == 2 * usize::from(LIMIT));
+    let clear = |b: u32| {
+        !nodes.iter().any(|&x| {
+            x.wrapping_add(n)
+                .wrapping_sub(b)
+                .checked_rem(n)
+                .is_some_and(|d| d < 8)
+        })
+    };
+    let port = (2000..60000u16)
+        .find(|&p| tuple_of(&udp4(c, p, s, 53)).is_some_and(|t| clear(ct.table().bucket_of(&t))));
+    check!(port.is_some());
+    let Some(port) = port else {
+        return;
+    };
+    check!(send(&udp4(c, port, s, 53)) == Some(Verdict::Drop));
+    check!(ct.stats().full_drops == 1 && ct.stats().early_drops == 0);
+    // The next sweep evicts unassured flows down to 95 % of the limit (38).
+    sweep();
+    let st = ct.stats();
+    check!(st.count == 38 && st.early_drops == 2);
+    for p in 1000..1036u16 {
+        check!(mark(&udp4(c, p, s, 53), 0));
+    }
+    // Under 95 %: no more evictions, and the dropped flow gets in.
+    sweep();
+    check!(ct.stats().count == 38 && ct.stats().early_drops == 2);
+    check!(send(&udp4(c, port, s, 53)) == Some(Verdict::Accept));
+    check!(ct.stats().count == 39 && ct.stats().full_drops == 1);
+    check!(ct.flush() == 39);
+}
+
 /// Lookups in a kernel thread while flows are inserted and removed: every
 /// flow a reader finds has the tuple it looked for (never a freed or
 /// half-built flow).

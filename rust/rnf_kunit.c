@@ -16,6 +16,7 @@ void rnf_kunit_flow_table(void);
 void rnf_kunit_flow_table_chains(void);
 void rnf_kunit_conntrack_policy(void);
 void rnf_kunit_early_drop_reply_nodes(void);
+void rnf_kunit_gc_evicts_when_full(void);
 void rnf_kunit_flow_table_concurrent(void);
 void rnf_kunit_packet_notes(void);
 
@@ -35,6 +36,7 @@ RNF_RUST_CASE(flow_table)
 RNF_RUST_CASE(flow_table_chains)
 RNF_RUST_CASE(conntrack_policy)
 RNF_RUST_CASE(early_drop_reply_nodes)
+RNF_RUST_CASE(gc_evicts_when_full)
 RNF_RUST_CASE(flow_table_concurrent)
 RNF_RUST_CASE(packet_notes)
 
@@ -49,6 +51,7 @@ static struct kunit_case rnf_cases[] = {
 	KUNIT_CASE(flow_table_chains_case),
 	KUNIT_CASE(conntrack_policy_case),
 	KUNIT_CASE(early_drop_reply_nodes_case),
+	KUNIT_CASE(gc_evicts_when_full_case),
 	KUNIT_CASE(flow_table_concurrent_case),
 	KUNIT_CASE(packet_notes_case),
 	{}

@@ -519,6 +519,15 @@ fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> [u8; 29] {
     ]
 }
 
+/// Tracks the IPv4 packet `pkt` in `ct` as tracking's hook does; the
+/// verdict.
+fn track_packet(ct: &crate::conntrack::Conntrack, pkt: &[u8]) -> Option<crate::netfilter::Verdict> {
+    let mut skb = OwnedSkBuff::alloc(128).ok()?;
+    skb.put(pkt).ok()?;
+    let lock = crate::rcu::read_lock();
+    Some(ct.track(&skb, || false, lock.guard()))
+}
+
 fn tuple_of(pkt: &[u8]) -> Option<crate::ct::Tuple> {
     let facts = crate::packet::parse(pkt).ok()?;
     crate::ct::Tuple::from_facts(&facts, pkt)
@@ -785,12 +794,7 @@ pub extern "C" fn rnf_kunit_early_drop_reply_nodes() {
         check!(false);
         return;
     };
-    let send = |pkt: &[u8]| -> Option<Verdict> {
-        let mut skb = OwnedSkBuff::alloc(128).ok()?;
-        skb.put(pkt).ok()?;
-        let lock = crate::rcu::read_lock();
-        Some(ct.track(&skb, || false, lock.guard()))
-    };
+    let send = |pkt: &[u8]| track_packet(&ct, pkt);
     let c = [10, 0, 0, 1];
     let s = [10, 0, 0, 2];
     let Some(a) = tuple_of(&udp4(c, 1000, s, 53)) else {
@@ -839,12 +843,7 @@ pub extern "C" fn rnf_kunit_gc_evicts_when_full() {
         check!(false);
         return;
     };
-    let send = |pkt: &[u8]| -> Option<Verdict> {
-        let mut skb = OwnedSkBuff::alloc(128).ok()?;
-        skb.put(pkt).ok()?;
-        let lock = crate::rcu::read_lock();
-        Some(ct.track(&skb, || false, lock.guard()))
-    };
+    let send = |pkt: &[u8]| track_packet(&ct, pkt);
     let mark = |pkt: &[u8], bits: u32| {
         let lock = crate::rcu::read_lock();
         match tuple_of(pkt).and_then(|t| ct.table().lookup(&t, lock.guard())) {

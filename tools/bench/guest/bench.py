@@ -523,10 +523,7 @@ def ct_rules(engine):
             f"add FORWARD daddr {SINK} proto udp dport {DPORT} accept"]))
     if engine == "nft":
         return timed(["nft", "-f", write(f"{TMP}/nft-ct.nft", [
-            "flush ruleset", "table ip t {",
-            "  chain forward { type filter hook forward priority 0; policy drop;",
-            "    ct state established,related accept",
-            f"    ip daddr {SINK} udp dport {DPORT} accept", "  }", "}"])])
+            "flush ruleset", nft_state_forward("ip", SINK)])])
     return timed([IPT[engine][1]], write(f"{TMP}/ipt-ct.rules", [
         "*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]",
         "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",

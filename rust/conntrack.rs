@@ -639,16 +639,13 @@ impl Conntrack {
         };
         let limit = self.limit.load(Ordering::Relaxed);
         if !self.table.reserve(limit) {
-            if !self.early_drop(bucket, guard) {
-                // Nothing to evict near the bucket: garbage collection
-                // makes room (written once, not per dropped packet).
-                if !self.gc_evict.load(Ordering::Relaxed) {
-                    self.gc_evict.store(true, Ordering::Relaxed);
-                }
-                bump(&self.stats.full_drops);
-                return Err(());
+            let evicted = self.early_drop(bucket, guard);
+            // Nothing to evict near the bucket: garbage collection makes
+            // room (written once, not per dropped packet).
+            if !evicted && !self.gc_evict.load(Ordering::Relaxed) {
+                self.gc_evict.store(true, Ordering::Relaxed);
             }
-            if !self.table.reserve(limit) {
+            if !evicted || !self.table.reserve(limit) {
                 bump(&self.stats.full_drops);
                 return Err(());
             }
@@ -1169,7 +1166,7 @@ impl Conntrack {
         if let Ok(next) = swept {
             self.gc_cursor.store(next, Ordering::Relaxed);
         }
-        if evict_above.is_some() && self.table.count() <= self.evict_threshold() {
+        if evict_above.is_some_and(|m| self.table.count() <= m) {
             self.gc_evict.store(false, Ordering::Relaxed);
         }
         collected

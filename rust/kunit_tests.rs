@@ -528,6 +528,15 @@ fn track_packet(ct: &crate::conntrack::Conntrack, pkt: &[u8]) -> Option<crate::n
     Some(ct.track(&skb, || false, lock.guard()))
 }
 
+/// Whether bucket `x` is among the 8 that early drop searches from bucket
+/// `start` on, in a table of `n` buckets.
+fn in_early_drop_window(n: u32, start: u32, x: u32) -> bool {
+    x.wrapping_add(n)
+        .wrapping_sub(start)
+        .checked_rem(n)
+        .is_some_and(|d| d < 8)
+}
+
 fn tuple_of(pkt: &[u8]) -> Option<crate::ct::Tuple> {
     let facts = crate::packet::parse(pkt).ok()?;
     crate::ct::Tuple::from_facts(&facts, pkt)
@@ -805,12 +814,7 @@ pub extern "C" fn rnf_kunit_early_drop_reply_nodes() {
     check!(ct.stats().count == 1);
     let n = ct.table().buckets();
     let (ob, rb) = (ct.table().bucket_of(&a), ct.table().bucket_of(&a.invert()));
-    let within = |start: u32, x: u32| {
-        x.wrapping_add(n)
-            .wrapping_sub(start)
-            .checked_rem(n)
-            .is_some_and(|d| d < 8)
-    };
+    let within = |start: u32, x: u32| in_early_drop_window(n, start, x);
     // A second flow whose buckets to search hold the first one's reply
     // node but not its original node.
     let port = (2000..60000u16).find(|&p| {
@@ -887,14 +891,7 @@ pub extern "C" fn rnf_kunit_gc_evicts_when_full() {
         v
     };
     check!(nodes.len() == 2 * usize::from(LIMIT));
-    let clear = |b: u32| {
-        !nodes.iter().any(|&x| {
-            x.wrapping_add(n)
-                .wrapping_sub(b)
-                .checked_rem(n)
-                .is_some_and(|d| d < 8)
-        })
-    };
+    let clear = |b: u32| !nodes.iter().any(|&x| in_early_drop_window(n, b, x));
     let port = (2000..60000u16)
         .find(|&p| tuple_of(&udp4(c, p, s, 53)).is_some_and(|t| clear(ct.table().bucket_of(&t))));
     check!(port.is_some());

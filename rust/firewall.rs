@@ -107,17 +107,19 @@ pub struct PacketPath {
 }
 
 impl PacketPath {
-    fn new(ct: Arc<Conntrack>) -> Result<Self> {
+    /// A packet path that counts at hook points without work if
+    /// `counting`.
+    fn new(ct: Arc<Conntrack>, counting: bool) -> Result<Self> {
         Ok(Self {
             hooked: AtomicU64::new(0),
-            counting: AtomicBool::new(true),
+            counting: AtomicBool::new(counting),
             ct_counts: AtomicBool::new(false),
             fused: AtomicU64::new(0),
             tallies: PerCpuCounters::new(NUM_TALLIES as u32)?,
             books: KBox::pin_init(
                 new_mutex!(PointBooks::new(Layout {
                     hooked: 0,
-                    counting: true,
+                    counting,
                 })),
                 GFP_KERNEL,
             )?,
@@ -1247,7 +1249,10 @@ impl pernet::NetData for NetState {
         let own_net = own.clone();
         let ct = Arc::new(Conntrack::new(own)?, GFP_KERNEL)?;
         let gc = DelayedWork::new(ct.clone())?;
-        let path = Arc::new(PacketPath::new(ct.clone())?, GFP_KERNEL)?;
+        // Counting at hooks without rules as the module parameter says
+        // now (off by default: no hook until the rules need one).
+        let counting = crate::params::hook_counters();
+        let path = Arc::new(PacketPath::new(ct.clone(), counting)?, GFP_KERNEL)?;
         let mut specs = KVec::with_capacity(NUM_HOOK_POINTS + NUM_COUNT_POINTS, GFP_KERNEL)?;
         for i in 0..NUM_HOOK_POINTS {
             let (family, hook, stage) = hooks::hook_point(i).ok_or(EINVAL)?;
@@ -1282,7 +1287,8 @@ impl pernet::NetData for NetState {
         }
         let ct_specs = Conntrack::hook_specs(CT_TAG as u32, (KIND_TRACK, KIND_CONFIRM));
         let ct_reg = netfilter::Registration::new(net, &ct_specs, path.clone(), 0)?;
-        let points = netfilter::Registration::new(net, &specs, path.clone(), COUNT_MASK)?;
+        let initial = if counting { COUNT_MASK } else { 0 };
+        let points = netfilter::Registration::new(net, &specs, path.clone(), initial)?;
         let hooks_path = path.clone();
         let hooks = Arc::pin_init(
             pin_init!(Hooks {
@@ -1294,7 +1300,8 @@ impl pernet::NetData for NetState {
             }),
             GFP_KERNEL,
         )?;
-        // Hooks what the initial (empty) rule set needs: the counting hooks.
+        // Hooks what the initial (empty) rule set needs: the counting hooks
+        // if counting, otherwise none.
         rules
             .store
             .lock()

@@ -32,7 +32,30 @@
 #include <net/netfilter/ipv4/nf_defrag_ipv4.h>
 #include <net/netfilter/ipv6/nf_defrag_ipv6.h>
 
+#include <linux/moduleparam.h>
+
 #include "rnf_helpers.h"
+
+/*
+ * The module's parameters (the 6.12 `module!` macro declares none).
+ *
+ * hook_counters: whether a network namespace created from now on counts
+ * packets at hooks where it has no rules (`rnfctl hook-counters`). Off by
+ * default, as nf_tables, x_tables and nf_conntrack hook a namespace only
+ * once its rules need it: a namespace without rules then has no rnf hook
+ * at all. Namespaces that exist when the module loads take the value given
+ * to insmod or modprobe; a later change (root, through
+ * /sys/module/rnf/parameters/hook_counters) applies to new namespaces.
+ */
+static bool hook_counters;
+module_param(hook_counters, bool, 0644);
+MODULE_PARM_DESC(hook_counters,
+		 "count packets at every hook in new network namespaces, hooked only to count where there are no rules (default: off; per namespace: rnfctl hook-counters)");
+
+bool rnf_hook_counters_default(void)
+{
+	return READ_ONCE(hook_counters);
+}
 
 void *rnf_net_generic(const struct net *net, unsigned int id)
 {

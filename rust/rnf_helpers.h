@@ -121,6 +121,9 @@ void rnf_work_free(struct rnf_work *w);
 void rnf_cond_resched(void);
 bool rnf_need_resched(void);
 
+/* The hook_counters module parameter. */
+bool rnf_hook_counters_default(void);
+
 /* What conntrack found for the packet each CPU handles last. */
 struct rnf_pkt_ct {
 	const void *skb;

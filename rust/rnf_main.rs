@@ -67,6 +67,7 @@ pub mod ktest;
 pub mod locks;
 pub mod net;
 pub mod netfilter;
+pub mod params;
 pub mod percpu;
 pub mod pernet;
 pub mod rcu;

@@ -3,8 +3,9 @@
 """A/B of rnf.ko builds in one boot of the bench VM: AB_ROUNDS rounds (default
 3), each measuring no firewall, then for every module given: no rules (with
 hook counters on and off), one kube rule, established flows and DNAT +
-masquerade (bench.py's workloads; AB_MODES picks among empty, empty_off,
-kube1, ct_new, ct_new6 (new IPv6 flows), ct_est, nat, nat_off (DNAT +
+masquerade (bench.py's workloads; AB_MODES picks among empty (hook
+counters on), empty_off, kube1, ct_new, ct_new6 (new IPv6 flows), ct_est,
+nat (hook counters on), nat_off (DNAT +
 masquerade with hook counters off), nat_est (DNAT + masquerade, its flows
 replied first), dnat (the DNAT alone), nat_fwd (DNAT + masquerade behind a
 FORWARD filter: state accept, then the forwarded port), nat_none

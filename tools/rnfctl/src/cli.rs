@@ -175,11 +175,12 @@ pub enum OnOff {
 
 /// The help text after `rnfctl hook-counters --help`.
 pub const HOOK_COUNTERS_HELP: &str = "\
-On (the default in every namespace), every hook counts the packets that
-pass it for `rnfctl status`: hooks without rules are hooked only to count.
-Off, only stages with rules are hooked and count, and the policy counters
-of empty chains stand still: a namespace without rules costs its packets
-nothing, as without a firewall. The setting is per network namespace.
+On, every hook counts the packets that pass it for `rnfctl status`: hooks
+without rules are hooked only to count. Off (the default in a new
+namespace, unless rnf was loaded with hook_counters=1), only stages with
+rules are hooked and count, and the policy counters of empty chains stand
+still: a namespace without rules costs its packets nothing, as without a
+firewall. The setting is per network namespace.
 ";
 
 /// A table name as a clap value.

@@ -134,7 +134,14 @@ def module_loaded():
 _deps_loaded = False
 
 
-def insmod():
+# The suites load rnf counting at every hook in every namespace (the
+# hook_counters parameter; off by default), as most of their checks read
+# `rnfctl status` and policy counters of empty chains. The foundation test
+# "a namespace without rules has no hook by default" loads it as a user does.
+SUITE_PARAMS = ("hook_counters=1",)
+
+
+def insmod(params=SUITE_PARAMS):
     # rnf uses symbols of other modules (nf_reject_ipv4/6 for REJECT,
     # nf_defrag_ipv4/6): load what modinfo says it depends on, as modprobe
     # would, once (they stay loaded when rnf is unloaded).
@@ -144,7 +151,7 @@ def insmod():
         for dep in filter(None, deps.split(",")):
             sh(["modprobe", dep])
         _deps_loaded = True
-    sh(["insmod", MODULE])
+    sh(["insmod", MODULE, *params])
 
 
 def rmmod():

@@ -232,6 +232,56 @@ def test_bad_requests_refused():
     check_eq(len(replies), 1, "status replies")
 
 
+PARAM = "/sys/module/rnf/parameters/hook_counters"
+
+
+def test_default_no_hooks_without_rules(topo):
+    """Loaded without parameters, rnf hooks a namespace only where its rules
+    need it: `hook-counters` is off in every namespace, a forwarded ping
+    is counted nowhere (no hook), a FORWARD rule hooks and counts its
+    stage alone; hook_counters=1 written to sysfs makes namespaces created
+    afterwards count at every hook, and leaves the others as they are."""
+    t.rmmod()
+    t.insmod(params=())
+    try:
+        with open(PARAM) as f:
+            check_eq(f.read().strip(), "N", "hook_counters parameter")
+        for ns in ("r", "a", None):
+            check_eq(t.rnfctl("hook-counters", ns=ns).stdout.strip(), "off", f"{ns or 'init'}: hook counters")
+        check("hook counters: off" in t.rnfctl("status", ns="r").stdout, "status says the counters are off")
+        names = ("a", "r", "b")
+        before = snapshot(names)
+        t.sh("ping -c3 -i0.2 -W5 10.0.2.2", ns="a")
+        after = snapshot(names)
+        z = {h: (0, 0) for h in HOOKS}
+        for n in names:
+            check_eq(delta(before[n], after[n], "ipv4"), z, f"{n}: counted without rules")
+        t.rnfctl("add", "filter", "FORWARD", "proto", "icmp", "accept", ns="r")
+        try:
+            _, s0 = t.status(ns="r")
+            t.sh("ping -c3 -i0.2 -W5 10.0.2.2", ns="a")
+            _, s1 = t.status(ns="r")
+            moved = {k: s1[k][0] - s0[k][0] for k in s1 if k[0] == "ipv4" and s1[k][0] != s0[k][0]}
+            check_eq(moved, {("ipv4", "FORWARD", "filter"): 6}, "only the stage with rules counts")
+        finally:
+            t.rnfctl("flush", "filter", "FORWARD", ns="r")
+        with open(PARAM, "w") as f:
+            f.write("1")
+        t.sh(["ip", "netns", "add", "counted"])
+        try:
+            check_eq(t.rnfctl("hook-counters", ns="counted").stdout.strip(), "on",
+                     "a namespace created after hook_counters=1")
+            check_eq(t.rnfctl("hook-counters", ns="r").stdout.strip(), "off", "an earlier namespace")
+            t.sh("ip link set lo up && ping -c2 -i0.2 -W5 127.0.0.1", ns="counted")
+            _, c = t.status(ns="counted")
+            check_eq(c[("ipv4", "OUTPUT", "raw")][0], 4, "loopback OUTPUT packets counted")
+        finally:
+            t.sh(["ip", "netns", "del", "counted"])
+    finally:
+        t.rmmod()
+        t.insmod()
+
+
 def test_load_unload_under_traffic(topo, rounds=50):
     """Load and unload rnf repeatedly while UDP and ping traffic crosses the
     router and namespaces come and go; every round's counters must move."""
@@ -305,6 +355,8 @@ def run():
         t.run_test("user-namespace root administers its own network namespace",
                    test_userns_admin_of_own_netns)
         t.run_test("malformed requests are refused with a message", test_bad_requests_refused)
+        t.run_test("a namespace without rules has no hook by default (hook_counters=0)",
+                   test_default_no_hooks_without_rules, topo)
         import test_rules
         test_rules.run(topo)
         import test_conntrack

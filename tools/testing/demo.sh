@@ -15,9 +15,9 @@ inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 say "rnfctl before the module is loaded"
 "$rnfctl" status || true
 
-say "insmod rnf.ko"
+say "insmod rnf.ko hook_counters=1 (count at every hook: by default only hooks with rules are hooked and count)"
 for dep in $(modinfo -F depends "$repo/rnf.ko" | tr , ' '); do modprobe "$dep"; done
-insmod "$repo/rnf.ko"
+insmod "$repo/rnf.ko" hook_counters=1
 dmesg | grep -E "rnf [0-9.]+ loaded" | tail -n1
 
 say "topology: client (10.0.1.2) -- router (10.0.1.1 | 10.0.2.1) -- server (10.0.2.2)"

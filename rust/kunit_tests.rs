@@ -87,8 +87,9 @@ pub extern "C" fn rnf_kunit_status_encoding() {
         return;
     };
     // 28 hook points and 10 counting hooks, and tracking's 8; with the
-    // empty rule set of a fresh namespace only the counting hooks are
-    // registered (no point has work, nothing needs tracking).
+    // empty rule set of a fresh namespace at most the counting hooks are
+    // registered (with hook_counters=1; no point has work, nothing needs
+    // tracking).
     let hooks = state.hooks();
     check!(hooks.hook_count() == NUM_HOOK_POINTS + 10 + 8);
     check!(hooks.hooked_points() == 0);

@@ -9,9 +9,14 @@
 //! A chain of at least [`INDEX_MIN_RULES`] rules gets an index built by
 //! [`crate::compile::fill`]; shorter chains are walked linearly, which is
 //! faster for them. Rules are numbered by their position in the chain.
-//! Seven *fields* are indexed: protocol, source and destination address
-//! (one table per family each) and source and destination port. For each
-//! field a rule is either
+//! Eight *fields* are indexed: protocol, source and destination address
+//! (one table per family each), source and destination port, and the
+//! *service*: destination address, protocol and destination port
+//! together, keyed for rules that ask for exact values of all three (a
+//! list of hosts, a protocol, at most [`MAX_SVC_KEYS`] host × port
+//! combinations), as kube-proxy's service rules do: one probe finds the
+//! rules of the packet's exact service, where the destination address
+//! alone finds every port of it. For each field a rule is either
 //!
 //! - *wildcard*: it does not constrain the field, or constrains it in a
 //!   way the index does not cover (a negated list, a port list wider than
@@ -19,7 +24,8 @@
 //!   [`MAX_LENS`] most used ones of the chain);
 //! - *keyed*: it accepts exactly the packets whose field has one of its
 //!   keys: the protocol, each port of its ranges, each prefix (length and
-//!   masked address) of the field's family. A rule whose address list has
+//!   masked address) of the field's family, each (host, protocol, port).
+//!   A rule whose address list has
 //!   no prefix of a family has no key there and is never a candidate for
 //!   that family's packets (exactly what the matcher says).
 //!
@@ -43,13 +49,15 @@
 //! over a window of at most `n - len + 1` entries: one step for the
 //! wildcard list of a field nobody constrains, `log(len)` steps for a
 //! short list. Fields whose wildcard list holds every rule are skipped,
-//! and the fields are visited smallest candidate set first. Addresses are
-//! resolved first, and a field with at most `FEW_CANDIDATES` (4) candidates
-//! ends the resolution as the query's only field: the full matcher checks
-//! those few, which costs less than intersecting them with the other
-//! fields' lists. In the common shapes (a blocklist of source prefixes,
-//! kube-proxy's destination address + port + protocol) that is the
-//! address field, with one or two rules.
+//! and the fields are visited smallest candidate set first. The service
+//! and the addresses are resolved first, and a field with at most
+//! `FEW_CANDIDATES` (4) candidates ends the resolution as the query's only
+//! field: its candidates are read once into the query, and the full
+//! matcher checks those few, which costs less than intersecting them with
+//! the other fields' lists. In the common shapes (a blocklist of source
+//! prefixes, kube-proxy's services) that is the first field looked up,
+//! with one rule. Fields where every rule is a wildcard are left out of
+//! the index's *plan* when it is built, and not looked at.
 //!
 //! Cost per query: a hash probe per protocol and port, one per indexed
 //! prefix length per address, then a few binary searches per round of the
@@ -71,17 +79,20 @@
 //!
 //! - [`IX_HDR`] bytes: rule count `n`, offset of the chain's end record,
 //!   offset of the rule offset table (`n` × `u32`: record of rule `i`),
-//!   then [`N_FIELDS`] field descriptors of [`FD_LEN`] bytes: wildcard
+//!   the plan (`u32`, bit `1 << f` for a field `f` with a rule that is not
+//!   a wildcard), then [`N_FIELDS`] field descriptors of [`FD_LEN`] bytes: wildcard
 //!   list offset and length, hash table offset and capacity (a power of
 //!   two, 0 for none), number of indexed prefix lengths and the lengths
 //!   (`u8` each, [`MAX_LENS`] bytes).
 //! - The rule offset table, then per field: the wildcard list (room for
 //!   `n` ids), the keyed lists (room for one id per key of every rule),
 //!   the hash table ([`SLOT_LEN`]-byte slots: `u8` tag, 0 for empty, the
-//!   prefix length plus one for addresses, 1 otherwise; 3 bytes 0; the
-//!   key as a 16-byte big-endian number, the address masked to the
-//!   prefix, or the port or protocol; `u32` list offset; `u32` list
-//!   length).
+//!   prefix length plus one for addresses, the family (1 for IPv4, 2 for
+//!   IPv6) for services, 1 otherwise; 3 bytes 0; the key as a 16-byte
+//!   big-endian number, the address masked to the prefix, the port or
+//!   protocol, or for a service the IPv4 host above the protocol and port
+//!   (the IPv6 host XOR them: equal services give equal keys); `u32` list
+//!   offset; `u32` list length).
 //!
 //! Everything is sized from upper bounds that [`crate::compile::measure`]
 //! can compute in one pass (the number of keys, not of distinct keys), so
@@ -105,7 +116,10 @@ pub const MAX_LENS: usize = 16;
 /// A port list covering more ports than this is not indexed (wildcard).
 pub const MAX_PORT_EXPAND: u32 = 16;
 /// Number of indexed fields.
-pub const N_FIELDS: usize = 7;
+pub const N_FIELDS: usize = 8;
+/// Most service keys (destination hosts × destination ports) a rule has
+/// in the service field; a rule with more is a wildcard there.
+pub const MAX_SVC_KEYS: usize = 16;
 
 /// Field: protocol.
 const F_PROTO: usize = 0;
@@ -121,6 +135,10 @@ const F_DADDR6: usize = 4;
 const F_SPORT: usize = 5;
 /// Field: destination port.
 const F_DPORT: usize = 6;
+/// Field: service, the destination address, protocol and destination
+/// port together, for rules that ask for one exact value of each (a
+/// destination host, a protocol, a few ports): kube-proxy's services.
+const F_SVC: usize = 7;
 
 /// Index offset: number of rules (`u32`).
 const IX_N: usize = 0;
@@ -128,6 +146,9 @@ const IX_N: usize = 0;
 const IX_END: usize = 4;
 /// Index offset: rule offset table (`u32`).
 const IX_OFFS: usize = 8;
+/// Index offset: the fields worth looking up (`u32`, bit `1 << f` for
+/// field `f`): those with a rule that is not a wildcard.
+const IX_PLAN: usize = 12;
 /// Index offset: first field descriptor.
 const IX_FIELDS: usize = 16;
 /// Size of a field descriptor.
@@ -155,10 +176,14 @@ const S_LEN: usize = 24;
 
 /// Tag of exact (protocol, port) keys.
 const TAG_EXACT: u8 = 1;
+/// Tag of service keys of an IPv4 destination.
+const TAG_SVC4: u8 = 1;
+/// Tag of service keys of an IPv6 destination.
+const TAG_SVC6: u8 = 2;
 
 /// Most lists one query unions: per field the wildcard list and a key's,
 /// per address field one per prefix length.
-const MAX_SLICES: usize = 2 + 2 * (1 + MAX_LENS) + 2 + 2;
+const MAX_SLICES: usize = 2 + 2 * (1 + MAX_LENS) + 2 + 2 + 2;
 
 fn rd_u128(buf: &[u8], at: usize) -> Option<u128> {
     let b = buf.get(at..at.checked_add(16)?)?;
@@ -171,12 +196,10 @@ fn rd_u8(buf: &[u8], at: usize) -> Option<u8> {
 
 /// The top `len` bits of a 128-bit number.
 const fn prefix_mask(len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else if len >= 128 {
+    if len >= 128 {
         u128::MAX
     } else {
-        u128::MAX << (128 - len as u32)
+        !(u128::MAX >> len)
     }
 }
 
@@ -207,6 +230,48 @@ fn port_width(l: &crate::rules::PortList<'_>) -> u32 {
     })
 }
 
+/// The service key of a destination `addr` of `family`, protocol and
+/// destination port. Equal parts give equal keys, which is all the index
+/// needs (an IPv6 key folds the protocol and port into the address, so
+/// different parts may share a key: more candidates, never fewer).
+fn svc_key(family: Family, addr: [u8; 16], proto: u8, port: u16) -> (u8, u128) {
+    let a = u128::from_be_bytes(addr);
+    let x = (u128::from(proto) << 16) | u128::from(port);
+    match family {
+        Family::Ipv4 => (TAG_SVC4, (a & prefix_mask(32)) | x),
+        Family::Ipv6 => (TAG_SVC6, a ^ x),
+    }
+}
+
+/// The parts of a rule keyed in the service field: destination hosts
+/// (every prefix full length), a protocol and destination ports, at most
+/// [`MAX_SVC_KEYS`] combinations; `None` for a wildcard there.
+fn svc_parts<'r>(
+    v: &RuleView<'r>,
+) -> Option<(
+    crate::rules::AddrList<'r>,
+    u8,
+    crate::rules::PortList<'r>,
+    usize,
+)> {
+    let daddr = v.daddr.filter(|l| !l.negated)?;
+    let proto = v.proto?;
+    let dport = v.dport.filter(|l| !l.negated)?;
+    let mut hosts = 0usize;
+    for c in daddr.iter() {
+        let full = match c.family {
+            Family::Ipv4 => 32,
+            Family::Ipv6 => 128,
+        };
+        if c.prefix != full {
+            return None;
+        }
+        hosts += 1;
+    }
+    let keys = hosts.saturating_mul(port_width(&dport) as usize);
+    (keys <= MAX_SVC_KEYS).then_some((daddr, proto, dport, keys))
+}
+
 /// Upper bound of the keys a rule has in each field (for sizing).
 pub(crate) fn rule_keys(v: &RuleView<'_>) -> [usize; N_FIELDS] {
     let mut k = [0usize; N_FIELDS];
@@ -232,6 +297,9 @@ pub(crate) fn rule_keys(v: &RuleView<'_>) -> [usize; N_FIELDS] {
                 }
             }
         }
+    }
+    if let (Some((.., keys)), Some(s)) = (svc_parts(v), k.get_mut(F_SVC)) {
+        *s = keys;
     }
     k
 }
@@ -319,6 +387,25 @@ fn field_keys(v: &RuleView<'_>, f: usize, lens: &Lens, mut emit: impl FnMut(u8, 
                 false
             }
         },
+        F_SVC => {
+            let Some((daddr, proto, dport, _)) = svc_parts(v) else {
+                return true;
+            };
+            for c in daddr.iter() {
+                for r in dport.iter() {
+                    let mut p = r.lo;
+                    loop {
+                        let (tag, key) = svc_key(c.family, c.addr, proto, p);
+                        emit(tag, key);
+                        if p >= r.hi {
+                            break;
+                        }
+                        p += 1;
+                    }
+                }
+            }
+            false
+        }
         F_SPORT | F_DPORT => {
             let list = if f == F_SPORT { v.sport } else { v.dport };
             let Some(l) = list.filter(|l| !l.negated) else {
@@ -527,7 +614,11 @@ where
         }
     }
 
+    let mut plan = 0u32;
     for (f, ((a, l), wl)) in areas.iter().zip(&lens).zip(wild_len).enumerate() {
+        if wl < n {
+            plan |= 1 << f;
+        }
         let d = at + IX_FIELDS + f * FD_LEN;
         w.u32(d + FD_WILD, to_u32(a.wild));
         w.u32(d + FD_WILD_LEN, to_u32(wl));
@@ -540,6 +631,7 @@ where
             w.bytes(d + FD_NLENS, &[1]);
         }
     }
+    w.u32(at + IX_PLAN, plan);
     w.ok
 }
 
@@ -581,9 +673,58 @@ struct Slice {
     len: u32,
 }
 
-/// A chain's index resolved for one packet: the lists whose union is each
-/// field's candidate set. Made once per chain visit, asked for the next
-/// candidate any number of times.
+/// [`FEW_CANDIDATES`] as a length.
+const FEW: usize = FEW_CANDIDATES as usize;
+
+/// [`Query::few_len`] when the general fields answer.
+const GENERAL: u8 = u8::MAX;
+/// [`Query::few_len`] when every rule is a candidate.
+const ALL: u8 = u8::MAX - 1;
+
+/// `N` bytes at `at`, as an array (so that reads at constant offsets in
+/// it need no further checks).
+#[inline(always)]
+fn arr<const N: usize>(buf: &[u8], at: usize) -> Option<&[u8; N]> {
+    buf.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+/// The little-endian `u32` at `at` of an array (0 past its end: with a
+/// constant `at`, a plain load).
+#[inline(always)]
+fn le32<const N: usize>(a: &[u8; N], at: usize) -> u32 {
+    match a.get(at..at.wrapping_add(4)) {
+        Some(&[b0, b1, b2, b3]) => u32::from_le_bytes([b0, b1, b2, b3]),
+        _ => 0,
+    }
+}
+
+/// The lists of a query whose candidates are not few: per field to
+/// intersect, the lists whose union is its candidate set.
+struct General {
+    slices: [Slice; MAX_SLICES],
+    /// Per field to intersect: first slice and number of slices.
+    fields: [(u8, u8); WANTED],
+    n_fields: usize,
+}
+
+impl General {
+    const fn blank() -> Self {
+        General {
+            slices: [Slice { off: 0, len: 0 }; MAX_SLICES],
+            fields: [(0, 0); WANTED],
+            n_fields: 0,
+        }
+    }
+}
+
+/// A chain's index resolved for one packet. Made once per chain visit,
+/// asked for the next candidate any number of times.
+///
+/// Most queries end with one field with at most [`FEW_CANDIDATES`]
+/// candidates (kube-proxy's service address, a blocklist's prefix): their
+/// ids are read into [`few`](Self::few) once, and [`next`](Self::next)
+/// scans them. The lists of the others are in [`general`](Self::general),
+/// which only they initialise (a few hundred bytes).
 pub(crate) struct Query {
     /// Number of rules.
     n: u32,
@@ -591,27 +732,25 @@ pub(crate) struct Query {
     end: u32,
     /// Rule offset table.
     offs: usize,
-    slices: [Slice; MAX_SLICES],
-    /// Per field to intersect: first slice and number of slices.
-    fields: [(u8, u8); 5],
-    n_fields: usize,
-    /// Some field has no candidate at all.
-    none: bool,
+    /// Number of candidates in `few` (0: no rule), or [`GENERAL`] or
+    /// [`ALL`].
+    few_len: u8,
+    /// The candidates, ascending, if few.
+    few: [u32; FEW],
+    general: Option<General>,
 }
 
 impl Query {
     /// A query that resolves nothing yet, to [`resolve`](Self::resolve)
-    /// in place (a `Query` is a few hundred bytes: made once per
-    /// evaluation, not moved around per chain).
+    /// in place (made once per evaluation, not moved around per chain).
     pub(crate) const fn blank() -> Self {
         Query {
             n: 0,
             end: 0,
             offs: 0,
-            slices: [Slice { off: 0, len: 0 }; MAX_SLICES],
-            fields: [(0, 0); 5],
-            n_fields: 0,
-            none: true,
+            few_len: 0,
+            few: [0; FEW],
+            general: None,
         }
     }
 
@@ -619,93 +758,139 @@ impl Query {
     /// (`self` is left resolving no rule then).
     pub(crate) fn resolve(&mut self, buf: &[u8], at: usize, facts: &PacketFacts) -> Option<()> {
         self.n = 0;
-        self.n_fields = 0;
-        self.none = true;
-        let n = rd_u32(buf, at.checked_add(IX_N)?)?;
-        let end = rd_u32(buf, at.checked_add(IX_END)?)?;
-        let offs = rd_u32(buf, at.checked_add(IX_OFFS)?)? as usize;
+        self.few_len = 0;
+        let hdr: &[u8; IX_HDR] = arr(buf, at)?;
+        let n = le32(hdr, IX_N);
+        let end = le32(hdr, IX_END);
+        let offs = le32(hdr, IX_OFFS) as usize;
+        let plan = le32(hdr, IX_PLAN);
         // The offset table must be there, which bounds `n` by the size.
         buf.get(offs..offs.checked_add((n as usize).checked_mul(4)?)?)?;
-        (self.n, self.end, self.offs, self.none) = (n, end, offs, false);
-        let q = self;
-        let (saddr, daddr) = match facts.family {
-            Family::Ipv4 => (F_SADDR4, F_DADDR4),
-            Family::Ipv6 => (F_SADDR6, F_DADDR6),
-        };
-        let ports = facts.ports();
-        // Addresses first: they are the fields most likely to have few
-        // candidates, which ends the resolution early.
-        let wanted: [(usize, Option<u128>); 5] = [
-            (daddr, Some(u128::from_be_bytes(facts.dst))),
-            (saddr, Some(u128::from_be_bytes(facts.src))),
-            (F_DPORT, ports.map(|p| u128::from(p.1))),
-            (F_SPORT, ports.map(|p| u128::from(p.0))),
-            (F_PROTO, Some(u128::from(facts.proto))),
-        ];
-        let mut ns = 0usize;
-        let mut sizes = [0u64; 5];
-        for (f, value) in wanted {
-            let d = at.checked_add(IX_FIELDS + f * FD_LEN)?;
-            let first = ns;
-            let mut total = 0u64;
-            let wild = Slice {
-                off: rd_u32(buf, d + FD_WILD)?,
-                len: rd_u32(buf, d + FD_WILD_LEN)?,
-            };
-            if wild.len >= n {
-                // Every rule is a candidate: nothing to intersect.
+        (self.n, self.end, self.offs) = (n, end, offs);
+        // The first field that narrows the candidates decides: few of
+        // them (the common case), or the general query from it on.
+        for k in 0..WANTED {
+            let (f, tag, value) = wanted(facts, k);
+            let Some(l) = field(buf, hdr, plan, n, f, tag, value)? else {
                 continue;
+            };
+            if l.count == 0 {
+                // No rule has the packet's key, and none is a wildcard.
+                return Some(());
             }
-            if wild.len > 0 {
-                *q.slices.get_mut(ns)? = wild;
-                ns += 1;
-                total += u64::from(wild.len);
+            if l.total <= FEW_CANDIDATES {
+                return self.take_few(buf, &l);
             }
-            if let Some(value) = value {
-                let slots = rd_u32(buf, d + FD_SLOTS)? as usize;
-                let cap = rd_u32(buf, d + FD_CAP)? as usize;
-                let exact = !is_addr_field(f);
-                let nlens = if exact {
-                    1
-                } else {
-                    usize::from(rd_u8(buf, d + FD_NLENS)?).min(MAX_LENS)
-                };
-                for i in 0..nlens {
-                    let (tag, key) = if exact {
-                        (TAG_EXACT, value)
-                    } else {
-                        let len = rd_u8(buf, d + FD_LENS + i)?;
-                        (len.saturating_add(1), value & prefix_mask(len))
-                    };
-                    if let Some(s) = lookup(buf, slots, cap, tag, key) {
-                        if s.len > 0 {
-                            *q.slices.get_mut(ns)? = s;
-                            ns += 1;
-                            total += u64::from(s.len);
+            return self.resolve_general(buf, hdr, facts, k, l);
+        }
+        // Every rule is a candidate for every field.
+        self.few_len = ALL;
+        Some(())
+    }
+
+    /// Resolves to the few candidates of `l`'s lists.
+    #[inline(always)]
+    fn take_few(&mut self, buf: &[u8], l: &Lists) -> Option<()> {
+        let mut few = [0u32; FEW];
+        let mut len = 0usize;
+        if let ([s, ..], 1) = (&l.first, l.count) {
+            // One list: ascending and without duplicates already.
+            for (i, c) in few.iter_mut().enumerate().take(s.len as usize) {
+                let at = (s.off as usize).checked_add(i.checked_mul(4)?)?;
+                *c = rd_u32(buf, at)?;
+            }
+            self.few = few;
+            self.few_len = u8::try_from(s.len.min(FEW_CANDIDATES as u32)).ok()?;
+            return Some(());
+        }
+        for s in l.first.iter().take(l.count) {
+            for i in 0..s.len {
+                let at = (s.off as usize).checked_add((i as usize).checked_mul(4)?)?;
+                insert(&mut few, &mut len, rd_u32(buf, at)?);
+            }
+        }
+        self.few = few;
+        self.few_len = u8::try_from(len).ok()?;
+        Some(())
+    }
+
+    /// [`resolve`](Self::resolve) from the `k0`-th field on, whose lists
+    /// `l0` hold more than a few candidates: the fields to intersect,
+    /// smallest candidate set first, unless a later field has few
+    /// candidates (then it alone).
+    #[inline(never)]
+    fn resolve_general(
+        &mut self,
+        buf: &[u8],
+        hdr: &[u8; IX_HDR],
+        facts: &PacketFacts,
+        k0: usize,
+        l0: Lists,
+    ) -> Option<()> {
+        let n = self.n;
+        let plan = le32(hdr, IX_PLAN);
+        let g = self.general.get_or_insert_with(General::blank);
+        let mut n_fields = 0usize;
+        let mut sizes = [0u64; WANTED];
+        let mut ns = 0usize;
+        for k in k0..WANTED {
+            let (f, tag, value) = wanted(facts, k);
+            let l = if k == k0 {
+                l0
+            } else {
+                match field(buf, hdr, plan, n, f, tag, value)? {
+                    Some(l) => l,
+                    None => continue,
+                }
+            };
+            if l.count == 0 {
+                self.few_len = 0;
+                return Some(());
+            }
+            if l.total <= FEW_CANDIDATES {
+                // Every matching rule is among these few: the other
+                // fields need not be looked up or intersected.
+                return self.take_few(buf, &l);
+            }
+            let first = ns;
+            if l.count <= FEW {
+                for s in l.first.iter().take(l.count) {
+                    *g.slices.get_mut(ns)? = *s;
+                    ns += 1;
+                }
+            } else {
+                // More lists than `l` holds: look them up again.
+                let d: &[u8; FD_LEN] = arr(hdr, IX_FIELDS.checked_add(f.checked_mul(FD_LEN)?)?)?;
+                let slices = &mut g.slices;
+                let mut fail = false;
+                let mut push = |s: Slice| {
+                    if s.len > 0 {
+                        match slices.get_mut(ns) {
+                            Some(d) => *d = s,
+                            None => fail = true,
                         }
+                        ns += 1;
                     }
+                };
+                push(Slice {
+                    off: le32(d, FD_WILD),
+                    len: le32(d, FD_WILD_LEN),
+                });
+                if let Some(value) = value {
+                    field_lists(buf, d, f, tag, value, &mut push)?;
+                }
+                if fail {
+                    return None;
                 }
             }
-            if ns == first {
-                q.none = true;
-                return Some(());
-            }
             let field = (u8::try_from(first).ok()?, u8::try_from(ns - first).ok()?);
-            if total <= FEW_CANDIDATES {
-                // Every matching rule is among these few: the other fields
-                // need not be looked up or intersected (kube-proxy's
-                // service address, a blocklist's source prefix).
-                *q.fields.first_mut()? = field;
-                q.n_fields = 1;
-                return Some(());
-            }
-            let k = q.n_fields;
-            *q.fields.get_mut(k)? = field;
-            *sizes.get_mut(k)? = total;
-            q.n_fields += 1;
+            *g.fields.get_mut(n_fields)? = field;
+            *sizes.get_mut(n_fields)? = l.total;
+            n_fields += 1;
         }
+        g.n_fields = n_fields;
         // Smallest candidate set first (insertion sort of at most 5).
-        for i in 1..q.n_fields {
+        for i in 1..n_fields {
             let mut j = i;
             while j > 0 {
                 let (a, b) = (sizes.get(j - 1).copied()?, sizes.get(j).copied()?);
@@ -713,10 +898,11 @@ impl Query {
                     break;
                 }
                 sizes.swap(j - 1, j);
-                q.fields.swap(j - 1, j);
+                g.fields.swap(j - 1, j);
                 j -= 1;
             }
         }
+        self.few_len = GENERAL;
         Some(())
     }
 
@@ -731,6 +917,7 @@ impl Query {
     }
 
     /// Offset of the record of rule `i`.
+    #[inline]
     pub(crate) fn rule_offset(&self, buf: &[u8], i: u32) -> Option<usize> {
         let at = self.offs.checked_add((i as usize).checked_mul(4)?)?;
         rd_u32(buf, at).map(|o| o as usize)
@@ -738,15 +925,34 @@ impl Query {
 
     /// The lowest candidate rule at or after `p`, or [`n`](Self::n) if
     /// there is none.
-    pub(crate) fn next(&self, buf: &[u8], mut p: u32) -> u32 {
-        let n = self.n;
-        if self.none {
-            return n;
+    #[inline]
+    pub(crate) fn next(&self, buf: &[u8], p: u32) -> u32 {
+        if self.few_len == ALL {
+            return p.min(self.n);
         }
-        let fields = self.fields.get(..self.n_fields).unwrap_or(&[]);
+        if self.few_len != GENERAL {
+            let few = self.few.get(..usize::from(self.few_len)).unwrap_or(&[]);
+            for &c in few {
+                if c >= p {
+                    return c.min(self.n);
+                }
+            }
+            return self.n;
+        }
+        self.next_general(buf, p)
+    }
+
+    /// [`next`](Self::next) of a query with many candidates: the leapfrog
+    /// intersection of its fields.
+    fn next_general(&self, buf: &[u8], mut p: u32) -> u32 {
+        let n = self.n;
+        let Some(g) = self.general.as_ref() else {
+            return n;
+        };
+        let fields = g.fields.get(..g.n_fields).unwrap_or(&[]);
         let union_from = |(first, count): (u8, u8), p: u32| -> u32 {
             let first = usize::from(first);
-            let slices = self
+            let slices = g
                 .slices
                 .get(first..first + usize::from(count))
                 .unwrap_or(&[]);
@@ -790,24 +996,189 @@ impl Query {
     }
 }
 
+/// Number of fields a query looks at: the service, both addresses, both
+/// ports and the protocol.
+const WANTED: usize = 6;
+
+/// The `k`-th field a query looks at, the tag of its keys (exact fields)
+/// and the packet's value there (`None` for ports of a packet without):
+/// the service, then the addresses, the fields most likely to have few
+/// candidates, which ends the resolution early.
+#[inline(always)]
+fn wanted(facts: &PacketFacts, k: usize) -> (usize, u8, Option<u128>) {
+    let v4 = matches!(facts.family, Family::Ipv4);
+    match k {
+        0 => {
+            let key = facts
+                .ports()
+                .map(|p| svc_key(facts.family, facts.dst, facts.proto, p.1));
+            (F_SVC, key.map_or(0, |k| k.0), key.map(|k| k.1))
+        }
+        1 => (
+            if v4 { F_DADDR4 } else { F_DADDR6 },
+            0,
+            Some(u128::from_be_bytes(facts.dst)),
+        ),
+        2 => (
+            if v4 { F_SADDR4 } else { F_SADDR6 },
+            0,
+            Some(u128::from_be_bytes(facts.src)),
+        ),
+        3 => (F_DPORT, TAG_EXACT, facts.ports().map(|p| u128::from(p.1))),
+        4 => (F_SPORT, TAG_EXACT, facts.ports().map(|p| u128::from(p.0))),
+        _ => (F_PROTO, TAG_EXACT, Some(u128::from(facts.proto))),
+    }
+}
+
+/// The lists of one field for a packet: the first [`FEW`] of them, how
+/// many there are, and how many ids they hold in all.
+#[derive(Clone, Copy)]
+struct Lists {
+    first: [Slice; FEW],
+    count: usize,
+    total: u64,
+}
+
+impl Lists {
+    #[inline(always)]
+    fn push(&mut self, s: Slice) {
+        if s.len > 0 {
+            if let Some(l) = self.first.get_mut(self.count) {
+                *l = s;
+            }
+            self.count += 1;
+            self.total += u64::from(s.len);
+        }
+    }
+}
+
+/// Field `f`'s lists for the packet's `value` (keys tagged `tag` if the
+/// field is exact) in the index whose header is `hdr`: `Some(None)` for a field that narrows nothing (left out of
+/// `plan`, or every one of the `n` rules a wildcard), `None` for a
+/// corrupt index.
+#[inline(always)]
+fn field(
+    buf: &[u8],
+    hdr: &[u8; IX_HDR],
+    plan: u32,
+    n: u32,
+    f: usize,
+    tag: u8,
+    value: Option<u128>,
+) -> Option<Option<Lists>> {
+    // Fields where every rule is a wildcard are left out of the plan
+    // when the index is built.
+    if plan & (1 << f) == 0 {
+        return Some(None);
+    }
+    let d: &[u8; FD_LEN] = arr(hdr, IX_FIELDS.checked_add(f.checked_mul(FD_LEN)?)?)?;
+    let wild = Slice {
+        off: le32(d, FD_WILD),
+        len: le32(d, FD_WILD_LEN),
+    };
+    if wild.len >= n {
+        return Some(None);
+    }
+    let mut l = Lists {
+        first: [Slice::default(); FEW],
+        count: 0,
+        total: 0,
+    };
+    l.push(wild);
+    if let Some(value) = value {
+        field_lists(buf, d, f, tag, value, &mut |s| l.push(s))?;
+    }
+    Some(Some(l))
+}
+
+/// Adds `id` to the ascending list `few[..*len]` unless it is there (a
+/// rule with several of the packet's prefixes is in several lists);
+/// drops the largest past [`FEW`] ids (only with a corrupt index).
+fn insert(few: &mut [u32; FEW], len: &mut usize, id: u32) {
+    let mut i = *len;
+    while i > 0 {
+        match few.get(i - 1) {
+            Some(&v) if v > id => i -= 1,
+            Some(&v) if v == id => return,
+            _ => break,
+        }
+    }
+    // Shift `few[i..len]` up by one.
+    let mut j = (*len).min(FEW - 1);
+    while j > i {
+        if let Some(v) = few.get(j - 1).copied() {
+            if let Some(d) = few.get_mut(j) {
+                *d = v;
+            }
+        }
+        j -= 1;
+    }
+    if let Some(d) = few.get_mut(i) {
+        *d = id;
+        *len = (*len + 1).min(FEW);
+    }
+}
+
+/// Calls `push` with the list of each of the packet's keys (`value`) in
+/// field `f`, whose descriptor is `d`: one per indexed prefix length for
+/// an address, one tagged `tag` for the other fields. `None` for a
+/// corrupt table.
+#[inline(always)]
+fn field_lists(
+    buf: &[u8],
+    d: &[u8; FD_LEN],
+    f: usize,
+    tag: u8,
+    value: u128,
+    push: &mut impl FnMut(Slice),
+) -> Option<()> {
+    let slots = le32(d, FD_SLOTS) as usize;
+    let cap = le32(d, FD_CAP) as usize;
+    if cap == 0 {
+        return Some(());
+    }
+    if !is_addr_field(f) {
+        if let Some(s) = lookup(buf, slots, cap, tag, value) {
+            push(s);
+        }
+        return Some(());
+    }
+    let nlens = d.get(FD_NLENS).map_or(0, |l| usize::from(*l)).min(MAX_LENS);
+    let lens: &[u8; MAX_LENS] = arr(d, FD_LENS)?;
+    for &len in lens.iter().take(nlens) {
+        let key = value & prefix_mask(len);
+        if let Some(s) = lookup(buf, slots, cap, len.saturating_add(1), key) {
+            push(s);
+        }
+    }
+    Some(())
+}
+
 /// The slice of `(tag, key)` in a hash table, if any.
 fn lookup(buf: &[u8], slots: usize, cap: usize, tag: u8, key: u128) -> Option<Slice> {
-    let mask = cap.checked_sub(1)?;
-    // Bounded by the table, and by the buffer for a corrupt capacity.
-    let bound = cap.min(buf.len() / SLOT_LEN);
+    // A power of two, so that the probes visit every slot once: bounded
+    // by the table, and by the buffer for a corrupt capacity (the slots
+    // in the buffer are the first ones, and a probe past them ends it).
+    if !cap.is_power_of_two() {
+        return None;
+    }
+    let mask = cap - 1;
     let mut i = (hash(tag, key) as usize) & mask;
-    for _ in 0..bound {
+    for _ in 0..cap {
         let at = slots.checked_add(i.checked_mul(SLOT_LEN)?)?;
-        let slot = buf.get(at..at.checked_add(SLOT_LEN)?)?;
-        let t = rd_u8(slot, S_TAG)?;
+        let slot: &[u8; SLOT_LEN] = arr(buf, at)?;
+        let t = slot.first().copied().unwrap_or(0);
         if t == 0 {
             return None;
         }
-        if t == tag && rd_u128(slot, S_KEY)? == key {
-            return Some(Slice {
-                off: rd_u32(slot, S_LIST)?,
-                len: rd_u32(slot, S_LEN)?,
-            });
+        if t == tag {
+            let k: &[u8; 16] = arr(slot, S_KEY)?;
+            if u128::from_be_bytes(*k) == key {
+                return Some(Slice {
+                    off: le32(slot, S_LIST),
+                    len: le32(slot, S_LEN),
+                });
+            }
         }
         i = (i + 1) & mask;
     }

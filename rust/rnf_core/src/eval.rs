@@ -375,17 +375,16 @@ impl<'a> CompiledTable<'a> {
     }
 
     /// Resolves the classification index of chain `i` for `facts` into
-    /// `slot` (made at the first use): `Some(false)` for a chain walked
-    /// linearly, `None` for a corrupt buffer.
+    /// `q`: `Some(false)` for a chain walked linearly, `None` for a
+    /// corrupt buffer.
     #[inline(always)]
-    fn query(&self, i: u32, facts: &PacketFacts, slot: &mut Option<Query>) -> Option<bool> {
+    fn query(&self, i: u32, facts: &PacketFacts, q: &mut Query) -> Option<bool> {
         let e = self.entry(i)?;
         let at = rd_u32(self.buf, e.checked_add(C_INDEX)?)? as usize;
         if at == 0 {
             return Some(false);
         }
-        slot.get_or_insert_with(Query::blank)
-            .resolve(self.buf, at, facts)?;
+        q.resolve(self.buf, at, facts)?;
         Some(true)
     }
 
@@ -462,7 +461,9 @@ impl<'a> CompiledTable<'a> {
         let mut q_tail = false;
         // Whether `chain` (or its tail) has an index, resolved in `query`.
         let mut indexed = false;
-        let mut query: Option<Query> = None;
+        // A few words: the lists of a query with many candidates are
+        // initialised by the first such query only.
+        let mut query = Query::blank();
         let mut steps = 0u32;
         loop {
             // Bounded by the compiler's worst case, so that even a corrupt
@@ -484,7 +485,8 @@ impl<'a> CompiledTable<'a> {
                     q_chain = c;
                     q_tail = tail.is_some();
                 }
-                if let Some(q) = query.as_ref().filter(|_| indexed) {
+                if indexed {
+                    let q = &query;
                     if idx < q.n() {
                         // Skip to the next rule that can match.
                         idx = q.next(buf, idx);

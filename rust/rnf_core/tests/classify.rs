@@ -178,6 +178,11 @@ enum Shape {
     Blocklist,
     /// Anything, from small pools.
     Mixed,
+    /// Services in both families: `daddr HOSTS proto P dport PORTS` with
+    /// several hosts (IPv4 and IPv6) and ports, some wider than the
+    /// service keys go, some negated, and IPv6 hosts whose low bits are
+    /// ports (their service keys collide).
+    Services,
 }
 
 /// A filter table whose INPUT chain has `n` rules of `shape`, FORWARD and
@@ -217,6 +222,33 @@ fn rule_set(shape: Shape, n: usize, seed: u64) -> Vec<OwnedChain> {
                                 PortRange { lo: p, hi: p }
                             }],
                         ));
+                    }
+                    Shape::Services => {
+                        rule.proto = Some([IPPROTO_TCP, IPPROTO_UDP][r.below(2)]);
+                        let most = if r.chance(80) { 1 } else { 5 };
+                        let hosts = (0..1 + r.below(most))
+                            .map(|_| {
+                                if r.chance(70) {
+                                    Cidr::new(Family::Ipv4, pool_v4(r, pool), 32).unwrap()
+                                } else if r.chance(50) {
+                                    Cidr::new(Family::Ipv6, pool_v6(r, pool), 128).unwrap()
+                                } else {
+                                    let mut a = pool_v6(r, 4);
+                                    a[14..].copy_from_slice(
+                                        &PORTS[r.below(PORTS.len())].to_be_bytes(),
+                                    );
+                                    // Now and then not a host: a wildcard.
+                                    let len = if r.chance(90) { 128 } else { 120 };
+                                    Cidr::new(Family::Ipv6, a, len).unwrap()
+                                }
+                            })
+                            .collect();
+                        rule.daddr = Some((r.chance(3), hosts));
+                        let (neg, mut list) = ports(r);
+                        if r.chance(60) {
+                            list.truncate(1);
+                        }
+                        rule.dport = Some((neg && r.chance(30), list));
                     }
                     Shape::Blocklist => {
                         let fam = if r.chance(85) {
@@ -457,7 +489,12 @@ fn agree(chains: &[OwnedChain], packets: &[(Hook, PacketFacts)], seed: u64) {
 }
 
 fn shape() -> impl Strategy<Value = Shape> {
-    prop::sample::select(vec![Shape::Kube, Shape::Blocklist, Shape::Mixed])
+    prop::sample::select(vec![
+        Shape::Kube,
+        Shape::Blocklist,
+        Shape::Mixed,
+        Shape::Services,
+    ])
 }
 
 proptest! {
@@ -502,7 +539,7 @@ proptest! {
 
 #[test]
 fn ten_thousand_rule_shapes_agree() {
-    for (i, shape) in [Shape::Kube, Shape::Blocklist, Shape::Mixed]
+    for (i, shape) in [Shape::Kube, Shape::Blocklist, Shape::Mixed, Shape::Services]
         .into_iter()
         .enumerate()
     {

@@ -76,7 +76,7 @@ pub mod layout {
     /// Magic bytes at offset 0.
     pub const MAGIC: [u8; 4] = *b"RNFc";
     /// Layout version at offset 4. Bumped whenever the layout changes.
-    pub const VERSION: u8 = 6;
+    pub const VERSION: u8 = 7;
     /// Size of the header.
     pub const HDR_LEN: usize = 112;
     /// Header offset: table (`u8`).

@@ -240,8 +240,10 @@ def targets(data):
     # default) the "_off" rows, whose notes say so; in earlier runs rnf
     # counted by default, and their "empty" and "nat" rows are judged.
     nft_empty = dict(workload="empty", engine="nft")
-    off = find(data, workload="empty_off", engine="rnf")
-    default_empty = "empty_off" if off and "the default" in off["note"] else "empty"
+    def default_of(w):
+        off = find(data, workload=f"{w}_off", engine="rnf", metric="pps")
+        return f"{w}_off" if off and "the default" in off["note"] else w
+    default_empty = default_of("empty")
     ratio, detail, _ = compared(data, dict(workload=default_empty, engine="rnf"), nft_empty)
     out.append(f"  rnf empty ({'hook counters off' if default_empty == 'empty_off' else 'hook counters on'})"
                f" >= nft empty base chain: {verdict(None if ratio is None else ratio >= 1)}"
@@ -251,11 +253,11 @@ def targets(data):
     if ratio is not None:
         out.append(f"  (not a target) rnf empty, hook counters {'on' if other_empty == 'empty' else 'off'}"
                    f" >= nft empty base chain: {verdict(ratio >= 1)} ({detail})")
-    default_nat = "nat_off" if default_empty == "empty_off" else "nat"
+    default_nat = default_of("nat")
     for w in ("ct_new", "ct_est"):
         for other in ("nft", "iptables-legacy"):
             ratio, detail, _ = compared(data, dict(workload=w, engine="rnf"), dict(workload=w, engine=other))
-            out.append(f"  {w}: rnf >= {other} (nf_conntrack{'/nf_nat' if w == 'nat' else ''}): "
+            out.append(f"  {w}: rnf >= {other} (nf_conntrack): "
                        f"{verdict(None if ratio is None else ratio >= 1)}" + (f" ({detail})" if detail else ""))
     for other in ("nft", "iptables-legacy"):
         ratio, detail, _ = compared(data, dict(workload=default_nat, engine="rnf"),

@@ -461,8 +461,9 @@ impl<'a> CompiledTable<'a> {
         let mut q_tail = false;
         // Whether `chain` (or its tail) has an index, resolved in `query`.
         let mut indexed = false;
-        // A few words: the lists of a query with many candidates are
-        // initialised by the first such query only.
+        // Its lists for a query with many candidates (a few hundred bytes,
+        // on the stack all the same) are initialised by the first such
+        // query only.
         let mut query = Query::blank();
         let mut steps = 0u32;
         loop {

@@ -88,7 +88,7 @@ for mode in modes:
     elif mode in b.RNF_WORKLOADS:
         b.rnf_workload(mode)
     elif shape in ("kube", "block") and mode[len(shape):] in ("1", "100k"):
-        b.rnf_workload("empty")
+        b.rnf_workload("empty_off")
         b.load_rules("rnf", 1 if mode.endswith("1") else 100000, shape)
     else:
         sys.exit(f"profile.py: unknown mode {mode}")

@@ -59,8 +59,6 @@ const NUM_COUNT_POINTS: usize = hookcount::NUM_FAMILY_HOOKS;
 const COUNT_PRIORITY: i32 = Stage::Raw.priority() - 1;
 /// In a [`Hooks`] mask: the hook points.
 const POINT_MASK: u64 = (1 << NUM_HOOK_POINTS) - 1;
-/// In a [`Hooks`] mask: the counting hooks, always registered.
-const COUNT_MASK: u64 = ((1 << NUM_COUNT_POINTS) - 1) << NUM_HOOK_POINTS;
 /// Tracking's hooks, all of them.
 const CT_MASK: u64 = (1 << Conntrack::HOOKS.len()) - 1;
 /// Tracking's hooks are tagged from here on (after the counting hooks).
@@ -1287,8 +1285,7 @@ impl pernet::NetData for NetState {
         }
         let ct_specs = Conntrack::hook_specs(CT_TAG as u32, (KIND_TRACK, KIND_CONFIRM));
         let ct_reg = netfilter::Registration::new(net, &ct_specs, path.clone(), 0)?;
-        let initial = if counting { COUNT_MASK } else { 0 };
-        let points = netfilter::Registration::new(net, &specs, path.clone(), initial)?;
+        let points = netfilter::Registration::new(net, &specs, path.clone(), 0)?;
         let hooks_path = path.clone();
         let hooks = Arc::pin_init(
             pin_init!(Hooks {
@@ -1300,8 +1297,8 @@ impl pernet::NetData for NetState {
             }),
             GFP_KERNEL,
         )?;
-        // Hooks what the initial (empty) rule set needs: the counting hooks
-        // if counting, otherwise none.
+        // Hooks what the initial (empty) rule set needs (`counting_for`:
+        // the counting hooks if counting, otherwise none).
         rules
             .store
             .lock()

@@ -189,6 +189,8 @@ fn bench_compile(c: &mut Criterion) {
         for n in SIZES {
             let chains = shape.chains(n);
             let size = rnf_core::compile::measure(Table::Filter, common::specs(&chains)).unwrap();
+            // The compiled table's size, beside its compile time.
+            eprintln!("compile/{}/{n}: {size} bytes", shape.name());
             let mut buf = vec![0u8; size];
             g.bench_with_input(BenchmarkId::new(shape.name(), n), &chains, |b, chains| {
                 b.iter(|| {

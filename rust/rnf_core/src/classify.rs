@@ -95,8 +95,9 @@
 //!   offset; `u32` list length).
 //!
 //! Everything is sized from upper bounds that [`crate::compile::measure`]
-//! can compute in one pass (the number of keys, not of distinct keys), so
-//! unused room stays zero. Lookups check every read; a corrupt index gives
+//! can compute in one pass ([`ChainKeys`]: the number of keys, and for the
+//! hash tables an upper bound of the distinct keys), so unused room stays
+//! zero. Lookups check every read; a corrupt index gives
 //! wrong candidates or `None`, never a panic, and every loop is bounded by
 //! the buffer's size.
 
@@ -273,7 +274,7 @@ fn svc_parts<'r>(
 }
 
 /// Upper bound of the keys a rule has in each field (for sizing).
-pub(crate) fn rule_keys(v: &RuleView<'_>) -> [usize; N_FIELDS] {
+fn rule_keys(v: &RuleView<'_>) -> [usize; N_FIELDS] {
     let mut k = [0usize; N_FIELDS];
     if let Some(s) = k.get_mut(F_PROTO) {
         *s = usize::from(v.proto.is_some());
@@ -304,27 +305,126 @@ pub(crate) fn rule_keys(v: &RuleView<'_>) -> [usize; N_FIELDS] {
     k
 }
 
-/// Capacity of a field's hash table for `keys` keys: a power of two at
-/// least twice as large (so probes stay short), 0 for none.
-fn capacity(keys: usize) -> usize {
-    if keys == 0 {
+/// Distinct keys of the protocol and port fields that [`ChainKeys`]
+/// tells apart before it falls back to the fields' domains.
+const FEW_KEYS: usize = 8;
+
+/// The small fields, whose keys fit a `u16`: protocol, source and
+/// destination port, with the number of distinct keys each can have.
+const SMALL_FIELDS: [(usize, usize); 3] =
+    [(F_PROTO, 1 << 8), (F_SPORT, 1 << 16), (F_DPORT, 1 << 16)];
+
+/// The keys of a chain's rules, for sizing its index in one pass without
+/// allocating: per field, how many keys all its rules have (the keyed
+/// lists hold an id per key) and an upper bound of how many of them are
+/// distinct (the hash table's slots). Rules that share a key share its
+/// slot: a kube-proxy chain of 100,000 rules for one protocol and a few
+/// ports needs a few slots there, not 262,144 each. The distinct keys of
+/// the protocol and port fields are told apart while there are at most
+/// [`FEW_KEYS`]; past that, the field's domain (256 protocols, 65,536
+/// ports) bounds them. Addresses and services are bounded by their
+/// count.
+#[derive(Clone, Copy)]
+pub(crate) struct ChainKeys {
+    total: [usize; N_FIELDS],
+    /// Per small field, its distinct keys so far (`n` of them; `n` above
+    /// [`FEW_KEYS`] once there were more).
+    few: [([u16; FEW_KEYS], usize); SMALL_FIELDS.len()],
+}
+
+impl ChainKeys {
+    /// No rules yet.
+    pub(crate) const fn new() -> Self {
+        Self {
+            total: [0; N_FIELDS],
+            few: [([0; FEW_KEYS], 0); SMALL_FIELDS.len()],
+        }
+    }
+
+    /// Adds rule `v`'s keys.
+    pub(crate) fn add(&mut self, v: &RuleView<'_>) {
+        let k = rule_keys(v);
+        for (t, r) in self.total.iter_mut().zip(k) {
+            *t = t.saturating_add(r);
+        }
+        // The keys `field_keys` gives the small fields, where it gives any
+        // (a rule with a count there).
+        let [proto, sport, dport] = &mut self.few;
+        if let Some(p) = v.proto {
+            Self::note(proto, u16::from(p));
+        }
+        for (few, list, f) in [(sport, v.sport, F_SPORT), (dport, v.dport, F_DPORT)] {
+            if k.get(f).copied().unwrap_or(0) == 0 {
+                continue;
+            }
+            for r in list.into_iter().flat_map(|l| l.iter()) {
+                let mut p = r.lo;
+                loop {
+                    Self::note(few, p);
+                    if p >= r.hi || few.1 > FEW_KEYS {
+                        break;
+                    }
+                    p += 1;
+                }
+            }
+        }
+    }
+
+    fn note((keys, n): &mut ([u16; FEW_KEYS], usize), key: u16) {
+        if *n > FEW_KEYS || keys.iter().take(*n).any(|k| *k == key) {
+            return;
+        }
+        // (At `FEW_KEYS` it only counts: one more than it tells apart.)
+        if let Some(slot) = keys.get_mut(*n) {
+            *slot = key;
+        }
+        *n += 1;
+    }
+
+    /// How many keys field `f`'s rules have in all.
+    fn total(&self, f: usize) -> usize {
+        self.total.get(f).copied().unwrap_or(0)
+    }
+
+    /// An upper bound of field `f`'s distinct keys.
+    fn distinct(&self, f: usize) -> usize {
+        let total = self.total(f);
+        SMALL_FIELDS
+            .iter()
+            .zip(&self.few)
+            .find(|((g, _), _)| *g == f)
+            .map_or(total, |((_, domain), (_, n))| {
+                if *n <= FEW_KEYS {
+                    *n
+                } else {
+                    total.min(*domain)
+                }
+            })
+    }
+}
+
+/// Capacity of a hash table for `distinct` keys: a power of two at least
+/// twice as large (so probes stay short), 0 for none.
+fn capacity(distinct: usize) -> usize {
+    if distinct == 0 {
         0
     } else {
-        keys.saturating_mul(2)
+        distinct
+            .saturating_mul(2)
             .checked_next_power_of_two()
             .unwrap_or(0)
     }
 }
 
-/// Size of the index of a chain of `n` rules whose rules have `keys` keys
-/// per field in all (sums of [`rule_keys`]), saturating.
-pub(crate) fn index_size(n: usize, keys: &[usize; N_FIELDS]) -> usize {
+/// Size of the index of a chain of `n` rules whose rules have `keys`,
+/// saturating.
+pub(crate) fn index_size(n: usize, keys: &ChainKeys) -> usize {
     let mut s = IX_HDR.saturating_add(n.saturating_mul(4));
-    for k in keys {
+    for f in 0..N_FIELDS {
         s = s
             .saturating_add(n.saturating_mul(4))
-            .saturating_add(k.saturating_mul(4))
-            .saturating_add(capacity(*k).saturating_mul(SLOT_LEN));
+            .saturating_add(keys.total(f).saturating_mul(4))
+            .saturating_add(capacity(keys.distinct(f)).saturating_mul(SLOT_LEN));
     }
     s
 }
@@ -475,15 +575,14 @@ fn probe_build(w: &W<'_>, slots: usize, cap: usize, tag: u8, key: u128) -> Optio
 
 /// Builds the index of a chain of `n` rules at `at` in `buf`, whose
 /// records start at `start`; `rules` yields the chain's rules (each call a
-/// fresh pass) with their record lengths, and `keys` are the sums of
-/// [`rule_keys`] over them. Returns false if something did not fit (an
+/// fresh pass) with their record lengths, and `keys` are theirs. Returns false if something did not fit (an
 /// internal error).
 pub(crate) fn build<'r, F, I>(
     buf: &mut [u8],
     at: usize,
     start: usize,
     n: usize,
-    keys: &[usize; N_FIELDS],
+    keys: &ChainKeys,
     rules: F,
 ) -> bool
 where
@@ -495,13 +594,13 @@ where
     let offs = at + IX_HDR;
     let mut p = offs + 4 * n;
     let mut areas = [FieldArea::default(); N_FIELDS];
-    for (a, k) in areas.iter_mut().zip(keys) {
+    for (f, a) in areas.iter_mut().enumerate() {
         a.wild = p;
         p += 4 * n;
         a.lists = p;
-        p += 4 * k;
+        p += 4 * keys.total(f);
         a.slots = p;
-        a.cap = capacity(*k);
+        a.cap = capacity(keys.distinct(f));
         p += a.cap * SLOT_LEN;
     }
     if p != at + index_size(n, keys) {
@@ -1213,5 +1312,43 @@ fn seek(buf: &[u8], s: Slice, n: u32, p: u32) -> u32 {
     match at(lo) {
         Some(v) if v >= p => v.min(n),
         _ => n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizing: rules that share their protocol or port share its slot.
+    #[test]
+    fn protocol_and_port_slots_follow_distinct_keys() {
+        let mut k = ChainKeys::new();
+        let slots = |k: &ChainKeys, f| capacity(k.distinct(f));
+        for (p, port) in [(6u16, 80u16), (17, 80), (6, 443), (6, 80), (17, 53)] {
+            ChainKeys::note(&mut k.few[0], p);
+            ChainKeys::note(&mut k.few[2], port);
+            k.total[F_PROTO] += 1;
+            k.total[F_DPORT] += 1;
+        }
+        k.total[F_DADDR4] = 100_000;
+        k.total[F_SVC] = 100_000;
+        assert_eq!(k.total(F_PROTO), 5);
+        assert_eq!(k.distinct(F_PROTO), 2);
+        assert_eq!(k.distinct(F_DPORT), 3);
+        assert_eq!(slots(&k, F_PROTO), 4);
+        assert_eq!(slots(&k, F_DPORT), 8);
+        assert_eq!(slots(&k, F_SPORT), 0);
+        // Addresses and services: as many as there are keys.
+        assert_eq!(slots(&k, F_DADDR4), 262_144);
+        assert_eq!(slots(&k, F_SVC), 262_144);
+        // More distinct keys than it tells apart: the domain bounds them.
+        for port in 1000..1100 {
+            ChainKeys::note(&mut k.few[2], port);
+        }
+        k.total[F_DPORT] = 100_000;
+        assert_eq!(k.distinct(F_DPORT), 65_536);
+        assert_eq!(slots(&k, F_DPORT), 131_072);
+        k.total[F_DPORT] = 100;
+        assert_eq!(k.distinct(F_DPORT), 100);
     }
 }

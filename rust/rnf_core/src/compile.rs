@@ -49,8 +49,8 @@
 //!   of rules that do not constrain the field. The evaluator uses them to
 //!   skip to the next rule that can match, so a packet's cost depends on
 //!   its fields, not on the number of rules; the records stay the source
-//!   of truth. Their size is bounded from the number of keys of the
-//!   rules (see [`crate::classify`]); [`measure`] counts it.
+//!   of truth. Their size is bounded from the keys of the rules
+//!   (see `classify::ChainKeys`); [`measure`] counts it.
 //! - Flat chains, after the indexes: a built-in chain of fewer than
 //!   [`INDEX_MIN_RULES`] rules, each matching on no more than family,
 //!   protocol, one address or prefix per side, one port range per side
@@ -62,7 +62,7 @@
 //!   The records stay the source of truth for everything else (listings,
 //!   tails, the kernel's state-accept shortcut).
 
-use crate::classify::{index_size, rule_keys, INDEX_MIN_RULES, N_FIELDS};
+use crate::classify::{index_size, ChainKeys, INDEX_MIN_RULES};
 use crate::hooks::{Family, Hook};
 use crate::nat::NatKind;
 use crate::packet::copy_into;
@@ -651,7 +651,7 @@ where
             ));
         }
         let mut in_chain = 0usize;
-        let mut keys = [0usize; N_FIELDS];
+        let mut keys = ChainKeys::new();
         let mut flat = true;
         for r in c.rules {
             n_rules += 1;
@@ -682,9 +682,7 @@ where
                 }
             }
             size = size.saturating_add(record_len(&v));
-            for (k, r) in keys.iter_mut().zip(rule_keys(&v)) {
-                *k = k.saturating_add(r);
-            }
+            keys.add(&v);
             flat &= flat_rule(&v);
         }
         size = size.saturating_add(CHAIN_LEN + REC_HDR);
@@ -1104,13 +1102,11 @@ where
     // Classification indexes, after the records.
     for (i, c) in chains.clone().enumerate() {
         let mut n = 0usize;
-        let mut keys = [0usize; N_FIELDS];
+        let mut keys = ChainKeys::new();
         for r in c.rules {
             n += 1;
             if let Ok(v) = RuleView::decode(r.blob) {
-                for (k, r) in keys.iter_mut().zip(rule_keys(&v)) {
-                    *k = k.saturating_add(r);
-                }
+                keys.add(&v);
             }
         }
         if n < INDEX_MIN_RULES {

@@ -602,3 +602,51 @@ fn last_rule_of_a_long_chain() {
     );
     assert_eq!(e.events, vec![Event::Count(n, 60)]);
 }
+
+/// More rules than ports: 70,000 rules on 65,536 distinct destination
+/// ports and one protocol (their tables are sized by the keys the field
+/// can have, not by the rules' keys), each port's first rule found.
+#[test]
+fn more_rules_than_ports() {
+    let n = 70_000u32;
+    let rules: Vec<OwnedRule> = (0..n)
+        .map(|i| OwnedRule {
+            family: Some(Family::Ipv4),
+            proto: Some(if i % 7 == 0 { IPPROTO_UDP } else { IPPROTO_TCP }),
+            dport: Some((
+                false,
+                vec![PortRange {
+                    lo: i as u16,
+                    hi: i as u16,
+                }],
+            )),
+            action: if i % 2 == 0 {
+                OwnedAction::Drop
+            } else {
+                OwnedAction::Accept
+            },
+            ..Default::default()
+        })
+        .collect();
+    let chains = vec![OwnedChain::of("INPUT", Some(Policy::Drop), 0, &rules)];
+    let mut pk = Vec::new();
+    for port in [0u16, 1, 7, 4_463, 65_535] {
+        for (s, proto) in [(1u16, IPPROTO_TCP), (2, IPPROTO_UDP)] {
+            let f = tcp_syn(v4([1, 2, 3, 4]), v4([10, 0, 0, 1]), 1000 + s, port);
+            let f = if proto == IPPROTO_UDP {
+                PacketFacts {
+                    proto,
+                    l4: L4::Ports {
+                        sport: 1000 + s,
+                        dport: port,
+                    },
+                    ..f
+                }
+            } else {
+                f
+            };
+            pk.push((Hook::LocalIn, f));
+        }
+    }
+    agree(&chains, &pk, 3);
+}

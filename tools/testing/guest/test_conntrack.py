@@ -66,6 +66,11 @@ def flows(ns, *filters):
     return json.loads(rnf(ns, "conntrack", "list", "--json", *filters).stdout)
 
 
+def ct_stats(ns):
+    """`rnfctl conntrack stats --json` in `ns`."""
+    return json.loads(rnf(ns, "conntrack", "stats", "--json").stdout)
+
+
 def restore(ns, path):
     with open(path) as f:
         text = f.read()
@@ -175,7 +180,7 @@ def test_fragments_reassembled(topo):
     through the router sample (which drops `ct state invalid`) is answered,
     both ways fragmented, and tracked as one ICMP flow."""
     restore("r", f"{t.REPO}/samples/router.rnf")
-    before = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)["invalid"]
+    before = ct_stats("r")["invalid"]
     try:
         p = t.sh("ping -c2 -i0.3 -W3 -s 4000 10.0.2.2", ns="a", check_rc=False)
         check(p.returncode == 0 and "2 received" in p.stdout, f"fragmented ping: {p.stdout}")
@@ -187,7 +192,7 @@ def test_fragments_reassembled(topo):
         icmp6 = flows("r", "-p", "icmpv6")
         check(len(icmp6) == 1 and icmp6[0]["reply"]["packets"] == 2,
               f"one ICMPv6 flow, two (reassembled) replies: {icmp6}")
-        stats = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)
+        stats = ct_stats("r")
         check_eq(stats["invalid"], before, "no fragment was seen as invalid")
     finally:
         rnf("r", "flush")
@@ -380,7 +385,7 @@ def test_timeouts_and_limit_settings(topo):
         while flows("r", "-p", "udp", "--dport", "7777") and time.monotonic() < deadline:
             time.sleep(1)
         check_eq(flows("r", "-p", "udp", "--dport", "7777"), [], "expired flow collected")
-        stats = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)
+        stats = ct_stats("r")
         check(stats["expired"] >= 1, f"expiry counted: {stats}")
     finally:
         rnf("r", "conntrack", "timeout", "udp", "unreplied", "30")
@@ -446,7 +451,7 @@ def test_flood_past_limit(topo):
             f = flows("r", "-p", "tcp")
             check(f and "assured" in f[0]["status"], f"session assured: {f}")
             t.sh(["python3", "-c", FLOOD, "3000", "20000"], ns="a", timeout=300)
-            st = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)
+            st = ct_stats("r")
             check(st["count"] <= 100, f"count within the limit: {st}")
             check(st["early_drops"] > 0, f"early drops counted: {st}")
             check_eq(s.echo("after"), "echo after", "established session survives the flood")
@@ -457,7 +462,7 @@ def test_flood_past_limit(topo):
             deadline = time.monotonic() + 15
             while st["count"] > 95 and time.monotonic() < deadline:
                 time.sleep(0.5)
-                st = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)
+                st = ct_stats("r")
             check(st["count"] <= 95, f"garbage collection evicted down to 95 % of the limit: {st}")
             check_eq(len(flows("r", "-p", "tcp", "--dport", "22")), 1, "the assured flow stays")
             s2 = Session("a", "10.0.2.2", 22)
@@ -489,7 +494,7 @@ def test_flows_in_their_own_cache(topo):
         time.sleep(2)  # flushed flows are freed after a grace period
         before = int(open(f"{d}/objects").read().split()[0])
         t.sh(["python3", "-c", FLOOD, "2000", "30000"], ns="a", timeout=300)
-        n = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)["count"]
+        n = ct_stats("r")["count"]
         after = int(open(f"{d}/objects").read().split()[0])
         check(n >= 1900 and after - before >= n - 100,
               f"{n} flows tracked, rnf_flow objects {before} -> {after}")

@@ -99,6 +99,11 @@ def rnf(ns, *args, ok=True):
     return p
 
 
+def ct_stats(ns):
+    """`rnfctl conntrack stats --json` in `ns`."""
+    return json.loads(rnf(ns, "conntrack", "stats", "--json").stdout)
+
+
 def restore(ns, name):
     with open(f"{t.REPO}/samples/{name}") as f:
         text = f.read()
@@ -716,7 +721,7 @@ def test_snat_range_exhausted(topo):
     free tuple and its packet is dropped and counted."""
     rnf("r", "add", "nat", "POSTROUTING", "oif", "rb", "proto", "udp", "snat", "to",
         "10.0.2.1:30000-30001")
-    before = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)["nat_drops"]
+    before = ct_stats("r")["nat_drops"]
     sink = subprocess.Popen(["ip", "netns", "exec", "b", "python3", "-c", UDP_SINK],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -732,7 +737,7 @@ def test_snat_range_exhausted(topo):
               "socket.SOCK_DGRAM); s.sendto(b'end', ('10.0.2.2', 7000))"], ns="b")
         out, err = sink.communicate(timeout=90)
         check_eq(out.split(), ["30000", "30001"], f"two flows mapped into the range: {err}")
-        after = json.loads(rnf("r", "conntrack", "stats", "--json").stdout)["nat_drops"]
+        after = ct_stats("r")["nat_drops"]
         check_eq(after - before, 1, "the third flow's packet dropped and counted")
     finally:
         stop(sink)

@@ -1351,12 +1351,13 @@ fn rewrite_v4_ports(
     let (version, from) = {
         let ip: &[u8; 20] = pkt.get(..20)?.try_into().ok()?;
         let [b0, .., s0, s1, s2, s3, d0, d1, d2, d3] = *ip;
-        let old = if at == 12 {
-            [s0, s1, s2, s3]
-        } else {
-            [d0, d1, d2, d3]
-        };
-        (b0 >> 4, u32::from_be_bytes(old))
+        // Chosen as words: a choice between byte arrays compiled to four
+        // byte loads at a computed offset.
+        let (src, dst) = (
+            u32::from_be_bytes([s0, s1, s2, s3]),
+            u32::from_be_bytes([d0, d1, d2, d3]),
+        );
+        (b0 >> 4, if at == 12 { src } else { dst })
     };
     if version != 4 {
         return None;

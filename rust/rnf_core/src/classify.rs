@@ -95,11 +95,11 @@
 //!   offset; `u32` list length).
 //!
 //! Everything is sized from upper bounds that [`crate::compile::measure`]
-//! can compute in one pass ([`ChainKeys`]: the number of keys, and for the
+//! can compute in one pass (`ChainKeys`: the number of keys, and for the
 //! hash tables an upper bound of the distinct keys), so unused room stays
-//! zero. Lookups check every read; a corrupt index gives
-//! wrong candidates or `None`, never a panic, and every loop is bounded by
-//! the buffer's size.
+//! zero. Lookups check every read; a corrupt index gives wrong candidates
+//! or `None`, never a panic, and every loop is bounded by the buffer's
+//! size.
 
 use crate::compile::rd_u32;
 use crate::hooks::Family;
@@ -575,8 +575,9 @@ fn probe_build(w: &W<'_>, slots: usize, cap: usize, tag: u8, key: u128) -> Optio
 
 /// Builds the index of a chain of `n` rules at `at` in `buf`, whose
 /// records start at `start`; `rules` yields the chain's rules (each call a
-/// fresh pass) with their record lengths, and `keys` are theirs. Returns false if something did not fit (an
-/// internal error).
+/// fresh pass) with their record lengths, and `keys` are their keys
+/// ([`ChainKeys`]). Returns false if something did not fit (an internal
+/// error).
 pub(crate) fn build<'r, F, I>(
     buf: &mut [u8],
     at: usize,

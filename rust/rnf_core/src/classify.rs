@@ -104,7 +104,7 @@
 use crate::compile::rd_u32;
 use crate::hooks::Family;
 use crate::packet::PacketFacts;
-use crate::rules::RuleView;
+use crate::rules::{mask_bits, RuleView};
 
 /// Chains with fewer rules are walked linearly.
 pub const INDEX_MIN_RULES: usize = 16;
@@ -195,15 +195,6 @@ fn rd_u8(buf: &[u8], at: usize) -> Option<u8> {
     buf.get(at).copied()
 }
 
-/// The top `len` bits of a 128-bit number.
-const fn prefix_mask(len: u8) -> u128 {
-    if len >= 128 {
-        u128::MAX
-    } else {
-        !(u128::MAX >> len)
-    }
-}
-
 /// Hash of a key (tag and value).
 fn hash(tag: u8, key: u128) -> u32 {
     let mut h = (key as u64) ^ ((key >> 64) as u64).rotate_left(29) ^ (u64::from(tag) << 56);
@@ -239,7 +230,7 @@ fn svc_key(family: Family, addr: [u8; 16], proto: u8, port: u16) -> (u8, u128) {
     let a = u128::from_be_bytes(addr);
     let x = (u128::from(proto) << 16) | u128::from(port);
     match family {
-        Family::Ipv4 => (TAG_SVC4, (a & prefix_mask(32)) | x),
+        Family::Ipv4 => (TAG_SVC4, (a & mask_bits(32)) | x),
         Family::Ipv6 => (TAG_SVC6, a ^ x),
     }
 }
@@ -347,26 +338,11 @@ impl ChainKeys {
         for (t, r) in self.total.iter_mut().zip(k) {
             *t = t.saturating_add(r);
         }
-        // The keys `field_keys` gives the small fields, where it gives any
-        // (a rule with a count there).
-        let [proto, sport, dport] = &mut self.few;
-        if let Some(p) = v.proto {
-            Self::note(proto, u16::from(p));
-        }
-        for (few, list, f) in [(sport, v.sport, F_SPORT), (dport, v.dport, F_DPORT)] {
-            if k.get(f).copied().unwrap_or(0) == 0 {
-                continue;
-            }
-            for r in list.into_iter().flat_map(|l| l.iter()) {
-                let mut p = r.lo;
-                loop {
-                    Self::note(few, p);
-                    if p >= r.hi || few.1 > FEW_KEYS {
-                        break;
-                    }
-                    p += 1;
-                }
-            }
+        // The small fields' keys, as the index's build takes them.
+        for ((f, _), few) in SMALL_FIELDS.iter().zip(&mut self.few) {
+            field_keys(v, *f, &Lens::EXACT, |_, key| {
+                Self::note(few, u16::try_from(key).unwrap_or(u16::MAX));
+            });
         }
     }
 
@@ -540,7 +516,7 @@ fn field_keys(v: &RuleView<'_>, f: usize, lens: &Lens, mut emit: impl FnMut(u8, 
                 return true;
             }
             for c in l.iter().filter(|c| c.family == fam) {
-                let key = u128::from_be_bytes(c.addr) & prefix_mask(c.prefix);
+                let key = u128::from_be_bytes(c.addr) & mask_bits(c.prefix);
                 emit(c.prefix.saturating_add(1), key);
             }
             false
@@ -1246,7 +1222,7 @@ fn field_lists(
     let nlens = d.get(FD_NLENS).map_or(0, |l| usize::from(*l)).min(MAX_LENS);
     let lens: &[u8; MAX_LENS] = arr(d, FD_LENS)?;
     for &len in lens.iter().take(nlens) {
-        let key = value & prefix_mask(len);
+        let key = value & mask_bits(len);
         if let Some(s) = lookup(buf, slots, cap, len.saturating_add(1), key) {
             push(s);
         }

@@ -472,13 +472,15 @@ fn prefix_mask(n: u8) -> [u8; 16] {
     mask_bits(n).to_be_bytes()
 }
 
-/// [`prefix_mask`] as a number: compiling a rule set builds one per
-/// prefix several times over (decoding, sizing, indexing), and a loop
-/// over the 16 bytes was a quarter of the compile's instructions.
-fn mask_bits(n: u8) -> u128 {
-    match n {
-        0 => 0,
-        n => u128::MAX << (128 - u32::from(n.min(128))),
+/// The top `n` bits of a 128-bit number ([`prefix_mask`] as a number; all
+/// 128 for `n` above 128). Compiling a rule set builds one per prefix
+/// several times over (decoding, sizing, indexing): a loop over the 16
+/// bytes was a quarter of the compile's instructions.
+pub(crate) const fn mask_bits(n: u8) -> u128 {
+    if n >= 128 {
+        u128::MAX
+    } else {
+        !(u128::MAX >> n)
     }
 }
 
@@ -532,15 +534,8 @@ impl Cidr {
         };
         let mut addr = [0u8; 16];
         copy_into(&mut addr, addr_bytes);
-        if prefix > Self::max_prefix(family) {
-            return None;
-        }
         // Canonical form only: host bits must be clear.
-        (u128::from_be_bytes(addr) & !mask_bits(prefix) == 0).then_some(Self {
-            family,
-            addr,
-            prefix,
-        })
+        Self::new(family, addr, prefix).filter(|c| c.addr == addr)
     }
 
     fn encode(&self, w: &mut AttrWriter<'_>) {
